@@ -1,0 +1,9 @@
+module github.com/pnap-project/pnap
+
+go 1.26
+
+require (
+	github.com/BurntSushi/toml v1.6.0
+	github.com/gaissmai/bart v0.30.0
+	github.com/osrg/gobgp/v4 v4.8.0
+)
