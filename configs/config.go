@@ -1,0 +1,181 @@
+package configs
+
+import (
+	"fmt"
+	"net/netip"
+	"time"
+)
+
+// Limits on the number of [[backbone]] and [[customer]] tables.
+const (
+	MaxBackbones = 24
+	MaxCustomers = 64
+)
+
+// Config is a loaded, validated configuration. Every field holds its final
+// value: defaults are filled in and relative paths are made absolute.
+type Config struct {
+	Path      string // the file it was loaded from, as given to Load or Parse
+	Forwarder Forwarder
+	Backbones []Backbone // [[backbone]], in file order
+	Customers []Customer // [[customer]], in file order
+	Probes    Probes
+	Optimizer Optimizer
+	API       API
+}
+
+// BackboneByName returns the backbone called name.
+func (c *Config) BackboneByName(name string) (*Backbone, bool) {
+	for i := range c.Backbones {
+		if c.Backbones[i].Name == name {
+			return &c.Backbones[i], true
+		}
+	}
+	return nil, false
+}
+
+// Forwarder is [forwarder]: the AF_XDP data plane.
+type Forwarder struct {
+	Queues    int     // queues: RX queues served per interface; default 1, 1..64
+	CPUs      []int   // cpus: CPU ids to pin workers to; empty means unpinned
+	Batch     int     // batch: packets per ring operation; default 64, 1..1024
+	FrameSize int     // frame_size: UMEM frame bytes; 2048 (default) or 4096
+	Frames    int     // frames: UMEM frames per socket; default 4096, power of two, 64..1<<20
+	RingSize  int     // ring_size: descriptors per ring; default 2048, power of two, <= Frames
+	XDPMode   XDPMode // xdp_mode: default XDPAuto
+	MTU       int     // mtu: default 1500, 576..9000
+}
+
+// XDPMode selects how the XDP program is attached.
+type XDPMode string
+
+// The xdp_mode values.
+const (
+	XDPAuto    XDPMode = "auto"    // native if the driver supports it, else generic
+	XDPNative  XDPMode = "native"  // in the driver; fails if unsupported
+	XDPGeneric XDPMode = "generic" // in the kernel stack; slow, but works everywhere
+)
+
+// Backbone is one [[backbone]]: a transit network reached through one
+// interface and gateway, with the routes it offers.
+type Backbone struct {
+	Name      string     // name: unique, [a-z0-9_-]{1,32}
+	Interface string     // interface: Linux interface name, unique among backbones and customers
+	GatewayV4 netip.Addr // gateway_v4: invalid when unset
+	GatewayV6 netip.Addr // gateway_v6: invalid when unset; at least one gateway is set
+
+	// Preference orders backbones before measurements exist: lower is
+	// preferred, ties go to the earlier backbone. Default 100 + 10*index.
+	Preference int
+
+	Cost         float64 // cost: milliseconds added to this backbone's score; default 0
+	CommitMbps   float64 // commit_mbps: committed rate; 0 (default) means none
+	CapacityMbps float64 // capacity_mbps: link capacity; 0 (default) means unknown; >= CommitMbps when both set
+
+	Static     []netip.Prefix // static: canonical prefixes
+	RouteFiles []RouteFile    // [[backbone.route_file]]
+	MRT        []MRTSource    // [[backbone.mrt]]
+}
+
+// RouteFile is a text prefix file, plain or gzip, one prefix per line.
+type RouteFile struct {
+	Path string // absolute; the file existed at load time
+}
+
+// MRTSource takes one peer's routes from an MRT TABLE_DUMP_V2 RIB dump,
+// plain or gzip. Exactly one of PeerAS and PeerAddress is set.
+type MRTSource struct {
+	Path        string     // absolute; the file existed at load time
+	PeerAS      uint32     // peer_as: 0 when unset
+	PeerAddress netip.Addr // peer_address: invalid when unset
+}
+
+// Customer is one [[customer]]: a port facing a customer network.
+type Customer struct {
+	Name      string       // name: unique among customers and backbones, [a-z0-9_-]{1,32}
+	Interface string       // interface: unique among backbones and customers
+	AddressV4 netip.Prefix // address_v4: the port's own address and subnet, host bits kept; invalid when unset
+	AddressV6 netip.Prefix // address_v6: as AddressV4
+	Routes    []netip.Prefix
+	NextHopV4 netip.Addr // next_hop_v4: for routes that are not connected; invalid when unset
+	NextHopV6 netip.Addr // next_hop_v6: as NextHopV4
+}
+
+// Probes is [probes]: latency measurement of the busiest prefixes.
+type Probes struct {
+	Enabled         bool       // enabled: default true
+	TopPrefixes     int        // top_prefixes: how many of the busiest prefixes to probe; default 1000, 1..1000000
+	Interval        Duration   // interval: default 10s
+	Timeout         Duration   // timeout: default 2s, < Interval
+	RatePerBackbone int        // rate_per_backbone: probes per second; default 100, 1..100000
+	SourceV4        netip.Addr // source_v4: invalid when unset
+	SourceV6        netip.Addr // source_v6: invalid when unset
+	TCPPorts        []int      // tcp_ports: default [443, 80]
+	SampleRing      int        // sample_ring: samples kept; default 4096, power of two
+	FlowTable       int        // flow_table: flows tracked for passive RTT; default 65536
+	TCPTSRateLimit  Duration   // tcp_ts_rate_limit: minimum gap between TCP timestamp samples of a flow; default 100ms
+}
+
+// Optimizer is [optimizer]: choosing a backbone per prefix from measurements.
+type Optimizer struct {
+	Enabled   bool      // enabled: default true
+	Interval  Duration  // interval: how often to re-decide; default 1s
+	Statistic Statistic // statistic: default StatisticP50
+
+	// LossPenaltyMs is milliseconds added to a score per percentage point
+	// of loss. Default 100.
+	LossPenaltyMs float64
+
+	// A prefix moves only when the new backbone is better by both
+	// MinImprovementMs (default 5) and MinImprovementPct percent
+	// (default 10) of the current score.
+	MinImprovementMs  float64
+	MinImprovementPct float64
+
+	MinSamples   int      // min_samples: samples needed before a backbone's score counts; default 10
+	HoldDown     Duration // hold_down: minimum time between moves of one prefix; default 60s
+	MaxOverrides int      // max_overrides: prefixes routed away from their default; default 10000
+	FailureHold  Duration // failure_hold: how long a failed backbone is avoided; default 30s
+}
+
+// Statistic is how a backbone's latency samples are summarised.
+type Statistic string
+
+// The statistic values.
+const (
+	StatisticP50 Statistic = "p50" // median: robust to outliers
+	StatisticMin Statistic = "min" // minimum: closest to the path's propagation delay
+)
+
+// API is [api]: the HTTP control and metrics endpoint.
+type API struct {
+	Listen  string // listen: host:port; default "127.0.0.1:9180"
+	Metrics bool   // metrics: serve Prometheus metrics; default true
+}
+
+// Duration is a time.Duration written in TOML as a string such as "10s" or
+// "250ms". Convert with time.Duration(d).
+type Duration time.Duration
+
+// Duration returns d as a time.Duration.
+func (d Duration) Duration() time.Duration { return time.Duration(d) }
+
+// String formats d like time.Duration does.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// UnmarshalText parses a duration in time.ParseDuration syntax. Zero and
+// negative durations are rejected: no setting here means "never".
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("%q is not a duration; write a number with a unit, like \"10s\" or \"500ms\"", text)
+	}
+	if v <= 0 {
+		return fmt.Errorf("%q is not positive; write a duration greater than zero", text)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText formats d so that UnmarshalText reads it back.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
