@@ -1,0 +1,271 @@
+package fib
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/gaissmai/bart"
+	"github.com/pnap-project/pnap/internal/shareddata"
+)
+
+// The benchmarks here run side by side with gaissmai/bart on the shared full
+// tables; bench_report_test.go prints one table of ratios at the end.
+
+const probeCount = 1 << 21 // 2M distinct addresses: far more than any cache holds
+
+func familyFile(fam string) string {
+	if fam == "ipv4" {
+		return shareddata.IPv4Full
+	}
+	return shareddata.IPv6Full
+}
+
+func BenchmarkLookup(b *testing.B) {
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		rs := loadTable(b, familyFile(fam))
+		addrs := probeAddrs(rs, probeCount, 2)
+		mask := len(addrs) - 1
+		b.Run(fam+"/pnap", func(b *testing.B) {
+			f := buildFIB(b, 1, rs)
+			v := f.Load()
+			b.ReportAllocs()
+			b.ResetTimer()
+			var sink BackboneID
+			for i := 0; i < b.N; i++ {
+				_, bb, _ := v.Forward(addrs[i&mask])
+				sink += bb
+			}
+			_ = sink
+			record("lookup "+fam, "pnap", b)
+		})
+		b.Run(fam+"/bart.Fast", func(b *testing.B) {
+			var t bart.Fast[uint32]
+			for i, r := range rs {
+				t.Insert(r.Prefix, uint32(i))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var sink uint32
+			for i := 0; i < b.N; i++ {
+				v, _ := t.Lookup(addrs[i&mask])
+				sink += v
+			}
+			_ = sink
+			record("lookup "+fam, "bart.Fast", b)
+		})
+		b.Run(fam+"/bart.Table", func(b *testing.B) {
+			var t bart.Table[uint32]
+			for i, r := range rs {
+				t.Insert(r.Prefix, uint32(i))
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			var sink uint32
+			for i := 0; i < b.N; i++ {
+				v, _ := t.Lookup(addrs[i&mask])
+				sink += v
+			}
+			_ = sink
+			record("lookup "+fam, "bart.Table", b)
+		})
+	}
+}
+
+func heapAlloc() uint64 {
+	var m runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// BenchmarkMemory reports bytes per route; its ns/op is meaningless.
+//   - forwarding: what a lookup can touch (trie + selection bytes) for pnap;
+//     the whole heap of the table for bart;
+//   - heap: pnap's whole heap including the writer's control plane;
+//   - per-backbone: what one more backbone holding the same full table adds.
+func BenchmarkMemory(b *testing.B) {
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		rs := loadTable(b, familyFile(fam))
+		b.Run(fam, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				n := float64(len(rs))
+				h0 := heapAlloc()
+				f := buildFIB(b, 1, rs)
+				h1 := heapAlloc()
+				st := f.Stats()
+				fwd := float64(st.TrieBytes+st.SelectionBytes) / n
+				heap := float64(h1-h0) / n
+				err := f.Update(func(tx *Txn) error {
+					for _, r := range rs {
+						if err := tx.Add(1%BackboneID(len(f.backbones)), r.Prefix, r.PathLen); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				runtime.KeepAlive(f)
+				f2 := buildFIB(b, 2, rs)
+				h2 := heapAlloc()
+				perBackbone := (float64(h2-h1) - float64(h1-h0)) / n
+				runtime.KeepAlive(f2)
+				f, f2 = nil, nil
+				h0 = heapAlloc()
+				var bt bart.Table[uint32]
+				for i, r := range rs {
+					bt.Insert(r.Prefix, uint32(i))
+				}
+				bartTable := float64(heapAlloc()-h0) / n
+				runtime.KeepAlive(&bt)
+				h0 = heapAlloc()
+				var bf bart.Fast[uint32]
+				for i, r := range rs {
+					bf.Insert(r.Prefix, uint32(i))
+				}
+				bartFast := float64(heapAlloc()-h0) / n
+				runtime.KeepAlive(&bf)
+				b.ReportMetric(fwd, "fwd-B/route")
+				b.ReportMetric(heap, "heap-B/route")
+				b.ReportMetric(perBackbone, "backbone-B/route")
+				recordValue("bytes/route "+fam+" forwarding", "pnap", fwd, "B")
+				recordValue("bytes/route "+fam+" forwarding", "bart.Fast", bartFast, "B")
+				recordValue("bytes/route "+fam+" forwarding", "bart.Table", bartTable, "B")
+				recordValue("bytes/route "+fam+" whole FIB heap", "pnap", heap, "B")
+				recordValue("bytes/route "+fam+" whole FIB heap", "bart.Table", bartTable, "B")
+				recordValue("bytes/route "+fam+" per backbone", "pnap", perBackbone, "B")
+				recordValue("bytes/route "+fam+" per backbone", "bart.Table", bartTable, "B")
+			}
+		})
+	}
+}
+
+// BenchmarkSelect measures selection changes per second on the full IPv4
+// table (every route held by two backbones) while one reader per CPU looks
+// up continuously.
+func BenchmarkSelect(b *testing.B) {
+	rs := loadTable(b, shareddata.IPv4Full)
+	f := buildFIB(b, 2, rs)
+	ids := make([]RouteID, 0, 1<<16)
+	for i := 0; i < cap(ids); i++ {
+		e, ok := f.Route(rs[(i*7919)%len(rs)].Prefix)
+		if !ok {
+			b.Fatal("route missing")
+		}
+		ids = append(ids, e.Route)
+	}
+	addrs := probeAddrs(rs, 1<<20, 3)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var lookups atomic.Int64
+	for r := 0; r < runtime.NumCPU(); r++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n := 0
+			for {
+				v := f.Load()
+				for _, a := range addrs[n&(len(addrs)-1) : n&(len(addrs)-1)+4096] {
+					v.Forward(a)
+				}
+				n += 4096
+				select {
+				case <-stop:
+					lookups.Add(int64(n))
+					return
+				default:
+				}
+			}
+		}()
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := f.SelectRoute(ids[i&(len(ids)-1)], BackboneID(i>>16&1)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	el := b.Elapsed()
+	close(stop)
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/el.Seconds(), "selections/s")
+	b.ReportMetric(float64(lookups.Load())/el.Seconds(), "lookups/s")
+	recordValue("selection changes with readers", "pnap", float64(b.N)/el.Seconds(), "1/s")
+}
+
+// BenchmarkRouteChurn withdraws a route of the full IPv4 table completely and
+// adds it back, one Version published per change (single) or per 1000
+// changes (batch).
+func BenchmarkRouteChurn(b *testing.B) {
+	rs := loadTable(b, shareddata.IPv4Full)
+	for _, batch := range []int{1, 1000} {
+		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
+			f := buildFIB(b, 1, rs)
+			rng := rand.New(rand.NewPCG(5, 5))
+			b.ResetTimer()
+			for i := 0; i < b.N; i += batch {
+				err := f.Update(func(tx *Txn) error {
+					for j := 0; j < batch && i+j < b.N; j += 2 {
+						r := rs[rng.IntN(len(rs))]
+						if _, err := tx.Withdraw(0, r.Prefix); err != nil {
+							return err
+						}
+						if err := tx.Add(0, r.Prefix, r.PathLen); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+			rate := float64(b.N) / b.Elapsed().Seconds()
+			b.ReportMetric(rate, "changes/s")
+			recordValue(fmt.Sprintf("route add+withdraw, batch %d", batch), "pnap", rate, "1/s")
+		})
+	}
+}
+
+// BenchmarkLoad builds a FIB of 4 backbones each holding the full IPv4 and
+// IPv6 tables, from parsed routes (file parsing is measured in fib/routes).
+func BenchmarkLoad(b *testing.B) {
+	v4 := loadTable(b, shareddata.IPv4Full)
+	v6 := loadTable(b, shareddata.IPv6Full)
+	h0 := heapAlloc()
+	b.ResetTimer()
+	var f *FIB
+	for i := 0; i < b.N; i++ {
+		f = nil
+		f = buildFIB(b, 4, v4, v6)
+	}
+	b.StopTimer()
+	heap := float64(heapAlloc()-h0) / (1 << 20)
+	runtime.KeepAlive(f)
+	b.ReportMetric(heap, "heap-MiB")
+	b.ReportMetric(rssMiB(), "RSS-MiB")
+	recordValue("load 4×(full v4+v6)", "pnap", b.Elapsed().Seconds()/float64(b.N), "s")
+}
+
+// rssMiB is the process's resident set from /proc/self/status.
+func rssMiB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
+}

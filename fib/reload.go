@@ -1,0 +1,56 @@
+package fib
+
+import (
+	"fmt"
+
+	"github.com/pnap-project/pnap/fib/routes"
+)
+
+// Replace makes rs the whole route set of backbone b: routes it lacks are
+// added, routes it no longer has are withdrawn, and all of it is published as
+// one Version, so lookups see either the old table or the new one. Prefixes
+// that stay keep their RouteID and any explicit selection.
+func (f *FIB) Replace(b BackboneID, rs []routes.Route) (added, withdrawn int, err error) {
+	err = f.Update(func(tx *Txn) error {
+		added, withdrawn, err = tx.Replace(b, rs)
+		return err
+	})
+	return added, withdrawn, err
+}
+
+// Replace is FIB.Replace inside a transaction. On an error no route has been
+// withdrawn yet, so the backbone keeps at least its old routes.
+func (tx *Txn) Replace(b BackboneID, rs []routes.Route) (added, withdrawn int, err error) {
+	f := tx.f
+	if err := f.checkBackbone(b); err != nil {
+		return 0, 0, err
+	}
+	keep := make([]bool, f.nextID)
+	for i, r := range rs {
+		had := false
+		if id, ok := f.routeLocked(r.Prefix); ok {
+			had = HolderSet(f.state[id].Load()).Has(b)
+		}
+		if err := f.add(b, r.Prefix, r.PathLen); err != nil {
+			return added, 0, fmt.Errorf("route %d (%v): %w", i, r.Prefix, err)
+		}
+		if !had {
+			added++
+		}
+		if id, ok := f.routeLocked(r.Prefix); ok && int(id) < len(keep) {
+			keep[id] = true
+		}
+	}
+	for id := RouteID(1); int(id) < len(keep); id++ {
+		p := f.prefixes[id]
+		if keep[id] || !p.IsValid() || !HolderSet(f.state[id].Load()).Has(b) {
+			continue
+		}
+		if ok, err := f.withdraw(b, p); err != nil {
+			return added, withdrawn, err
+		} else if ok {
+			withdrawn++
+		}
+	}
+	return added, withdrawn, nil
+}

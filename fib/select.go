@@ -1,0 +1,215 @@
+package fib
+
+import (
+	"fmt"
+	"net/netip"
+)
+
+// SelectRoute makes backbone b the selected one for route r. It is lock-free
+// (one compare-and-swap) and visible to the next lookup. It fails with
+// ErrNotHeld when b holds no route for r's exact prefix, and ErrNoRoute when
+// r names no route. r must come from a lookup or Route no older than the
+// FIB's grace period.
+func (f *FIB) SelectRoute(r RouteID, b BackboneID) error {
+	if r == 0 || int(r) >= len(f.state) {
+		return ErrNoRoute
+	}
+	if int(b) >= len(f.backbones) {
+		return fmt.Errorf("fib: no backbone with id %d", b)
+	}
+	for {
+		s := f.state[r].Load()
+		h := HolderSet(s & holdersMask)
+		if h == 0 {
+			return ErrNoRoute
+		}
+		if !h.Has(b) {
+			return ErrNotHeld
+		}
+		if f.state[r].CompareAndSwap(s, makeState(h, b, true)) {
+			f.syncSel(r)
+			return nil
+		}
+	}
+}
+
+// Select makes backbone b the selected one for prefix p (exact match).
+func (f *FIB) Select(p netip.Prefix, b BackboneID) error {
+	f.mu.Lock()
+	id, ok := f.routeLocked(p)
+	f.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("fib: select %v: %w", p, ErrNoRoute)
+	}
+	if err := f.SelectRoute(id, b); err != nil {
+		if int(b) < len(f.backbones) {
+			return fmt.Errorf("fib: select %v via %q: %w", p, f.backbones[b].Name, err)
+		}
+		return fmt.Errorf("fib: select %v: %w", p, err)
+	}
+	return nil
+}
+
+// ResetSelection drops an explicit selection for p: the default order
+// (preference, AS-path length) decides again.
+func (f *FIB) ResetSelection(p netip.Prefix) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.routeLocked(p)
+	if !ok {
+		return fmt.Errorf("fib: reset %v: %w", p, ErrNoRoute)
+	}
+	for {
+		s := f.state[id].Load()
+		h := HolderSet(s & holdersMask)
+		if f.state[id].CompareAndSwap(s, makeState(h, f.defaultSelection(id, h), false)) {
+			f.syncSel(id)
+			return nil
+		}
+	}
+}
+
+// Route returns the RouteID and current entry of prefix p (exact match).
+func (f *FIB) Route(p netip.Prefix) (Entry, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.routeLocked(p)
+	if !ok {
+		return Entry{}, false
+	}
+	return stateEntry(id, f.state[id].Load()), true
+}
+
+func (f *FIB) routeLocked(p netip.Prefix) (RouteID, bool) {
+	if checkPrefix(p) != nil {
+		return 0, false
+	}
+	_, n, start, rlen := f.find(p, false)
+	if n == nil {
+		return 0, false
+	}
+	i, ok := n.findPfx(start, rlen)
+	if !ok {
+		return 0, false
+	}
+	return n.pfx[i].route, true
+}
+
+// Prefix returns the prefix of route r, or the zero Prefix if r is unused.
+func (f *FIB) Prefix(r RouteID) netip.Prefix {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if int(r) >= len(f.prefixes) {
+		return netip.Prefix{}
+	}
+	return f.prefixes[r]
+}
+
+// PathLen returns backbone b's AS-path length for route r, -1 if unknown or
+// if b holds no route for it.
+func (f *FIB) PathLen(r RouteID, b BackboneID) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if int(b) >= len(f.pathLen) || int(r) >= len(f.pathLen[b]) || !HolderSet(f.state[r].Load()).Has(b) {
+		return -1
+	}
+	if l := f.pathLen[b][r]; l != unknownPath {
+		return int(l)
+	}
+	return -1
+}
+
+// LookupBackbone is the longest-prefix match within backbone b's own routes:
+// the most specific prefix covering a that b holds, which may be less
+// specific than the union's match. It is for the control plane (probes,
+// status), not the fast path.
+func (f *FIB) LookupBackbone(a netip.Addr, b BackboneID) (netip.Prefix, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !a.IsValid() || a.Zone() != "" {
+		return netip.Prefix{}, false
+	}
+	fam := &f.fam[1]
+	if a.Is4() {
+		fam = &f.fam[0]
+	}
+	w := wordsOf(a)
+	var path [16]*cnode
+	n, depth := fam.root, 0
+	for {
+		path[depth] = n
+		i, ok := n.findKid(fam.geo.key(w, depth))
+		if !ok || depth == fam.maxDepth {
+			break
+		}
+		n = n.kids[i]
+		depth++
+	}
+	var buf [17]RouteID
+	for d := depth; d >= 0; d-- {
+		for _, id := range path[d].coverAll(fam.geo.key(w, d), buf[:0]) {
+			if HolderSet(f.state[id].Load()).Has(b) {
+				return f.prefixes[id], true
+			}
+		}
+	}
+	return netip.Prefix{}, false
+}
+
+// Stats describes the FIB's size.
+type Stats struct {
+	IPv4Routes, IPv6Routes int   // distinct prefixes in the union
+	Held                   []int // routes held, by BackboneID
+	// TrieBytes is the lookup structure as of the current Version: arena
+	// nodes plus root pages. StateBytes is the per-route state words in use.
+	// SelectionBytes is the selection array Forward reads (a byte a route).
+	TrieBytes, StateBytes, SelectionBytes int
+	Nodes                                 int
+}
+
+// Stats returns the FIB's current size.
+func (f *FIB) Stats() Stats {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := Stats{IPv4Routes: f.routes[0], IPv6Routes: f.routes[1], Held: append([]int(nil), f.held...)}
+	s.TrieBytes = f.liveWords * 8
+	for fi := range f.fam {
+		s.TrieBytes += len(f.fam[fi].dir) * 8
+		for _, pg := range f.fam[fi].dir {
+			if pg != &emptyPage {
+				s.TrieBytes += len(pg) * 4
+			}
+		}
+		var count func(n *cnode)
+		count = func(n *cnode) {
+			s.Nodes++
+			for _, k := range n.kids {
+				count(k)
+			}
+		}
+		count(f.fam[fi].root)
+	}
+	s.StateBytes = int(f.nextID) * 4
+	s.SelectionBytes = int(f.nextID)
+	return s
+}
+
+// Routes calls fn for every route backbone b holds, in no particular order,
+// until fn returns false. The writer lock is held meanwhile.
+func (f *FIB) Routes(b BackboneID, fn func(p netip.Prefix, pathLen int) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := RouteID(1); id < f.nextID; id++ {
+		p := f.prefixes[id]
+		if !p.IsValid() || !HolderSet(f.state[id].Load()).Has(b) {
+			continue
+		}
+		pl := -1
+		if l := f.pathLen[b][id]; l != unknownPath {
+			pl = int(l)
+		}
+		if !fn(p, pl) {
+			return
+		}
+	}
+}
