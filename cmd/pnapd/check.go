@@ -1,0 +1,44 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+)
+
+func cmdCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("check", "pnapd check -c FILE", stderr)
+	path := fs.String("c", "", "configuration `file` (TOML)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *path == "" {
+		fmt.Fprintln(stderr, "pnapd check: -c FILE is required")
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := configs.Load(*path)
+	if err != nil {
+		return err
+	}
+	start := time.Now()
+	f, report, err := loadFIB(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return fmt.Errorf("%s: %w", *path, err)
+	}
+	took := time.Since(start)
+	st := f.Stats()
+	fmt.Fprintf(stdout, "%s: ok: %d backbones, %d customers\n", *path, len(cfg.Backbones), len(cfg.Customers))
+	for _, r := range report {
+		fmt.Fprintf(stdout, "  backbone %-16s %9d routes from %s\n", r.Backbone, r.Routes, r.Source)
+	}
+	for i, b := range cfg.Backbones {
+		fmt.Fprintf(stdout, "  backbone %-16s %9d routes held (interface %s)\n", b.Name, st.Held[i], b.Interface)
+	}
+	fmt.Fprintf(stdout, "  FIB: %d IPv4 + %d IPv6 prefixes, lookup structure %.1f MiB, loaded in %v\n",
+		st.IPv4Routes, st.IPv6Routes, float64(st.TrieBytes+st.SelectionBytes)/(1<<20), took.Round(time.Millisecond))
+	return nil
+}

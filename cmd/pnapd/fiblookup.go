@@ -1,0 +1,140 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"path/filepath"
+	"strings"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/fib/routes"
+)
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func cmdFIB(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	const synopsis = "pnapd fib lookup (--routes FILE [--routes FILE ...] | -c CONFIG) [--backbone] < addresses"
+	if len(args) == 0 || args[0] != "lookup" {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			fmt.Fprintf(stdout, "Usage: %s\n", synopsis)
+			return nil
+		}
+		fmt.Fprintf(stderr, "Usage: %s\n", synopsis)
+		return errUsage
+	}
+	fs := newFlags("fib lookup", synopsis+`
+
+Reads addresses from stdin, one per line, and writes "ADDRESS PREFIX" per
+line: the longest match across all route files (or the configuration's
+backbones), "-" when none matches. Blank lines and lines starting with '#'
+are skipped. A line that is not an address stops the run with its line
+number and exit status 1.`, stderr)
+	var files stringList
+	fs.Var(&files, "routes", "route `file` (text prefixes, plain or gzip); repeat for more")
+	cfgPath := fs.String("c", "", "take routes from this configuration `file` instead")
+	showBackbone := fs.Bool("backbone", false, "add a third column: the backbone selected for the prefix")
+	if err := parse(fs, args[1:]); err != nil {
+		return err
+	}
+	if (len(files) == 0) == (*cfgPath == "") {
+		fmt.Fprintln(stderr, "pnapd fib lookup: give either --routes FILE (one or more) or -c CONFIG")
+		fs.Usage()
+		return errUsage
+	}
+	var f *fib.FIB
+	if *cfgPath != "" {
+		cfg, err := configs.Load(*cfgPath)
+		if err != nil {
+			return err
+		}
+		if f, _, err = loadFIB(cfg, slog.New(slog.DiscardHandler)); err != nil {
+			return fmt.Errorf("%s: %w", *cfgPath, err)
+		}
+	} else {
+		var err error
+		if f, err = fibFromFiles(files); err != nil {
+			return err
+		}
+	}
+	return lookupStream(f, stdin, stdout, *showBackbone)
+}
+
+// fibFromFiles makes one backbone per route file, named after the file.
+func fibFromFiles(files []string) (*fib.FIB, error) {
+	if len(files) > fib.MaxBackbones {
+		return nil, fmt.Errorf("%d route files; at most %d", len(files), fib.MaxBackbones)
+	}
+	bbs := make([]fib.Backbone, len(files))
+	tables := make([][]routes.Route, len(files))
+	for i, path := range files {
+		bbs[i] = fib.Backbone{Name: fmt.Sprintf("%d:%s", i, filepath.Base(path)), Preference: i}
+		rs, err := routes.ReadPrefixFile(path)
+		if err != nil {
+			return nil, err
+		}
+		tables[i] = rs
+	}
+	f, err := fib.New(bbs, fib.Options{})
+	if err != nil {
+		return nil, err
+	}
+	err = f.Update(func(tx *fib.Txn) error {
+		for i, rs := range tables {
+			for _, r := range rs {
+				if err := tx.Add(fib.BackboneID(i), r.Prefix, r.PathLen); err != nil {
+					return fmt.Errorf("%s: %v: %w", files[i], r.Prefix, err)
+				}
+			}
+		}
+		return nil
+	})
+	return f, err
+}
+
+func lookupStream(f *fib.FIB, stdin io.Reader, stdout io.Writer, showBackbone bool) error {
+	in := bufio.NewScanner(stdin)
+	in.Buffer(make([]byte, 64<<10), 64<<10)
+	out := bufio.NewWriterSize(stdout, 256<<10)
+	v := f.Load()
+	names := f.Backbones()
+	line := 0
+	for in.Scan() {
+		line++
+		text := bytes.TrimSpace(in.Bytes())
+		if len(text) == 0 || text[0] == '#' {
+			continue
+		}
+		a, err := netip.ParseAddr(string(text))
+		if err != nil {
+			out.Flush()
+			return fmt.Errorf("stdin:%d: bad address %q: write one IPv4 or IPv6 address per line", line, text)
+		}
+		out.Write(text)
+		e, ok := v.Lookup(a)
+		if !ok {
+			out.WriteString(" -\n")
+			continue
+		}
+		out.WriteByte(' ')
+		out.WriteString(f.Prefix(e.Route).String())
+		if showBackbone {
+			out.WriteByte(' ')
+			out.WriteString(names[e.Backbone].Name)
+		}
+		out.WriteByte('\n')
+	}
+	if err := in.Err(); err != nil {
+		out.Flush()
+		return fmt.Errorf("stdin:%d: %w", line+1, err)
+	}
+	return out.Flush()
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func runCmd(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = run(args, strings.NewReader(stdin), &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestHelpOnEveryCommand(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"run", "--help"}, {"check", "--help"}, {"fib", "lookup", "--help"}, {"fib", "--help"}, {"version", "--help"},
+	} {
+		code, out, errs := runCmd(t, "", args...)
+		if code != 0 {
+			t.Errorf("%v: exit %d, want 0", args, code)
+		}
+		if !strings.Contains(out+errs, "Usage") {
+			t.Errorf("%v: no usage text in %q", args, out+errs)
+		}
+	}
+	if code, _, errs := runCmd(t, "", "frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Errorf("unknown command: exit %d, stderr %q", code, errs)
+	}
+	if code, _, _ := runCmd(t, "", "check"); code != 2 {
+		t.Errorf("check without -c: exit %d, want 2", code)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	code, out, _ := runCmd(t, "", "version")
+	if code != 0 || !strings.HasPrefix(out, "pnapd ") || !strings.Contains(out, "go1.") {
+		t.Fatalf("version: exit %d, output %q", code, out)
+	}
+}
+
+func TestCheckExamples(t *testing.T) {
+	for _, name := range []string{"minimal.toml", "lab.toml"} {
+		path := filepath.Join("..", "..", "configs", "examples", name)
+		code, out, errs := runCmd(t, "", "check", "-c", path)
+		if code != 0 {
+			t.Fatalf("check %s: exit %d: %s", name, code, errs)
+		}
+		if !strings.Contains(out, ": ok:") || !strings.Contains(out, "FIB:") {
+			t.Fatalf("check %s: output %q", name, out)
+		}
+	}
+}
+
+func TestCheckReportsBrokenConfigOnOneLine(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.toml")
+	cfg := "[[backbone]]\nname = \"a\"\ninterface = \"eth0\"\ngatway_v4 = \"192.0.2.1\"\n"
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := runCmd(t, "", "check", "-c", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "bad.toml:4") || !strings.Contains(errs, "gatway_v4") {
+		t.Fatalf("error is not one line naming file, line and key: %q", errs)
+	}
+}
+
+func writeFile(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestFIBLookupAcrossFiles(t *testing.T) {
+	dir := t.TempDir()
+	a := writeFile(t, dir, "a.txt", "10.0.0.0/8\n2001:db8::/32\n")
+	b := writeFile(t, dir, "b.txt", "# more specifics\n10.1.0.0/16\t64500\n2001:db8:1::/48\n")
+	in := "10.1.2.3\n10.2.0.1\n\n# comment\n192.0.2.1\n2001:db8:1::5\n2001:db8:2::5\n::ffff:10.1.2.3\n"
+	code, out, errs := runCmd(t, in, "fib", "lookup", "--routes", a, "--routes", b)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	want := "10.1.2.3 10.1.0.0/16\n10.2.0.1 10.0.0.0/8\n192.0.2.1 -\n2001:db8:1::5 2001:db8:1::/48\n2001:db8:2::5 2001:db8::/32\n::ffff:10.1.2.3 -\n"
+	if out != want {
+		t.Fatalf("output\n%s\nwant\n%s", out, want)
+	}
+}
+
+func TestFIBLookupBadAddress(t *testing.T) {
+	dir := t.TempDir()
+	a := writeFile(t, dir, "a.txt", "10.0.0.0/8\n")
+	code, out, errs := runCmd(t, "10.0.0.1\n\n10.0.0.300\n", "fib", "lookup", "--routes", a)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if !strings.Contains(errs, "stdin:3:") || !strings.Contains(errs, "10.0.0.300") {
+		t.Fatalf("stderr %q does not name line 3 and the bad address", errs)
+	}
+	if out != "10.0.0.1 10.0.0.0/8\n" {
+		t.Fatalf("lines before the bad one were not answered: %q", out)
+	}
+	code, _, errs = runCmd(t, "", "fib", "lookup", "--routes", filepath.Join(dir, "missing.txt"))
+	if code != 1 || !strings.Contains(errs, "missing.txt") {
+		t.Fatalf("missing route file: exit %d, stderr %q", code, errs)
+	}
+}
+
+func TestFIBLookupFromConfigShowsBackbone(t *testing.T) {
+	path := filepath.Join("..", "..", "configs", "examples", "minimal.toml")
+	code, out, errs := runCmd(t, "198.51.100.7\n", "fib", "lookup", "-c", path, "--backbone")
+	if code != 0 || out != "198.51.100.7 198.51.100.0/24 transit\n" {
+		t.Fatalf("exit %d, output %q, stderr %q", code, out, errs)
+	}
+}
+
+func TestRunRefusesWithoutDataPlane(t *testing.T) {
+	path := filepath.Join("..", "..", "configs", "examples", "minimal.toml")
+	code, _, errs := runCmd(t, "", "run", "-c", path)
+	if code != 1 || !strings.Contains(errs, "no data plane") {
+		t.Fatalf("run: exit %d, stderr %q", code, errs)
+	}
+}
