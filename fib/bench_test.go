@@ -86,40 +86,46 @@ func heapAlloc() uint64 {
 }
 
 // BenchmarkMemory reports bytes per route; its ns/op is meaningless.
-//   - forwarding: what a lookup can touch (trie + selection bytes) for pnap;
-//     the whole heap of the table for bart;
-//   - heap: pnap's whole heap including the writer's control plane;
-//   - per-backbone: what one more backbone holding the same full table adds.
+//   - forwarding: what a lookup can touch: for pnap the trie and the
+//     selection bytes; for bart its whole table;
+//   - whole FIB heap: pnap's heap including the writer's control plane, with
+//     MaxRoutes sized to the table (the default reserves 4M routes' state);
+//   - per backbone: what one more backbone holding the same table adds.
 func BenchmarkMemory(b *testing.B) {
 	for _, fam := range []string{"ipv4", "ipv6"} {
 		rs := loadTable(b, familyFile(fam))
 		b.Run(fam, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				n := float64(len(rs))
-				h0 := heapAlloc()
-				f := buildFIB(b, 1, rs)
-				h1 := heapAlloc()
+				build := func(backbones int) (*FIB, float64) {
+					h0 := heapAlloc()
+					f, err := New(testBackbones(backbones), Options{MaxRoutes: len(rs) + 1024})
+					if err != nil {
+						b.Fatal(err)
+					}
+					err = f.Update(func(tx *Txn) error {
+						for bb := 0; bb < backbones; bb++ {
+							for _, r := range rs {
+								if err := tx.Add(BackboneID(bb), r.Prefix, r.PathLen); err != nil {
+									return err
+								}
+							}
+						}
+						return nil
+					})
+					if err != nil {
+						b.Fatal(err)
+					}
+					return f, float64(heapAlloc() - h0)
+				}
+				f, one := build(1)
 				st := f.Stats()
 				fwd := float64(st.TrieBytes+st.SelectionBytes) / n
-				heap := float64(h1-h0) / n
-				err := f.Update(func(tx *Txn) error {
-					for _, r := range rs {
-						if err := tx.Add(1%BackboneID(len(f.backbones)), r.Prefix, r.PathLen); err != nil {
-							return err
-						}
-					}
-					return nil
-				})
-				if err != nil {
-					b.Fatal(err)
-				}
+				f = nil
+				f, two := build(2)
 				runtime.KeepAlive(f)
-				f2 := buildFIB(b, 2, rs)
-				h2 := heapAlloc()
-				perBackbone := (float64(h2-h1) - float64(h1-h0)) / n
-				runtime.KeepAlive(f2)
-				f, f2 = nil, nil
-				h0 = heapAlloc()
+				f = nil
+				h0 := heapAlloc()
 				var bt bart.Table[uint32]
 				for i, r := range rs {
 					bt.Insert(r.Prefix, uint32(i))
@@ -134,14 +140,14 @@ func BenchmarkMemory(b *testing.B) {
 				bartFast := float64(heapAlloc()-h0) / n
 				runtime.KeepAlive(&bf)
 				b.ReportMetric(fwd, "fwd-B/route")
-				b.ReportMetric(heap, "heap-B/route")
-				b.ReportMetric(perBackbone, "backbone-B/route")
+				b.ReportMetric(one/n, "heap-B/route")
+				b.ReportMetric((two-one)/n, "backbone-B/route")
 				recordValue("bytes/route "+fam+" forwarding", "pnap", fwd, "B")
 				recordValue("bytes/route "+fam+" forwarding", "bart.Fast", bartFast, "B")
 				recordValue("bytes/route "+fam+" forwarding", "bart.Table", bartTable, "B")
-				recordValue("bytes/route "+fam+" whole FIB heap", "pnap", heap, "B")
+				recordValue("bytes/route "+fam+" whole FIB heap", "pnap", one/n, "B")
 				recordValue("bytes/route "+fam+" whole FIB heap", "bart.Table", bartTable, "B")
-				recordValue("bytes/route "+fam+" per backbone", "pnap", perBackbone, "B")
+				recordValue("bytes/route "+fam+" per backbone", "pnap", (two-one)/n, "B")
 				recordValue("bytes/route "+fam+" per backbone", "bart.Table", bartTable, "B")
 			}
 		})
@@ -200,24 +206,34 @@ func BenchmarkSelect(b *testing.B) {
 	recordValue("selection changes with readers", "pnap", float64(b.N)/el.Seconds(), "1/s")
 }
 
-// BenchmarkRouteChurn withdraws a route of the full IPv4 table completely and
-// adds it back, one Version published per change (single) or per 1000
-// changes (batch).
+// BenchmarkRouteChurn withdraws routes of the full IPv4 table completely and
+// adds them back: one change and one published Version per operation
+// (batch=1), or 1000 changes per Version (batch=1000).
 func BenchmarkRouteChurn(b *testing.B) {
 	rs := loadTable(b, shareddata.IPv4Full)
 	for _, batch := range []int{1, 1000} {
 		b.Run(fmt.Sprintf("batch=%d", batch), func(b *testing.B) {
 			f := buildFIB(b, 1, rs)
 			rng := rand.New(rand.NewPCG(5, 5))
+			var out []int // routes withdrawn, to add back
+			change := func(tx *Txn) error {
+				if len(out) == 0 || len(out) < 512 && rng.IntN(2) == 0 {
+					k := rng.IntN(len(rs))
+					ok, err := tx.Withdraw(0, rs[k].Prefix)
+					if ok {
+						out = append(out, k)
+					}
+					return err
+				}
+				k := out[len(out)-1]
+				out = out[:len(out)-1]
+				return tx.Add(0, rs[k].Prefix, rs[k].PathLen)
+			}
 			b.ResetTimer()
 			for i := 0; i < b.N; i += batch {
 				err := f.Update(func(tx *Txn) error {
-					for j := 0; j < batch && i+j < b.N; j += 2 {
-						r := rs[rng.IntN(len(rs))]
-						if _, err := tx.Withdraw(0, r.Prefix); err != nil {
-							return err
-						}
-						if err := tx.Add(0, r.Prefix, r.PathLen); err != nil {
+					for j := 0; j < batch && i+j < b.N; j++ {
+						if err := change(tx); err != nil {
 							return err
 						}
 					}
@@ -229,7 +245,7 @@ func BenchmarkRouteChurn(b *testing.B) {
 			}
 			rate := float64(b.N) / b.Elapsed().Seconds()
 			b.ReportMetric(rate, "changes/s")
-			recordValue(fmt.Sprintf("route add+withdraw, batch %d", batch), "pnap", rate, "1/s")
+			recordValue(fmt.Sprintf("route add|withdraw, batch %d", batch), "pnap", rate, "1/s")
 		})
 	}
 }

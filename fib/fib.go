@@ -39,12 +39,13 @@ type FIB struct {
 	backbones []Backbone
 	state     []atomic.Uint32 // by RouteID; fixed length, see Options.MaxRoutes
 	sel       []atomic.Uint32 // selected backbone by RouteID, four bytes a word
-	prefixes  []netip.Prefix  // by RouteID; invalid when unused
+	prefixes  []storedPrefix  // by RouteID; invalid when unused
 	pathLen   [][]uint8       // by backbone, then RouteID
 	held      []int           // routes held, by backbone
 	nextID    RouteID
 	free      []RouteID
-	limbo     []limboID
+	limbo     []limboID // withdrawn IDs in the order they went
+	limboHead int
 	grace     time.Duration
 	fam       [2]family // 0: IPv4, 1: IPv6
 	words     []uint64  // arena of trie nodes; append-only between compactions
@@ -109,7 +110,7 @@ func New(backbones []Backbone, opt Options) (*FIB, error) {
 		backbones:  append([]Backbone(nil), backbones...),
 		state:      make([]atomic.Uint32, opt.MaxRoutes+1),
 		sel:        make([]atomic.Uint32, (opt.MaxRoutes+4)/4),
-		prefixes:   make([]netip.Prefix, 1, 1024),
+		prefixes:   make([]storedPrefix, 1, 1024),
 		pathLen:    make([][]uint8, len(backbones)),
 		held:       make([]int, len(backbones)),
 		nextID:     1, // 0 means "no route" in the trie
@@ -301,9 +302,7 @@ func (f *FIB) find(p netip.Prefix, create bool) (fam *family, n *cnode, start ui
 				return fam, nil, 0, 0
 			}
 			kid := &cnode{depth: uint8(d + 1), kb: fam.geo.width[d+1], key: k, parent: n}
-			n.kids = append(n.kids, nil)
-			copy(n.kids[i+1:], n.kids[i:])
-			n.kids[i] = kid
+			n.insertKid(i, kid)
 			fam.markNode(kid)
 			fam.parentChanged(kid)
 		}
@@ -371,6 +370,7 @@ func (f *FIB) add(b BackboneID, p netip.Prefix, pathLen int) error {
 	n.pfx = append(n.pfx, cpfx{})
 	copy(n.pfx[i+1:], n.pfx[i:])
 	n.pfx[i] = cpfx{start: start, rlen: rlen, route: id}
+	n.lens[rlen]++
 	fam.markPrefix(n, start, rlen)
 	return nil
 }
@@ -413,8 +413,9 @@ func (f *FIB) withdraw(b BackboneID, p netip.Prefix) (bool, error) {
 	f.held[b]--
 	f.routes[famOf(p)]--
 	n.pfx = append(n.pfx[:i], n.pfx[i+1:]...)
+	n.lens[rlen]--
 	fam.markPrefix(n, start, rlen)
-	f.prefixes[id] = netip.Prefix{}
+	f.prefixes[id] = storedPrefix{}
 	f.limbo = append(f.limbo, limboID{id, time.Now()})
 	return true, nil
 }
@@ -454,14 +455,19 @@ func (f *FIB) defaultSelection(id RouteID, h HolderSet) BackboneID {
 
 func (f *FIB) allocID(p netip.Prefix) (RouteID, error) {
 	var id RouteID
-	if len(f.free) == 0 && len(f.limbo) > 0 {
+	if len(f.free) == 0 && f.limboHead < len(f.limbo) {
 		now := time.Now()
-		k := 0
+		k := f.limboHead
 		for k < len(f.limbo) && now.Sub(f.limbo[k].at) >= f.grace {
 			f.free = append(f.free, f.limbo[k].id)
 			k++
 		}
-		f.limbo = f.limbo[k:]
+		f.limboHead = k
+		// Reuse the queue's space once most of it is consumed.
+		if f.limboHead > 1024 && f.limboHead*2 > len(f.limbo) {
+			f.limbo = f.limbo[:copy(f.limbo, f.limbo[f.limboHead:])]
+			f.limboHead = 0
+		}
 	}
 	if n := len(f.free); n > 0 {
 		id = f.free[n-1]
@@ -472,12 +478,12 @@ func (f *FIB) allocID(p netip.Prefix) (RouteID, error) {
 		}
 		id = f.nextID
 		f.nextID++
-		f.prefixes = append(f.prefixes, netip.Prefix{})
+		f.prefixes = append(f.prefixes, storedPrefix{})
 		for b := range f.pathLen {
 			f.pathLen[b] = append(f.pathLen[b], unknownPath)
 		}
 	}
-	f.prefixes[id] = p
+	f.prefixes[id] = storePrefix(p)
 	return id, nil
 }
 
@@ -511,7 +517,7 @@ func (fam *family) markPrefix(n *cnode, start uint16, rlen uint8) {
 		fam.markNode(n)
 	}
 	i, _ := n.findKid(start)
-	for ; i < len(n.kids) && uint32(n.kids[i].key) < end; i++ {
+	for ; i < len(n.kids) && uint32(n.kidKeys[i]) < end; i++ {
 		fam.markNode(n.kids[i])
 	}
 }
@@ -533,7 +539,7 @@ func (f *FIB) commit() {
 					n.removed = true
 					par := n.parent
 					if i, ok := par.findKid(n.key); ok {
-						par.kids = append(par.kids[:i], par.kids[i+1:]...)
+						par.removeKid(i)
 					}
 					fam.parentChanged(n)
 					continue

@@ -42,10 +42,10 @@ func (tx *Txn) Replace(b BackboneID, rs []routes.Route) (added, withdrawn int, e
 		}
 	}
 	for id := RouteID(1); int(id) < len(keep); id++ {
-		p := f.prefixes[id]
-		if keep[id] || !p.IsValid() || !HolderSet(f.state[id].Load()).Has(b) {
+		if keep[id] || !f.prefixes[id].valid() || !HolderSet(f.state[id].Load()).Has(b) {
 			continue
 		}
+		p := f.prefixes[id].prefix()
 		if ok, err := f.withdraw(b, p); err != nil {
 			return added, withdrawn, err
 		} else if ok {

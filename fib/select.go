@@ -17,6 +17,10 @@ func (f *FIB) SelectRoute(r RouteID, b BackboneID) error {
 	if int(b) >= len(f.backbones) {
 		return fmt.Errorf("fib: no backbone with id %d", b)
 	}
+	// Touch the selection byte's word before the compare-and-swap: the two
+	// cache misses then overlap instead of running one after the other
+	// (a locked instruction waits for earlier loads).
+	_ = f.sel[r>>2].Load()
 	for {
 		s := f.state[r].Load()
 		h := HolderSet(s & holdersMask)
@@ -102,7 +106,7 @@ func (f *FIB) Prefix(r RouteID) netip.Prefix {
 	if int(r) >= len(f.prefixes) {
 		return netip.Prefix{}
 	}
-	return f.prefixes[r]
+	return f.prefixes[r].prefix()
 }
 
 // PathLen returns backbone b's AS-path length for route r, -1 if unknown or
@@ -149,7 +153,7 @@ func (f *FIB) LookupBackbone(a netip.Addr, b BackboneID) (netip.Prefix, bool) {
 	for d := depth; d >= 0; d-- {
 		for _, id := range path[d].coverAll(fam.geo.key(w, d), buf[:0]) {
 			if HolderSet(f.state[id].Load()).Has(b) {
-				return f.prefixes[id], true
+				return f.prefixes[id].prefix(), true
 			}
 		}
 	}
@@ -200,10 +204,10 @@ func (f *FIB) Routes(b BackboneID, fn func(p netip.Prefix, pathLen int) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for id := RouteID(1); id < f.nextID; id++ {
-		p := f.prefixes[id]
-		if !p.IsValid() || !HolderSet(f.state[id].Load()).Has(b) {
+		if !f.prefixes[id].valid() || !HolderSet(f.state[id].Load()).Has(b) {
 			continue
 		}
+		p := f.prefixes[id].prefix()
 		pl := -1
 		if l := f.pathLen[b][id]; l != unknownPath {
 			pl = int(l)

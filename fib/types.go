@@ -95,3 +95,35 @@ func checkPrefix(p netip.Prefix) error {
 	}
 	return nil
 }
+
+// storedPrefix is a prefix kept without pointers, so that the garbage
+// collector need not scan a million of them: netip.Prefix holds a pointer
+// (its zone handle). bits is the length plus one; 0 marks an unused slot.
+type storedPrefix struct {
+	addr [16]byte
+	bits uint8
+	v4   bool
+}
+
+func storePrefix(p netip.Prefix) storedPrefix {
+	s := storedPrefix{bits: uint8(p.Bits() + 1), v4: p.Addr().Is4()}
+	if s.v4 {
+		a := p.Addr().As4()
+		copy(s.addr[:], a[:])
+	} else {
+		s.addr = p.Addr().As16()
+	}
+	return s
+}
+
+func (s storedPrefix) valid() bool { return s.bits != 0 }
+
+func (s storedPrefix) prefix() netip.Prefix {
+	if s.bits == 0 {
+		return netip.Prefix{}
+	}
+	if s.v4 {
+		return netip.PrefixFrom(netip.AddrFrom4([4]byte(s.addr[:4])), int(s.bits)-1)
+	}
+	return netip.PrefixFrom(netip.AddrFrom16(s.addr), int(s.bits)-1)
+}
