@@ -29,6 +29,7 @@ type cnode struct {
 	kidKeys []uint16   // the kids' keys, searched without touching the kids
 	off     uint32     // word offset of the emitted node (depth >= 1)
 	size    uint32     // words; 0 until emitted
+	pad     uint32     // alignment words before the node, counted as live
 	dirty   bool
 	removed bool
 }

@@ -55,8 +55,11 @@ type FIB struct {
 	// the full IPv4 table) runs at most once per ~25k single-route changes.
 	compactMin  int
 	compactions int
-	scratch     [2][]rng
-	routes      [2]int
+	// compactAlways makes every commit compact: tests use it to check
+	// compaction as thoroughly as everything else.
+	compactAlways bool
+	scratch       [2][]rng
+	routes        [2]int
 }
 
 type limboID struct {
@@ -535,7 +538,7 @@ func (f *FIB) commit() {
 					continue
 				}
 				if len(n.pfx) == 0 && len(n.kids) == 0 {
-					f.liveWords -= int(n.size)
+					f.liveWords -= int(n.size) + int(n.pad)
 					n.removed = true
 					par := n.parent
 					if i, ok := par.findKid(n.key); ok {
@@ -553,7 +556,7 @@ func (f *FIB) commit() {
 			f.rewriteRoot(fam)
 		}
 	}
-	if garbage := len(f.words) - f.liveWords; garbage > f.liveWords && garbage > f.compactMin {
+	if garbage := len(f.words) - f.liveWords; garbage > f.liveWords && garbage > f.compactMin || f.compactAlways {
 		f.compact()
 	}
 	f.publish()
@@ -583,9 +586,10 @@ func (f *FIB) emit(n *cnode) {
 	} else {
 		f.words, off = emitNode(f.words, r, def)
 	}
+	pad := int(off) - size
 	size = len(f.words) - int(off)
-	f.liveWords += size - int(n.size)
-	n.off, n.size = off, uint32(size)
+	f.liveWords += size + pad - int(n.size) - int(n.pad)
+	n.off, n.size, n.pad = off, uint32(size), uint32(pad)
 }
 
 func (f *FIB) rewriteRoot(fam *family) {
@@ -628,7 +632,9 @@ func (f *FIB) compact() {
 			return
 		}
 		var noff uint32
+		before := len(nw)
 		nw, noff = copyWords(nw, f.words, n.off, int(n.size), n.kb == 8)
+		n.pad = noff - uint32(before)
 		fix := func(v *uint32) {
 			if *v&childFlag != 0 {
 				*v = childFlag | remap[*v&^childFlag]
@@ -669,7 +675,7 @@ func (f *FIB) compact() {
 	for fi := range f.fam {
 		var sum func(n *cnode)
 		sum = func(n *cnode) {
-			f.liveWords += int(n.size)
+			f.liveWords += int(n.size) + int(n.pad)
 			for _, k := range n.kids {
 				sum(k)
 			}
