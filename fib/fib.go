@@ -153,40 +153,35 @@ func (f *FIB) publish() {
 // Lookup finds the longest prefix matching a and its entry. An IPv4-mapped
 // IPv6 address is looked up as the IPv6 address it is, in the IPv6 routes.
 func (v *Version) Lookup(a netip.Addr) (Entry, bool) {
-	var id uint32
-	if a.Is4() {
-		b := a.As4()
-		id = v.lookup4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
-	} else if a.Is6() {
-		b := a.As16()
-		hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-			uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-		lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-			uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-		id = v.lookup6(hi, lo)
-	}
+	id := v.lookupAddr(a)
 	if id == 0 {
 		return Entry{}, false
 	}
 	return stateEntry(RouteID(id), v.state[id].Load()), true
 }
 
+// lookupAddr is the trie lookup for either family; 0 means no route.
+func (v *Version) lookupAddr(a netip.Addr) uint32 {
+	if a.Is4() {
+		b := a.As4()
+		return v.lookup4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
+	}
+	if !a.Is6() {
+		return 0
+	}
+	b := a.As16()
+	hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
+		uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
+	lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
+		uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
+	return v.lookup6(hi, lo)
+}
+
 // Forward is the forwarding lookup: the longest-prefix route for a and the
 // backbone selected for it, without the holder set. It reads the trie and
 // one byte of the selection array, the least a packet needs.
 func (v *Version) Forward(a netip.Addr) (RouteID, BackboneID, bool) {
-	var id uint32
-	if a.Is4() {
-		b := a.As4()
-		id = v.lookup4(uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]))
-	} else if a.Is6() {
-		b := a.As16()
-		hi := uint64(b[0])<<56 | uint64(b[1])<<48 | uint64(b[2])<<40 | uint64(b[3])<<32 |
-			uint64(b[4])<<24 | uint64(b[5])<<16 | uint64(b[6])<<8 | uint64(b[7])
-		lo := uint64(b[8])<<56 | uint64(b[9])<<48 | uint64(b[10])<<40 | uint64(b[11])<<32 |
-			uint64(b[12])<<24 | uint64(b[13])<<16 | uint64(b[14])<<8 | uint64(b[15])
-		id = v.lookup6(hi, lo)
-	}
+	id := v.lookupAddr(a)
 	return RouteID(id), v.selected(id), id != 0
 }
 

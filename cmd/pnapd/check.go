@@ -2,36 +2,26 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/pnap-project/pnap/configs"
 	"io"
 	"log/slog"
 	"time"
-
-	"github.com/pnap-project/pnap/configs"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check", "pnapd check -c FILE", stderr)
-	path := fs.String("c", "", "configuration `file` (TOML)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "pnapd check: -c FILE is required")
-		fs.Usage()
-		return errUsage
-	}
-	cfg, err := configs.Load(*path)
+	cfg, path, err := configCommand("check", args, stderr)
 	if err != nil {
 		return err
 	}
 	start := time.Now()
 	f, report, err := loadFIB(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	took := time.Since(start)
 	st := f.Stats()
-	fmt.Fprintf(stdout, "%s: ok: %d backbones, %d customers\n", *path, len(cfg.Backbones), len(cfg.Customers))
+	fmt.Fprintf(stdout, "%s: ok: %d backbones, %d customers\n", path, len(cfg.Backbones), len(cfg.Customers))
 	for _, r := range report {
 		fmt.Fprintf(stdout, "  backbone %-16s %9d routes from %s\n", r.Backbone, r.Routes, r.Source)
 	}
@@ -41,4 +31,21 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "  FIB: %d IPv4 + %d IPv6 prefixes, lookup structure %.1f MiB, loaded in %v\n",
 		st.IPv4Routes, st.IPv6Routes, float64(st.TrieBytes+st.SelectionBytes)/(1<<20), took.Round(time.Millisecond))
 	return nil
+}
+
+// configCommand parses the flags of a command whose only flag is -c FILE and
+// loads that configuration.
+func configCommand(name string, args []string, stderr io.Writer) (*configs.Config, string, error) {
+	fs := newFlags(name, "pnapd "+name+" -c FILE", stderr)
+	path := fs.String("c", "", "configuration `file` (TOML)")
+	if err := parse(fs, args); err != nil {
+		return nil, "", err
+	}
+	if *path == "" {
+		fmt.Fprintf(stderr, "pnapd %s: -c FILE is required\n", name)
+		fs.Usage()
+		return nil, "", errUsage
+	}
+	cfg, err := configs.Load(*path)
+	return cfg, *path, err
 }

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"time"
-
-	"github.com/pnap-project/pnap/configs"
 )
 
 // errNoDataPlane is what `pnapd run` reports until the AF_XDP forwarder is
@@ -15,25 +13,15 @@ import (
 var errNoDataPlane = errors.New("this build has no data plane yet (the AF_XDP forwarder is not implemented); configuration and FIB are valid — use 'pnapd check' and 'pnapd fib lookup' meanwhile")
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("run", "pnapd run -c FILE", stderr)
-	path := fs.String("c", "", "configuration `file` (TOML)")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if *path == "" {
-		fmt.Fprintln(stderr, "pnapd run: -c FILE is required")
-		fs.Usage()
-		return errUsage
-	}
-	log := slog.New(slog.NewTextHandler(stderr, nil))
-	cfg, err := configs.Load(*path)
+	cfg, path, err := configCommand("run", args, stderr)
 	if err != nil {
 		return err
 	}
+	log := slog.New(slog.NewTextHandler(stderr, nil))
 	start := time.Now()
 	f, _, err := loadFIB(cfg, log)
 	if err != nil {
-		return fmt.Errorf("%s: %w", *path, err)
+		return fmt.Errorf("%s: %w", path, err)
 	}
 	st := f.Stats()
 	log.Info("FIB loaded", "backbones", len(cfg.Backbones), "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "took", time.Since(start).Round(time.Millisecond))
