@@ -196,8 +196,7 @@ func wordsOf(a netip.Addr) addrWords {
 }
 
 // geometry is a family's trie shape: the first address bit and the key
-// width of each depth. IPv4 is 16-8-8 so that its two lower levels use
-// bitmap nodes; IPv6 is 16 bits at every level.
+// width of each depth: a 16-bit root, then 8-bit bitmap levels.
 type geometry struct {
 	start []uint8
 	width []uint8

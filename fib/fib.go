@@ -45,11 +45,14 @@ type FIB struct {
 	nextID    RouteID
 	free      []RouteID
 	limbo     []limboID // withdrawn IDs in the order they went
-	limboHead int
-	grace     time.Duration
-	fam       [2]family // 0: IPv4, 1: IPv6
-	words     []uint64  // arena of trie nodes; append-only between compactions
-	liveWords int
+	// pendingFree holds IDs withdrawn in the current Update; they enter the
+	// limbo when the Version without them is published.
+	pendingFree []RouteID
+	limboHead   int
+	grace       time.Duration
+	fam         [2]family // 0: IPv4, 1: IPv6
+	words       []uint64  // arena of trie nodes; append-only between compactions
+	liveWords   int
 	// compactMin is the garbage, in words, below which the arena is never
 	// compacted: 1 MiB, so compaction (a copy of the live nodes, ~5 ms for
 	// the full IPv4 table) runs at most once per ~25k single-route changes.
@@ -244,26 +247,47 @@ func (v *Version) lookup6(hi, lo uint64) uint32 {
 	return e
 }
 
-// Txn groups route changes that are published together as one Version.
-type Txn struct{ f *FIB }
+// Txn groups route changes that are published together as one Version. It
+// is valid only inside the Update that made it.
+type Txn struct {
+	f    *FIB
+	done bool
+}
+
+var errTxnDone = errors.New("fib: Txn used after its Update returned")
 
 // Update runs fn with the writer lock held and publishes every change fn made
 // as one new Version. Each change is applied on its own; if fn returns an
 // error, the changes made before it are still published.
 func (f *FIB) Update(fn func(tx *Txn) error) error {
 	f.mu.Lock()
-	err := fn(&Txn{f})
-	f.commit()
-	f.mu.Unlock()
-	return err
+	tx := &Txn{f: f}
+	// Even if fn panics, what it changed is published and the lock released,
+	// so the FIB stays usable.
+	defer func() {
+		tx.done = true
+		f.commit()
+		f.mu.Unlock()
+	}()
+	return fn(tx)
 }
 
 // Add gives backbone b a route for p. pathLen is the AS-path length, or -1
 // when the source gives none.
-func (tx *Txn) Add(b BackboneID, p netip.Prefix, pathLen int) error { return tx.f.add(b, p, pathLen) }
+func (tx *Txn) Add(b BackboneID, p netip.Prefix, pathLen int) error {
+	if tx.done {
+		return errTxnDone
+	}
+	return tx.f.add(b, p, pathLen)
+}
 
 // Withdraw removes backbone b's route for p. It reports whether b held one.
-func (tx *Txn) Withdraw(b BackboneID, p netip.Prefix) (bool, error) { return tx.f.withdraw(b, p) }
+func (tx *Txn) Withdraw(b BackboneID, p netip.Prefix) (bool, error) {
+	if tx.done {
+		return false, errTxnDone
+	}
+	return tx.f.withdraw(b, p)
+}
 
 // Add is a one-change Update.
 func (f *FIB) Add(b BackboneID, p netip.Prefix, pathLen int) error {
@@ -398,9 +422,13 @@ func (f *FIB) withdraw(b BackboneID, p netip.Prefix) (bool, error) {
 		h &^= 1 << b
 		if h == 0 {
 			// Last holder: the prefix leaves the trie. The state word keeps
-			// its last value, so a reader still on an older Version gets an
-			// answer that was true an instant ago, never "no route".
-			break
+			// its holders and selection, so a reader still on an older
+			// Version gets an answer that was true an instant ago, never
+			// "no route"; goneFlag tells writers the route is dead.
+			if f.state[id].CompareAndSwap(s, s|goneFlag) {
+				break
+			}
+			continue
 		}
 		if f.state[id].CompareAndSwap(s, f.reselect(id, s, h)) {
 			f.syncSel(id)
@@ -414,7 +442,9 @@ func (f *FIB) withdraw(b BackboneID, p netip.Prefix) (bool, error) {
 	n.lens[rlen]--
 	fam.markPrefix(n, start, rlen)
 	f.prefixes[id] = storedPrefix{}
-	f.limbo = append(f.limbo, limboID{id, time.Now()})
+	// The grace period starts when a Version without the route is
+	// published, at the end of this Update, not now.
+	f.pendingFree = append(f.pendingFree, id)
 	return true, nil
 }
 
@@ -555,6 +585,13 @@ func (f *FIB) commit() {
 		f.compact()
 	}
 	f.publish()
+	if len(f.pendingFree) > 0 {
+		now := time.Now()
+		for _, id := range f.pendingFree {
+			f.limbo = append(f.limbo, limboID{id, now})
+		}
+		f.pendingFree = f.pendingFree[:0]
+	}
 }
 
 func (fam *family) parentChanged(n *cnode) {
@@ -576,11 +613,8 @@ func (f *FIB) emit(n *cnode) {
 	def := uint32(n.parent.cover(n.key))
 	var off uint32
 	size := len(f.words)
-	if n.kb == 8 {
-		f.words, off = emitBitmap(f.words, r, def)
-	} else {
-		f.words, off = emitNode(f.words, r, def)
-	}
+	// Every level below the root has 8-bit keys (see geometry).
+	f.words, off = emitBitmap(f.words, r, def)
 	pad := int(off) - size
 	size = len(f.words) - int(off)
 	f.liveWords += size + pad - int(n.size) - int(n.pad)
@@ -628,18 +662,14 @@ func (f *FIB) compact() {
 		}
 		var noff uint32
 		before := len(nw)
-		nw, noff = copyWords(nw, f.words, n.off, int(n.size), n.kb == 8)
+		nw, noff = copyBitmap(nw, f.words, n.off, int(n.size))
 		n.pad = noff - uint32(before)
 		fix := func(v *uint32) {
 			if *v&childFlag != 0 {
 				*v = childFlag | remap[*v&^childFlag]
 			}
 		}
-		if n.kb == 8 {
-			bitmapValues(nw, noff, fix)
-		} else {
-			nodeValues(nw, noff, fix)
-		}
+		bitmapValues(nw, noff, fix)
 		remap[n.off] = noff
 		n.off = noff
 	}

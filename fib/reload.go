@@ -21,6 +21,9 @@ func (f *FIB) Replace(b BackboneID, rs []routes.Route) (added, withdrawn int, er
 // Replace is FIB.Replace inside a transaction. On an error no route has been
 // withdrawn yet, so the backbone keeps at least its old routes.
 func (tx *Txn) Replace(b BackboneID, rs []routes.Route) (added, withdrawn int, err error) {
+	if tx.done {
+		return 0, 0, errTxnDone
+	}
 	f := tx.f
 	if err := f.checkBackbone(b); err != nil {
 		return 0, 0, err

@@ -24,7 +24,7 @@ func (f *FIB) SelectRoute(r RouteID, b BackboneID) error {
 	for {
 		s := f.state[r].Load()
 		h := HolderSet(s & holdersMask)
-		if h == 0 {
+		if h == 0 || s&goneFlag != 0 {
 			return ErrNoRoute
 		}
 		if !h.Has(b) {
@@ -114,7 +114,10 @@ func (f *FIB) Prefix(r RouteID) netip.Prefix {
 func (f *FIB) PathLen(r RouteID, b BackboneID) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if int(b) >= len(f.pathLen) || int(r) >= len(f.pathLen[b]) || !HolderSet(f.state[r].Load()).Has(b) {
+	if int(b) >= len(f.pathLen) || int(r) >= len(f.pathLen[b]) {
+		return -1
+	}
+	if s := f.state[r].Load(); s&goneFlag != 0 || !HolderSet(s).Has(b) {
 		return -1
 	}
 	if l := f.pathLen[b][r]; l != unknownPath {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func mustFIB(t *testing.T, n int) *FIB {
@@ -231,4 +232,78 @@ func TestFull(t *testing.T) {
 		t.Fatal("adding past MaxRoutes succeeded")
 	}
 	expect(t, f, "11.1.1.1", "11.0.0.0/8", 0)
+}
+
+// The grace period of a withdrawn RouteID starts when the Version without it
+// is published, not when Withdraw runs inside a long Update.
+func TestRouteIDGraceStartsAtPublish(t *testing.T) {
+	f, err := New(testBackbones(1), Options{MaxRoutes: 16, Grace: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, f, 0, "10.0.0.0/8", 1)
+	var old *Version
+	err = f.Update(func(tx *Txn) error {
+		if _, err := tx.Withdraw(0, netip.MustParsePrefix("10.0.0.0/8")); err != nil {
+			return err
+		}
+		time.Sleep(100 * time.Millisecond) // a long transaction
+		old = f.Load()                     // the last Version that has 10/8
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, f, 0, "192.168.0.0/16", 1)
+	e, ok := old.Lookup(netip.MustParseAddr("10.1.2.3"))
+	if !ok {
+		t.Fatal("old version lost its route")
+	}
+	if got, _ := f.Route(netip.MustParsePrefix("192.168.0.0/16")); got.Route == e.Route {
+		t.Fatalf("route id %d reused within the grace period of the Version still naming it", e.Route)
+	}
+}
+
+func TestWithdrawnRouteRefusesSelection(t *testing.T) {
+	f := mustFIB(t, 2)
+	mustAdd(t, f, 0, "10.0.0.0/8", 1)
+	e, _ := f.Route(netip.MustParsePrefix("10.0.0.0/8"))
+	if _, err := f.Withdraw(0, netip.MustParsePrefix("10.0.0.0/8")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.SelectRoute(e.Route, 0); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("SelectRoute on a withdrawn route: %v, want ErrNoRoute", err)
+	}
+	if pl := f.PathLen(e.Route, 0); pl != -1 {
+		t.Fatalf("PathLen of a withdrawn route = %d, want -1", pl)
+	}
+}
+
+func TestUpdateSurvivesPanicAndStaleTxn(t *testing.T) {
+	f := mustFIB(t, 1)
+	var stale *Txn
+	func() {
+		defer func() { recover() }()
+		f.Update(func(tx *Txn) error {
+			stale = tx
+			if err := tx.Add(0, netip.MustParsePrefix("10.0.0.0/8"), 1); err != nil {
+				return err
+			}
+			panic("boom")
+		})
+	}()
+	done := make(chan struct{})
+	go func() {
+		mustAdd(t, f, 0, "11.0.0.0/8", 1)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("FIB still locked after a panic inside Update")
+	}
+	expect(t, f, "10.1.1.1", "10.0.0.0/8", 0) // what fn did before panicking is published
+	if err := stale.Add(0, netip.MustParsePrefix("12.0.0.0/8"), 1); err == nil {
+		t.Fatal("a Txn used after its Update succeeded")
+	}
 }

@@ -48,12 +48,13 @@ type Entry struct {
 // A route's state word, read by lookups with one atomic load and changed by
 // compare-and-swap: holders in bits 0-23, selected backbone in bits 24-28,
 // bit 29 set when the selection was made explicitly (Select) rather than by
-// the default preference order.
+// the default preference order, bit 30 set once the route is withdrawn.
 const (
 	holdersMask   = 1<<MaxBackbones - 1
 	selShift      = 24
 	selMask       = 0x1f << selShift
 	overrideFlag  = 1 << 29
+	goneFlag      = 1 << 30 // the prefix left the trie; the ID waits out the grace period
 	stateNoRoute  = 0
 	unknownPath   = 255 // per-backbone AS-path length when the source gives none
 	maxPathLength = 254
