@@ -4,7 +4,7 @@ GO        ?= go
 BIN       ?= bin
 # Packages whose tests exercise memory shared between goroutines run under
 # the race detector; the rest run plainly.
-RACE_PKGS  = ./fib/
+RACE_PKGS  = ./fib/ ./forwarder/
 PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
 BENCHTIME ?= 1s
 

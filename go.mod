@@ -7,3 +7,5 @@ require (
 	github.com/gaissmai/bart v0.30.0
 	github.com/osrg/gobgp/v4 v4.8.0
 )
+
+require github.com/google/gopacket v1.1.19

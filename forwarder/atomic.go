@@ -1,0 +1,5 @@
+package forwarder
+
+import "sync/atomic"
+
+type atomicHops = atomic.Pointer[Hops]

@@ -1,0 +1,27 @@
+package forwarder
+
+import "encoding/binary"
+
+// ipv4HeaderSumOK reports whether an IPv4 header's checksum is valid: the
+// ones' complement sum over the header, checksum included, is 0xffff.
+func ipv4HeaderSumOK(h []byte) bool {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(h[i])<<8 | uint32(h[i+1])
+	}
+	for sum>>16 != 0 {
+		sum = sum&0xffff + sum>>16
+	}
+	return sum == 0xffff
+}
+
+// decrementTTL lowers an IPv4 header's TTL by one and updates its checksum
+// incrementally (RFC 1624, eqn. 3: HC' = ~(~HC + ~m + m')). The 16-bit word
+// holding TTL and protocol drops by 0x0100, so ~m + m' = 0xfeff.
+func decrementTTL(h []byte) {
+	h[8]--
+	sum := uint32(^binary.BigEndian.Uint16(h[10:12])) + 0xfeff
+	sum = sum&0xffff + sum>>16
+	sum = sum&0xffff + sum>>16
+	binary.BigEndian.PutUint16(h[10:12], ^uint16(sum))
+}

@@ -1,0 +1,383 @@
+package forwarder
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/pnap-project/pnap/fib"
+)
+
+// The test plane: port 0 faces customer "c0" (198.18.0.0/24 connected,
+// 198.18.16.0/20 via 198.18.0.2; 2001:2:0:1::/64 connected), ports 1 and 2
+// face backbones "a" and "b", which both hold 203.0.113.0/24 and
+// 2001:db8::/32; "a" is preferred.
+var (
+	macCust   = MAC{0x02, 0, 0, 0, 0, 0x10}
+	macPort   = [3]MAC{{0x02, 0, 0, 0, 0xaa, 0}, {0x02, 0, 0, 0, 0xaa, 1}, {0x02, 0, 0, 0, 0xaa, 2}}
+	macGwA    = MAC{0x02, 0, 0, 0, 0xbb, 1}
+	macGwB    = MAC{0x02, 0, 0, 0, 0xbb, 2}
+	macCustGw = MAC{0x02, 0, 0, 0, 0xcc, 2}
+	macHost   = MAC{0x02, 0, 0, 0, 0xdd, 7}
+)
+
+func testPlane(t testing.TB) *Plane {
+	t.Helper()
+	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := fib.BackboneID(0); b < 2; b++ {
+		for _, p := range []string{"203.0.113.0/24", "2001:db8::/32"} {
+			if err := bb.Add(b, netip.MustParsePrefix(p), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	cust, err := fib.New([]fib.Backbone{{Name: "c0"}}, fib.Options{MaxRoutes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"198.18.0.0/24", "198.18.16.0/20", "2001:2:0:1::/64"} {
+		if err := cust.Add(0, netip.MustParsePrefix(p), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pl := &Plane{
+		Backbones: bb,
+		Customers: cust,
+		Ports: []PortInfo{
+			{Name: "c0", MAC: macPort[0], MTU: 1500, Role: RoleCustomer},
+			{Name: "bb-a", MAC: macPort[1], MTU: 1500, Role: RoleBackbone},
+			{Name: "bb-b", MAC: macPort[2], MTU: 1400, Role: RoleBackbone},
+		},
+	}
+	h := &Hops{
+		Neigh4: map[[4]byte]MAC{{198, 18, 0, 7}: macHost},
+		Neigh6: map[[16]byte]MAC{netip.MustParseAddr("2001:2:0:1::7").As16(): macHost},
+	}
+	for f := 0; f < 2; f++ {
+		h.Backbone[0][f] = NextHop{Port: 1, MAC: macGwA, Resolved: true}
+		h.Backbone[1][f] = NextHop{Port: 2, MAC: macGwB, Resolved: true}
+	}
+	h.Customer[0][fam4] = NextHop{Port: 0, MAC: macCustGw, Resolved: true}
+	h.Customer[0][fam6] = NextHop{Port: 0}
+	h.SetSubnet(0, netip.MustParsePrefix("198.18.0.1/24"))
+	h.SetSubnet(0, netip.MustParsePrefix("2001:2:0:1::1/64"))
+	pl.SetHops(h)
+	return pl
+}
+
+// frameOpts tweak a generated frame.
+type frameOpts struct {
+	ttl     uint8
+	vlan    bool
+	payload int
+	df      bool
+}
+
+func udpFrame(t testing.TB, src, dst string, o frameOpts) []byte {
+	t.Helper()
+	if o.ttl == 0 {
+		o.ttl = 64
+	}
+	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macCust[:]), DstMAC: net.HardwareAddr(macPort[0][:]), EthernetType: layers.EthernetTypeIPv4}
+	udp := &layers.UDP{SrcPort: 40000, DstPort: 53}
+	var ip gopacket.NetworkLayer
+	if s.Is4() {
+		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: o.ttl, Protocol: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
+		if o.df {
+			ip4.Flags = layers.IPv4DontFragment
+		}
+		ip = ip4
+	} else {
+		eth.EthernetType = layers.EthernetTypeIPv6
+		ip = &layers.IPv6{Version: 6, HopLimit: o.ttl, NextHeader: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
+	}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	ls := []gopacket.SerializableLayer{eth}
+	if o.vlan {
+		et := eth.EthernetType
+		eth.EthernetType = layers.EthernetTypeDot1Q
+		ls = append(ls, &layers.Dot1Q{VLANIdentifier: 42, Type: et})
+	}
+	ls = append(ls, ip.(gopacket.SerializableLayer), udp, gopacket.Payload(make([]byte, o.payload)))
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(nil), buf.Bytes()...)
+}
+
+func process(t testing.TB, w *Worker, in uint8, f []byte) Decision {
+	t.Helper()
+	out := make([]Decision, 1)
+	w.Process(in, [][]byte{f}, out)
+	return out[0]
+}
+
+// sent decodes the frame as it leaves the port.
+func sent(t *testing.T, f []byte, d Decision) gopacket.Packet {
+	t.Helper()
+	p := gopacket.NewPacket(f[d.Skip:], layers.LayerTypeEthernet, gopacket.Default)
+	if el := p.ErrorLayer(); el != nil {
+		t.Fatalf("forwarded frame does not decode: %v", el.Error())
+	}
+	return p
+}
+
+func TestForwardIPv4ToSelectedBackbone(t *testing.T) {
+	pl := testPlane(t)
+	w := NewWorker(pl)
+	for _, vlan := range []bool{false, true} {
+		f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{vlan: vlan, payload: 20})
+		orig := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		udpSum := orig.Layer(layers.LayerTypeUDP).(*layers.UDP).Checksum
+		d := process(t, w, 0, f)
+		if d.Action != ActForward || d.Port != 1 || !d.ToBackbone || d.Backbone != 0 {
+			t.Fatalf("vlan=%v: decision %+v, want forward to port 1 via backbone a", vlan, d)
+		}
+		p := sent(t, f, d)
+		eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		if MAC(eth.DstMAC) != macGwA || MAC(eth.SrcMAC) != macPort[1] {
+			t.Fatalf("MACs %v -> %v, want %v -> %v", eth.SrcMAC, eth.DstMAC, net.HardwareAddr(macPort[1][:]), net.HardwareAddr(macGwA[:]))
+		}
+		if eth.EthernetType != layers.EthernetTypeIPv4 {
+			t.Fatalf("ethertype %v after VLAN removal", eth.EthernetType)
+		}
+		ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		if ip.TTL != 63 {
+			t.Fatalf("TTL %d, want 63", ip.TTL)
+		}
+		if !ipv4HeaderSumOK(f[int(d.L3)+0-int(d.Skip)+int(d.Skip) : int(d.L3)+20]) {
+			t.Fatal("IPv4 header checksum invalid after the rewrite")
+		}
+		if got := p.Layer(layers.LayerTypeUDP).(*layers.UDP).Checksum; got != udpSum {
+			t.Fatalf("UDP checksum changed from %#x to %#x", udpSum, got)
+		}
+	}
+	// Moving the selection moves the traffic, from the next batch on.
+	if err := pl.Backbones.Select(netip.MustParsePrefix("203.0.113.0/24"), 1); err != nil {
+		t.Fatal(err)
+	}
+	f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{})
+	d := process(t, w, 0, f)
+	if d.Action != ActForward || d.Port != 2 || d.Backbone != 1 {
+		t.Fatalf("after selecting b: %+v", d)
+	}
+	if eth := sent(t, f, d).Layer(layers.LayerTypeEthernet).(*layers.Ethernet); MAC(eth.DstMAC) != macGwB || MAC(eth.SrcMAC) != macPort[2] {
+		t.Fatalf("after selecting b: MACs %v -> %v", eth.SrcMAC, eth.DstMAC)
+	}
+}
+
+func TestForwardIPv6DecrementsHopLimit(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	f := udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 9})
+	d := process(t, w, 0, f)
+	if d.Action != ActForward || d.Port != 1 {
+		t.Fatalf("decision %+v", d)
+	}
+	ip := sent(t, f, d).Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+	if ip.HopLimit != 8 {
+		t.Fatalf("hop limit %d, want 8", ip.HopLimit)
+	}
+}
+
+func TestReplyReachesCustomer(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	// Connected destination: the neighbour's MAC.
+	f := udpFrame(t, "203.0.113.9", "198.18.0.7", frameOpts{})
+	d := process(t, w, 1, f)
+	if d.Action != ActForward || d.Port != 0 || d.ToBackbone {
+		t.Fatalf("reply to a connected customer host: %+v", d)
+	}
+	if eth := sent(t, f, d).Layer(layers.LayerTypeEthernet).(*layers.Ethernet); MAC(eth.DstMAC) != macHost || MAC(eth.SrcMAC) != macPort[0] {
+		t.Fatalf("MACs %v -> %v", eth.SrcMAC, eth.DstMAC)
+	}
+	// Routed customer prefix: the customer's next hop.
+	f = udpFrame(t, "203.0.113.9", "198.18.17.1", frameOpts{})
+	if d = process(t, w, 2, f); d.Action != ActForward || d.Port != 0 {
+		t.Fatalf("reply to a routed customer prefix: %+v", d)
+	}
+	if eth := sent(t, f, d).Layer(layers.LayerTypeEthernet).(*layers.Ethernet); MAC(eth.DstMAC) != macCustGw {
+		t.Fatalf("dst MAC %v, want the customer's next hop", eth.DstMAC)
+	}
+	// IPv6 connected, neighbour known.
+	f = udpFrame(t, "2001:db8::1", "2001:2:0:1::7", frameOpts{})
+	if d = process(t, w, 1, f); d.Action != ActForward || d.Port != 0 {
+		t.Fatalf("IPv6 reply: %+v", d)
+	}
+	// A backbone may not transit to another backbone.
+	f = udpFrame(t, "192.0.2.1", "203.0.113.9", frameOpts{})
+	if d = process(t, w, 1, f); d.Action != ActSlow || d.Reason != ReasonNoRoute {
+		t.Fatalf("backbone to backbone: %+v, want no route", d)
+	}
+}
+
+func TestDropsAreCountedByReason(t *testing.T) {
+	pl := testPlane(t)
+	w := NewWorker(pl)
+	valid := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{})
+	mut := func(fn func(f []byte) []byte) []byte { return fn(append([]byte(nil), valid...)) }
+	cases := []struct {
+		name   string
+		frame  []byte
+		action Action
+		reason Reason
+	}{
+		{"runt", valid[:10], ActDrop, ReasonMalformed},
+		{"truncated IP", valid[:30], ActDrop, ReasonMalformed},
+		{"bad version", mut(func(f []byte) []byte { f[14] = 0x55; return f }), ActDrop, ReasonMalformed},
+		{"IHL < 5", mut(func(f []byte) []byte { f[14] = 0x44; return f }), ActDrop, ReasonMalformed},
+		{"total length > frame", mut(func(f []byte) []byte { binary.BigEndian.PutUint16(f[16:], 1400); return f }), ActDrop, ReasonMalformed},
+		{"bad checksum", mut(func(f []byte) []byte { f[24] ^= 0xff; return f }), ActDrop, ReasonMalformed},
+		{"not IP", mut(func(f []byte) []byte { f[12], f[13] = 0x08, 0x06; return f }), ActDrop, ReasonNotIP},
+		{"TTL 1", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1}), ActSlow, ReasonTTL},
+		{"no route", udpFrame(t, "198.18.0.7", "192.0.2.1", frameOpts{}), ActSlow, ReasonNoRoute},
+		{"multicast", udpFrame(t, "198.18.0.7", "224.0.0.5", frameOpts{}), ActDrop, ReasonMartian},
+		{"v6 link-local", udpFrame(t, "2001:2:0:1::7", "fe80::1", frameOpts{}), ActDrop, ReasonMartian},
+		{"v6 mapped", udpFrame(t, "2001:2:0:1::7", "::ffff:203.0.113.9", frameOpts{}), ActDrop, ReasonMartian},
+		{"v6 hop limit 1", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 1}), ActSlow, ReasonTTL},
+		{"unresolved neighbour", udpFrame(t, "203.0.113.9", "198.18.0.99", frameOpts{}), ActDrop, ReasonNoNeighbour},
+	}
+	for _, tc := range cases {
+		in := uint8(0)
+		if tc.name == "unresolved neighbour" {
+			in = 1
+		}
+		var before, after PortStats
+		w.Stats(int(in), &before)
+		d := process(t, w, in, tc.frame)
+		w.Stats(int(in), &after)
+		if d.Action != tc.action || d.Reason != tc.reason {
+			t.Errorf("%s: %v/%v, want %v/%v", tc.name, d.Action, d.Reason, tc.action, tc.reason)
+		}
+		if after.Drops[tc.reason]-before.Drops[tc.reason] != 1 || after.RxPackets-before.RxPackets != 1 {
+			t.Errorf("%s: not counted under %v", tc.name, tc.reason)
+		}
+	}
+	// MTU: port 2 (backbone b) has MTU 1400.
+	if err := pl.Backbones.Select(netip.MustParsePrefix("203.0.113.0/24"), 1); err != nil {
+		t.Fatal(err)
+	}
+	big := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{payload: 1400, df: true})
+	if d := process(t, w, 0, big); d.Action != ActSlow || d.Reason != ReasonMTU {
+		t.Fatalf("DF packet over the MTU: %+v", d)
+	}
+	big = udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{payload: 1400})
+	if d := process(t, w, 0, big); d.Action != ActDrop || d.Reason != ReasonMTU {
+		t.Fatalf("packet over the MTU without DF: %+v", d)
+	}
+}
+
+func TestIPv4OptionsAndFragmentsForwarded(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{payload: 8})
+	// Insert a 4-byte NOP option block: IHL 6.
+	g := append(append(append([]byte(nil), f[:34]...), 1, 1, 1, 0), f[34:]...)
+	g[14] = 0x46
+	binary.BigEndian.PutUint16(g[16:], binary.BigEndian.Uint16(g[16:])+4)
+	g[20] |= 0x20 // more fragments
+	binary.BigEndian.PutUint16(g[24:], 0)
+	binary.BigEndian.PutUint16(g[24:], ^checksum16(g[14:38]))
+	d := process(t, w, 0, g)
+	if d.Action != ActForward {
+		t.Fatalf("IPv4 with options and MF: %+v", d)
+	}
+	if !ipv4HeaderSumOK(g[14:38]) || g[22] != 63 {
+		t.Fatalf("header after forwarding: checksum ok %v, TTL %d", ipv4HeaderSumOK(g[14:38]), g[22])
+	}
+}
+
+func checksum16(b []byte) uint16 {
+	var s uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		s += uint32(b[i])<<8 | uint32(b[i+1])
+	}
+	for s>>16 != 0 {
+		s = s&0xffff + s>>16
+	}
+	return uint16(s)
+}
+
+func TestDecrementTTLKeepsChecksumValid(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	h := make([]byte, 20)
+	for i := 0; i < 100000; i++ {
+		for k := range h {
+			h[k] = byte(rng.Uint32())
+		}
+		h[0] = 0x45
+		h[8] = byte(2 + rng.IntN(254))
+		h[10], h[11] = 0, 0
+		binary.BigEndian.PutUint16(h[10:], ^checksum16(h))
+		ttl := h[8]
+		decrementTTL(h)
+		if h[8] != ttl-1 || !ipv4HeaderSumOK(h) {
+			t.Fatalf("header %x: TTL %d -> %d, checksum valid %v", h, ttl, h[8], ipv4HeaderSumOK(h))
+		}
+	}
+}
+
+func TestProcessDoesNotAllocate(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	frames := [][]byte{
+		udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 255}),
+		udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 255}),
+		udpFrame(t, "203.0.113.9", "198.18.0.7", frameOpts{ttl: 255}),
+		udpFrame(t, "198.18.0.7", "192.0.2.1", frameOpts{}),
+	}
+	pristine := make([][]byte, len(frames))
+	for i, f := range frames {
+		pristine[i] = append([]byte(nil), f...)
+	}
+	out := make([]Decision, len(frames))
+	allocs := testing.AllocsPerRun(100, func() {
+		for i := range frames {
+			copy(frames[i], pristine[i]) // Process rewrites frames in place
+		}
+		w.Process(0, frames[:2], out)
+		w.Process(1, frames[2:], out)
+	})
+	if allocs != 0 {
+		t.Fatalf("Process allocates %.1f times per batch", allocs)
+	}
+	want := []Action{ActForward, ActForward}
+	w.Process(0, frames[:2], out)
+	for i, a := range want {
+		if out[i].Action != a {
+			t.Fatalf("frame %d: %+v, want %v: the batch measured was not the forwarding path", i, out[i], a)
+		}
+	}
+}
+
+func FuzzProcess(f *testing.F) {
+	f.Add(udpFrame(f, "198.18.0.7", "203.0.113.9", frameOpts{}))
+	f.Add(udpFrame(f, "2001:2:0:1::7", "2001:db8::1", frameOpts{vlan: true}))
+	f.Add(udpFrame(f, "203.0.113.9", "198.18.0.7", frameOpts{ttl: 1}))
+	pl := testPlane(f)
+	w := NewWorker(pl)
+	f.Fuzz(func(t *testing.T, frame []byte) {
+		for in := uint8(0); in < 3; in++ {
+			g := append([]byte(nil), frame...)
+			d := process(t, w, in, g)
+			if d.Action == ActForward {
+				if int(d.Port) >= len(pl.Ports) || int(d.Skip) > len(g) {
+					t.Fatalf("forward decision out of range: %+v", d)
+				}
+				if g[12+d.Skip] == 0x08 && g[13+d.Skip] == 0x00 && !ipv4HeaderSumOK(g[d.L3:int(d.L3)+int(g[d.L3]&0xf)*4]) {
+					t.Fatalf("forwarded IPv4 header has a bad checksum")
+				}
+			} else if d.Reason == ReasonNone {
+				t.Fatalf("non-forward decision without a reason: %+v", d)
+			}
+		}
+	})
+}
