@@ -376,6 +376,11 @@ func (f *FIB) add(b BackboneID, p netip.Prefix, pathLen int) error {
 			}
 		}
 	}
+	if f.liveWords > childFlag/2 {
+		// Node offsets are 23 bits: the arena holds at most 64 MiB of
+		// nodes, several times what full tables need.
+		return fmt.Errorf("fib: full: lookup structure at %d MiB, the most it can address is %d MiB", f.liveWords*8>>20, childFlag*8>>20)
+	}
 	id, err := f.allocID(p)
 	if err != nil {
 		return err
@@ -581,7 +586,10 @@ func (f *FIB) commit() {
 			f.rewriteRoot(fam)
 		}
 	}
-	if garbage := len(f.words) - f.liveWords; garbage > f.liveWords && garbage > f.compactMin || f.compactAlways {
+	// Compact when garbage outweighs live nodes, and always before offsets
+	// could outgrow a value's 23 bits.
+	garbage := len(f.words) - f.liveWords
+	if garbage > f.liveWords && garbage > f.compactMin || f.compactAlways || len(f.words) > childFlag/2 {
 		f.compact()
 	}
 	f.publish()
@@ -664,10 +672,11 @@ func (f *FIB) compact() {
 		before := len(nw)
 		nw, noff = copyBitmap(nw, f.words, n.off, int(n.size))
 		n.pad = noff - uint32(before)
-		fix := func(v *uint32) {
-			if *v&childFlag != 0 {
-				*v = childFlag | remap[*v&^childFlag]
+		fix := func(v uint32) uint32 {
+			if v&childFlag != 0 {
+				return childFlag | remap[v&^childFlag]
 			}
+			return v
 		}
 		bitmapValues(nw, noff, fix)
 		remap[n.off] = noff

@@ -24,7 +24,9 @@ import (
 // lookup, against 7 bytes and ~50 ns for the bitmap nodes; for IPv6 they were
 // 10-15 % slower than 8-bit bitmap levels.
 const (
-	childFlag  = 1 << 31
+	// childFlag marks a value as a child offset; values are 24 bits, so
+	// RouteIDs and arena offsets stay below 1<<23.
+	childFlag  = 1 << 23
 	lineWords  = 8 // uint64 words per 64-byte line
 	rootFanout = 256
 )
@@ -79,16 +81,22 @@ func alignWords(words []uint64, n int) []uint64 {
 	return words
 }
 
-// A bitmap node serves an 8-bit key (IPv4 levels 1 and 2): a 256-bit map
-// marks where a range starts, and the value of key k is the value of the
-// range counted by popcount, as in Poptrie. It costs 40 bytes plus 4 per
-// range, against 6.4 per range plus a summary line for a range node, which
-// is what keeps the full IPv4 table small enough to stay in cache.
+// A bitmap node serves an 8-bit key: a 256-bit map marks where a range
+// starts, and the value of key k is the value of the range counted by
+// popcount, as in Poptrie. Values are 3 bytes (a 23-bit RouteID or child
+// offset and childFlag): 40 bytes plus 3 per range keep the full IPv4 table
+// near 6 bytes a route; with 4-byte values it was 7.2, and lookups slowed
+// as the working set crossed this machine's effective cache size.
 //
 //	word 0:    uint32 def | uint8 popcount before bitmap word 0,1,2,3 (<<32,40,48,56)
 //	word 1..4: bitmap
-//	bytes 40..: uint32 values, one per set bit
-const bitmapHdrBytes = 40
+//	bytes 40..: 3-byte little-endian values, one per set bit, then one pad
+//	            byte so that reading the last value as a uint32 stays inside
+const (
+	bitmapHdrBytes = 40
+	valueBytes     = 3
+	valueMask      = 1<<24 - 1
+)
 
 func searchBitmap(words []uint64, off uint32, key uint8) (val, def uint32) {
 	base := unsafe.Pointer(&words[off])
@@ -97,10 +105,16 @@ func searchBitmap(words []uint64, off uint32, key uint8) (val, def uint32) {
 	bm := *(*uint64)(unsafe.Add(base, 8+8*wi))
 	// Bits 0..key%64 inclusive; bit 0 of word 0 is always set.
 	cnt := uint(uint8(w0>>(32+8*wi))) + uint(bits.OnesCount64(bm&(uint64(2)<<(key&63)-1)))
-	return *(*uint32)(unsafe.Add(base, bitmapHdrBytes+4*(cnt-1))), uint32(w0)
+	return *(*uint32)(unsafe.Add(base, bitmapHdrBytes+valueBytes*(cnt-1))) & valueMask, uint32(w0)
 }
 
-func bitmapWords(nVals int) int { return (bitmapHdrBytes + 4*nVals + 7) / 8 }
+func bitmapWords(nVals int) int { return (bitmapHdrBytes + valueBytes*nVals + 1 + 7) / 8 }
+
+// putValue writes a 3-byte value at p, keeping the byte after it.
+func putValue(p unsafe.Pointer, v uint32) {
+	w := (*uint32)(p)
+	*w = *w&^valueMask | v&valueMask
+}
 
 // emitBitmap appends a bitmap node for ranges r over 8-bit keys.
 func emitBitmap(words []uint64, r []rng, def uint32) ([]uint64, uint32) {
@@ -124,20 +138,21 @@ func emitBitmap(words []uint64, r []rng, def uint32) ([]uint64, uint32) {
 	}
 	*(*uint64)(base) = w0
 	for i, x := range r {
-		*(*uint32)(unsafe.Add(base, bitmapHdrBytes+4*i)) = x.val
+		putValue(unsafe.Add(base, bitmapHdrBytes+valueBytes*i), x.val)
 	}
 	return words, uint32(off)
 }
 
-// bitmapValues calls fn for every value of the bitmap node at off.
-func bitmapValues(words []uint64, off uint32, fn func(v *uint32)) {
+// bitmapValues replaces every value v of the bitmap node at off by fn(v).
+func bitmapValues(words []uint64, off uint32, fn func(v uint32) uint32) {
 	base := unsafe.Pointer(&words[off])
 	n := 0
 	for i := 0; i < 4; i++ {
 		n += bits.OnesCount64(*(*uint64)(unsafe.Add(base, 8+8*i)))
 	}
 	for i := 0; i < n; i++ {
-		fn((*uint32)(unsafe.Add(base, bitmapHdrBytes+4*i)))
+		p := unsafe.Add(base, bitmapHdrBytes+valueBytes*i)
+		putValue(p, fn(*(*uint32)(p)&valueMask))
 	}
 }
 
