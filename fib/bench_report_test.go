@@ -57,7 +57,7 @@ func printReport() {
 		metrics = append(metrics, k)
 	}
 	sort.Strings(metrics)
-	fmt.Printf("\n%-34s %14s %14s %14s %10s %10s\n", "metric", "pnap", "bart.Fast", "bart.Table", "÷Fast", "÷Table")
+	fmt.Printf("\n%-36s %14s %14s %14s %10s %10s\n", "metric", "pnap", "bart.Fast", "bart.Table", "÷Fast", "÷Table")
 	for _, k := range metrics {
 		r := results.m[k]
 		p, ok := r["pnap"]
@@ -76,6 +76,10 @@ func printReport() {
 			}
 			return "-"
 		}
-		fmt.Printf("%-34s %14s %14s %14s %10s %10s\n", k+" ("+p.unit+")", cell("pnap"), cell("bart.Fast"), cell("bart.Table"), ratio("bart.Fast"), ratio("bart.Table"))
+		fmt.Printf("%-36s %14s %14s %14s %10s %10s\n", k+" ("+p.unit+")", cell("pnap"), cell("bart.Fast"), cell("bart.Table"), ratio("bart.Fast"), ratio("bart.Table"))
+		if pb, ok := r["pnap-batch"]; ok {
+			p := pb
+			fmt.Printf("%-36s %14.4g %14s %14s %10.2f %10.2f\n", k+", batch of 64 ("+p.unit+")", p.value, "", "", p.value/r["bart.Fast"].value, p.value/r["bart.Table"].value)
+		}
 	}
 }

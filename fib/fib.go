@@ -14,7 +14,7 @@ type Options struct {
 	// MaxRoutes bounds the number of distinct prefixes (IPv4 and IPv6
 	// together) the FIB can hold. The route state array is allocated at this
 	// size up front so that readers never see it move; pages that are never
-	// used cost no memory. Default 1<<22.
+	// used cost no memory. Default 1<<22; at most 1<<23 - 1.
 	MaxRoutes int
 	// Grace is how long a RouteID stays unused after its prefix is gone, so a
 	// reader holding an older Version never resolves it to another prefix.
