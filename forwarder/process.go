@@ -46,11 +46,28 @@ const (
 	ipv6HdrLen    = 40
 )
 
+// chunk is how many frames are decided together: the backbone lookups of a
+// chunk run as one fib batch lookup, whose cache misses overlap.
+const chunk = 64
+
 // Worker is the fast path of one queue. Its methods must be called from
 // one goroutine only.
 type Worker struct {
 	plane    *Plane
 	counters []portCounters // by port
+	s        scratch
+}
+
+// scratch is a chunk's working state, kept in the Worker so that nothing is
+// allocated per batch.
+type scratch struct {
+	mac    [chunk]MAC // next-hop MAC of each forwarded frame
+	idx4   [chunk]uint8
+	dst4   [chunk]uint32
+	idx6   [chunk]uint8
+	dst6   [chunk][2]uint64
+	routes [chunk]fib.RouteID
+	bbs    [chunk]fib.BackboneID
 }
 
 // NewWorker makes a worker for plane; its counters cover every port.
@@ -81,18 +98,22 @@ type batchView struct {
 
 // Process decides the fate of each frame received on port in, rewriting
 // forwarded frames in place, and counts what it received and dropped. It
-// loads the FIBs and the next hops once for the whole batch.
+// loads the FIBs and the next hops once for the whole batch. out must be at
+// least as long as frames.
 func (w *Worker) Process(in uint8, frames [][]byte, out []Decision) {
 	view := batchView{bb: w.plane.Backbones.Load(), cust: w.plane.Customers.Load(), hops: w.plane.hops.Load()}
 	c := &w.counters[in]
 	var rxBytes uint64
 	var drops [numReasons]uint64
-	for i, f := range frames {
-		rxBytes += uint64(len(f))
-		d := w.one(&view, in, f)
-		out[i] = d
-		if d.Action != ActForward {
-			drops[d.Reason]++
+	for k := 0; k < len(frames); k += chunk {
+		fs := frames[k:min(k+chunk, len(frames))]
+		ds := out[k : k+len(fs)]
+		w.decide(&view, in, fs, ds)
+		for i, d := range ds {
+			rxBytes += uint64(len(fs[i]))
+			if d.Action != ActForward {
+				drops[d.Reason]++
+			}
 		}
 	}
 	bump(&c.rxPackets, uint64(len(frames)))
@@ -104,113 +125,130 @@ func (w *Worker) Process(in uint8, frames [][]byte, out []Decision) {
 	}
 }
 
-func drop(r Reason) Decision { return Decision{Action: ActDrop, Reason: r} }
+// decide handles one chunk in three passes: parse and validate each frame
+// (resolving customer destinations on the spot: that table is small and
+// stays in cache); look up all backbone destinations in one batch per
+// family; then finish each forwarded frame (next hop, MTU, TTL, MACs).
+func (w *Worker) decide(v *batchView, in uint8, frames [][]byte, out []Decision) {
+	s := &w.s
+	n4, n6 := 0, 0
+	for i, f := range frames {
+		d := &out[i]
+		switch w.parse(v, in, f, d, &s.mac[i], &s.dst4[n4], &s.dst6[n6]) {
+		case 4:
+			s.idx4[n4] = uint8(i)
+			n4++
+		case 6:
+			s.idx6[n6] = uint8(i)
+			n6++
+		}
+	}
+	if n4 > 0 {
+		v.bb.Forward4Batch(s.dst4[:n4], s.routes[:n4], s.bbs[:n4])
+		for k := 0; k < n4; k++ {
+			w.viaBackbone(v, &out[s.idx4[k]], &s.mac[s.idx4[k]], s.routes[k], s.bbs[k], fam4)
+		}
+	}
+	if n6 > 0 {
+		v.bb.Forward6Batch(s.dst6[:n6], s.routes[:n6], s.bbs[:n6])
+		for k := 0; k < n6; k++ {
+			w.viaBackbone(v, &out[s.idx6[k]], &s.mac[s.idx6[k]], s.routes[k], s.bbs[k], fam6)
+		}
+	}
+	for i, f := range frames {
+		if out[i].Action == ActForward {
+			w.finish(f, &out[i], &s.mac[i])
+		}
+	}
+}
 
-// one handles a single frame.
-func (w *Worker) one(v *batchView, in uint8, f []byte) Decision {
+// parse validates a frame and routes it as far as it can without the
+// backbone FIB: drops, and customer destinations. For a frame that needs the
+// backbone lookup it stores the destination in *dst4 or *dst6 and returns
+// 4 or 6. Results go through pointers: returning the decision by value cost
+// a tenth of the packet's time in copies.
+func (w *Worker) parse(v *batchView, in uint8, f []byte, d *Decision, mac *MAC, dst4 *uint32, dst6 *[2]uint64) int {
+	*d = Decision{}
 	if len(f) < ethHdrLen {
-		return drop(ReasonMalformed)
+		d.Action, d.Reason = ActDrop, ReasonMalformed
+		return 0
 	}
 	l3 := ethHdrLen
 	et := binary.BigEndian.Uint16(f[12:14])
 	if et == etherTypeVLAN {
 		if len(f) < ethHdrLen+vlanTagLen {
-			return drop(ReasonMalformed)
+			d.Action, d.Reason = ActDrop, ReasonMalformed
+			return 0
 		}
 		l3 += vlanTagLen
 		et = binary.BigEndian.Uint16(f[16:18])
 	}
-	var d Decision
-	var mac MAC
+	d.L3 = uint8(l3)
 	switch et {
 	case etherTypeIPv4:
-		d, mac = w.ipv4(v, in, f, l3)
+		return w.parse4(v, in, f, l3, d, mac, dst4)
 	case etherTypeIPv6:
-		d, mac = w.ipv6(v, in, f, l3)
-	default:
-		return drop(ReasonNotIP)
+		return w.parse6(v, in, f, l3, d, mac, dst6)
 	}
-	d.L3 = uint8(l3)
-	if d.Action != ActForward {
-		return d
-	}
-	// Rewrite the Ethernet header; a VLAN tag is removed by moving the
-	// addresses over it, so the frame is sent from 4 bytes further on.
-	if l3 != ethHdrLen {
-		d.Skip = vlanTagLen
-	}
-	eth := f[d.Skip:]
-	copy(eth[0:6], mac[:])
-	copy(eth[6:12], w.plane.Ports[d.Port].MAC[:])
-	return d
+	d.Action, d.Reason = ActDrop, ReasonNotIP
+	return 0
 }
 
-func (w *Worker) ipv4(v *batchView, in uint8, f []byte, l3 int) (Decision, MAC) {
+func (w *Worker) parse4(v *batchView, in uint8, f []byte, l3 int, d *Decision, mac *MAC, dst4 *uint32) int {
 	if len(f) < l3+ipv4MinHdr || f[l3]>>4 != 4 {
-		return drop(ReasonMalformed), MAC{}
+		d.Action, d.Reason = ActDrop, ReasonMalformed
+		return 0
 	}
 	ihl := int(f[l3]&0x0f) * 4
 	total := int(binary.BigEndian.Uint16(f[l3+2 : l3+4]))
 	if ihl < ipv4MinHdr || total < ihl || l3+total > len(f) {
-		return drop(ReasonMalformed), MAC{}
+		d.Action, d.Reason = ActDrop, ReasonMalformed
+		return 0
 	}
 	h := f[l3 : l3+ihl]
 	if !ipv4HeaderSumOK(h) {
-		return drop(ReasonMalformed), MAC{}
+		d.Action, d.Reason = ActDrop, ReasonMalformed
+		return 0
 	}
 	dst := binary.BigEndian.Uint32(h[16:20])
-	if martian4(dst) {
-		return drop(ReasonMartian), MAC{}
+	switch {
+	case martian4(dst):
+		d.Action, d.Reason = ActDrop, ReasonMartian
+		return 0
+	case h[8] <= 1:
+		d.Action, d.Reason = ActSlow, ReasonTTL
+		return 0
 	}
-	if h[8] <= 1 {
-		return Decision{Action: ActSlow, Reason: ReasonTTL}, MAC{}
-	}
-	d, mac := w.route4(v, in, dst)
-	if d.Action != ActForward {
-		return d, mac
-	}
-	if total > w.plane.Ports[d.Port].MTU {
-		if h[6]&0x40 != 0 { // DF: the sender must learn the path MTU
-			return Decision{Action: ActSlow, Reason: ReasonMTU}, MAC{}
-		}
-		// Fragmenting is left to the kernel path; on the fast path a packet
-		// that does not fit is dropped and counted.
-		return drop(ReasonMTU), MAC{}
-	}
-	decrementTTL(h)
-	return d, mac
-}
-
-// route4 finds the egress for an IPv4 destination: customer routes first
-// (from any port), then, for traffic from customers only, the backbone FIB.
-func (w *Worker) route4(v *batchView, in uint8, dst uint32) (Decision, MAC) {
 	if _, c, ok := v.cust.Forward4(dst); ok {
-		hop := v.hops.Customer[c][fam4]
-		sub := v.hops.Subnet4[c]
-		if sub.mask != 0 && dst&sub.mask == sub.addr {
-			mac, ok := v.hops.Neigh4[[4]byte{byte(dst >> 24), byte(dst >> 16), byte(dst >> 8), byte(dst)}]
-			if !ok {
-				return drop(ReasonNoNeighbour), MAC{}
-			}
-			return Decision{Action: ActForward, Port: hop.Port}, mac
-		}
-		if !hop.Resolved {
-			return drop(ReasonNoNeighbour), MAC{}
-		}
-		return Decision{Action: ActForward, Port: hop.Port}, hop.MAC
+		w.toCustomer4(v, c, dst, d, mac)
+		return 0
 	}
 	if w.plane.Ports[in].Role != RoleCustomer {
-		return Decision{Action: ActSlow, Reason: ReasonNoRoute}, MAC{}
+		d.Action, d.Reason = ActSlow, ReasonNoRoute
+		return 0
 	}
-	r, b, ok := v.bb.Forward4(dst)
-	if !ok {
-		return Decision{Action: ActSlow, Reason: ReasonNoRoute}, MAC{}
+	*dst4 = dst
+	return 4
+}
+
+func (w *Worker) toCustomer4(v *batchView, c fib.BackboneID, dst uint32, d *Decision, mac *MAC) {
+	hop := v.hops.Customer[c][fam4]
+	if sub := v.hops.Subnet4[c]; sub.mask != 0 && dst&sub.mask == sub.addr {
+		m, ok := v.hops.Neigh4[[4]byte{byte(dst >> 24), byte(dst >> 16), byte(dst >> 8), byte(dst)}]
+		if !ok {
+			d.Action, d.Reason = ActDrop, ReasonNoNeighbour
+			return
+		}
+		*mac = m
+		d.Action, d.Port = ActForward, hop.Port
+		return
 	}
-	hop := v.hops.Backbone[b][fam4]
 	if !hop.Resolved {
-		return drop(ReasonNoNeighbour), MAC{}
+		d.Action, d.Reason = ActDrop, ReasonNoNeighbour
+		return
 	}
-	return Decision{Action: ActForward, Port: hop.Port, Route: r, Backbone: b, ToBackbone: true}, hop.MAC
+	*mac = hop.MAC
+	d.Action, d.Port = ActForward, hop.Port
 }
 
 // martian4: destinations never forwarded: this network (0/8), loopback,
@@ -223,63 +261,56 @@ func martian4(dst uint32) bool {
 	return dst>>16 == 169<<8|254 || dst>>28 == 0xe || dst == 0xffffffff
 }
 
-func (w *Worker) ipv6(v *batchView, in uint8, f []byte, l3 int) (Decision, MAC) {
+func (w *Worker) parse6(v *batchView, in uint8, f []byte, l3 int, d *Decision, mac *MAC, dst6 *[2]uint64) int {
 	if len(f) < l3+ipv6HdrLen || f[l3]>>4 != 6 {
-		return drop(ReasonMalformed), MAC{}
+		d.Action, d.Reason = ActDrop, ReasonMalformed
+		return 0
 	}
 	h := f[l3 : l3+ipv6HdrLen]
-	total := ipv6HdrLen + int(binary.BigEndian.Uint16(h[4:6]))
-	if l3+total > len(f) {
-		return drop(ReasonMalformed), MAC{}
+	if l3+ipv6HdrLen+int(binary.BigEndian.Uint16(h[4:6])) > len(f) {
+		d.Action, d.Reason = ActDrop, ReasonMalformed
+		return 0
 	}
 	hi := binary.BigEndian.Uint64(h[24:32])
 	lo := binary.BigEndian.Uint64(h[32:40])
-	if martian6(hi, lo) {
-		return drop(ReasonMartian), MAC{}
+	switch {
+	case martian6(hi, lo):
+		d.Action, d.Reason = ActDrop, ReasonMartian
+		return 0
+	case h[7] <= 1:
+		d.Action, d.Reason = ActSlow, ReasonTTL
+		return 0
 	}
-	if h[7] <= 1 {
-		return Decision{Action: ActSlow, Reason: ReasonTTL}, MAC{}
-	}
-	d, mac := w.route6(v, in, hi, lo, h[24:40])
-	if d.Action != ActForward {
-		return d, mac
-	}
-	if total > w.plane.Ports[d.Port].MTU {
-		// IPv6 routers never fragment (RFC 8200): always Packet Too Big.
-		return Decision{Action: ActSlow, Reason: ReasonMTU}, MAC{}
-	}
-	h[7]-- // no header checksum in IPv6
-	return d, mac
-}
-
-func (w *Worker) route6(v *batchView, in uint8, hi, lo uint64, dst []byte) (Decision, MAC) {
 	if _, c, ok := v.cust.Forward6(hi, lo); ok {
-		hop := v.hops.Customer[c][fam6]
-		sub := v.hops.Subnet6[c]
-		if sub.maskHi|sub.maskLo != 0 && hi&sub.maskHi == sub.hi && lo&sub.maskLo == sub.lo {
-			mac, ok := v.hops.Neigh6[[16]byte(dst)]
-			if !ok {
-				return drop(ReasonNoNeighbour), MAC{}
-			}
-			return Decision{Action: ActForward, Port: hop.Port}, mac
-		}
-		if !hop.Resolved {
-			return drop(ReasonNoNeighbour), MAC{}
-		}
-		return Decision{Action: ActForward, Port: hop.Port}, hop.MAC
+		w.toCustomer6(v, c, hi, lo, h[24:40], d, mac)
+		return 0
 	}
 	if w.plane.Ports[in].Role != RoleCustomer {
-		return Decision{Action: ActSlow, Reason: ReasonNoRoute}, MAC{}
+		d.Action, d.Reason = ActSlow, ReasonNoRoute
+		return 0
 	}
-	r, b, ok := v.bb.Forward6(hi, lo)
-	if !ok {
-		return Decision{Action: ActSlow, Reason: ReasonNoRoute}, MAC{}
+	*dst6 = [2]uint64{hi, lo}
+	return 6
+}
+
+func (w *Worker) toCustomer6(v *batchView, c fib.BackboneID, hi, lo uint64, raw []byte, d *Decision, mac *MAC) {
+	hop := v.hops.Customer[c][fam6]
+	if sub := v.hops.Subnet6[c]; sub.maskHi|sub.maskLo != 0 && hi&sub.maskHi == sub.hi && lo&sub.maskLo == sub.lo {
+		m, ok := v.hops.Neigh6[[16]byte(raw)]
+		if !ok {
+			d.Action, d.Reason = ActDrop, ReasonNoNeighbour
+			return
+		}
+		*mac = m
+		d.Action, d.Port = ActForward, hop.Port
+		return
 	}
-	hop := v.hops.Backbone[b][fam6]
 	if !hop.Resolved {
-		return drop(ReasonNoNeighbour), MAC{}
+		d.Action, d.Reason = ActDrop, ReasonNoNeighbour
+		return
 	}
-	return Decision{Action: ActForward, Port: hop.Port, Route: r, Backbone: b, ToBackbone: true}, hop.MAC
+	*mac = hop.MAC
+	d.Action, d.Port = ActForward, hop.Port
 }
 
 // martian6: unspecified, loopback, IPv4-mapped (deliberately never routed as
@@ -295,3 +326,57 @@ func martian6(hi, lo uint64) bool {
 	}
 	return false
 }
+
+// viaBackbone completes a decision with the backbone lookup's answer.
+func (w *Worker) viaBackbone(v *batchView, d *Decision, mac *MAC, r fib.RouteID, b fib.BackboneID, fam int) {
+	if r == 0 {
+		*d = Decision{Action: ActSlow, Reason: ReasonNoRoute, L3: d.L3}
+		return
+	}
+	hop := v.hops.Backbone[b][fam]
+	if !hop.Resolved {
+		*d = Decision{Action: ActDrop, Reason: ReasonNoNeighbour, L3: d.L3}
+		return
+	}
+	*mac = hop.MAC
+	d.Action, d.Port, d.Route, d.Backbone, d.ToBackbone = ActForward, hop.Port, r, b, true
+}
+
+// finish checks the egress MTU, decrements TTL or hop limit and rewrites the
+// Ethernet header of a frame to be forwarded.
+func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
+	l3 := int(d.L3)
+	mtu := w.plane.Ports[d.Port].MTU
+	if f[l3]>>4 == 4 {
+		h := f[l3:]
+		if int(binary.BigEndian.Uint16(h[2:4])) > mtu {
+			if h[6]&0x40 != 0 { // DF: the sender must learn the path MTU
+				*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3}
+			} else {
+				// Fragmenting is left to the kernel path; on the fast path
+				// a packet that does not fit is dropped and counted.
+				*d = Decision{Action: ActDrop, Reason: ReasonMTU, L3: d.L3}
+			}
+			return
+		}
+		decrementTTL(h)
+	} else {
+		h := f[l3:]
+		if ipv6HdrLen+int(binary.BigEndian.Uint16(h[4:6])) > mtu {
+			// IPv6 routers never fragment (RFC 8200): always Packet Too Big.
+			*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3}
+			return
+		}
+		h[7]-- // no header checksum in IPv6
+	}
+	// A VLAN tag is removed by moving the addresses over it, so the frame is
+	// sent from 4 bytes further on.
+	if l3 != ethHdrLen {
+		d.Skip = vlanTagLen
+	}
+	eth := f[d.Skip:]
+	copy(eth[0:6], mac[:])
+	copy(eth[6:12], w.plane.Ports[d.Port].MAC[:])
+}
+
+func drop(r Reason) Decision { return Decision{Action: ActDrop, Reason: r} }
