@@ -8,4 +8,9 @@ require (
 	github.com/osrg/gobgp/v4 v4.8.0
 )
 
-require github.com/google/gopacket v1.1.19
+require (
+	github.com/cilium/ebpf v0.22.0
+	github.com/google/gopacket v1.1.19
+)
+
+require golang.org/x/sys v0.45.0 // indirect

@@ -1,0 +1,204 @@
+package forwarder
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+)
+
+// XDP actions (include/uapi/linux/bpf.h).
+const (
+	xdpDrop = 1
+	xdpPass = 2
+)
+
+// Steering is the XDP program that sends transit IPv4 and IPv6 to the
+// queue's AF_XDP socket, and everything else to the kernel: ARP, NDP,
+// multicast and packets addressed to the box itself. A queue without a
+// socket in the map falls back to XDP_PASS (bpf_redirect_map's default
+// action), so if pnapd stops the kernel keeps forwarding: fail-open.
+//
+// It is written with cilium/ebpf's asm package so that neither building nor
+// running pnap needs clang.
+type Steering struct {
+	Program *ebpf.Program
+	XSKs    *ebpf.Map // queue index -> AF_XDP socket
+	Local4  *ebpf.Map // IPv4 addresses of the box (4-byte keys)
+	Local6  *ebpf.Map // IPv6 addresses of the box (16-byte keys)
+}
+
+// SteeringOptions size the maps. The zero value is usable.
+type SteeringOptions struct {
+	Queues     int // XSK map entries; default 64
+	LocalAddrs int // local address map entries per family; default 256
+	// NoSocketAction is what transit traffic gets when its queue has no
+	// socket: XDP_PASS (the default, fail-open). Tests set XDP_DROP to tell
+	// "steered to AF_XDP" from "passed to the kernel" with BPF_PROG_RUN.
+	NoSocketAction uint32
+}
+
+// NewSteering creates the maps and loads the program.
+func NewSteering(opt SteeringOptions) (*Steering, error) {
+	if opt.Queues <= 0 {
+		opt.Queues = 64
+	}
+	if opt.LocalAddrs <= 0 {
+		opt.LocalAddrs = 256
+	}
+	if opt.NoSocketAction == 0 {
+		opt.NoSocketAction = xdpPass
+	}
+	s := &Steering{}
+	var err error
+	if s.XSKs, err = ebpf.NewMap(&ebpf.MapSpec{Name: "pnap_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(opt.Queues)}); err != nil {
+		return nil, fmt.Errorf("XSK map: %w", explainBPF(err))
+	}
+	if s.Local4, err = ebpf.NewMap(&ebpf.MapSpec{Name: "pnap_local4", Type: ebpf.Hash, KeySize: 4, ValueSize: 1, MaxEntries: uint32(opt.LocalAddrs)}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("local IPv4 map: %w", explainBPF(err))
+	}
+	if s.Local6, err = ebpf.NewMap(&ebpf.MapSpec{Name: "pnap_local6", Type: ebpf.Hash, KeySize: 16, ValueSize: 1, MaxEntries: uint32(opt.LocalAddrs)}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("local IPv6 map: %w", explainBPF(err))
+	}
+	s.Program, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name:         "pnap_steer",
+		Type:         ebpf.XDP,
+		License:      "GPL",
+		Instructions: steeringInstructions(s.XSKs.FD(), s.Local4.FD(), s.Local6.FD(), int32(opt.NoSocketAction)),
+	})
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("loading the XDP program: %w", explainBPF(err))
+	}
+	return s, nil
+}
+
+// AddLocal marks a as an address of the box: packets to it go to the kernel.
+func (s *Steering) AddLocal(a netip.Addr) error {
+	one := uint8(1)
+	if a.Is4() {
+		k := a.As4()
+		return s.Local4.Put(k, one)
+	}
+	k := a.As16()
+	return s.Local6.Put(k, one)
+}
+
+// SetSocket steers queue's transit traffic to the AF_XDP socket fd.
+func (s *Steering) SetSocket(queue int, fd int) error {
+	return s.XSKs.Put(uint32(queue), uint32(fd))
+}
+
+// Close releases the program and maps (an attachment holds its own
+// reference to the program).
+func (s *Steering) Close() error {
+	var errs []error
+	for _, c := range []interface{ Close() error }{s.Program, s.XSKs, s.Local4, s.Local6} {
+		if c != nil && !isNilCloser(c) {
+			errs = append(errs, c.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func isNilCloser(c interface{ Close() error }) bool {
+	switch v := c.(type) {
+	case *ebpf.Program:
+		return v == nil
+	case *ebpf.Map:
+		return v == nil
+	}
+	return false
+}
+
+func explainBPF(err error) error {
+	return fmt.Errorf("%w (pnap needs CAP_BPF and CAP_NET_ADMIN, or root, and a kernel with BPF and AF_XDP)", err)
+}
+
+// Ethertypes and IP fields as the program loads them: little-endian loads
+// of network-order bytes.
+const (
+	leIPv4 = 0x0008
+	leIPv6 = 0xdd86
+	leVLAN = 0x0081
+)
+
+// steeringInstructions is the program. Registers: R6 ctx, R7 L3 offset,
+// R8 L3 pointer (both survive helper calls), R2/R3 data/data_end.
+func steeringInstructions(xsks, local4, local6 int, noSocket int32) asm.Instructions {
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word), // data
+		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word), // data_end
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, ethHdrLen),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R5, asm.R2, 12, asm.Half),
+		asm.Mov.Imm(asm.R7, ethHdrLen),
+		asm.JNE.Imm(asm.R5, leVLAN, "l3"),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, ethHdrLen+vlanTagLen),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R5, asm.R2, 16, asm.Half),
+		asm.Mov.Imm(asm.R7, ethHdrLen+vlanTagLen),
+
+		asm.Mov.Reg(asm.R8, asm.R2).WithSymbol("l3"),
+		asm.Add.Reg(asm.R8, asm.R7),
+		asm.JEq.Imm(asm.R5, leIPv4, "ipv4"),
+		asm.JEq.Imm(asm.R5, leIPv6, "ipv6"),
+		asm.Ja.Label("pass"),
+
+		// IPv4: multicast and broadcast to the kernel; local addresses too.
+		asm.Mov.Reg(asm.R4, asm.R8).WithSymbol("ipv4"),
+		asm.Add.Imm(asm.R4, ipv4MinHdr),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R5, asm.R8, 16, asm.Byte),
+		asm.JGE.Imm(asm.R5, 224, "pass"),
+		asm.LoadMem(asm.R5, asm.R8, 16, asm.Word),
+		asm.StoreMem(asm.RFP, -4, asm.R5, asm.Word),
+		asm.LoadMapPtr(asm.R1, local4),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -4),
+		asm.FnMapLookupElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass"),
+		asm.Ja.Label("redirect"),
+
+		// IPv6: NDP, multicast and local addresses to the kernel.
+		asm.Mov.Reg(asm.R4, asm.R8).WithSymbol("ipv6"),
+		asm.Add.Imm(asm.R4, ipv6HdrLen),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R5, asm.R8, 24, asm.Byte),
+		asm.JEq.Imm(asm.R5, 0xff, "pass"),
+		asm.LoadMem(asm.R5, asm.R8, 6, asm.Byte), // next header
+		asm.JNE.Imm(asm.R5, 58, "v6dst"),         // not ICMPv6
+		asm.Mov.Reg(asm.R4, asm.R8),
+		asm.Add.Imm(asm.R4, ipv6HdrLen+1),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R5, asm.R8, ipv6HdrLen, asm.Byte), // ICMPv6 type
+		asm.JLT.Imm(asm.R5, 133, "v6dst"),
+		asm.JLE.Imm(asm.R5, 137, "pass"), // RS, RA, NS, NA, redirect
+		asm.LoadMem(asm.R5, asm.R8, 24, asm.DWord).WithSymbol("v6dst"),
+		asm.StoreMem(asm.RFP, -16, asm.R5, asm.DWord),
+		asm.LoadMem(asm.R5, asm.R8, 32, asm.DWord),
+		asm.StoreMem(asm.RFP, -8, asm.R5, asm.DWord),
+		asm.LoadMapPtr(asm.R1, local6),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -16),
+		asm.FnMapLookupElem.Call(),
+		asm.JNE.Imm(asm.R0, 0, "pass"),
+
+		// Transit: to this queue's socket, or noSocket if it has none.
+		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word).WithSymbol("redirect"), // rx_queue_index
+		asm.LoadMapPtr(asm.R1, xsks),
+		asm.Mov.Imm(asm.R3, noSocket),
+		asm.FnRedirectMap.Call(),
+		asm.Return(),
+
+		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
+		asm.Return(),
+	}
+}

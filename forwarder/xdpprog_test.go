@@ -1,0 +1,90 @@
+package forwarder
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+func loadSteering(t *testing.T) *Steering {
+	t.Helper()
+	s, err := NewSteering(SteeringOptions{NoSocketAction: xdpDrop})
+	if err != nil {
+		if os.Geteuid() != 0 && os.Getenv("CI") == "" {
+			t.Skipf("loading an XDP program needs root or CAP_BPF: %v", err)
+		}
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func runXDP(t *testing.T, s *Steering, frame []byte) uint32 {
+	t.Helper()
+	ret, err := s.Program.Run(&ebpf.RunOptions{Data: frame})
+	if err != nil {
+		if errors.Is(err, ebpf.ErrNotSupported) {
+			t.Skipf("BPF_PROG_RUN not supported: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return ret
+}
+
+func ndpFrame(t *testing.T) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: macCust[:], DstMAC: macPort[0][:], EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6,
+		SrcIP: netip.MustParseAddr("2001:2:0:1::7").AsSlice(), DstIP: netip.MustParseAddr("2001:2:0:1::1").AsSlice()}
+	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
+	icmp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true},
+		eth, ip, icmp, &layers.ICMPv6NeighborSolicitation{TargetAddress: netip.MustParseAddr("2001:2:0:1::1").AsSlice()}); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// TestSteeringVerdicts runs the XDP program on frames with BPF_PROG_RUN.
+// Transit traffic would be redirected to the queue's socket; with no socket
+// it gets the configured fallback (XDP_DROP here, to tell it apart from the
+// kernel path, which is XDP_PASS).
+func TestSteeringVerdicts(t *testing.T) {
+	s := loadSteering(t)
+	if err := s.AddLocal(netip.MustParseAddr("198.18.0.1")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddLocal(netip.MustParseAddr("2001:2:0:1::1")); err != nil {
+		t.Fatal(err)
+	}
+	arp := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{})
+	arp[12], arp[13] = 0x08, 0x06
+	cases := []struct {
+		name  string
+		frame []byte
+		want  uint32
+	}{
+		{"IPv4 transit", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{}), xdpDrop},
+		{"IPv4 transit, VLAN", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{vlan: true}), xdpDrop},
+		{"IPv6 transit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{}), xdpDrop},
+		{"IPv4 to the box", udpFrame(t, "198.18.0.7", "198.18.0.1", frameOpts{}), xdpPass},
+		{"IPv6 to the box", udpFrame(t, "2001:2:0:1::7", "2001:2:0:1::1", frameOpts{}), xdpPass},
+		{"ARP", arp, xdpPass},
+		{"NDP", ndpFrame(t), xdpPass},
+		{"IPv4 multicast", udpFrame(t, "198.18.0.7", "224.0.0.5", frameOpts{}), xdpPass},
+		{"IPv6 multicast", udpFrame(t, "2001:2:0:1::7", "ff02::1", frameOpts{}), xdpPass},
+		{"bare Ethernet header", arp[:14], xdpPass},
+		{"truncated IPv4", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{})[:20], xdpPass},
+	}
+	for _, tc := range cases {
+		if got := runXDP(t, s, tc.frame); got != tc.want {
+			t.Errorf("%s: XDP action %d, want %d", tc.name, got, tc.want)
+		}
+	}
+}
