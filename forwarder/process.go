@@ -25,7 +25,7 @@ const (
 type Decision struct {
 	Action Action
 	Reason Reason
-	Port   uint8 // egress port, for ActForward
+	Port   uint8 // egress port, for ActForward and ReasonMTU
 	Skip   uint8 // bytes at the start of the frame to leave out (a removed VLAN tag)
 	// L3 is the offset of the IP header in the frame as received.
 	L3 uint8
@@ -351,7 +351,7 @@ func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
 		h := f[l3:]
 		if int(binary.BigEndian.Uint16(h[2:4])) > mtu {
 			if h[6]&0x40 != 0 { // DF: the sender must learn the path MTU
-				*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3}
+				*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3, Port: d.Port}
 			} else {
 				// Fragmenting is left to the kernel path; on the fast path
 				// a packet that does not fit is dropped and counted.
@@ -364,7 +364,7 @@ func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
 		h := f[l3:]
 		if ipv6HdrLen+int(binary.BigEndian.Uint16(h[4:6])) > mtu {
 			// IPv6 routers never fragment (RFC 8200): always Packet Too Big.
-			*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3}
+			*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3, Port: d.Port}
 			return
 		}
 		h[7]-- // no header checksum in IPv6

@@ -301,6 +301,9 @@ func checksum16(b []byte) uint16 {
 	for i := 0; i+1 < len(b); i += 2 {
 		s += uint32(b[i])<<8 | uint32(b[i+1])
 	}
+	if len(b)%2 == 1 {
+		s += uint32(b[len(b)-1]) << 8 // an odd last byte is padded with zero
+	}
 	for s>>16 != 0 {
 		s = s&0xffff + s>>16
 	}

@@ -1,0 +1,301 @@
+package forwarder
+
+import (
+	"bytes"
+	"encoding/binary"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/fib"
+)
+
+// afxdpLab is the test topology: a customer namespace, pnap's namespace with
+// one customer port (c0) and two backbone ports (bb0, bb1), and one
+// namespace per backbone. pnap's kernel does not forward (ip_forward 0), so
+// whatever arrives was forwarded by pnap.
+type afxdpLab struct {
+	cust, pnap, bbA, bbB *lab.NS
+	cl, pc0, pb0, al     *lab.Link
+	pb1, bl              *lab.Link
+	plane                *Plane
+	loop                 *Loop
+	slow                 *SlowPath
+}
+
+func newAFXDPLab(t *testing.T) *afxdpLab {
+	lab.RequireRoot(t)
+	x := &afxdpLab{cust: lab.NewNS(t, "pc"), pnap: lab.NewNS(t, "pp"), bbA: lab.NewNS(t, "pa"), bbB: lab.NewNS(t, "pb")}
+	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "c0", lab.VethOpts{})
+	x.pb0, x.al = lab.Connect(t, x.pnap, "bb0", x.bbA, "a", lab.VethOpts{})
+	x.pb1, x.bl = lab.Connect(t, x.pnap, "bb1", x.bbB, "b", lab.VethOpts{})
+	x.cl.AddAddr(t, "198.18.0.7/24")
+	x.cl.AddAddr(t, "2001:2:0:1::7/64")
+	x.pc0.AddAddr(t, "198.18.0.1/24")
+	x.pc0.AddAddr(t, "2001:2:0:1::1/64")
+	x.cust.AddRoute(t, "0.0.0.0/0", "198.18.0.1")
+	x.cust.AddRoute(t, "::/0", "2001:2:0:1::1")
+	x.pb0.AddAddr(t, "198.18.100.2/24")
+	x.al.AddAddr(t, "198.18.100.1/24")
+	x.pb1.AddAddr(t, "198.18.101.2/24")
+	x.bl.AddAddr(t, "198.18.101.1/24")
+	x.pnap.Sysctl(t, "net/ipv4/ip_forward", "0")
+	x.pnap.Sysctl(t, "net/ipv6/conf/all/forwarding", "0")
+
+	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cust, err := fib.New([]fib.Backbone{{Name: "c0"}}, fib.Options{MaxRoutes: 1 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for b := fib.BackboneID(0); b < 2; b++ {
+		for _, p := range []string{"203.0.113.0/24", "2001:db8::/32"} {
+			if err := bb.Add(b, netip.MustParsePrefix(p), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, p := range []string{"198.18.0.0/24", "2001:2:0:1::/64"} {
+		if err := cust.Add(0, netip.MustParsePrefix(p), -1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	links := []*lab.Link{x.pc0, x.pb0, x.pb1}
+	x.plane = &Plane{Backbones: bb, Customers: cust}
+	for i, l := range links {
+		role := RoleBackbone
+		if i == 0 {
+			role = RoleCustomer
+		}
+		x.plane.Ports = append(x.plane.Ports, PortInfo{Name: l.Name, MAC: MAC(l.MAC), MTU: 1500, Role: role})
+	}
+	h := &Hops{
+		Neigh4: map[[4]byte]MAC{{198, 18, 0, 7}: MAC(x.cl.MAC)},
+		Neigh6: map[[16]byte]MAC{netip.MustParseAddr("2001:2:0:1::7").As16(): MAC(x.cl.MAC)},
+	}
+	for f := 0; f < 2; f++ {
+		h.Backbone[0][f] = NextHop{Port: 1, MAC: MAC(x.al.MAC), Resolved: true}
+		h.Backbone[1][f] = NextHop{Port: 2, MAC: MAC(x.bl.MAC), Resolved: true}
+		h.Customer[0][f] = NextHop{Port: 0}
+	}
+	h.SetSubnet(0, netip.MustParsePrefix("198.18.0.1/24"))
+	h.SetSubnet(0, netip.MustParsePrefix("2001:2:0:1::1/64"))
+	x.plane.SetHops(h)
+
+	// Program, attachment and sockets are made inside pnap's namespace,
+	// where the interface indexes mean these interfaces.
+	var ports []*Port
+	err = x.pnap.Do(func() error {
+		for _, l := range links {
+			st, err := NewSteering(SteeringOptions{Queues: 1})
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { st.Close() })
+			for _, a := range []string{"198.18.0.1", "2001:2:0:1::1", "198.18.100.2", "198.18.101.2"} {
+				if err := st.AddLocal(netip.MustParseAddr(a)); err != nil {
+					return err
+				}
+			}
+			lk, err := link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: l.Index})
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { lk.Close() })
+			p, err := OpenPort(l.Name, l.Index, 0, PortOptions{})
+			if err != nil {
+				return err
+			}
+			t.Cleanup(func() { p.Close() })
+			if err := st.SetSocket(0, p.FD()); err != nil {
+				return err
+			}
+			ports = append(ports, p)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	x.slow = &SlowPath{Ports: []SlowPort{
+		{MAC: MAC(x.pc0.MAC), Addr4: netip.MustParseAddr("198.18.0.1"), Addr6: netip.MustParseAddr("2001:2:0:1::1"), MTU: 1500},
+		{MAC: MAC(x.pb0.MAC), Addr4: netip.MustParseAddr("198.18.100.2"), MTU: 1500},
+		{MAC: MAC(x.pb1.MAC), Addr4: netip.MustParseAddr("198.18.101.2"), MTU: 1500},
+	}}
+	err = x.pnap.Do(func() error {
+		for i, l := range links {
+			if err := x.slow.Ports[i].OpenSender(l.Index); err != nil {
+				return err
+			}
+			t.Cleanup(func() { x.slow.Ports[i].Close() })
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slowIn := make(chan SlowFrame, 64)
+	x.loop = &Loop{Worker: NewWorker(x.plane), Ports: ports, CPU: -1, Slow: slowIn}
+	done := make(chan error, 1)
+	go func() { done <- x.loop.Run() }()
+	slowDone := make(chan struct{})
+	go func() { x.slow.Run(slowIn); close(slowDone) }()
+	t.Cleanup(func() {
+		x.loop.Stop()
+		if err := <-done; err != nil {
+			t.Errorf("loop: %v", err)
+		}
+		close(slowIn)
+		<-slowDone
+	})
+	return x
+}
+
+// awaitUDP returns the first captured frame carrying payload.
+func awaitUDP(t *testing.T, c *lab.Capture, payload []byte) gopacket.Packet {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := c.Next(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if bytes.Contains(f, payload) {
+			return gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
+		}
+	}
+	t.Fatalf("no frame with payload %q arrived", payload)
+	return nil
+}
+
+// awaitFrame returns the first captured frame for which match is true.
+func awaitFrame(t *testing.T, c *lab.Capture, what string, match func(gopacket.Packet) bool) gopacket.Packet {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		f, err := c.Next(time.Until(deadline))
+		if err != nil {
+			break
+		}
+		if p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default); match(p) {
+			return p
+		}
+	}
+	t.Fatalf("no %s arrived", what)
+	return nil
+}
+
+func udpChecksumOK(t *testing.T, p gopacket.Packet) bool {
+	t.Helper()
+	udp := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
+	var pseudo []byte
+	if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok {
+		pseudo = append(append(append([]byte{}, ip.SrcIP.To4()...), ip.DstIP.To4()...), 0, 17, 0, 0)
+		binary.BigEndian.PutUint16(pseudo[10:], uint16(len(udp.Contents)+len(udp.Payload)))
+	} else {
+		ip := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6)
+		pseudo = append(append(append([]byte{}, ip.SrcIP...), ip.DstIP...), 0, 0, 0, 0, 0, 0, 0, 17)
+		binary.BigEndian.PutUint16(pseudo[34:], uint16(len(udp.Contents)+len(udp.Payload)))
+	}
+	b := append(append(pseudo, udp.Contents...), udp.Payload...)
+	return checksum16(b) == 0xffff
+}
+
+func TestForwardThroughAFXDP(t *testing.T) {
+	x := newAFXDPLab(t)
+	capA, capB, capC := x.al.Capture(t), x.bl.Capture(t), x.cl.Capture(t)
+	send := func(dst string, payload string) {
+		t.Helper()
+		src := "198.18.0.7"
+		if netip.MustParseAddr(dst).Is6() {
+			src = "2001:2:0:1::7"
+		}
+		if err := x.cust.SendUDP(netip.AddrPortFrom(netip.MustParseAddr(src), 40000), netip.AddrPortFrom(netip.MustParseAddr(dst), 9), []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// IPv4 via backbone a, the preferred one.
+	send("203.0.113.9", "pnap-v4-via-a")
+	p := awaitUDP(t, capA, []byte("pnap-v4-via-a"))
+	eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+	if !bytes.Equal(eth.DstMAC, x.al.MAC) || !bytes.Equal(eth.SrcMAC, x.pb0.MAC) {
+		t.Fatalf("MACs %v -> %v, want %v -> %v", eth.SrcMAC, eth.DstMAC, x.pb0.MAC, x.al.MAC)
+	}
+	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+	if ip.TTL != 63 || !ipv4HeaderSumOK(ip.Contents) {
+		t.Fatalf("TTL %d (want 63), header checksum valid %v", ip.TTL, ipv4HeaderSumOK(ip.Contents))
+	}
+	if !udpChecksumOK(t, p) {
+		t.Fatalf("UDP checksum no longer valid: %x", p.Data())
+	}
+
+	// IPv6 likewise, hop limit 64 -> 63.
+	send("2001:db8::9", "pnap-v6-via-a")
+	p = awaitUDP(t, capA, []byte("pnap-v6-via-a"))
+	if ip6 := p.Layer(layers.LayerTypeIPv6).(*layers.IPv6); ip6.HopLimit != 63 || !udpChecksumOK(t, p) {
+		t.Fatalf("IPv6: hop limit %d, UDP checksum valid %v", ip6.HopLimit, udpChecksumOK(t, p))
+	}
+
+	// Move the prefix to backbone b: the next packets arrive there.
+	if err := x.plane.Backbones.Select(netip.MustParsePrefix("203.0.113.0/24"), 1); err != nil {
+		t.Fatal(err)
+	}
+	send("203.0.113.9", "pnap-v4-via-b")
+	p = awaitUDP(t, capB, []byte("pnap-v4-via-b"))
+	if eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, x.bl.MAC) || !bytes.Equal(eth.SrcMAC, x.pb1.MAC) {
+		t.Fatalf("after the swap: MACs %v -> %v", eth.SrcMAC, eth.DstMAC)
+	}
+
+	// A reply from backbone a reaches the customer.
+	reply := buildUDP(t, x.al.MAC, x.pb0.MAC, "203.0.113.9", "198.18.0.7", []byte("pnap-reply"))
+	if err := x.al.SendFrame(reply); err != nil {
+		t.Fatal(err)
+	}
+	p = awaitUDP(t, capC, []byte("pnap-reply"))
+	if eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet); !bytes.Equal(eth.DstMAC, x.cl.MAC) || !bytes.Equal(eth.SrcMAC, x.pc0.MAC) {
+		t.Fatalf("reply MACs %v -> %v", eth.SrcMAC, eth.DstMAC)
+	}
+	// TTL 1: the sender hears ICMP time exceeded from the port's address.
+	expiring := buildUDP(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("pnap-ttl-1"))
+	expiring[22] = 1 // TTL
+	expiring[24], expiring[25] = 0, 0
+	binary.BigEndian.PutUint16(expiring[24:], ^checksum16(expiring[14:34]))
+	if err := x.cl.SendFrame(expiring); err != nil {
+		t.Fatal(err)
+	}
+	awaitFrame(t, capC, "ICMP time exceeded from 198.18.0.1", func(p gopacket.Packet) bool {
+		ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
+		return ok && ic.TypeCode.Type() == layers.ICMPv4TypeTimeExceeded && ip.SrcIP.Equal(net.IP{198, 18, 0, 1})
+	})
+	if x.slow.Sent.Load() == 0 {
+		t.Fatal("slow path counted no ICMP error sent")
+	}
+	var st PortStats
+	x.loop.Worker.Stats(0, &st)
+	if st.RxPackets < 2 {
+		t.Fatalf("customer port counted %d packets received", st.RxPackets)
+	}
+}
+
+func buildUDP(t *testing.T, src, dst net.HardwareAddr, from, to string, payload []byte) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 60, Protocol: layers.IPProtocolUDP,
+		SrcIP: netip.MustParseAddr(from).AsSlice(), DstIP: netip.MustParseAddr(to).AsSlice()}
+	udp := &layers.UDP{SrcPort: 9, DstPort: 40000}
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}

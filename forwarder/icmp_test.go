@@ -1,0 +1,62 @@
+package forwarder
+
+import (
+	"bytes"
+	"net/netip"
+	"testing"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+)
+
+func TestICMPErrors(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	cases := []struct {
+		name  string
+		frame []byte
+		src   string
+		check func(p gopacket.Packet) bool
+	}{
+		{"v4 TTL", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1}), "198.18.0.1", func(p gopacket.Packet) bool {
+			ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+			return ok && ic.TypeCode.Type() == layers.ICMPv4TypeTimeExceeded
+		}},
+		{"v4 no route", udpFrame(t, "198.18.0.7", "192.0.2.1", frameOpts{}), "198.18.0.1", func(p gopacket.Packet) bool {
+			ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+			return ok && ic.TypeCode == layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet)
+		}},
+		{"v6 hop limit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 1}), "2001:2:0:1::1", func(p gopacket.Packet) bool {
+			ic, ok := p.Layer(layers.LayerTypeICMPv6).(*layers.ICMPv6)
+			return ok && ic.TypeCode.Type() == layers.ICMPv6TypeTimeExceeded
+		}},
+	}
+	for _, tc := range cases {
+		orig := append([]byte(nil), tc.frame...)
+		d := process(t, w, 0, tc.frame)
+		if d.Action != ActSlow {
+			t.Fatalf("%s: %+v, want the slow path", tc.name, d)
+		}
+		reply, err := ICMPError(tc.frame, d, macPort[0], netip.MustParseAddr(tc.src), 1500)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		p := gopacket.NewPacket(reply, layers.LayerTypeEthernet, gopacket.Default)
+		if p.ErrorLayer() != nil {
+			t.Fatalf("%s: reply does not decode: %v", tc.name, p.ErrorLayer().Error())
+		}
+		eth := p.Layer(layers.LayerTypeEthernet).(*layers.Ethernet)
+		if MAC(eth.DstMAC) != macCust || MAC(eth.SrcMAC) != macPort[0] {
+			t.Fatalf("%s: reply MACs %v -> %v", tc.name, eth.SrcMAC, eth.DstMAC)
+		}
+		if !tc.check(p) {
+			t.Fatalf("%s: wrong ICMP type in %v", tc.name, p)
+		}
+		// The quote starts with the original IP header.
+		if !bytes.Contains(reply, orig[14:34]) {
+			t.Fatalf("%s: reply does not quote the original header", tc.name)
+		}
+		if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok && !ipv4HeaderSumOK(ip.Contents) {
+			t.Fatalf("%s: bad IPv4 header checksum", tc.name)
+		}
+	}
+}

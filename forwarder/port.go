@@ -1,0 +1,99 @@
+package forwarder
+
+import (
+	"fmt"
+
+	"github.com/asavie/xdp"
+	"golang.org/x/sys/unix"
+)
+
+// PortOptions size one AF_XDP socket.
+type PortOptions struct {
+	// Frames is the UMEM size in frames, half for receiving and half for
+	// sending (asavie/xdp splits it so). Default 512.
+	Frames int
+	// FrameSize in bytes: 2048 or 4096. Default 2048.
+	FrameSize int
+	// RingSize is the number of descriptors of each ring; a power of two,
+	// at most Frames/2. Default 256.
+	//
+	// Defaults from ../shared/ENVIRONMENT.md's measurements on veth: 512
+	// frames and 256-entry rings beat 4096/2048 (the UMEM falls out of
+	// cache, and asavie's GetDescs scans every frame).
+	RingSize int
+}
+
+func (o *PortOptions) fill() error {
+	if o.Frames == 0 {
+		o.Frames = 512
+	}
+	if o.FrameSize == 0 {
+		o.FrameSize = 2048
+	}
+	if o.RingSize == 0 {
+		o.RingSize = 256
+	}
+	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
+	switch {
+	case o.FrameSize != 2048 && o.FrameSize != 4096:
+		return fmt.Errorf("frame size %d: use 2048 or 4096", o.FrameSize)
+	case !pow2(o.RingSize) || !pow2(o.Frames):
+		return fmt.Errorf("frames %d and ring size %d must be powers of two", o.Frames, o.RingSize)
+	case o.RingSize*2 > o.Frames:
+		return fmt.Errorf("ring size %d needs at least %d frames (half receive, half send)", o.RingSize, o.RingSize*2)
+	}
+	return nil
+}
+
+// Port is one AF_XDP socket, bound to one queue of one interface. It owns
+// the socket's UMEM and rings; only the goroutine running its Loop uses it.
+type Port struct {
+	Name    string
+	Ifindex int
+	Queue   int
+	sock    *xdp.Socket
+}
+
+// OpenPort binds an AF_XDP socket to queue of the interface ifindex (in the
+// calling thread's network namespace) and fills its fill ring.
+func OpenPort(name string, ifindex, queue int, opt PortOptions) (*Port, error) {
+	if err := opt.fill(); err != nil {
+		return nil, fmt.Errorf("port %s: %w", name, err)
+	}
+	sock, err := xdp.NewSocket(ifindex, queue, &xdp.SocketOptions{
+		NumFrames:              opt.Frames,
+		FrameSize:              opt.FrameSize,
+		FillRingNumDescs:       opt.RingSize,
+		CompletionRingNumDescs: opt.RingSize,
+		RxRingNumDescs:         opt.RingSize,
+		TxRingNumDescs:         opt.RingSize,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("port %s queue %d: AF_XDP socket: %w (does the interface have this queue? is the locked-memory limit high enough?)", name, queue, err)
+	}
+	p := &Port{Name: name, Ifindex: ifindex, Queue: queue, sock: sock}
+	p.sock.Fill(p.sock.GetDescs(p.sock.NumFreeFillSlots(), true))
+	return p, nil
+}
+
+// FD is the socket's file descriptor, for the XSK map and poll.
+func (p *Port) FD() int { return p.sock.FD() }
+
+// Close closes the socket and unmaps its memory.
+func (p *Port) Close() error { return p.sock.Close() }
+
+// kick asks the kernel to send what is on the TX ring. In copy mode one
+// sendto sends at most 32 frames, so the loop kicks until the ring drains.
+// asavie/xdp's Transmit makes exactly one sendto and panics on unexpected
+// errors, which is why this is done here.
+func (p *Port) kick() {
+	for i := 0; i < 16 && p.sock.NumTransmitted() > p.sock.NumCompleted(); i++ {
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(p.sock.FD()), 0, 0, uintptr(unix.MSG_DONTWAIT), 0, 0)
+		if errno != 0 && errno != unix.EAGAIN && errno != unix.EBUSY && errno != unix.EINTR {
+			return
+		}
+		if c := p.sock.NumCompleted(); c > 0 {
+			p.sock.Complete(c)
+		}
+	}
+}
