@@ -122,10 +122,10 @@ func TestFIBLookupFromConfigShowsBackbone(t *testing.T) {
 	}
 }
 
-func TestRunRefusesWithoutDataPlane(t *testing.T) {
+func TestRunNamesMissingInterface(t *testing.T) {
 	path := filepath.Join("..", "..", "configs", "examples", "minimal.toml")
 	code, _, errs := runCmd(t, "", "run", "-c", path)
-	if code != 1 || !strings.Contains(errs, "no data plane") {
+	if code != 1 || !strings.Contains(errs, `interface "pnap-`) || !strings.Contains(errs, "ip link") {
 		t.Fatalf("run: exit %d, stderr %q", code, errs)
 	}
 }

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"sync"
+	"syscall"
 	"time"
-)
 
-// errNoDataPlane is what `pnapd run` reports until the AF_XDP forwarder is
-// part of this build: it refuses to pretend to forward.
-var errNoDataPlane = errors.New("this build has no data plane yet (the AF_XDP forwarder is not implemented); configuration and FIB are valid — use 'pnapd check' and 'pnapd fib lookup' meanwhile")
+	"github.com/pnap-project/pnap/forwarder"
+)
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
 	cfg, path, err := configCommand("run", args, stderr)
@@ -25,5 +27,65 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	st := f.Stats()
 	log.Info("FIB loaded", "backbones", len(cfg.Backbones), "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "took", time.Since(start).Round(time.Millisecond))
-	return errNoDataPlane
+
+	d, err := buildDataPlane(cfg, f, log)
+	if err != nil {
+		return err
+	}
+	defer d.close()
+
+	// Signals first, so that a SIGTERM during start-up still stops cleanly.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	errc := make(chan error, len(d.loops)+2)
+	neigh := forwarder.NewNeighbours(d.plane, d.spec, nil)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := neigh.Run(stop); err != nil {
+			errc <- fmt.Errorf("neighbours: %w", err)
+		}
+	}()
+	slowDone := make(chan struct{})
+	go func() { d.slow.Run(d.slowIn); close(slowDone) }()
+	for i, l := range d.loops {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Run(); err != nil {
+				errc <- fmt.Errorf("worker %d: %w", i, err)
+			}
+		}()
+	}
+	log.Info("forwarding", "workers", len(d.loops), "ports", len(d.plane.Ports))
+
+	select {
+	case s := <-sig:
+		log.Info("stopping", "signal", s.String())
+	case err = <-errc:
+		log.Error("stopping", "error", err)
+	}
+	close(stop)
+	for _, l := range d.loops {
+		l.Stop()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+		err = errors.Join(err, errors.New("workers did not stop within 2 s"))
+	}
+	close(d.slowIn)
+	<-slowDone
+	if cerr := d.close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	have, want := neigh.Resolved()
+	log.Info("stopped", "next hops resolved", fmt.Sprintf("%d/%d", have, want))
+	return err
 }

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+
+	"github.com/cilium/ebpf/link"
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
+	"github.com/vishvananda/netlink"
+)
+
+// dataPlane is everything `pnapd run` attaches and opens, so that it can all
+// be released in one place, in reverse order.
+type dataPlane struct {
+	plane   *forwarder.Plane
+	spec    forwarder.HopSpec
+	loops   []*forwarder.Loop
+	slow    *forwarder.SlowPath
+	slowIn  chan forwarder.SlowFrame
+	closers []func() error
+}
+
+func (d *dataPlane) close() error {
+	var errs []error
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		errs = append(errs, d.closers[i]())
+	}
+	d.closers = nil
+	return errors.Join(errs...)
+}
+
+// portSpec is one interface pnapd forwards on.
+type portSpec struct {
+	name  string // the customer's or backbone's
+	iface string
+	role  forwarder.Role
+}
+
+// buildDataPlane resolves the interfaces, loads and attaches the XDP
+// program, opens the AF_XDP sockets and makes the loops. On error whatever
+// was made is released again.
+func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *dataPlane, err error) {
+	d := &dataPlane{}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if len(cfg.Customers) > fib.MaxBackbones {
+		return nil, fmt.Errorf("%d customer ports configured; this version forwards to at most %d", len(cfg.Customers), fib.MaxBackbones)
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return nil, fmt.Errorf("raising the locked-memory limit for BPF maps and AF_XDP rings: %w (run as root, or raise 'ulimit -l' / LimitMEMLOCK=infinity in the systemd unit)", err)
+	}
+	cust, err := customerFIB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var ports []portSpec
+	for _, c := range cfg.Customers {
+		ports = append(ports, portSpec{c.Name, c.Interface, forwarder.RoleCustomer})
+	}
+	for _, b := range cfg.Backbones {
+		ports = append(ports, portSpec{b.Name, b.Interface, forwarder.RoleBackbone})
+	}
+	links := make([]netlink.Link, len(ports))
+	d.plane = &forwarder.Plane{Backbones: bb, Customers: cust}
+	for i, p := range ports {
+		l, err := netlink.LinkByName(p.iface)
+		if err != nil {
+			return nil, fmt.Errorf("%s: interface %q: %w (check the name with 'ip link')", p.name, p.iface, err)
+		}
+		attrs := l.Attrs()
+		if attrs.NumRxQueues > 0 && cfg.Forwarder.Queues > attrs.NumRxQueues {
+			return nil, fmt.Errorf("%s: interface %s has %d RX queues, the config asks for %d: lower [forwarder] queues", p.name, p.iface, attrs.NumRxQueues, cfg.Forwarder.Queues)
+		}
+		links[i] = l
+		mtu := cfg.Forwarder.MTU
+		if attrs.MTU > 0 && attrs.MTU < mtu {
+			mtu = attrs.MTU
+		}
+		var mac forwarder.MAC
+		copy(mac[:], attrs.HardwareAddr)
+		d.plane.Ports = append(d.plane.Ports, forwarder.PortInfo{Name: p.iface, MAC: mac, MTU: mtu, Role: p.role})
+	}
+	local, err := localAddrs()
+	if err != nil {
+		return nil, err
+	}
+
+	// The hop spec, for the neighbour tracker.
+	nc := len(cfg.Customers)
+	for i, c := range cfg.Customers {
+		d.spec.Customers = append(d.spec.Customers, forwarder.CustomerHop{
+			Port: uint8(i), Ifindex: links[i].Attrs().Index,
+			NextHop4: c.NextHopV4, NextHop6: c.NextHopV6,
+			Subnet4: c.AddressV4.Masked(), Subnet6: c.AddressV6.Masked(),
+		})
+	}
+	for i, b := range cfg.Backbones {
+		d.spec.Backbones = append(d.spec.Backbones, forwarder.BackboneHop{
+			Port: uint8(nc + i), Ifindex: links[nc+i].Attrs().Index,
+			Gateway4: b.GatewayV4, Gateway6: b.GatewayV6,
+		})
+	}
+
+	// XDP program and AF_XDP sockets, per interface; one loop per queue
+	// serving that queue of every interface.
+	queues := cfg.Forwarder.Queues
+	portsByQueue := make([][]*forwarder.Port, queues)
+	for i, p := range ports {
+		l := links[i]
+		st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: queues})
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.iface, err)
+		}
+		d.closers = append(d.closers, st.Close)
+		for _, a := range local {
+			if err := st.AddLocal(a); err != nil {
+				return nil, fmt.Errorf("%s: local address %v: %w", p.iface, a, err)
+			}
+		}
+		lk, mode, err := attachXDP(st, l.Attrs().Index, cfg.Forwarder.XDPMode)
+		if err != nil {
+			return nil, fmt.Errorf("%s: attaching XDP: %w", p.iface, err)
+		}
+		d.closers = append(d.closers, lk.Close)
+		for q := 0; q < queues; q++ {
+			port, err := forwarder.OpenPort(p.iface, l.Attrs().Index, q, forwarder.PortOptions{
+				Frames: cfg.Forwarder.Frames, FrameSize: cfg.Forwarder.FrameSize, RingSize: cfg.Forwarder.RingSize,
+			})
+			if err != nil {
+				return nil, err
+			}
+			d.closers = append(d.closers, port.Close)
+			if err := st.SetSocket(q, port.FD()); err != nil {
+				return nil, fmt.Errorf("%s queue %d: XSK map: %w", p.iface, q, err)
+			}
+			portsByQueue[q] = append(portsByQueue[q], port)
+		}
+		log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "queues", queues)
+	}
+
+	d.slow = &forwarder.SlowPath{}
+	for i, p := range ports {
+		sp := forwarder.SlowPort{MAC: d.plane.Ports[i].MAC, MTU: d.plane.Ports[i].MTU}
+		sp.Addr4, sp.Addr6 = ifaceAddrs(links[i])
+		if err := sp.OpenSender(links[i].Attrs().Index); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.iface, err)
+		}
+		d.closers = append(d.closers, sp.Close)
+		d.slow.Ports = append(d.slow.Ports, sp)
+	}
+	d.slowIn = make(chan forwarder.SlowFrame, 1024)
+	for q := 0; q < queues; q++ {
+		cpu := -1
+		if q < len(cfg.Forwarder.CPUs) {
+			cpu = cfg.Forwarder.CPUs[q]
+		}
+		d.loops = append(d.loops, &forwarder.Loop{
+			Worker: forwarder.NewWorker(d.plane), Ports: portsByQueue[q], CPU: cpu,
+			Batch: cfg.Forwarder.Batch, Slow: d.slowIn,
+		})
+	}
+	return d, nil
+}
+
+func roleName(r forwarder.Role) string {
+	if r == forwarder.RoleCustomer {
+		return "customer"
+	}
+	return "backbone"
+}
+
+// attachXDP attaches with a bpf_link, so the kernel detaches the program
+// when pnapd exits, however it exits.
+func attachXDP(st *forwarder.Steering, ifindex int, mode configs.XDPMode) (link.Link, string, error) {
+	try := func(flags link.XDPAttachFlags) (link.Link, error) {
+		return link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: ifindex, Flags: flags})
+	}
+	switch mode {
+	case configs.XDPNative:
+		l, err := try(link.XDPDriverMode)
+		return l, "native", err
+	case configs.XDPGeneric:
+		l, err := try(link.XDPGenericMode)
+		return l, "generic", err
+	}
+	if l, err := try(link.XDPDriverMode); err == nil {
+		return l, "native", nil
+	}
+	l, err := try(link.XDPGenericMode)
+	return l, "generic", err
+}
+
+// customerFIB holds the customer routes: each customer port's connected
+// subnets and its configured routes, with the customer as the "backbone".
+func customerFIB(cfg *configs.Config) (*fib.FIB, error) {
+	names := make([]fib.Backbone, max(1, len(cfg.Customers)))
+	for i := range names {
+		names[i] = fib.Backbone{Name: fmt.Sprintf("customer-%d", i)}
+	}
+	for i, c := range cfg.Customers {
+		names[i].Name = c.Name
+	}
+	f, err := fib.New(names, fib.Options{MaxRoutes: 1 << 16})
+	if err != nil {
+		return nil, err
+	}
+	err = f.Update(func(tx *fib.Txn) error {
+		for i, c := range cfg.Customers {
+			ps := append([]netip.Prefix(nil), c.Routes...)
+			for _, a := range []netip.Prefix{c.AddressV4, c.AddressV6} {
+				if a.IsValid() {
+					ps = append(ps, a.Masked())
+				}
+			}
+			for _, p := range ps {
+				if err := tx.Add(fib.BackboneID(i), p, -1); err != nil {
+					return fmt.Errorf("customer %q: %w", c.Name, err)
+				}
+			}
+		}
+		return nil
+	})
+	return f, err
+}
+
+// localAddrs lists every address of the box: packets to them go to the
+// kernel, not through pnap.
+func localAddrs() ([]netip.Addr, error) {
+	as, err := netlink.AddrList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return nil, fmt.Errorf("listing local addresses: %w", err)
+	}
+	var out []netip.Addr
+	for _, a := range as {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok {
+			out = append(out, ip.Unmap())
+		}
+	}
+	return out, nil
+}
+
+// ifaceAddrs returns an interface's first global IPv4 and IPv6 addresses,
+// the sources of its ICMP errors.
+func ifaceAddrs(l netlink.Link) (v4, v6 netip.Addr) {
+	as, err := netlink.AddrList(l, netlink.FAMILY_ALL)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "pnapd: addresses of %s: %v\n", l.Attrs().Name, err)
+		return
+	}
+	for _, a := range as {
+		ip, ok := netip.AddrFromSlice(a.IP)
+		if !ok {
+			continue
+		}
+		ip = ip.Unmap()
+		switch {
+		case ip.Is4() && !v4.IsValid():
+			v4 = ip
+		case ip.Is6() && !ip.IsLinkLocalUnicast() && !v6.IsValid():
+			v6 = ip
+		}
+	}
+	return
+}

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/lab"
+)
+
+// TestMain lets the test binary act as pnapd, so that tests can run the
+// daemon as a real process (in a lab namespace) without building it.
+func TestMain(m *testing.M) {
+	if os.Getenv("PNAPD_TEST_AS_MAIN") == "1" {
+		os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
+
+type runLab struct {
+	cust, pnap, bbA, bbB *lab.NS
+	cl, pc0, pb0, al     *lab.Link
+	pb1, bl              *lab.Link
+	config               string
+}
+
+func newRunLab(t *testing.T) *runLab {
+	lab.RequireRoot(t)
+	x := &runLab{cust: lab.NewNS(t, "rc"), pnap: lab.NewNS(t, "rp"), bbA: lab.NewNS(t, "ra"), bbB: lab.NewNS(t, "rb")}
+	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "c0", lab.VethOpts{})
+	x.pb0, x.al = lab.Connect(t, x.pnap, "bb0", x.bbA, "a", lab.VethOpts{})
+	x.pb1, x.bl = lab.Connect(t, x.pnap, "bb1", x.bbB, "b", lab.VethOpts{})
+	x.cl.AddAddr(t, "198.18.0.7/24")
+	x.pc0.AddAddr(t, "198.18.0.1/24")
+	x.cust.AddRoute(t, "0.0.0.0/0", "198.18.0.1")
+	x.pb0.AddAddr(t, "198.18.100.2/24")
+	x.al.AddAddr(t, "198.18.100.1/24")
+	x.pb1.AddAddr(t, "198.18.101.2/24")
+	x.bl.AddAddr(t, "198.18.101.1/24")
+	x.pnap.Sysctl(t, "net/ipv4/ip_forward", "0")
+	x.config = filepath.Join(t.TempDir(), "lab.toml")
+	cfg := `
+[forwarder]
+queues = 1
+xdp_mode = "auto"
+
+[[customer]]
+name = "c0"
+interface = "c0"
+address_v4 = "198.18.0.1/24"
+
+[[backbone]]
+name = "bb-a"
+interface = "bb0"
+gateway_v4 = "198.18.100.1"
+static = ["203.0.113.0/24"]
+
+[[backbone]]
+name = "bb-b"
+interface = "bb1"
+gateway_v4 = "198.18.101.1"
+static = ["203.0.113.0/24"]
+`
+	if err := os.WriteFile(x.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return x
+}
+
+// startPnapd runs this test binary as pnapd inside pnap's namespace and
+// waits until it logs that it forwards.
+func (x *runLab) startPnapd(t *testing.T) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "run", "-c", x.config)
+	cmd.Env = append(os.Environ(), "PNAPD_TEST_AS_MAIN=1")
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	var logs bytes.Buffer
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
+				ready <- true
+				sent = true
+			}
+		}
+		if !sent {
+			ready <- false
+		}
+	}()
+	// A process started from a thread inside the namespace lives there.
+	if err := x.pnap.Do(cmd.Start); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	select {
+	case ok := <-ready:
+		if !ok {
+			t.Fatalf("pnapd exited before forwarding:\n%s", logs.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("pnapd did not start forwarding:\n%s", logs.String())
+	}
+	return cmd, &logs, exited
+}
+
+// xdpAttached reports whether any pnap port still has an XDP program.
+func (x *runLab) xdpAttached(t *testing.T) bool {
+	t.Helper()
+	for _, name := range []string{"c0", "bb0", "bb1"} {
+		l, err := x.pnap.Handle().LinkByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if xdp := l.Attrs().Xdp; xdp != nil && xdp.Attached {
+			return true
+		}
+	}
+	return false
+}
+
+// sendUntil sends datagrams from the customer until one arrives at capture,
+// or the deadline passes; it returns how long that took.
+func (x *runLab) sendUntil(t *testing.T, c *lab.Capture, within time.Duration) (time.Duration, []byte) {
+	t.Helper()
+	start := time.Now()
+	for i := 0; time.Since(start) < within; i++ {
+		payload := []byte(fmt.Sprintf("pnap-run-%d-%d", time.Now().UnixNano(), i))
+		if err := x.cust.SendUDP(netip.MustParseAddrPort("198.18.0.7:40000"), netip.MustParseAddrPort("203.0.113.9:9"), payload); err != nil {
+			t.Fatal(err)
+		}
+		f, err := c.NextMatch(50*time.Millisecond, func(f []byte) bool { return bytes.Contains(f, payload) })
+		if err == nil {
+			return time.Since(start), f
+		}
+	}
+	return 0, nil
+}
+
+func TestRunForwardsAndStopsCleanly(t *testing.T) {
+	x := newRunLab(t)
+	capA := x.al.Capture(t)
+	cmd, logs, exited := x.startPnapd(t)
+	if !x.xdpAttached(t) {
+		t.Fatal("no XDP program attached while pnapd runs")
+	}
+	// The gateway's MAC comes from the kernel's neighbour table, which
+	// pnapd asks to resolve it; the preferred backbone is bb-a.
+	took, f := x.sendUntil(t, capA, 5*time.Second)
+	if f == nil {
+		t.Fatalf("nothing forwarded to backbone a within 5 s:\n%s", logs)
+	}
+	if !bytes.Equal(f[0:6], x.al.MAC) || !bytes.Equal(f[6:12], x.pb0.MAC) || f[22] != 63 {
+		t.Fatalf("forwarded frame: MACs %x -> %x, TTL %d", f[6:12], f[0:6], f[22])
+	}
+	t.Logf("first packet forwarded after %v", took)
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(2 * time.Second):
+		t.Fatalf("pnapd did not stop within 2 s of SIGTERM:\n%s", logs)
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("pnapd exited with %d:\n%s", code, logs)
+	}
+	if x.xdpAttached(t) {
+		t.Fatal("an XDP program is still attached after pnapd stopped")
+	}
+}
+
+// TestRunFailsOpen kills pnapd with SIGKILL: the kernel removes its bpf_link
+// attachments, and with kernel routes in place the kernel forwards at once.
+func TestRunFailsOpen(t *testing.T) {
+	x := newRunLab(t)
+	capA := x.al.Capture(t)
+	cmd, logs, exited := x.startPnapd(t)
+	if _, f := x.sendUntil(t, capA, 5*time.Second); f == nil {
+		t.Fatalf("pnapd forwarded nothing:\n%s", logs)
+	}
+	x.pnap.Sysctl(t, "net/ipv4/ip_forward", "1")
+	x.pnap.AddRoute(t, "203.0.113.0/24", "198.18.100.1")
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	took, f := x.sendUntil(t, capA, time.Second)
+	if f == nil {
+		t.Fatal("the kernel did not forward within 1 s of pnapd's death")
+	}
+	if f[22] != 63 {
+		t.Fatalf("kernel-forwarded TTL %d", f[22])
+	}
+	t.Logf("kernel forwarding %v after SIGKILL", took)
+	deadline := time.Now().Add(time.Second)
+	for x.xdpAttached(t) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if x.xdpAttached(t) {
+		t.Fatal("an XDP program is still attached after SIGKILL")
+	}
+}
