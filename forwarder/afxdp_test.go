@@ -28,7 +28,8 @@ type afxdpLab struct {
 	slow                 *SlowPath
 }
 
-func newAFXDPLab(t *testing.T) *afxdpLab {
+// newBareLab builds the topology and addresses, without pnap.
+func newBareLab(t testing.TB) *afxdpLab {
 	lab.RequireRoot(t)
 	x := &afxdpLab{cust: lab.NewNS(t, "pc"), pnap: lab.NewNS(t, "pp"), bbA: lab.NewNS(t, "pa"), bbB: lab.NewNS(t, "pb")}
 	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "c0", lab.VethOpts{})
@@ -46,6 +47,15 @@ func newAFXDPLab(t *testing.T) *afxdpLab {
 	x.bl.AddAddr(t, "198.18.101.1/24")
 	x.pnap.Sysctl(t, "net/ipv4/ip_forward", "0")
 	x.pnap.Sysctl(t, "net/ipv6/conf/all/forwarding", "0")
+	return x
+}
+
+func newAFXDPLab(t testing.TB) *afxdpLab { return newAFXDPLabCPU(t, -1) }
+
+// newAFXDPLabCPU is the lab with pnap forwarding, its worker pinned to cpu
+// (-1: not pinned).
+func newAFXDPLabCPU(t testing.TB, cpu int) *afxdpLab {
+	x := newBareLab(t)
 
 	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
 	if err != nil {
@@ -142,7 +152,7 @@ func newAFXDPLab(t *testing.T) *afxdpLab {
 		t.Fatal(err)
 	}
 	slowIn := make(chan SlowFrame, 64)
-	x.loop = &Loop{Worker: NewWorker(x.plane), Ports: ports, CPU: -1, Slow: slowIn}
+	x.loop = &Loop{Worker: NewWorker(x.plane), Ports: ports, CPU: cpu, Slow: slowIn}
 	done := make(chan error, 1)
 	go func() { done <- x.loop.Run() }()
 	slowDone := make(chan struct{})
@@ -363,7 +373,7 @@ func TestAFXDPEdgeCases(t *testing.T) {
 	}
 }
 
-func buildUDP(t *testing.T, src, dst net.HardwareAddr, from, to string, payload []byte) []byte {
+func buildUDP(t testing.TB, src, dst net.HardwareAddr, from, to string, payload []byte) []byte {
 	t.Helper()
 	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 60, Protocol: layers.IPProtocolUDP,

@@ -1,0 +1,188 @@
+package forwarder
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/pnap-project/pnap/bench/lab"
+	"golang.org/x/sys/unix"
+)
+
+// xdpMd mirrors struct xdp_md, the context BPF_PROG_RUN takes for XDP.
+type xdpMd struct {
+	Data, DataEnd, DataMeta, IngressIfindex, RxQueueIndex, EgressIfindex uint32
+}
+
+// liveGenerator sends copies of one frame out of an interface with
+// BPF_PROG_RUN in live-frames mode (how xdp-trafficgen works: ~3.7 Mpps
+// here, far above what any forwarder on this path reaches). Its program
+// rewrites TTL and header checksum on every copy, because a forwarder that
+// rewrites frames in place (the kernel) would otherwise age later copies.
+type liveGenerator struct {
+	prog, pass *ebpf.Program
+	attach     link.Link
+	ifindex    int
+}
+
+func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liveGenerator {
+	tb.Helper()
+	g := &liveGenerator{ifindex: l.Index}
+	ttlWord := binary.BigEndian.Uint16(frame[22:24]) // TTL, protocol
+	sum := binary.BigEndian.Uint16(frame[24:26])
+	err := ns.Do(func() error {
+		var err error
+		g.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
+			asm.Mov.Imm(asm.R0, xdpPass), asm.Return(),
+		}})
+		if err != nil {
+			return err
+		}
+		// XDP_TX in live-frames mode needs a program on the interface.
+		if g.attach, err = link.AttachXDP(link.XDPOptions{Program: g.pass, Interface: l.Index}); err != nil {
+			return err
+		}
+		g.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
+			asm.LoadMem(asm.R2, asm.R1, 0, asm.Word),
+			asm.LoadMem(asm.R3, asm.R1, 4, asm.Word),
+			asm.Mov.Reg(asm.R4, asm.R2),
+			asm.Add.Imm(asm.R4, 34),
+			asm.JGT.Reg(asm.R4, asm.R3, "tx"),
+			asm.Mov.Imm(asm.R5, int32(ttlWord>>8|ttlWord<<8)), // stored little-endian
+			asm.StoreMem(asm.R2, 22, asm.R5, asm.Half),
+			asm.Mov.Imm(asm.R5, int32(sum>>8|sum<<8)),
+			asm.StoreMem(asm.R2, 24, asm.R5, asm.Half),
+			asm.Mov.Imm(asm.R0, 3).WithSymbol("tx"), // XDP_TX
+			asm.Return(),
+		}})
+		return err
+	})
+	if err != nil {
+		tb.Skipf("live-frames generator unavailable: %v", err)
+	}
+	tb.Cleanup(func() { g.attach.Close(); g.pass.Close(); g.prog.Close() })
+	return g
+}
+
+// send transmits n copies of frame from a thread in ns pinned to cpu.
+func (g *liveGenerator) send(tb testing.TB, ns *lab.NS, cpu int, frame []byte, n uint32) time.Duration {
+	tb.Helper()
+	var took time.Duration
+	err := ns.Do(func() error {
+		var set unix.CPUSet
+		set.Set(cpu)
+		unix.SchedSetaffinity(0, &set)
+		start := time.Now()
+		_, err := g.prog.Run(&ebpf.RunOptions{
+			Data: frame, Repeat: n, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 64,
+			Context: &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(g.ifindex)},
+		})
+		took = time.Since(start)
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return took
+}
+
+func rxPackets(tb testing.TB, l *lab.Link) uint64 {
+	tb.Helper()
+	ll, err := l.NS.Handle().LinkByIndex(l.Index)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ll.Attrs().Statistics.RxPackets
+}
+
+// BenchmarkLabForwarding pushes 64 B and 1518 B frames from the customer
+// namespace through pnap (AF_XDP, worker on CPU 1) and, in the same run and
+// topology, through Linux kernel forwarding, and reports what reaches the
+// backbone namespace per second. The generator runs on CPU 0.
+func BenchmarkLabForwarding(b *testing.B) {
+	for _, size := range []int{64, 1518} {
+		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
+			const n = 2_000_000
+			results := map[string]float64{}
+			for _, mode := range []string{"pnap", "kernel"} {
+				x := newAFXDPLabMode(b, mode == "pnap")
+				// The receiving veth's work runs in a NAPI thread pinned to
+				// CPU 1 with the forwarder (ENVIRONMENT.md): otherwise it
+				// runs on the generator's CPU and the kernel path starves.
+				if err := x.pc0.SetThreadedNAPI(true); err != nil {
+					b.Fatal(err)
+				}
+				pinNAPI(b, x.pc0.Name, 1)
+				frame := buildUDP(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, size-4-42))
+				gen := newLiveGenerator(b, x.cust, x.cl, frame)
+				before := rxPackets(b, x.al)
+				took := gen.send(b, x.cust, 0, frame, n)
+				time.Sleep(200 * time.Millisecond) // let queues drain
+				got := rxPackets(b, x.al) - before
+				pps := float64(got) / took.Seconds()
+				results[mode] = pps
+				b.ReportMetric(pps, mode+"-pps")
+				b.ReportMetric(float64(got)/n, mode+"-delivered")
+			}
+			b.ReportMetric(results["pnap"]/results["kernel"], "pnap/kernel")
+		})
+	}
+}
+
+// newAFXDPLabMode is the forwarding lab with pnap running (withPnap) or with
+// the kernel of pnap's namespace forwarding instead.
+func newAFXDPLabMode(tb testing.TB, withPnap bool) *afxdpLab {
+	if withPnap {
+		return newAFXDPLabCPU(tb, 1)
+	}
+	x := newBareLab(tb)
+	// A veth receives XDP_TX'd frames only while it has NAPI: an XDP
+	// program (pnap's case) or GRO.
+	if err := x.pc0.SetGRO(true); err != nil {
+		tb.Fatal(err)
+	}
+	x.pnap.Sysctl(tb, "net/ipv4/ip_forward", "1")
+	x.pnap.AddRoute(tb, "203.0.113.0/24", "198.18.100.1")
+	x.pnap.AddNeigh(tb, x.pb0, "198.18.100.1", x.al.MAC)
+	x.pnap.AddNeigh(tb, x.pc0, "198.18.0.7", x.cl.MAC)
+	return x
+}
+
+// pinNAPI pins the NAPI kernel threads of interface dev ("napi/dev-N") to
+// cpu. Interface names are per namespace; the lab's are unique on this
+// machine while a benchmark runs.
+func pinNAPI(tb testing.TB, dev string, cpu int) {
+	tb.Helper()
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pinned := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
+		if err != nil || !strings.HasPrefix(string(comm), "napi/"+dev+"-") {
+			continue
+		}
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(pid, &set); err != nil {
+			tb.Fatal(err)
+		}
+		pinned++
+	}
+	if pinned == 0 {
+		tb.Fatalf("no NAPI thread found for %s", dev)
+	}
+}
