@@ -41,7 +41,7 @@ demo: build
 		$(BIN)/pnapd fib lookup --routes $${PNAP_DATA:-../shared/data}/ipv4-full.txt.gz \
 			--routes $${PNAP_DATA:-../shared/data}/ipv6-full.txt.gz
 	@echo
-	@echo "(the forwarding lab demo arrives with the data plane; see README.md)"
+	@echo "(the self-contained forwarding lab demo arrives with the optimizer; 'sudo go test -run Run -v ./cmd/pnapd/' runs pnapd in a namespace lab today)"
 
 clean:
 	rm -rf $(BIN)
