@@ -9,7 +9,7 @@ import (
 // Limits on the number of [[backbone]] and [[customer]] tables.
 const (
 	MaxBackbones = 24
-	MaxCustomers = 64
+	MaxCustomers = 24 // the forwarder keeps customer routes in a fib.FIB, one "backbone" per port
 )
 
 // Config is a loaded, validated configuration. Every field holds its final
