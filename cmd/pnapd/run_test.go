@@ -27,52 +27,39 @@ func TestMain(m *testing.M) {
 }
 
 type runLab struct {
-	cust, pnap, bbA, bbB *lab.NS
-	cl, pc0, pb0, al     *lab.Link
-	pb1, bl              *lab.Link
-	config               string
+	cust, pnap, bbA  *lab.NS
+	cl, pc0, pb0, al *lab.Link
+	config           string
 }
 
+// newRunLab builds the topology of configs/examples/lab.toml (pnap's
+// interfaces pnap-c0, pnap-c1, pnap-bb0..2 with its addresses and gateways)
+// and runs pnapd with that very file.
 func newRunLab(t *testing.T) *runLab {
 	lab.RequireRoot(t)
-	x := &runLab{cust: lab.NewNS(t, "rc"), pnap: lab.NewNS(t, "rp"), bbA: lab.NewNS(t, "ra"), bbB: lab.NewNS(t, "rb")}
-	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "c0", lab.VethOpts{})
-	x.pb0, x.al = lab.Connect(t, x.pnap, "bb0", x.bbA, "a", lab.VethOpts{})
-	x.pb1, x.bl = lab.Connect(t, x.pnap, "bb1", x.bbB, "b", lab.VethOpts{})
+	x := &runLab{cust: lab.NewNS(t, "rc"), pnap: lab.NewNS(t, "rp"), bbA: lab.NewNS(t, "ra")}
+	west, bbB, bbC := lab.NewNS(t, "rw"), lab.NewNS(t, "rb"), lab.NewNS(t, "rd")
+	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "pnap-c0", lab.VethOpts{})
+	wl, pc1 := lab.Connect(t, west, "c", x.pnap, "pnap-c1", lab.VethOpts{})
+	x.pb0, x.al = lab.Connect(t, x.pnap, "pnap-bb0", x.bbA, "a", lab.VethOpts{})
+	pb1, bl := lab.Connect(t, x.pnap, "pnap-bb1", bbB, "b", lab.VethOpts{})
+	pb2, dl := lab.Connect(t, x.pnap, "pnap-bb2", bbC, "c", lab.VethOpts{})
 	x.cl.AddAddr(t, "198.18.0.7/24")
 	x.pc0.AddAddr(t, "198.18.0.1/24")
 	x.cust.AddRoute(t, "0.0.0.0/0", "198.18.0.1")
-	x.pb0.AddAddr(t, "198.18.100.2/24")
-	x.al.AddAddr(t, "198.18.100.1/24")
-	x.pb1.AddAddr(t, "198.18.101.2/24")
-	x.bl.AddAddr(t, "198.18.101.1/24")
-	x.pnap.Sysctl(t, "net/ipv4/ip_forward", "0")
-	x.config = filepath.Join(t.TempDir(), "lab.toml")
-	cfg := `
-[forwarder]
-queues = 1
-xdp_mode = "auto"
-
-[[customer]]
-name = "c0"
-interface = "c0"
-address_v4 = "198.18.0.1/24"
-
-[[backbone]]
-name = "bb-a"
-interface = "bb0"
-gateway_v4 = "198.18.100.1"
-static = ["203.0.113.0/24"]
-
-[[backbone]]
-name = "bb-b"
-interface = "bb1"
-gateway_v4 = "198.18.101.1"
-static = ["203.0.113.0/24"]
-`
-	if err := os.WriteFile(x.config, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
+	wl.AddAddr(t, "198.18.1.7/24")
+	pc1.AddAddr(t, "198.18.1.1/24")
+	for _, l := range []struct {
+		pnap, far *lab.Link
+		n         int
+	}{{x.pb0, x.al, 100}, {pb1, bl, 101}, {pb2, dl, 102}} {
+		l.pnap.AddAddr(t, fmt.Sprintf("198.18.%d.2/24", l.n))
+		l.far.AddAddr(t, fmt.Sprintf("198.18.%d.1/24", l.n))
+		l.pnap.AddAddr(t, fmt.Sprintf("2001:2:0:%d::2/64", l.n))
+		l.far.AddAddr(t, fmt.Sprintf("2001:2:0:%d::1/64", l.n))
 	}
+	x.pnap.Sysctl(t, "net/ipv4/ip_forward", "0")
+	x.config = filepath.Join("..", "..", "configs", "examples", "lab.toml")
 	return x
 }
 
@@ -124,7 +111,7 @@ func (x *runLab) startPnapd(t *testing.T) (*exec.Cmd, *bytes.Buffer, <-chan stru
 // xdpAttached reports whether any pnap port still has an XDP program.
 func (x *runLab) xdpAttached(t *testing.T) bool {
 	t.Helper()
-	for _, name := range []string{"c0", "bb0", "bb1"} {
+	for _, name := range []string{"pnap-c0", "pnap-c1", "pnap-bb0", "pnap-bb1", "pnap-bb2"} {
 		l, err := x.pnap.Handle().LinkByName(name)
 		if err != nil {
 			t.Fatal(err)
@@ -162,7 +149,8 @@ func TestRunForwardsAndStopsCleanly(t *testing.T) {
 		t.Fatal("no XDP program attached while pnapd runs")
 	}
 	// The gateway's MAC comes from the kernel's neighbour table, which
-	// pnapd asks to resolve it; the preferred backbone is bb-a.
+	// pnapd asks to resolve it; 203.0.113.0/25 is held by bb-a and bb-b,
+	// and bb-a is preferred.
 	took, f := x.sendUntil(t, capA, 5*time.Second)
 	if f == nil {
 		t.Fatalf("nothing forwarded to backbone a within 5 s:\n%s", logs)
