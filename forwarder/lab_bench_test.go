@@ -116,7 +116,11 @@ func BenchmarkLabForwarding(b *testing.B) {
 		b.Run(fmt.Sprintf("%dB", size), func(b *testing.B) {
 			const n = 2_000_000
 			results := map[string]float64{}
-			for _, mode := range []string{"pnap", "kernel"} {
+			modes := []string{"pnap", "kernel"}
+			if m := os.Getenv("PNAP_LAB_MODES"); m != "" { // e.g. "pnap", to profile one side
+				modes = strings.Split(m, ",")
+			}
+			for _, mode := range modes {
 				x := newAFXDPLabMode(b, mode == "pnap")
 				// The receiving veth's work runs in a NAPI thread pinned to
 				// CPU 1 with the forwarder (ENVIRONMENT.md): otherwise it
