@@ -13,6 +13,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/fib"
+	"golang.org/x/sys/unix"
 )
 
 // afxdpLab is the test topology: a customer namespace, pnap's namespace with
@@ -385,4 +386,25 @@ func buildUDP(t testing.TB, src, dst net.HardwareAddr, from, to string, payload 
 		t.Fatal(err)
 	}
 	return buf.Bytes()
+}
+
+func TestPreferBusyPollSetsSocketOptions(t *testing.T) {
+	x := newAFXDPLab(t)
+	p := x.loop.Ports[0]
+	if err := p.PreferBusyPoll(20, 64); err != nil {
+		t.Fatal(err)
+	}
+	// SO_BUSY_POLL_BUDGET can be set but not read back (ENOPROTOOPT).
+	for opt, want := range map[int]int{unix.SO_PREFER_BUSY_POLL: 1, unix.SO_BUSY_POLL: 20} {
+		got, err := unix.GetsockoptInt(p.FD(), unix.SOL_SOCKET, opt)
+		if err != nil || got != want {
+			t.Fatalf("socket option %d = %d (%v), want %d", opt, got, err, want)
+		}
+	}
+	// Forwarding still works with the worker driving NAPI.
+	capA := x.al.Capture(t)
+	if err := x.cust.SendUDP(netip.MustParseAddrPort("198.18.0.7:40000"), netip.MustParseAddrPort("203.0.113.9:9"), []byte("busy-poll")); err != nil {
+		t.Fatal(err)
+	}
+	awaitUDP(t, capA, []byte("busy-poll"))
 }

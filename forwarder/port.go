@@ -97,3 +97,20 @@ func (p *Port) kick() {
 		}
 	}
 }
+
+// PreferBusyPoll makes the socket's poll(2) run the interface's NAPI
+// receive loop in the caller's thread (SO_PREFER_BUSY_POLL, kernel >= 5.11),
+// for up to usecs and budget frames, so receive work is done only as fast
+// as the worker consumes it. The interface also needs napi_defer_hard_irqs
+// and gro_flush_timeout set, or interrupts keep scheduling NAPI elsewhere.
+func (p *Port) PreferBusyPoll(usecs, budget int) error {
+	fd := p.sock.FD()
+	for _, o := range []struct{ opt, val int }{
+		{unix.SO_PREFER_BUSY_POLL, 1}, {unix.SO_BUSY_POLL, usecs}, {unix.SO_BUSY_POLL_BUDGET, budget},
+	} {
+		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, o.val); err != nil {
+			return fmt.Errorf("port %s: busy poll option %d: %w", p.Name, o.opt, err)
+		}
+	}
+	return nil
+}
