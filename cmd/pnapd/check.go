@@ -28,8 +28,8 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	for i, b := range cfg.Backbones {
 		fmt.Fprintf(stdout, "  backbone %-16s %9d routes held (interface %s)\n", b.Name, st.Held[i], b.Interface)
 	}
-	fmt.Fprintf(stdout, "  FIB: %d IPv4 + %d IPv6 prefixes, lookup structure %.1f MiB, loaded in %v\n",
-		st.IPv4Routes, st.IPv6Routes, float64(st.TrieBytes+st.SelectionBytes)/(1<<20), took.Round(time.Millisecond))
+	fmt.Fprintf(stdout, "  FIB: %d IPv4 + %d IPv6 prefixes, lookup structure %s, loaded in %v\n",
+		st.IPv4Routes, st.IPv6Routes, humanBytes(st.TrieBytes+st.SelectionBytes), took.Round(time.Millisecond))
 	return nil
 }
 
@@ -48,4 +48,12 @@ func configCommand(name string, args []string, stderr io.Writer) (*configs.Confi
 	}
 	cfg, err := configs.Load(*path)
 	return cfg, *path, err
+}
+
+// humanBytes prints n in KiB below a MiB and in MiB above.
+func humanBytes(n int) string {
+	if n < 1<<20 {
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
 }
