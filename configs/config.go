@@ -40,10 +40,14 @@ type Forwarder struct {
 	CPUs      []int   // cpus: CPU ids to pin workers to; empty means unpinned
 	Batch     int     // batch: packets per ring operation; default 64, 1..1024
 	FrameSize int     // frame_size: UMEM frame bytes; 2048 (default) or 4096
-	Frames    int     // frames: UMEM frames per socket; default 4096, power of two, 64..1<<20
-	RingSize  int     // ring_size: descriptors per ring; default 2048, power of two, <= Frames
+	Frames    int     // frames: UMEM frames per socket; default 512, power of two, 64..1<<20
+	RingSize  int     // ring_size: descriptors per ring; default 256, power of two, <= Frames
 	XDPMode   XDPMode // xdp_mode: default XDPAuto
 	MTU       int     // mtu: default 1500, 576..9000
+	// BusyPoll (busy_poll, default false) lets each worker run its
+	// interfaces' NAPI receive loop itself (SO_PREFER_BUSY_POLL), setting
+	// napi_defer_hard_irqs and gro_flush_timeout on them while pnapd runs.
+	BusyPoll bool
 }
 
 // XDPMode selects how the XDP program is attached.

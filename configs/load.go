@@ -62,8 +62,8 @@ func (d *decoder) forwarder(t *table) Forwarder {
 		Queues:    1,
 		Batch:     64,
 		FrameSize: 2048,
-		Frames:    4096,
-		RingSize:  2048,
+		Frames:    512,
+		RingSize:  256,
 		XDPMode:   XDPAuto,
 		MTU:       1500,
 	}
@@ -84,6 +84,7 @@ func (d *decoder) forwarder(t *table) Forwarder {
 	}
 	oneOf(t, "xdp_mode", &f.XDPMode, XDPAuto, XDPNative, XDPGeneric)
 	t.int("mtu", &f.MTU, 576, 9000)
+	t.bool("busy_poll", &f.BusyPoll)
 	return f
 }
 

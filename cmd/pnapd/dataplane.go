@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/cilium/ebpf/rlimit"
@@ -144,7 +145,19 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 			}
 			portsByQueue[q] = append(portsByQueue[q], port)
 		}
-		log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "queues", queues)
+		if cfg.Forwarder.BusyPoll {
+			restore, err := preferBusyPoll(p.iface)
+			if err != nil {
+				return nil, err
+			}
+			d.closers = append(d.closers, restore)
+			for _, port := range portsByQueue {
+				if err := port[len(port)-1].PreferBusyPoll(busyPollUsecs, cfg.Forwarder.Batch); err != nil {
+					return nil, err
+				}
+			}
+		}
+		log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "queues", queues, "busy_poll", cfg.Forwarder.BusyPoll)
 	}
 
 	d.slow = &forwarder.SlowPath{}
@@ -270,4 +283,40 @@ func ifaceAddrs(l netlink.Link) (v4, v6 netip.Addr) {
 		}
 	}
 	return
+}
+
+// busyPollUsecs bounds one busy-poll pass; with napi_defer_hard_irqs the
+// worker's poll(2) then does the interface's receive work.
+const busyPollUsecs = 20
+
+// preferBusyPoll sets the interface's NAPI deferral so that busy-polling
+// workers, not interrupts, drive its receive loop, and returns a function
+// that restores the previous values.
+func preferBusyPoll(iface string) (func() error, error) {
+	settings := []struct{ file, value string }{
+		{"napi_defer_hard_irqs", "2"},
+		{"gro_flush_timeout", "200000"}, // ns: the deferral's watchdog
+	}
+	var saved []func() error
+	restore := func() error {
+		var errs []error
+		for i := len(saved) - 1; i >= 0; i-- {
+			errs = append(errs, saved[i]())
+		}
+		return errors.Join(errs...)
+	}
+	for _, st := range settings {
+		path := filepath.Join("/sys/class/net", iface, st.file)
+		old, err := os.ReadFile(path)
+		if err != nil {
+			restore()
+			return nil, fmt.Errorf("busy_poll: %w (pnapd needs the sysfs of its own network namespace; 'ip netns exec' provides one)", err)
+		}
+		if err := os.WriteFile(path, []byte(st.value), 0); err != nil {
+			restore()
+			return nil, fmt.Errorf("busy_poll: setting %s: %w", path, err)
+		}
+		saved = append(saved, func() error { return os.WriteFile(path, old, 0) })
+	}
+	return restore, nil
 }

@@ -66,6 +66,12 @@ func newRunLab(t *testing.T) *runLab {
 // startPnapd runs this test binary as pnapd inside pnap's namespace and
 // waits until it logs that it forwards.
 func (x *runLab) startPnapd(t *testing.T) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
+	return x.startPnapdIn(t, x.pnap.Do)
+}
+
+// startPnapdIn is startPnapd with the starting thread's set-up chosen by
+// enter: NS.Do, or NS.DoSysfs when pnapd needs the namespace's own sysfs.
+func (x *runLab) startPnapdIn(t *testing.T, enter func(func() error) error) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "run", "-c", x.config)
 	cmd.Env = append(os.Environ(), "PNAPD_TEST_AS_MAIN=1")
@@ -88,7 +94,7 @@ func (x *runLab) startPnapd(t *testing.T) (*exec.Cmd, *bytes.Buffer, <-chan stru
 		}
 	}()
 	// A process started from a thread inside the namespace lives there.
-	if err := x.pnap.Do(cmd.Start); err != nil {
+	if err := enter(cmd.Start); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
@@ -205,5 +211,56 @@ func TestRunFailsOpen(t *testing.T) {
 	}
 	if x.xdpAttached(t) {
 		t.Fatal("an XDP program is still attached after SIGKILL")
+	}
+}
+
+// TestRunBusyPoll runs pnapd with busy_poll: it sets the interfaces' NAPI
+// deferral while it runs, forwards, and restores the settings on SIGTERM.
+func TestRunBusyPoll(t *testing.T) {
+	x := newRunLab(t)
+	src, err := os.ReadFile(x.config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	routes, err := filepath.Abs(filepath.Join(filepath.Dir(x.config), "routes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := strings.Replace(string(src), "[forwarder]\n", "[forwarder]\nbusy_poll = true\n", 1)
+	cfg = strings.ReplaceAll(cfg, `path = "routes/`, `path = "`+routes+`/`)
+	x.config = filepath.Join(t.TempDir(), "busy.toml")
+	if err := os.WriteFile(x.config, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	readDefer := func() string {
+		var v []byte
+		err := x.pnap.DoSysfs(func() error {
+			var err error
+			v, err = os.ReadFile("/sys/class/net/pnap-c0/napi_defer_hard_irqs")
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(v))
+	}
+	before := readDefer()
+	capA := x.al.Capture(t)
+	cmd, logs, exited := x.startPnapdIn(t, x.pnap.DoSysfs)
+	if got := readDefer(); got != "2" {
+		t.Fatalf("napi_defer_hard_irqs = %s while pnapd runs with busy_poll, want 2", got)
+	}
+	if _, f := x.sendUntil(t, capA, 5*time.Second); f == nil {
+		t.Fatalf("nothing forwarded with busy_poll:\n%s", logs)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	if code := cmd.ProcessState.ExitCode(); code != 0 {
+		t.Fatalf("pnapd exited with %d:\n%s", code, logs)
+	}
+	if got := readDefer(); got != before {
+		t.Fatalf("napi_defer_hard_irqs = %s after pnapd stopped, want it restored to %s", got, before)
 	}
 }
