@@ -40,16 +40,7 @@ func (v *Version) forward4Chunk(dsts []uint32, routes []RouteID, backbones []Bac
 			e[i] = val
 		}
 	}
-	for i := range dsts {
-		id := e[i]
-		if id == 0 {
-			id = best[i]
-		}
-		routes[i] = RouteID(id)
-	}
-	for i := range dsts {
-		backbones[i] = v.selected(uint32(routes[i]))
-	}
+	v.finishChunk(e[:len(dsts)], best[:len(dsts)], routes, backbones)
 }
 
 // Forward6Batch is Forward6 for many addresses, each given as {hi, lo}.
@@ -90,14 +81,20 @@ func (v *Version) forward6Chunk(dsts [][2]uint64, routes []RouteID, backbones []
 			break
 		}
 	}
-	for i := range dsts {
-		id := e[i]
+	v.finishChunk(e[:len(dsts)], best[:len(dsts)], routes, backbones)
+}
+
+// finishChunk turns a chunk's last trie values (and the deepest defaults
+// passed) into routes, then reads their selections: a separate loop, so
+// those loads overlap too.
+func (v *Version) finishChunk(e, best []uint32, routes []RouteID, backbones []BackboneID) {
+	for i, id := range e {
 		if id == 0 {
 			id = best[i]
 		}
 		routes[i] = RouteID(id)
 	}
-	for i := range dsts {
+	for i := range e {
 		backbones[i] = v.selected(uint32(routes[i]))
 	}
 }

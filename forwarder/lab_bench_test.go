@@ -38,8 +38,6 @@ type liveGenerator struct {
 func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liveGenerator {
 	tb.Helper()
 	g := &liveGenerator{ifindex: l.Index}
-	ttlWord := binary.BigEndian.Uint16(frame[22:24]) // TTL, protocol
-	sum := binary.BigEndian.Uint16(frame[24:26])
 	err := ns.Do(func() error {
 		var err error
 		g.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
@@ -52,22 +50,9 @@ func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liv
 		if g.attach, err = link.AttachXDP(link.XDPOptions{Program: g.pass, Interface: l.Index}); err != nil {
 			return err
 		}
-		g.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-			asm.LoadMem(asm.R2, asm.R1, 0, asm.Word),
-			asm.LoadMem(asm.R3, asm.R1, 4, asm.Word),
-			asm.Mov.Reg(asm.R4, asm.R2),
-			asm.Add.Imm(asm.R4, 34),
-			asm.JGT.Reg(asm.R4, asm.R3, "tx"),
-			asm.StoreImm(asm.R2, 0, int64(int32(binary.LittleEndian.Uint32(frame[0:4]))), asm.Word),
-			asm.StoreImm(asm.R2, 4, int64(int32(binary.LittleEndian.Uint32(frame[4:8]))), asm.Word),
-			asm.StoreImm(asm.R2, 8, int64(int32(binary.LittleEndian.Uint32(frame[8:12]))), asm.Word),
-			asm.Mov.Imm(asm.R5, int32(ttlWord>>8|ttlWord<<8)), // stored little-endian
-			asm.StoreMem(asm.R2, 22, asm.R5, asm.Half),
-			asm.Mov.Imm(asm.R5, int32(sum>>8|sum<<8)),
-			asm.StoreMem(asm.R2, 24, asm.R5, asm.Half),
-			asm.Mov.Imm(asm.R0, 3).WithSymbol("tx"), // XDP_TX
-			asm.Return(),
-		}})
+		g.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: append(asm.Instructions{
+			asm.Mov.Reg(asm.R6, asm.R1),
+		}, restoreHeaders(frame)...)})
 		return err
 	})
 	if err != nil {
@@ -286,5 +271,30 @@ func bounce(in, out *Port, dst, src MAC, stop <-chan struct{}) {
 		transmit(out.sock, txd)
 		out.kick()
 		in.sock.Fill(rx)
+	}
+}
+
+// restoreHeaders is the tail of the generators' programs (R6 = ctx): it
+// writes the frame's MACs, TTL and header checksum back into the copy about
+// to be sent, then returns XDP_TX.
+func restoreHeaders(frame []byte) asm.Instructions {
+	ttlWord := binary.BigEndian.Uint16(frame[22:24]) // TTL, protocol
+	sum := binary.BigEndian.Uint16(frame[24:26])
+	word := func(off int) int64 { return int64(int32(binary.LittleEndian.Uint32(frame[off : off+4]))) }
+	return asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word),
+		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word),
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, 34),
+		asm.JGT.Reg(asm.R4, asm.R3, "tx"),
+		asm.StoreImm(asm.R2, 0, word(0), asm.Word),
+		asm.StoreImm(asm.R2, 4, word(4), asm.Word),
+		asm.StoreImm(asm.R2, 8, word(8), asm.Word),
+		asm.Mov.Imm(asm.R5, int32(ttlWord>>8|ttlWord<<8)), // stored little-endian
+		asm.StoreMem(asm.R2, 22, asm.R5, asm.Half),
+		asm.Mov.Imm(asm.R5, int32(sum>>8|sum<<8)),
+		asm.StoreMem(asm.R2, 24, asm.R5, asm.Half),
+		asm.Mov.Imm(asm.R0, 3).WithSymbol("tx"), // XDP_TX
+		asm.Return(),
 	}
 }

@@ -32,15 +32,13 @@ const (
 func newPacedGen(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *pacedGen {
 	tb.Helper()
 	g := &pacedGen{liveGenerator: newLiveGenerator(tb, ns, l, frame)}
-	ttlWord := binary.BigEndian.Uint16(frame[22:24])
-	sum := binary.BigEndian.Uint16(frame[24:26])
 	err := ns.Do(func() error {
 		var err error
 		g.state, err = ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: 24, MaxEntries: 1})
 		if err != nil {
 			return err
 		}
-		g.paced, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
+		g.paced, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: append(asm.Instructions{
 			asm.Mov.Reg(asm.R6, asm.R1),
 			asm.FnKtimeGetNs.Call(),
 			asm.Mov.Reg(asm.R7, asm.R0),
@@ -63,23 +61,10 @@ func newPacedGen(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *pacedGen
 			asm.Add.Imm(asm.R1, 1),
 			asm.StoreMem(asm.R8, stateSent, asm.R1, asm.DWord),
 			// Restore the headers a forwarder may have rewritten in place.
-			asm.LoadMem(asm.R2, asm.R6, 0, asm.Word),
-			asm.LoadMem(asm.R3, asm.R6, 4, asm.Word),
-			asm.Mov.Reg(asm.R4, asm.R2),
-			asm.Add.Imm(asm.R4, 34),
-			asm.JGT.Reg(asm.R4, asm.R3, "tx"),
-			asm.StoreImm(asm.R2, 0, int64(int32(binary.LittleEndian.Uint32(frame[0:4]))), asm.Word),
-			asm.StoreImm(asm.R2, 4, int64(int32(binary.LittleEndian.Uint32(frame[4:8]))), asm.Word),
-			asm.StoreImm(asm.R2, 8, int64(int32(binary.LittleEndian.Uint32(frame[8:12]))), asm.Word),
-			asm.Mov.Imm(asm.R5, int32(ttlWord>>8|ttlWord<<8)),
-			asm.StoreMem(asm.R2, 22, asm.R5, asm.Half),
-			asm.Mov.Imm(asm.R5, int32(sum>>8|sum<<8)),
-			asm.StoreMem(asm.R2, 24, asm.R5, asm.Half),
-			asm.Mov.Imm(asm.R0, 3).WithSymbol("tx"), // XDP_TX
-			asm.Return(),
+		}, append(restoreHeaders(frame),
 			asm.Mov.Imm(asm.R0, xdpDrop).WithSymbol("drop"),
 			asm.Return(),
-		}})
+		)...)})
 		return err
 	})
 	if err != nil {

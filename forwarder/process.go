@@ -235,14 +235,13 @@ func (w *Worker) toCustomer4(v *batchView, c fib.BackboneID, dst uint32, d *Deci
 	hop := v.hops.Customer[c][fam4]
 	if sub := v.hops.Subnet4[c]; sub.mask != 0 && dst&sub.mask == sub.addr {
 		m, ok := v.hops.Neigh4[[4]byte{byte(dst >> 24), byte(dst >> 16), byte(dst >> 8), byte(dst)}]
-		if !ok {
-			d.Action, d.Reason = ActDrop, ReasonNoNeighbour
-			return
-		}
-		*mac = m
-		d.Action, d.Port = ActForward, hop.Port
-		return
+		hop = NextHop{Port: hop.Port, MAC: m, Resolved: ok}
 	}
+	via(hop, d, mac)
+}
+
+// via completes d to leave by hop, or to be dropped if hop is unresolved.
+func via(hop NextHop, d *Decision, mac *MAC) {
 	if !hop.Resolved {
 		d.Action, d.Reason = ActDrop, ReasonNoNeighbour
 		return
@@ -297,20 +296,9 @@ func (w *Worker) toCustomer6(v *batchView, c fib.BackboneID, hi, lo uint64, raw 
 	hop := v.hops.Customer[c][fam6]
 	if sub := v.hops.Subnet6[c]; sub.maskHi|sub.maskLo != 0 && hi&sub.maskHi == sub.hi && lo&sub.maskLo == sub.lo {
 		m, ok := v.hops.Neigh6[[16]byte(raw)]
-		if !ok {
-			d.Action, d.Reason = ActDrop, ReasonNoNeighbour
-			return
-		}
-		*mac = m
-		d.Action, d.Port = ActForward, hop.Port
-		return
+		hop = NextHop{Port: hop.Port, MAC: m, Resolved: ok}
 	}
-	if !hop.Resolved {
-		d.Action, d.Reason = ActDrop, ReasonNoNeighbour
-		return
-	}
-	*mac = hop.MAC
-	d.Action, d.Port = ActForward, hop.Port
+	via(hop, d, mac)
 }
 
 // martian6: unspecified, loopback, IPv4-mapped (deliberately never routed as
