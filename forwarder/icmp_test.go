@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
@@ -58,5 +61,46 @@ func TestICMPErrors(t *testing.T) {
 		if ip, ok := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4); ok && !ipv4HeaderSumOK(ip.Contents) {
 			t.Fatalf("%s: bad IPv4 header checksum", tc.name)
 		}
+	}
+}
+
+// TestSlowPathRateLimit feeds the slow path a flood of expiring packets:
+// it answers at most its rate (plus the burst) and counts the rest.
+func TestSlowPathRateLimit(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_DGRAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[1])
+	sp := &SlowPath{Limit: 20, Ports: []SlowPort{{MAC: macPort[0], Addr4: netip.MustParseAddr("198.18.0.1"), MTU: 1500, fd: fds[0]}}}
+	defer sp.Ports[0].Close()
+	w := NewWorker(testPlane(t))
+	in := make(chan SlowFrame, 1000)
+	for i := 0; i < 500; i++ {
+		f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1})
+		d := process(t, w, 0, f)
+		in <- SlowFrame{Port: 0, Decision: d, Frame: f}
+	}
+	close(in)
+	start := time.Now()
+	sp.Run(in)
+	elapsed := time.Since(start)
+	// The limiter allows its burst (20) at once, then 20 a second.
+	maxSent := 20 + uint64(20*elapsed.Seconds()) + 1
+	if s := sp.Sent.Load(); s < 20 || s > maxSent {
+		t.Fatalf("sent %d ICMP errors in %v, want 20..%d", s, elapsed, maxSent)
+	}
+	if sp.Sent.Load()+sp.Limited.Load()+sp.Failed.Load() != 500 || sp.Failed.Load() != 0 {
+		t.Fatalf("sent %d + limited %d + failed %d, want 500 with none failed", sp.Sent.Load(), sp.Limited.Load(), sp.Failed.Load())
+	}
+	// What was sent is a well-formed ICMP error, one datagram each.
+	buf := make([]byte, 2048)
+	n, err := unix.Read(fds[1], buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
+	if ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); !ok || ic.TypeCode.Type() != layers.ICMPv4TypeTimeExceeded {
+		t.Fatalf("slow path sent %v", p)
 	}
 }
