@@ -85,7 +85,20 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if cerr := d.close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
+	for i, p := range d.plane.Ports {
+		var st forwarder.PortStats
+		for _, l := range d.loops {
+			l.Worker.Stats(i, &st)
+		}
+		var drops []any
+		for r, n := range st.Drops {
+			if n > 0 {
+				drops = append(drops, forwarder.Reason(r).String(), n)
+			}
+		}
+		log.Info("port counters", append([]any{"interface", p.Name, "rx", st.RxPackets, "tx", st.TxPackets}, drops...)...)
+	}
 	have, want := neigh.Resolved()
-	log.Info("stopped", "next hops resolved", fmt.Sprintf("%d/%d", have, want))
+	log.Info("stopped", "next hops resolved", fmt.Sprintf("%d/%d", have, want), "icmp sent", d.slow.Sent.Load(), "icmp rate-limited", d.slow.Limited.Load())
 	return err
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -79,7 +80,9 @@ func (x *runLab) startPnapdIn(t *testing.T, enter func(func() error) error) (*ex
 	cmd.Stderr = pw
 	var logs bytes.Buffer
 	ready := make(chan bool, 1)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		sent := false
 		for sc.Scan() {
@@ -98,7 +101,8 @@ func (x *runLab) startPnapdIn(t *testing.T, enter func(func() error) error) (*ex
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); pw.Close(); close(exited) }()
+	// exited closes once the process is gone and its log fully read.
+	go func() { cmd.Wait(); pw.Close(); <-scanned; close(exited) }()
 	t.Cleanup(func() {
 		cmd.Process.Kill()
 		<-exited
@@ -179,6 +183,10 @@ func TestRunForwardsAndStopsCleanly(t *testing.T) {
 	}
 	if x.xdpAttached(t) {
 		t.Fatal("an XDP program is still attached after pnapd stopped")
+	}
+	// On the way out it reports what each port did.
+	if !regexp.MustCompile(`msg="port counters" interface=pnap-c0 rx=[1-9]`).MatchString(logs.String()) {
+		t.Fatalf("no counters for the customer port in the stop log:\n%s", logs)
 	}
 }
 
