@@ -3,6 +3,7 @@ package forwarder
 import (
 	"encoding/binary"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/pnap-project/pnap/fib"
 )
@@ -99,7 +100,7 @@ type Plane struct {
 	// port: traffic to them goes to that customer, from any port.
 	Customers *fib.FIB
 	Ports     []PortInfo
-	hops      atomicHops
+	hops      atomic.Pointer[Hops]
 }
 
 // SetHops publishes a new next-hop snapshot.

@@ -1,5 +1,0 @@
-package forwarder
-
-import "sync/atomic"
-
-type atomicHops = atomic.Pointer[Hops]
