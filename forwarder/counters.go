@@ -16,10 +16,11 @@ const (
 	ReasonMTU                // larger than the egress MTU
 	ReasonTxRingFull         // the egress port's TX ring had no room
 	ReasonMartian            // destination that is never forwarded (multicast, link-local, IPv4-mapped)
+	ReasonOtherHost          // Ethernet destination not this port (flooded, broadcast, promiscuous)
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"none", "malformed", "not_ip", "no_route", "ttl", "no_neighbour", "mtu", "tx_ring_full", "martian"}
+var reasonNames = [numReasons]string{"none", "malformed", "not_ip", "no_route", "ttl", "no_neighbour", "mtu", "tx_ring_full", "martian", "other_host"}
 
 func (r Reason) String() string {
 	if r < numReasons {

@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -14,6 +15,41 @@ import (
 // ICMP error RFC 1812 and RFC 4443 call for. It runs off the workers, so it
 // may allocate and use gopacket.
 
+// ErrNoICMP: the packet must not be answered with an ICMP error.
+var ErrNoICMP = errors.New("no ICMP error is sent for this packet")
+
+// owedICMP applies RFC 1812 4.3.2.7 and RFC 4443 2.4(e): no error about an
+// ICMP error, about a non-first fragment, or to a source that is not one
+// host (multicast, broadcast, unspecified, loopback). Without this, two
+// routers can answer each other's errors until the rate limit stops them.
+func owedICMP(ip []byte) bool {
+	switch ip[0] >> 4 {
+	case 4:
+		ihl := int(ip[0]&0x0f) * 4
+		if binary.BigEndian.Uint16(ip[6:8])&0x1fff != 0 {
+			return false
+		}
+		if ip[9] == 1 && len(ip) > ihl {
+			switch ip[ihl] { // ICMP type: destination unreachable, source quench, redirect, time exceeded, parameter problem
+			case 3, 4, 5, 11, 12:
+				return false
+			}
+		}
+		src := netip.AddrFrom4([4]byte(ip[12:16]))
+		return !(src.IsMulticast() || src.IsUnspecified() || src.IsLoopback() || src == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || ip[12] == 0)
+	case 6:
+		if len(ip) < ipv6HdrLen {
+			return false
+		}
+		if ip[6] == 58 && len(ip) > ipv6HdrLen && ip[ipv6HdrLen] < 128 { // an ICMPv6 error
+			return false
+		}
+		src := netip.AddrFrom16([16]byte(ip[8:24]))
+		return !(src.IsMulticast() || src.IsUnspecified() || src.IsLoopback())
+	}
+	return false
+}
+
 // ICMPError builds the ICMP or ICMPv6 error owed to the sender of frame
 // (as received, L3 at d.L3): time exceeded for ReasonTTL, destination
 // unreachable (no route) for ReasonNoRoute, fragmentation needed / packet too
@@ -24,6 +60,9 @@ func ICMPError(frame []byte, d Decision, portMAC MAC, srcIP netip.Addr, mtu int)
 	l3 := int(d.L3)
 	if l3 < ethHdrLen || len(frame) < l3+ipv4MinHdr {
 		return nil, errors.New("frame too short for an ICMP error")
+	}
+	if !owedICMP(frame[l3:]) {
+		return nil, ErrNoICMP
 	}
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(portMAC[:]), DstMAC: net.HardwareAddr(append([]byte(nil), frame[6:12]...))}
 	ipPkt := frame[l3:]

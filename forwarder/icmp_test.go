@@ -2,6 +2,8 @@ package forwarder
 
 import (
 	"bytes"
+	"encoding/binary"
+	"errors"
 	"net/netip"
 	"testing"
 	"time"
@@ -102,5 +104,45 @@ func TestSlowPathRateLimit(t *testing.T) {
 	p := gopacket.NewPacket(buf[:n], layers.LayerTypeEthernet, gopacket.Default)
 	if ic, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); !ok || ic.TypeCode.Type() != layers.ICMPv4TypeTimeExceeded {
 		t.Fatalf("slow path sent %v", p)
+	}
+}
+
+// TestNoICMPAboutICMPErrorsOrFragments: RFC 1812 4.3.2.7, RFC 4443 2.4(e).
+func TestNoICMPAboutICMPErrorsOrFragments(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	expiring := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1})
+	d := process(t, w, 0, append([]byte(nil), expiring...))
+	// The UDP packet itself is owed time exceeded.
+	if _, err := ICMPError(expiring, d, macPort[0], netip.MustParseAddr("198.18.0.1"), 1500); err != nil {
+		t.Fatalf("UDP with TTL 1: %v", err)
+	}
+	// That error, expiring in turn, is not answered.
+	icmpErr, err := ICMPError(expiring, d, macPort[0], netip.MustParseAddr("198.18.0.1"), 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	icmpErr[22] = 1 // TTL 1 on the error itself
+	if _, err := ICMPError(icmpErr, d, macPort[0], netip.MustParseAddr("198.18.0.1"), 1500); !errors.Is(err, ErrNoICMP) {
+		t.Fatalf("ICMP error about an ICMP error: %v, want ErrNoICMP", err)
+	}
+	// Nor is a non-first fragment, nor a packet from a multicast source.
+	frag := append([]byte(nil), expiring...)
+	binary.BigEndian.PutUint16(frag[20:22], 100) // fragment offset
+	if _, err := ICMPError(frag, d, macPort[0], netip.MustParseAddr("198.18.0.1"), 1500); !errors.Is(err, ErrNoICMP) {
+		t.Fatalf("non-first fragment: %v, want ErrNoICMP", err)
+	}
+	mcast := append([]byte(nil), expiring...)
+	copy(mcast[26:30], []byte{224, 0, 0, 9})
+	if _, err := ICMPError(mcast, d, macPort[0], netip.MustParseAddr("198.18.0.1"), 1500); !errors.Is(err, ErrNoICMP) {
+		t.Fatalf("multicast source: %v, want ErrNoICMP", err)
+	}
+	v6 := udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 1})
+	d6 := process(t, w, 0, append([]byte(nil), v6...))
+	e6, err := ICMPError(v6, d6, macPort[0], netip.MustParseAddr("2001:2:0:1::1"), 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ICMPError(e6, d6, macPort[0], netip.MustParseAddr("2001:2:0:1::1"), 1500); !errors.Is(err, ErrNoICMP) {
+		t.Fatalf("ICMPv6 error about an ICMPv6 error: %v, want ErrNoICMP", err)
 	}
 }

@@ -173,6 +173,12 @@ func (w *Worker) parse(v *batchView, in uint8, f []byte, d *Decision, mac *MAC, 
 		d.Action, d.Reason = ActDrop, ReasonMalformed
 		return 0
 	}
+	// Only frames sent to this port are routed (RFC 1812 5.3.4): a flooded,
+	// broadcast or multicast frame is not ours to forward.
+	if MAC(f[0:6]) != w.plane.Ports[in].MAC {
+		d.Action, d.Reason = ActDrop, ReasonOtherHost
+		return 0
+	}
 	l3 := ethHdrLen
 	et := binary.BigEndian.Uint16(f[12:14])
 	if et == etherTypeVLAN {

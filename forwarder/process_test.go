@@ -116,8 +116,13 @@ func udpFrame(t testing.TB, src, dst string, o frameOpts) []byte {
 	return append([]byte(nil), buf.Bytes()...)
 }
 
+// process runs one frame through w as received on port in, addressed to
+// that port's MAC (as a real neighbour would address it).
 func process(t testing.TB, w *Worker, in uint8, f []byte) Decision {
 	t.Helper()
+	if len(f) >= 6 {
+		copy(f[0:6], w.plane.Ports[in].MAC[:])
+	}
 	out := make([]Decision, 1)
 	w.Process(in, [][]byte{f}, out)
 	return out[0]
@@ -263,6 +268,16 @@ func TestDropsAreCountedByReason(t *testing.T) {
 			t.Errorf("%s: not counted under %v", tc.name, tc.reason)
 		}
 	}
+	// A frame for another host's MAC, or a broadcast, is not forwarded.
+	for _, dst := range []MAC{{2, 9, 9, 9, 9, 9}, {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}} {
+		f := append([]byte(nil), valid...)
+		copy(f[0:6], dst[:])
+		out := make([]Decision, 1)
+		w.Process(0, [][]byte{f}, out)
+		if out[0].Action != ActDrop || out[0].Reason != ReasonOtherHost {
+			t.Fatalf("frame to %x: %+v, want dropped as other_host", dst, out[0])
+		}
+	}
 	// MTU: port 2 (backbone b) has MTU 1400.
 	if err := pl.Backbones.Select(netip.MustParsePrefix("203.0.113.0/24"), 1); err != nil {
 		t.Fatal(err)
@@ -337,6 +352,7 @@ func TestProcessDoesNotAllocate(t *testing.T) {
 		udpFrame(t, "203.0.113.9", "198.18.0.7", frameOpts{ttl: 255}),
 		udpFrame(t, "198.18.0.7", "192.0.2.1", frameOpts{}),
 	}
+	copy(frames[2][0:6], macPort[1][:]) // received on port 1 below
 	pristine := make([][]byte, len(frames))
 	for i, f := range frames {
 		pristine[i] = append([]byte(nil), f...)
@@ -353,6 +369,9 @@ func TestProcessDoesNotAllocate(t *testing.T) {
 		t.Fatalf("Process allocates %.1f times per batch", allocs)
 	}
 	want := []Action{ActForward, ActForward}
+	for i := range frames {
+		copy(frames[i], pristine[i])
+	}
 	w.Process(0, frames[:2], out)
 	for i, a := range want {
 		if out[i].Action != a {

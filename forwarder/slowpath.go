@@ -1,6 +1,7 @@
 package forwarder
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sync/atomic"
@@ -20,7 +21,9 @@ type SlowPath struct {
 	Limit   rate.Limit
 	limiter *rate.Limiter
 
-	Sent, Limited, Failed atomic.Uint64
+	// Suppressed counts packets owed no ICMP error (errors about errors,
+	// non-first fragments, sources that are not one host).
+	Sent, Limited, Suppressed, Failed atomic.Uint64
 }
 
 // SlowPort is what the slow path needs of a port: its MAC, its addresses
@@ -67,7 +70,11 @@ func (s *SlowPath) Run(in <-chan SlowFrame) {
 			continue
 		}
 		if err := s.answer(f); err != nil {
-			s.Failed.Add(1)
+			if errors.Is(err, ErrNoICMP) {
+				s.Suppressed.Add(1)
+			} else {
+				s.Failed.Add(1)
+			}
 			continue
 		}
 		s.Sent.Add(1)
