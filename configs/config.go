@@ -41,7 +41,7 @@ type Forwarder struct {
 	Batch     int     // batch: packets per ring operation; default 64, 1..1024
 	FrameSize int     // frame_size: UMEM frame bytes; 2048 (default) or 4096
 	Frames    int     // frames: UMEM frames per socket; default 512, power of two, 64..1<<20
-	RingSize  int     // ring_size: descriptors per ring; default 256, power of two, <= Frames
+	RingSize  int     // ring_size: descriptors per ring; default 256, power of two, <= Frames/2
 	XDPMode   XDPMode // xdp_mode: default XDPAuto
 	MTU       int     // mtu: default 1500, 576..9000
 	// BusyPoll (busy_poll, default false) lets each worker run its

@@ -78,9 +78,9 @@ func (d *decoder) forwarder(t *table) Forwarder {
 	}
 	t.powerOfTwo("frames", &f.Frames, 64, 1<<20)
 	t.powerOfTwo("ring_size", &f.RingSize, 1, 1<<20)
-	if d.ok() && f.RingSize > f.Frames {
-		// A fill ring larger than the UMEM could never be filled.
-		t.errf(t.firstSet("ring_size", "frames"), "ring_size = %d is larger than frames = %d; lower ring_size or raise frames", f.RingSize, f.Frames)
+	if d.ok() && 2*f.RingSize > f.Frames {
+		// Half the UMEM receives, half sends; each half must hold a ring.
+		t.errf(t.firstSet("ring_size", "frames"), "ring_size = %d needs frames >= %d (half the frames receive, half send); lower ring_size or raise frames", f.RingSize, 2*f.RingSize)
 	}
 	oneOf(t, "xdp_mode", &f.XDPMode, XDPAuto, XDPNative, XDPGeneric)
 	t.int("mtu", &f.MTU, 576, 9000)

@@ -36,6 +36,9 @@ func (d *dataPlane) close() error {
 	return errors.Join(errs...)
 }
 
+// ethVLANHeader is an Ethernet header with one 802.1Q tag.
+const ethVLANHeader = 18
+
 // portSpec is one interface pnapd forwards on.
 type portSpec struct {
 	name  string // the customer's or backbone's
@@ -86,6 +89,13 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		if attrs.MTU > 0 && attrs.MTU < mtu {
 			mtu = attrs.MTU
 		}
+		// A packet must fit in one UMEM frame with its Ethernet and VLAN
+		// headers; bigger ones would be dropped at the redirect, silently,
+		// so they get "fragmentation needed" / "packet too big" instead.
+		if fit := cfg.Forwarder.FrameSize - ethVLANHeader; mtu > fit {
+			log.Warn("MTU lowered to what fits in a frame", "interface", p.iface, "mtu", fit, "configured", mtu, "frame_size", cfg.Forwarder.FrameSize)
+			mtu = fit
+		}
 		var mac forwarder.MAC
 		copy(mac[:], attrs.HardwareAddr)
 		d.plane.Ports = append(d.plane.Ports, forwarder.PortInfo{Name: p.iface, MAC: mac, MTU: mtu, Role: p.role})
@@ -131,20 +141,26 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		if err != nil {
 			return nil, fmt.Errorf("%s: attaching XDP: %w", p.iface, err)
 		}
-		d.closers = append(d.closers, lk.Close)
+		// The attachment goes on the closer list after the interface's
+		// sockets, so that it is released before them: traffic then falls
+		// back to the kernel instead of into sockets nobody reads.
+		detach := lk.Close
 		for q := 0; q < queues; q++ {
 			port, err := forwarder.OpenPort(p.iface, l.Attrs().Index, q, forwarder.PortOptions{
 				Frames: cfg.Forwarder.Frames, FrameSize: cfg.Forwarder.FrameSize, RingSize: cfg.Forwarder.RingSize,
 			})
 			if err != nil {
+				detach()
 				return nil, err
 			}
 			d.closers = append(d.closers, port.Close)
 			if err := st.SetSocket(q, port.FD()); err != nil {
+				detach()
 				return nil, fmt.Errorf("%s queue %d: XSK map: %w", p.iface, q, err)
 			}
 			portsByQueue[q] = append(portsByQueue[q], port)
 		}
+		d.closers = append(d.closers, detach)
 		if cfg.Forwarder.BusyPoll {
 			restore, err := preferBusyPoll(p.iface)
 			if err != nil {

@@ -28,21 +28,31 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	st := f.Stats()
 	log.Info("FIB loaded", "backbones", len(cfg.Backbones), "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "took", time.Since(start).Round(time.Millisecond))
 
+	// Signals before attaching anything, so that a SIGTERM during start-up
+	// still releases what was attached and restores sysfs.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
 	d, err := buildDataPlane(cfg, f, log)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-
-	// Signals first, so that a SIGTERM during start-up still stops cleanly.
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sig)
+	select {
+	case s := <-sig:
+		log.Info("stopping before forwarding", "signal", s.String())
+		return nil
+	default:
+	}
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errc := make(chan error, len(d.loops)+2)
 	neigh := forwarder.NewNeighbours(d.plane, d.spec, nil)
+	if d.plane.CurrentHops() == nil {
+		// NewNeighbours refused the spec; its Run says why.
+		return fmt.Errorf("next hops: %w", neigh.Run(stop))
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -78,7 +88,11 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):
-		err = errors.Join(err, errors.New("workers did not stop within 2 s"))
+		// A worker may still be using its sockets: leave them (and the
+		// slow path's channel) to the process exit, which also detaches
+		// the XDP programs, rather than pulling them from under it.
+		d.closers = nil
+		return errors.Join(err, errors.New("workers did not stop within 2 s; exiting without cleanup"))
 	}
 	close(d.slowIn)
 	<-slowDone
