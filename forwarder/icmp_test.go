@@ -81,7 +81,9 @@ func TestSlowPathRateLimit(t *testing.T) {
 	for i := 0; i < 500; i++ {
 		f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1})
 		d := process(t, w, 0, f)
-		in <- SlowFrame{Port: 0, Decision: d, Frame: f}
+		sf := SlowFrame{Port: 0, Decision: d}
+		sf.Len = uint16(copy(sf.Head[:], f))
+		in <- sf
 	}
 	close(in)
 	start := time.Now()

@@ -22,15 +22,22 @@ type Loop struct {
 	// Slow receives copies of frames owed an ICMP error; full means drop.
 	Slow chan SlowFrame
 
-	stop atomic.Bool
+	stop    atomic.Bool
+	slowBuf SlowFrame
 }
 
-// SlowFrame is a frame handed to the slow path.
+// SlowFrame is the head of a frame handed to the slow path, copied by value
+// so that handing it over allocates nothing on the worker. 256 bytes hold
+// every header the slow path reads and a quote for the ICMP error.
 type SlowFrame struct {
 	Port     uint8
 	Decision Decision
-	Frame    []byte
+	Len      uint16
+	Head     [256]byte
 }
+
+// Frame returns the copied head of the frame.
+func (s *SlowFrame) Frame() []byte { return s.Head[:s.Len] }
 
 // Stop asks Run to return within its poll timeout.
 func (l *Loop) Stop() { l.stop.Store(true) }
@@ -92,8 +99,11 @@ func (l *Loop) serve(in uint8, p *Port, frames [][]byte, decisions []Decision, p
 			perPort[ds[i].Port] = append(perPort[ds[i].Port], i)
 		case ActSlow:
 			if l.Slow != nil {
+				sf := &l.slowBuf
+				sf.Port, sf.Decision = in, ds[i]
+				sf.Len = uint16(copy(sf.Head[:], fs[i]))
 				select {
-				case l.Slow <- SlowFrame{Port: in, Decision: ds[i], Frame: append([]byte(nil), fs[i]...)}:
+				case l.Slow <- *sf:
 				default:
 				}
 			}

@@ -86,6 +86,10 @@ type Neighbours struct {
 	// neighbours). Only Run's goroutine touches it.
 	table map[neighKey]neighEntry
 
+	// requests carries on-demand resolutions (Resolve) to Run's goroutine,
+	// the only one that uses the netlink handle.
+	requests chan neighKey
+
 	want     int
 	have     atomic.Int64
 	running  atomic.Bool
@@ -114,7 +118,7 @@ func NewNeighbours(plane *Plane, spec HopSpec, h *netlink.Handle) *Neighbours {
 	if h == nil {
 		h = &netlink.Handle{} // what netlink's package-level functions use
 	}
-	n := &Neighbours{plane: plane, h: h, subnets: map[int][]netip.Prefix{}, table: map[neighKey]neighEntry{}}
+	n := &Neighbours{plane: plane, h: h, subnets: map[int][]netip.Prefix{}, table: map[neighKey]neighEntry{}, requests: make(chan neighKey, 256)}
 	n.spec, n.err = normalizeSpec(spec, len(plane.Ports))
 	if n.err != nil {
 		return n
@@ -284,6 +288,10 @@ func (n *Neighbours) Run(stop <-chan struct{}) error {
 		select {
 		case <-stop:
 			return nil
+		case k := <-n.requests:
+			if e, ok := n.table[k]; !ok || e.state&netlink.NUD_STALE != 0 {
+				n.resolveOne(k)
+			}
 		case u, ok := <-sub.ch:
 			if !ok {
 				// The kernel dropped events (ENOBUFS) or the socket
@@ -563,5 +571,17 @@ func (n *Neighbours) resolveOne(k neighKey) {
 	})
 	if err != nil {
 		n.report(fmt.Errorf("neighbours: resolving %s on ifindex %d: %w", k.addr, k.ifindex, err))
+	}
+}
+
+// Resolve asks, without blocking, for the neighbour a on interface ifindex
+// to be resolved: the slow path calls it for a connected customer host the
+// fast path found no MAC for (a host that has not talked yet, or one the
+// kernel forgot). Requests beyond what Run keeps up with are dropped; the
+// next packet for the host asks again.
+func (n *Neighbours) Resolve(ifindex int, a netip.Addr) {
+	select {
+	case n.requests <- neighKey{ifindex, a.Unmap()}:
+	default:
 	}
 }

@@ -241,9 +241,20 @@ func (w *Worker) toCustomer4(v *batchView, c fib.BackboneID, dst uint32, d *Deci
 	hop := v.hops.Customer[c][fam4]
 	if sub := v.hops.Subnet4[c]; sub.mask != 0 && dst&sub.mask == sub.addr {
 		m, ok := v.hops.Neigh4[[4]byte{byte(dst >> 24), byte(dst >> 16), byte(dst >> 8), byte(dst)}]
-		hop = NextHop{Port: hop.Port, MAC: m, Resolved: ok}
+		if !ok {
+			askNeighbour(d, hop.Port)
+			return
+		}
+		hop = NextHop{Port: hop.Port, MAC: m, Resolved: true}
 	}
 	via(hop, d, mac)
+}
+
+// askNeighbour drops a packet for a connected host without a MAC and hands
+// it to the slow path, which asks the kernel to resolve the host: nothing
+// else would, since pnap's traffic never passes through the kernel.
+func askNeighbour(d *Decision, port uint8) {
+	d.Action, d.Reason, d.Port = ActSlow, ReasonNoNeighbour, port
 }
 
 // via completes d to leave by hop, or to be dropped if hop is unresolved.
@@ -302,7 +313,11 @@ func (w *Worker) toCustomer6(v *batchView, c fib.BackboneID, hi, lo uint64, raw 
 	hop := v.hops.Customer[c][fam6]
 	if sub := v.hops.Subnet6[c]; sub.maskHi|sub.maskLo != 0 && hi&sub.maskHi == sub.hi && lo&sub.maskLo == sub.lo {
 		m, ok := v.hops.Neigh6[[16]byte(raw)]
-		hop = NextHop{Port: hop.Port, MAC: m, Resolved: ok}
+		if !ok {
+			askNeighbour(d, hop.Port)
+			return
+		}
+		hop = NextHop{Port: hop.Port, MAC: m, Resolved: true}
 	}
 	via(hop, d, mac)
 }

@@ -250,7 +250,7 @@ func TestDropsAreCountedByReason(t *testing.T) {
 		{"v6 link-local", udpFrame(t, "2001:2:0:1::7", "fe80::1", frameOpts{}), ActDrop, ReasonMartian},
 		{"v6 mapped", udpFrame(t, "2001:2:0:1::7", "::ffff:203.0.113.9", frameOpts{}), ActDrop, ReasonMartian},
 		{"v6 hop limit 1", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 1}), ActSlow, ReasonTTL},
-		{"unresolved neighbour", udpFrame(t, "203.0.113.9", "198.18.0.99", frameOpts{}), ActDrop, ReasonNoNeighbour},
+		{"unresolved neighbour", udpFrame(t, "203.0.113.9", "198.18.0.99", frameOpts{}), ActSlow, ReasonNoNeighbour},
 	}
 	for _, tc := range cases {
 		in := uint8(0)

@@ -20,6 +20,9 @@ type SlowPath struct {
 	// of the same.
 	Limit   rate.Limit
 	limiter *rate.Limiter
+	// Resolve, when set, is asked to resolve a connected host that a packet
+	// found no MAC for (ReasonNoNeighbour): port is the egress port.
+	Resolve func(port uint8, host netip.Addr)
 
 	// Suppressed counts packets owed no ICMP error (errors about errors,
 	// non-first fragments, sources that are not one host).
@@ -65,6 +68,14 @@ func (s *SlowPath) Run(in <-chan SlowFrame) {
 	}
 	s.limiter = rate.NewLimiter(s.Limit, int(s.Limit))
 	for f := range in {
+		if f.Decision.Reason == ReasonNoNeighbour {
+			if s.Resolve != nil {
+				if a, ok := dstAddr(f.Frame(), int(f.Decision.L3)); ok {
+					s.Resolve(f.Decision.Port, a)
+				}
+			}
+			continue
+		}
 		if !s.limiter.Allow() {
 			s.Limited.Add(1)
 			continue
@@ -87,7 +98,8 @@ func (s *SlowPath) answer(f SlowFrame) error {
 	}
 	p := &s.Ports[f.Port]
 	src := p.Addr4
-	if len(f.Frame) > int(f.Decision.L3) && f.Frame[f.Decision.L3]>>4 == 6 {
+	frame := f.Frame()
+	if len(frame) > int(f.Decision.L3) && frame[f.Decision.L3]>>4 == 6 {
 		src = p.Addr6
 	}
 	if !src.IsValid() {
@@ -97,7 +109,7 @@ func (s *SlowPath) answer(f SlowFrame) error {
 	if f.Decision.Reason == ReasonMTU && int(f.Decision.Port) < len(s.Ports) {
 		mtu = s.Ports[f.Decision.Port].MTU // the egress port's: what the path can carry
 	}
-	reply, err := ICMPError(f.Frame, f.Decision, p.MAC, src, mtu)
+	reply, err := ICMPError(frame, f.Decision, p.MAC, src, mtu)
 	if err != nil {
 		return err
 	}
@@ -106,4 +118,15 @@ func (s *SlowPath) answer(f SlowFrame) error {
 	}
 	_, err = unix.Write(p.fd, reply)
 	return err
+}
+
+// dstAddr is the IP destination of a frame whose IP header is at l3.
+func dstAddr(f []byte, l3 int) (netip.Addr, bool) {
+	switch {
+	case len(f) >= l3+ipv4MinHdr && f[l3]>>4 == 4:
+		return netip.AddrFrom4([4]byte(f[l3+16 : l3+20])), true
+	case len(f) >= l3+ipv6HdrLen && f[l3]>>4 == 6:
+		return netip.AddrFrom16([16]byte(f[l3+24 : l3+40])), true
+	}
+	return netip.Addr{}, false
 }

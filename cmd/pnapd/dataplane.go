@@ -19,12 +19,13 @@ import (
 // dataPlane is everything `pnapd run` attaches and opens, so that it can all
 // be released in one place, in reverse order.
 type dataPlane struct {
-	plane   *forwarder.Plane
-	spec    forwarder.HopSpec
-	loops   []*forwarder.Loop
-	slow    *forwarder.SlowPath
-	slowIn  chan forwarder.SlowFrame
-	closers []func() error
+	plane    *forwarder.Plane
+	ifindexs []int // by port
+	spec     forwarder.HopSpec
+	loops    []*forwarder.Loop
+	slow     *forwarder.SlowPath
+	slowIn   chan forwarder.SlowFrame
+	closers  []func() error
 }
 
 func (d *dataPlane) close() error {
@@ -85,6 +86,7 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 			return nil, fmt.Errorf("%s: interface %s has %d RX queues, the config asks for %d: lower [forwarder] queues", p.name, p.iface, attrs.NumRxQueues, cfg.Forwarder.Queues)
 		}
 		links[i] = l
+		d.ifindexs = append(d.ifindexs, attrs.Index)
 		mtu := cfg.Forwarder.MTU
 		if attrs.MTU > 0 && attrs.MTU < mtu {
 			mtu = attrs.MTU

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/netip"
 	"os"
 	"os/signal"
 	"sync"
@@ -53,6 +54,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		// NewNeighbours refused the spec; its Run says why.
 		return fmt.Errorf("next hops: %w", neigh.Run(stop))
 	}
+	d.slow.Resolve = func(port uint8, host netip.Addr) { neigh.Resolve(d.ifindexs[port], host) }
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

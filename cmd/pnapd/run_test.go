@@ -2,8 +2,12 @@ package main
 
 import (
 	"bufio"
+	"net"
+
 	"bytes"
 	"fmt"
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"io"
 	"net/netip"
 	"os"
@@ -28,9 +32,9 @@ func TestMain(m *testing.M) {
 }
 
 type runLab struct {
-	cust, pnap, bbA  *lab.NS
-	cl, pc0, pb0, al *lab.Link
-	config           string
+	cust, pnap, bbA, west *lab.NS
+	cl, pc0, pb0, al, wl  *lab.Link
+	config                string
 }
 
 // newRunLab builds the topology of configs/examples/lab.toml (pnap's
@@ -39,9 +43,11 @@ type runLab struct {
 func newRunLab(t *testing.T) *runLab {
 	lab.RequireRoot(t)
 	x := &runLab{cust: lab.NewNS(t, "rc"), pnap: lab.NewNS(t, "rp"), bbA: lab.NewNS(t, "ra")}
-	west, bbB, bbC := lab.NewNS(t, "rw"), lab.NewNS(t, "rb"), lab.NewNS(t, "rd")
+	bbB, bbC := lab.NewNS(t, "rb"), lab.NewNS(t, "rd")
+	x.west = lab.NewNS(t, "rw")
 	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "pnap-c0", lab.VethOpts{})
-	wl, pc1 := lab.Connect(t, west, "c", x.pnap, "pnap-c1", lab.VethOpts{})
+	wl, pc1 := lab.Connect(t, x.west, "c", x.pnap, "pnap-c1", lab.VethOpts{})
+	x.wl = wl
 	x.pb0, x.al = lab.Connect(t, x.pnap, "pnap-bb0", x.bbA, "a", lab.VethOpts{})
 	pb1, bl := lab.Connect(t, x.pnap, "pnap-bb1", bbB, "b", lab.VethOpts{})
 	pb2, dl := lab.Connect(t, x.pnap, "pnap-bb2", bbC, "c", lab.VethOpts{})
@@ -271,4 +277,44 @@ func TestRunBusyPoll(t *testing.T) {
 	if got := readDefer(); got != before {
 		t.Fatalf("napi_defer_hard_irqs = %s after pnapd stopped, want it restored to %s", got, before)
 	}
+}
+
+// TestRunResolvesSilentCustomerHost: traffic from a backbone to a connected
+// customer host that has never sent anything makes pnapd ask the kernel to
+// resolve it, and then reaches it.
+func TestRunResolvesSilentCustomerHost(t *testing.T) {
+	x := newRunLab(t)
+	capW := x.wl.Capture(t)
+	_, logs, _ := x.startPnapd(t)
+	pb0, err := x.pnap.Handle().LinkByName("pnap-bb0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		payload := []byte(fmt.Sprintf("to-silent-host-%d", i))
+		frame := udpFrameTo(t, x.al.MAC, pb0.Attrs().HardwareAddr, "203.0.113.9", "198.18.1.7", payload)
+		if err := x.al.SendFrame(frame); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := capW.NextMatch(100*time.Millisecond, func(f []byte) bool { return bytes.Contains(f, payload) }); err == nil {
+			return
+		}
+	}
+	t.Fatalf("nothing reached the silent host 198.18.1.7 within 5 s:\n%s", logs)
+}
+
+// udpFrameTo builds an Ethernet/IPv4/UDP frame.
+func udpFrameTo(t *testing.T, src, dst net.HardwareAddr, from, to string, payload []byte) []byte {
+	t.Helper()
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 60, Protocol: layers.IPProtocolUDP,
+		SrcIP: netip.MustParseAddr(from).AsSlice(), DstIP: netip.MustParseAddr(to).AsSlice()}
+	udp := &layers.UDP{SrcPort: 9, DstPort: 40000}
+	udp.SetNetworkLayerForChecksum(ip)
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
