@@ -341,10 +341,8 @@ func TestAFXDPEdgeCases(t *testing.T) {
 	}
 	// A VLAN-tagged frame is forwarded untagged.
 	capA := x.al.Capture(t)
-	tagged := append(append(append([]byte(nil), good[:12]...), 0x81, 0x00, 0x00, 42), good[12:]...)
-	copy(tagged[len(tagged)-4:], "vlan")
-	tagged[18+10], tagged[18+11] = 0, 0
-	binary.BigEndian.PutUint16(tagged[28:], ^checksum16(tagged[18:38]))
+	untagged := buildUDP(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("vlan"))
+	tagged := append(append(append([]byte(nil), untagged[:12]...), 0x81, 0x00, 0x00, 42), untagged[12:]...)
 	if err := x.cl.SendFrame(tagged); err != nil {
 		t.Fatal(err)
 	}

@@ -130,7 +130,7 @@ func (l *Loop) send(e uint8, idxs []int, fs [][]byte, ds []Decision) {
 	var bytes uint64
 	for k := range txd {
 		i := idxs[k]
-		src := fs[i][ds[i].Skip:]
+		src := fs[i][ds[i].Skip:ds[i].End]
 		n := copy(out.sock.GetFrame(txd[k]), src)
 		txd[k].Len = uint32(n)
 		bytes += uint64(n)

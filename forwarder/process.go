@@ -29,6 +29,9 @@ type Decision struct {
 	Skip   uint8 // bytes at the start of the frame to leave out (a removed VLAN tag)
 	// L3 is the offset of the IP header in the frame as received.
 	L3 uint8
+	// End is where the IP packet ends in the frame, for ActForward: bytes
+	// after it (Ethernet padding, junk) are not sent on.
+	End uint16
 	// Route and Backbone say how a packet forwarded to a backbone was
 	// routed (Backbone is valid when ToBackbone is set).
 	Route      fib.RouteID
@@ -358,6 +361,7 @@ func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
 	mtu := w.plane.Ports[d.Port].MTU
 	if f[l3]>>4 == 4 {
 		h := f[l3:]
+		d.End = uint16(l3 + int(binary.BigEndian.Uint16(h[2:4])))
 		if int(binary.BigEndian.Uint16(h[2:4])) > mtu {
 			if h[6]&0x40 != 0 { // DF: the sender must learn the path MTU
 				*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3, Port: d.Port}
@@ -371,6 +375,7 @@ func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
 		decrementTTL(h)
 	} else {
 		h := f[l3:]
+		d.End = uint16(l3 + ipv6HdrLen + int(binary.BigEndian.Uint16(h[4:6])))
 		if ipv6HdrLen+int(binary.BigEndian.Uint16(h[4:6])) > mtu {
 			// IPv6 routers never fragment (RFC 8200): always Packet Too Big.
 			*d = Decision{Action: ActSlow, Reason: ReasonMTU, L3: d.L3, Port: d.Port}

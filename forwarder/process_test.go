@@ -292,6 +292,17 @@ func TestDropsAreCountedByReason(t *testing.T) {
 	}
 }
 
+func TestTrailingBytesAreNotForwarded(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{payload: 20})
+	ipEnd := len(f)
+	f = append(f, make([]byte, 600)...) // padding or junk after the IP packet
+	d := process(t, w, 0, f)
+	if d.Action != ActForward || int(d.End) != ipEnd {
+		t.Fatalf("decision %+v, want forward ending at %d", d, ipEnd)
+	}
+}
+
 func TestIPv4OptionsAndFragmentsForwarded(t *testing.T) {
 	w := NewWorker(testPlane(t))
 	f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{payload: 8})

@@ -85,6 +85,11 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		if attrs.NumRxQueues > 0 && cfg.Forwarder.Queues > attrs.NumRxQueues {
 			return nil, fmt.Errorf("%s: interface %s has %d RX queues, the config asks for %d: lower [forwarder] queues", p.name, p.iface, attrs.NumRxQueues, cfg.Forwarder.Queues)
 		}
+		if attrs.NumRxQueues > cfg.Forwarder.Queues {
+			// Traffic the NIC hashes to a queue without a socket falls back
+			// to the kernel, past the backbone FIB.
+			log.Warn("interface has more RX queues than pnapd serves; traffic on the others is forwarded by the kernel", "interface", p.iface, "rx_queues", attrs.NumRxQueues, "served", cfg.Forwarder.Queues)
+		}
 		links[i] = l
 		d.ifindexs = append(d.ifindexs, attrs.Index)
 		mtu := cfg.Forwarder.MTU
