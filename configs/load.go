@@ -292,6 +292,13 @@ func (d *decoder) customers(root *table, bs []Backbone, ifaces map[string]owner)
 				break
 			}
 			routes[p] = owner{t.name, lines[j]}
+			// The forwarder treats every address of the port's own subnet
+			// as directly attached, so a route inside it could never be used.
+			for _, a := range []netip.Prefix{c.AddressV4, c.AddressV6} {
+				if a.IsValid() && a.Masked().Overlaps(p) && p.Bits() >= a.Bits() {
+					d.errAt(elem(child(t.path, "routes"), j), t.name, "route %s lies inside the port's own subnet %s, which is reached directly; remove the route", p, a.Masked())
+				}
+			}
 		}
 		t.addr("next_hop_v4", &c.NextHopV4, ipv4)
 		t.addr("next_hop_v6", &c.NextHopV6, ipv6)
