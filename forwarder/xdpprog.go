@@ -88,6 +88,20 @@ func (s *Steering) AddLocal(a netip.Addr) error {
 	return s.Local6.Put(k, one)
 }
 
+// RemoveLocal undoes AddLocal: a gone address's traffic is transit again.
+func (s *Steering) RemoveLocal(a netip.Addr) error {
+	var err error
+	if a.Is4() {
+		err = s.Local4.Delete(a.As4())
+	} else {
+		err = s.Local6.Delete(a.As16())
+	}
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return nil
+	}
+	return err
+}
+
 // SetSocket steers queue's transit traffic to the AF_XDP socket fd.
 func (s *Steering) SetSocket(queue int, fd int) error {
 	return s.XSKs.Put(uint32(queue), uint32(fd))

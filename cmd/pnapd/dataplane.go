@@ -19,6 +19,7 @@ import (
 // dataPlane is everything `pnapd run` attaches and opens, so that it can all
 // be released in one place, in reverse order.
 type dataPlane struct {
+	steering []*forwarder.Steering
 	plane    *forwarder.Plane
 	ifindexs []int // by port
 	spec     forwarder.HopSpec
@@ -139,6 +140,7 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 			return nil, fmt.Errorf("%s: %w", p.iface, err)
 		}
 		d.closers = append(d.closers, st.Close)
+		d.steering = append(d.steering, st)
 		for _, a := range local {
 			if err := st.AddLocal(a); err != nil {
 				return nil, fmt.Errorf("%s: local address %v: %w", p.iface, a, err)
@@ -342,4 +344,50 @@ func preferBusyPoll(iface string) (func() error, error) {
 		saved = append(saved, func() error { return os.WriteFile(path, old, 0) })
 	}
 	return restore, nil
+}
+
+// followLocalAddrs keeps the steering programs' local-address maps current:
+// an address added to the box after start must reach the kernel, not be
+// steered into pnap as transit. It returns when stop is closed.
+func (d *dataPlane) followLocalAddrs(stop <-chan struct{}, log *slog.Logger) error {
+	ch := make(chan netlink.AddrUpdate, 64)
+	if err := netlink.AddrSubscribe(ch, stop); err != nil {
+		return fmt.Errorf("following local addresses: %w", err)
+	}
+	// Addresses added between the start-up listing and the subscription
+	// would be missed: list again now that changes are queued.
+	if local, err := localAddrs(); err == nil {
+		for _, st := range d.steering {
+			for _, a := range local {
+				st.AddLocal(a)
+			}
+		}
+	}
+	for {
+		select {
+		case <-stop:
+			return nil
+		case u, ok := <-ch:
+			if !ok {
+				return errors.New("local address subscription closed")
+			}
+			a, ok := netip.AddrFromSlice(u.LinkAddress.IP)
+			if !ok {
+				continue
+			}
+			a = a.Unmap()
+			for _, st := range d.steering {
+				var err error
+				if u.NewAddr {
+					err = st.AddLocal(a)
+				} else {
+					err = st.RemoveLocal(a)
+				}
+				if err != nil {
+					log.Warn("local address map", "address", a, "added", u.NewAddr, "error", err)
+				}
+			}
+			log.Info("local address", "address", a, "added", u.NewAddr)
+		}
+	}
 }

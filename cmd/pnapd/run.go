@@ -48,7 +48,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	errc := make(chan error, len(d.loops)+2)
+	errc := make(chan error, len(d.loops)+3)
 	neigh := forwarder.NewNeighbours(d.plane, d.spec, nil)
 	if d.plane.CurrentHops() == nil {
 		// NewNeighbours refused the spec; its Run says why.
@@ -60,6 +60,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		defer wg.Done()
 		if err := neigh.Run(stop); err != nil {
 			errc <- fmt.Errorf("neighbours: %w", err)
+		}
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := d.followLocalAddrs(stop, log); err != nil {
+			errc <- err
 		}
 	}()
 	slowDone := make(chan struct{})

@@ -318,3 +318,37 @@ func udpFrameTo(t *testing.T, src, dst net.HardwareAddr, from, to string, payloa
 	}
 	return buf.Bytes()
 }
+
+// TestRunFollowsLocalAddresses: an address added to pnap's port after
+// pnapd started is the box's own: its traffic reaches the kernel.
+func TestRunFollowsLocalAddresses(t *testing.T) {
+	x := newRunLab(t)
+	_, logs, _ := x.startPnapd(t)
+	x.pc0.AddAddr(t, "198.18.0.9/24")
+	deadline := time.Now().Add(3 * time.Second)
+	var got string
+	for time.Now().Before(deadline) && got == "" {
+		err := x.pnap.Do(func() error {
+			c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IP{198, 18, 0, 9}, Port: 5353})
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if err := x.cust.SendUDP(netip.MustParseAddrPort("198.18.0.7:40002"), netip.MustParseAddrPort("198.18.0.9:5353"), []byte("new-local")); err != nil {
+				return err
+			}
+			c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+			buf := make([]byte, 64)
+			if n, _, err := c.ReadFromUDP(buf); err == nil {
+				got = string(buf[:n])
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got != "new-local" {
+		t.Fatalf("traffic to an address added after start did not reach the kernel:\n%s", logs)
+	}
+}
