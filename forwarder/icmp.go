@@ -65,6 +65,22 @@ func ICMPError(frame []byte, d Decision, portMAC MAC, srcIP netip.Addr, mtu int)
 		return nil, ErrNoICMP
 	}
 	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(portMAC[:]), DstMAC: net.HardwareAddr(append([]byte(nil), frame[6:12]...))}
+	// The answer goes back on the VLAN the packet came in on.
+	var l2 []gopacket.SerializableLayer
+	var dot1q *layers.Dot1Q
+	if l3 == ethHdrLen+vlanTagLen {
+		dot1q = &layers.Dot1Q{VLANIdentifier: binary.BigEndian.Uint16(frame[14:16]) & 0x0fff, Priority: frame[14] >> 5}
+		l2 = []gopacket.SerializableLayer{eth, dot1q}
+	} else {
+		l2 = []gopacket.SerializableLayer{eth}
+	}
+	tag := func(t layers.EthernetType) {
+		if dot1q != nil {
+			eth.EthernetType, dot1q.Type = layers.EthernetTypeDot1Q, t
+		} else {
+			eth.EthernetType = t
+		}
+	}
 	ipPkt := frame[l3:]
 	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
 	buf := gopacket.NewSerializeBuffer()
@@ -89,10 +105,10 @@ func ICMPError(frame []byte, d Decision, portMAC MAC, srcIP netip.Addr, mtu int)
 		default:
 			return nil, fmt.Errorf("no ICMP error for %v", d.Reason)
 		}
-		eth.EthernetType = layers.EthernetTypeIPv4
+		tag(layers.EthernetTypeIPv4)
 		ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4,
 			SrcIP: srcIP.AsSlice(), DstIP: net.IP(append([]byte(nil), ipPkt[12:16]...))}
-		if err := gopacket.SerializeLayers(buf, opts, eth, ip, icmp, gopacket.Payload(quote)); err != nil {
+		if err := gopacket.SerializeLayers(buf, opts, append(l2, ip, icmp, gopacket.Payload(quote))...); err != nil {
 			return nil, err
 		}
 	case 6:
@@ -114,13 +130,13 @@ func ICMPError(frame []byte, d Decision, portMAC MAC, srcIP netip.Addr, mtu int)
 		default:
 			return nil, fmt.Errorf("no ICMPv6 error for %v", d.Reason)
 		}
-		eth.EthernetType = layers.EthernetTypeIPv6
+		tag(layers.EthernetTypeIPv6)
 		ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6,
 			SrcIP: srcIP.AsSlice(), DstIP: net.IP(append([]byte(nil), ipPkt[8:24]...))}
 		if err := icmp.SetNetworkLayerForChecksum(ip); err != nil {
 			return nil, err
 		}
-		if err := gopacket.SerializeLayers(buf, opts, eth, ip, icmp, gopacket.Payload(append(rest[:], quote...))); err != nil {
+		if err := gopacket.SerializeLayers(buf, opts, append(l2, ip, icmp, gopacket.Payload(append(rest[:], quote...)))...); err != nil {
 			return nil, err
 		}
 	default:

@@ -148,3 +148,21 @@ func TestNoICMPAboutICMPErrorsOrFragments(t *testing.T) {
 		t.Fatalf("ICMPv6 error about an ICMPv6 error: %v, want ErrNoICMP", err)
 	}
 }
+
+func TestICMPErrorKeepsVLAN(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1, vlan: true})
+	d := process(t, w, 0, f)
+	reply, err := ICMPError(f, d, macPort[0], netip.MustParseAddr("198.18.0.1"), 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := gopacket.NewPacket(reply, layers.LayerTypeEthernet, gopacket.Default)
+	q, ok := p.Layer(layers.LayerTypeDot1Q).(*layers.Dot1Q)
+	if !ok || q.VLANIdentifier != 42 {
+		t.Fatalf("reply to a frame on VLAN 42 is not on VLAN 42: %v", p)
+	}
+	if _, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4); !ok {
+		t.Fatalf("no ICMP in the tagged reply: %v", p)
+	}
+}
