@@ -266,7 +266,7 @@ func TestForwardThroughAFXDP(t *testing.T) {
 	}
 
 	// A reply from backbone a reaches the customer.
-	reply := buildUDP(t, x.al.MAC, x.pb0.MAC, "203.0.113.9", "198.18.0.7", []byte("pnap-reply"))
+	reply := lab.UDPFrame(t, x.al.MAC, x.pb0.MAC, "203.0.113.9", "198.18.0.7", []byte("pnap-reply"))
 	if err := x.al.SendFrame(reply); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestForwardThroughAFXDP(t *testing.T) {
 		t.Fatalf("reply MACs %v -> %v", eth.SrcMAC, eth.DstMAC)
 	}
 	// TTL 1: the sender hears ICMP time exceeded from the port's address.
-	expiring := buildUDP(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("pnap-ttl-1"))
+	expiring := lab.UDPFrame(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("pnap-ttl-1"))
 	expiring[22] = 1 // TTL
 	expiring[24], expiring[25] = 0, 0
 	binary.BigEndian.PutUint16(expiring[24:], ^checksum16(expiring[14:34]))
@@ -302,7 +302,7 @@ func TestForwardThroughAFXDP(t *testing.T) {
 // the box itself still reaches its kernel.
 func TestAFXDPEdgeCases(t *testing.T) {
 	x := newAFXDPLab(t)
-	good := buildUDP(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("edge"))
+	good := lab.UDPFrame(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("edge"))
 	mut := func(fn func(f []byte) []byte) []byte { return fn(append([]byte(nil), good...)) }
 	fixSum := func(f []byte) []byte {
 		f[24], f[25] = 0, 0
@@ -318,7 +318,7 @@ func TestAFXDPEdgeCases(t *testing.T) {
 		{"IHL < 5", mut(func(f []byte) []byte { f[14] = 0x44; return fixSum(f) }), ReasonMalformed},
 		{"total length > frame", mut(func(f []byte) []byte { binary.BigEndian.PutUint16(f[16:], 1400); return fixSum(f) }), ReasonMalformed},
 		{"TTL 0", mut(func(f []byte) []byte { f[22] = 0; return fixSum(f) }), ReasonTTL},
-		{"no route", buildUDP(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "192.0.2.1", []byte("edge")), ReasonNoRoute},
+		{"no route", lab.UDPFrame(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "192.0.2.1", []byte("edge")), ReasonNoRoute},
 	}
 	for _, tc := range cases {
 		var before PortStats
@@ -341,7 +341,7 @@ func TestAFXDPEdgeCases(t *testing.T) {
 	}
 	// A VLAN-tagged frame is forwarded untagged.
 	capA := x.al.Capture(t)
-	untagged := buildUDP(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("vlan"))
+	untagged := lab.UDPFrame(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("vlan"))
 	tagged := append(append(append([]byte(nil), untagged[:12]...), 0x81, 0x00, 0x00, 42), untagged[12:]...)
 	if err := x.cl.SendFrame(tagged); err != nil {
 		t.Fatal(err)
@@ -370,20 +370,6 @@ func TestAFXDPEdgeCases(t *testing.T) {
 	if err != nil || string(got) != "to-the-box" {
 		t.Fatalf("traffic to the box: %q, %v", got, err)
 	}
-}
-
-func buildUDP(t testing.TB, src, dst net.HardwareAddr, from, to string, payload []byte) []byte {
-	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 60, Protocol: layers.IPProtocolUDP,
-		SrcIP: netip.MustParseAddr(from).AsSlice(), DstIP: netip.MustParseAddr(to).AsSlice()}
-	udp := &layers.UDP{SrcPort: 9, DstPort: 40000}
-	udp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 func TestPreferBusyPollSetsSocketOptions(t *testing.T) {

@@ -65,15 +65,22 @@ func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liv
 // send transmits n copies of frame from a thread in ns pinned to cpu.
 func (g *liveGenerator) send(tb testing.TB, ns *lab.NS, cpu int, frame []byte, n uint32) time.Duration {
 	tb.Helper()
+	return runLive(tb, ns, cpu, g.prog, g.ifindex, frame, n)
+}
+
+// runLive runs prog repeat times over frame in live-frames mode, on a thread
+// in ns pinned to cpu, as if received on ifindex, and returns how long it took.
+func runLive(tb testing.TB, ns *lab.NS, cpu int, prog *ebpf.Program, ifindex int, frame []byte, repeat uint32) time.Duration {
+	tb.Helper()
 	var took time.Duration
 	err := ns.Do(func() error {
 		var set unix.CPUSet
 		set.Set(cpu)
 		unix.SchedSetaffinity(0, &set)
 		start := time.Now()
-		_, err := g.prog.Run(&ebpf.RunOptions{
-			Data: frame, Repeat: n, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 64,
-			Context: &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(g.ifindex)},
+		_, err := prog.Run(&ebpf.RunOptions{
+			Data: frame, Repeat: repeat, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 64,
+			Context: &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(ifindex)},
 		})
 		took = time.Since(start)
 		return err
@@ -126,7 +133,7 @@ func BenchmarkLabForwarding(b *testing.B) {
 					}
 					pinNAPI(b, x.pc0.Name, 1)
 				}
-				frame := buildUDP(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, size-4-42))
+				frame := lab.UDPFrame(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, size-4-42))
 				gen := newLiveGenerator(b, x.cust, x.cl, frame)
 				before := rxPackets(b, x.al)
 				took := gen.send(b, x.cust, 0, frame, n)

@@ -9,7 +9,6 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/pnap-project/pnap/bench/lab"
-	"golang.org/x/sys/unix"
 )
 
 // pacedGen is a live-frames generator that keeps its own rate: its program
@@ -86,22 +85,7 @@ func (g *pacedGen) offer(tb testing.TB, ns *lab.NS, cpu int, frame []byte, rate 
 	// A drop-path run costs ~130 ns here (measured: 16.7 M runs took
 	// 2.2 s): size the run to last about d.
 	repeat := uint32(math.Min(float64(d.Nanoseconds())/130, math.MaxUint32))
-	var took time.Duration
-	err := ns.Do(func() error {
-		var set unix.CPUSet
-		set.Set(cpu)
-		unix.SchedSetaffinity(0, &set)
-		start := time.Now()
-		_, err := g.paced.Run(&ebpf.RunOptions{
-			Data: frame, Repeat: repeat, Flags: unix.BPF_F_TEST_XDP_LIVE_FRAMES, BatchSize: 64,
-			Context: &xdpMd{DataEnd: uint32(len(frame)), IngressIfindex: uint32(g.ifindex)},
-		})
-		took = time.Since(start)
-		return err
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	took := runLive(tb, ns, cpu, g.paced, g.ifindex, frame, repeat)
 	var out [24]byte
 	if err := g.state.Lookup(uint32(0), out[:]); err != nil {
 		tb.Fatal(err)
@@ -124,7 +108,7 @@ func BenchmarkLabZeroLoss(b *testing.B) {
 			b.Fatal(err)
 		}
 		pinNAPI(b, x.pc0.Name, 1)
-		frame := buildUDP(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, 64-4-42))
+		frame := lab.UDPFrame(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, 64-4-42))
 		g := newPacedGen(b, x.cust, x.cl, frame)
 		// The generator falls short of high asked rates (its pacing loop
 		// runs on one CPU too), so the search is over the asked rate and the

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"golang.org/x/sys/unix"
 )
 
@@ -209,4 +211,22 @@ func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
 		sa.ZoneId = uint32(ifi.Index)
 	}
 	return sa, nil
+}
+
+// UDPFrame builds an Ethernet/IPv4/UDP frame (TTL 60, ports 9 -> 40000,
+// checksums complete) for tests that write frames with Link.SendFrame.
+func UDPFrame(tb testing.TB, src, dst net.HardwareAddr, from, to string, payload []byte) []byte {
+	tb.Helper()
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 60, Protocol: layers.IPProtocolUDP,
+		SrcIP: netip.MustParseAddr(from).AsSlice(), DstIP: netip.MustParseAddr(to).AsSlice()}
+	udp := &layers.UDP{SrcPort: 9, DstPort: 40000}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		tb.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		tb.Fatal(err)
+	}
+	return buf.Bytes()
 }

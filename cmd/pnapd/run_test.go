@@ -6,8 +6,6 @@ import (
 
 	"bytes"
 	"fmt"
-	"github.com/google/gopacket"
-	"github.com/google/gopacket/layers"
 	"io"
 	"net/netip"
 	"os"
@@ -293,7 +291,7 @@ func TestRunResolvesSilentCustomerHost(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for i := 0; time.Now().Before(deadline); i++ {
 		payload := []byte(fmt.Sprintf("to-silent-host-%d", i))
-		frame := udpFrameTo(t, x.al.MAC, pb0.Attrs().HardwareAddr, "203.0.113.9", "198.18.1.7", payload)
+		frame := lab.UDPFrame(t, x.al.MAC, pb0.Attrs().HardwareAddr, "203.0.113.9", "198.18.1.7", payload)
 		if err := x.al.SendFrame(frame); err != nil {
 			t.Fatal(err)
 		}
@@ -302,21 +300,6 @@ func TestRunResolvesSilentCustomerHost(t *testing.T) {
 		}
 	}
 	t.Fatalf("nothing reached the silent host 198.18.1.7 within 5 s:\n%s", logs)
-}
-
-// udpFrameTo builds an Ethernet/IPv4/UDP frame.
-func udpFrameTo(t *testing.T, src, dst net.HardwareAddr, from, to string, payload []byte) []byte {
-	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: src, DstMAC: dst, EthernetType: layers.EthernetTypeIPv4}
-	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 60, Protocol: layers.IPProtocolUDP,
-		SrcIP: netip.MustParseAddr(from).AsSlice(), DstIP: netip.MustParseAddr(to).AsSlice()}
-	udp := &layers.UDP{SrcPort: 9, DstPort: 40000}
-	udp.SetNetworkLayerForChecksum(ip)
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }
 
 // TestRunFollowsLocalAddresses: an address added to pnap's port after
