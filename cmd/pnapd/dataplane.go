@@ -154,6 +154,7 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		// sockets, so that it is released before them: traffic then falls
 		// back to the kernel instead of into sockets nobody reads.
 		detach := lk.Close
+		var ifacePorts []*forwarder.Port
 		for q := 0; q < queues; q++ {
 			port, err := forwarder.OpenPort(p.iface, l.Attrs().Index, q, forwarder.PortOptions{
 				Frames: cfg.Forwarder.Frames, FrameSize: cfg.Forwarder.FrameSize, RingSize: cfg.Forwarder.RingSize,
@@ -168,6 +169,7 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 				return nil, fmt.Errorf("%s queue %d: XSK map: %w", p.iface, q, err)
 			}
 			portsByQueue[q] = append(portsByQueue[q], port)
+			ifacePorts = append(ifacePorts, port)
 		}
 		d.closers = append(d.closers, detach)
 		if cfg.Forwarder.BusyPoll {
@@ -176,8 +178,8 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 				return nil, err
 			}
 			d.closers = append(d.closers, restore)
-			for _, port := range portsByQueue {
-				if err := port[len(port)-1].PreferBusyPoll(busyPollUsecs, cfg.Forwarder.Batch); err != nil {
+			for _, port := range ifacePorts {
+				if err := port.PreferBusyPoll(busyPollUsecs, cfg.Forwarder.Batch); err != nil {
 					return nil, err
 				}
 			}
