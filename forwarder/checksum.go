@@ -3,11 +3,13 @@ package forwarder
 import "encoding/binary"
 
 // ipv4HeaderSumOK reports whether an IPv4 header's checksum is valid: the
-// ones' complement sum over the header, checksum included, is 0xffff.
+// ones' complement sum over the header, checksum included, is 0xffff. An
+// IPv4 header is IHL 32-bit words, so it sums words, not halves: the ones'
+// complement sum folds the same either way, and this halves the loads.
 func ipv4HeaderSumOK(h []byte) bool {
-	var sum uint32
-	for i := 0; i+1 < len(h); i += 2 {
-		sum += uint32(h[i])<<8 | uint32(h[i+1])
+	var sum uint64
+	for ; len(h) >= 4; h = h[4:] {
+		sum += uint64(binary.BigEndian.Uint32(h))
 	}
 	for sum>>16 != 0 {
 		sum = sum&0xffff + sum>>16

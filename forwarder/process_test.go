@@ -414,3 +414,39 @@ func FuzzProcess(f *testing.F) {
 		}
 	})
 }
+
+// The header check sums 32-bit words; the RFC 1071 definition sums 16-bit
+// ones. They must agree on every header length IHL allows, valid or not.
+func TestIPv4HeaderSumMatchesRFC1071(t *testing.T) {
+	reference := func(h []byte) bool {
+		var sum uint32
+		for i := 0; i+1 < len(h); i += 2 {
+			sum += uint32(h[i])<<8 | uint32(h[i+1])
+		}
+		for sum>>16 != 0 {
+			sum = sum&0xffff + sum>>16
+		}
+		return sum == 0xffff
+	}
+	rng := rand.New(rand.NewPCG(7, 7))
+	valid := 0
+	for n := 0; n < 200_000; n++ {
+		h := make([]byte, 4*(5+rng.IntN(11)))
+		for i := range h {
+			h[i] = byte(rng.Uint32())
+		}
+		if n%2 == 0 { // a correct checksum half the time
+			h[10], h[11] = 0, 0
+			binary.BigEndian.PutUint16(h[10:12], ^checksum16(h))
+		}
+		if got, want := ipv4HeaderSumOK(h), reference(h); got != want {
+			t.Fatalf("header %x: ipv4HeaderSumOK %v, RFC 1071 %v", h, got, want)
+		}
+		if reference(h) {
+			valid++
+		}
+	}
+	if valid < 100_000 {
+		t.Fatalf("only %d valid headers generated", valid)
+	}
+}
