@@ -10,11 +10,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/signal"
 	"path"
 	"runtime"
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"github.com/vishvananda/netlink"
@@ -34,9 +36,10 @@ type NS struct {
 	tb testing.TB
 	h  *netlink.Handle
 
-	mu     sync.RWMutex
-	fd     int // namespace fd; -1 once removed
-	closed bool
+	mu      sync.RWMutex
+	fd      int // namespace fd; -1 once removed
+	closed  bool
+	removed sync.Once
 }
 
 // NewNS creates a network namespace for tb and registers its removal with
@@ -74,7 +77,8 @@ func NewNS(tb testing.TB, prefix string) *NS {
 		tb.Fatalf("lab.NewNS(%q): %v", prefix, err)
 	}
 	n := &NS{Name: name, tb: tb, fd: fd}
-	tb.Cleanup(n.remove)
+	track(n)
+	tb.Cleanup(func() { n.remove(tb.Errorf) })
 
 	if err := n.Do(func() error {
 		h, err := netlink.NewHandle() // sockets are created in this thread's namespace
@@ -151,33 +155,84 @@ func randHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// remove is the tb.Cleanup of NewNS.
-func (n *NS) remove() {
-	if n.h != nil {
-		links, err := n.h.LinkList()
-		if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
-			n.tb.Errorf("lab: cleanup %s: list links: %v", n.Name, err)
-		}
-		for _, l := range links {
-			if l.Attrs().Flags&net.FlagLoopback != 0 {
-				continue
+// remove is the tb.Cleanup of NewNS; on SIGINT or SIGTERM it runs from the
+// signal handler instead (see track), reporting to stderr. It runs once.
+func (n *NS) remove(errorf func(format string, args ...any)) {
+	n.removed.Do(func() {
+		untrack(n)
+		if n.h != nil {
+			links, err := n.h.LinkList()
+			if err != nil && !errors.Is(err, netlink.ErrDumpInterrupted) {
+				errorf("lab: cleanup %s: list links: %v", n.Name, err)
 			}
-			// The peer of a veth deleted earlier is already gone: ignore ENODEV.
-			if err := n.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-				n.tb.Errorf("lab: cleanup %s: delete %s: %v", n.Name, l.Attrs().Name, err)
+			for _, l := range links {
+				if l.Attrs().Flags&net.FlagLoopback != 0 {
+					continue
+				}
+				// The peer of a veth deleted earlier is already gone: ignore ENODEV.
+				if err := n.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+					errorf("lab: cleanup %s: delete %s: %v", n.Name, l.Attrs().Name, err)
+				}
 			}
+			n.h.Close()
 		}
-		n.h.Close()
+		n.mu.Lock()
+		n.closed = true
+		if n.fd >= 0 {
+			unix.Close(n.fd)
+			n.fd = -1
+		}
+		n.mu.Unlock()
+		if err := netns.DeleteNamed(n.Name); err != nil {
+			errorf("lab: cleanup: delete netns %s: %v", n.Name, err)
+		}
+	})
+}
+
+// Live namespaces, so that Ctrl-C (which kills a test binary without running
+// its cleanups) still removes them: the first NewNS installs a handler for
+// SIGINT and SIGTERM that removes every live namespace, then exits.
+var (
+	liveMu     sync.Mutex
+	live       = map[*NS]bool{}
+	handleOnce sync.Once
+)
+
+func track(n *NS) {
+	handleOnce.Do(func() {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			s := <-sig
+			RemoveAll()
+			fmt.Fprintf(os.Stderr, "lab: %v: removed the lab's namespaces\n", s)
+			os.Exit(130)
+		}()
+	})
+	liveMu.Lock()
+	live[n] = true
+	liveMu.Unlock()
+}
+
+func untrack(n *NS) {
+	liveMu.Lock()
+	delete(live, n)
+	liveMu.Unlock()
+}
+
+// RemoveAll removes every namespace this process created and has not
+// removed yet. Tests never need it (tb.Cleanup does it); it is for the
+// signal handler and for programs that must clean up before exiting.
+func RemoveAll() {
+	liveMu.Lock()
+	ns := make([]*NS, 0, len(live))
+	for n := range live {
+		ns = append(ns, n)
 	}
-	n.mu.Lock()
-	n.closed = true
-	if n.fd >= 0 {
-		unix.Close(n.fd)
-		n.fd = -1
-	}
-	n.mu.Unlock()
-	if err := netns.DeleteNamed(n.Name); err != nil {
-		n.tb.Errorf("lab: cleanup: delete netns %s: %v", n.Name, err)
+	liveMu.Unlock()
+	stderr := func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }
+	for _, n := range ns {
+		n.remove(stderr)
 	}
 }
 
