@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -119,7 +118,7 @@ func BenchmarkLabForwarding(b *testing.B) {
 					// Same lab and sockets, with the loop replaced by a bounce.
 					x.loop.Stop()
 					stop := make(chan struct{})
-					go bounce(x.loop.Ports[0], x.loop.Ports[1], MAC(x.al.MAC), MAC(x.pb0.MAC), stop)
+					go Bounce(x.loop.Ports[0], x.loop.Ports[1], MAC(x.al.MAC), MAC(x.pb0.MAC), 1, stop)
 					b.Cleanup(func() { close(stop) })
 				}
 				if mode != "kernel" && os.Getenv("PNAP_LAB_BUSYPOLL") == "1" {
@@ -240,44 +239,6 @@ func busyPoll(tb testing.TB, x *afxdpLab) {
 		if err := p.PreferBusyPoll(20, 64); err != nil {
 			tb.Fatal(err)
 		}
-	}
-}
-
-// bounce is the peer "raw AF_XDP port-to-port without lookup": every frame
-// from port in goes out of port out with only its MACs rewritten, through
-// the same ports, copies and kicks as the Loop. It measures what Go plus
-// AF_XDP costs here before pnap's parsing and lookup.
-func bounce(in, out *Port, dst, src MAC, stop <-chan struct{}) {
-	runtime.LockOSThread()
-	var set unix.CPUSet
-	set.Set(1)
-	unix.SchedSetaffinity(0, &set)
-	pfd := []unix.PollFd{{Fd: int32(in.FD()), Events: unix.POLLIN}}
-	for {
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		unix.Poll(pfd, 100)
-		n := in.sock.NumReceived()
-		if n == 0 {
-			continue
-		}
-		rx := in.sock.Receive(min(n, 64))
-		if c := out.sock.NumCompleted(); c > 0 {
-			out.sock.Complete(c)
-		}
-		txd := out.sock.GetDescs(len(rx), false)
-		for k := range txd {
-			f := in.sock.GetFrame(rx[k])
-			copy(f[0:6], dst[:])
-			copy(f[6:12], src[:])
-			txd[k].Len = uint32(copy(out.sock.GetFrame(txd[k]), f))
-		}
-		transmit(out.sock, txd)
-		out.kick()
-		in.sock.Fill(rx)
 	}
 }
 
