@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
@@ -266,6 +268,43 @@ func (l *Link) SetGRO(on bool) error {
 	})
 	if err != nil {
 		return fmt.Errorf("ethtool gro %v on %s: %w", on, l, err)
+	}
+	return nil
+}
+
+// PinNAPI turns on threaded NAPI for l and pins its NAPI kernel threads
+// ("napi/<name>-N") to cpu, so that l's receive work runs where a benchmark
+// says and not on whichever CPU sent the frame (ENVIRONMENT.md). Call it
+// after attaching XDP programs to l: attaching re-creates the threads.
+// Thread names carry only the interface name; the lab's names are unique
+// while one benchmark runs.
+func (l *Link) PinNAPI(cpu int) error {
+	if err := l.SetThreadedNAPI(true); err != nil {
+		return fmt.Errorf("threaded NAPI on %s: %w", l, err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return err
+	}
+	pinned := 0
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		comm, err := os.ReadFile("/proc/" + e.Name() + "/comm")
+		if err != nil || !strings.HasPrefix(string(comm), "napi/"+l.Name+"-") {
+			continue
+		}
+		var set unix.CPUSet
+		set.Set(cpu)
+		if err := unix.SchedSetaffinity(pid, &set); err != nil {
+			return fmt.Errorf("pinning %s: %w", strings.TrimSpace(string(comm)), err)
+		}
+		pinned++
+	}
+	if pinned == 0 {
+		return fmt.Errorf("no NAPI thread for %s (it has one only with an XDP program attached or GRO on)", l)
 	}
 	return nil
 }

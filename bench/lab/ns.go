@@ -193,9 +193,11 @@ func (n *NS) remove(errorf func(format string, args ...any)) {
 // its cleanups) still removes them: the first NewNS installs a handler for
 // SIGINT and SIGTERM that removes every live namespace, then exits.
 var (
-	liveMu     sync.Mutex
-	live       = map[*NS]bool{}
-	handleOnce sync.Once
+	liveMu      sync.Mutex
+	live        = map[*NS]bool{}
+	onInterrupt = map[int]func(){}
+	hookSeq     int
+	handleOnce  sync.Once
 )
 
 func track(n *NS) {
@@ -204,6 +206,15 @@ func track(n *NS) {
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 		go func() {
 			s := <-sig
+			liveMu.Lock()
+			hooks := make([]func(), 0, len(onInterrupt))
+			for _, fn := range onInterrupt {
+				hooks = append(hooks, fn)
+			}
+			liveMu.Unlock()
+			for _, fn := range hooks {
+				fn()
+			}
 			RemoveAll()
 			fmt.Fprintf(os.Stderr, "lab: %v: removed the lab's namespaces\n", s)
 			os.Exit(130)
@@ -212,6 +223,23 @@ func track(n *NS) {
 	liveMu.Lock()
 	live[n] = true
 	liveMu.Unlock()
+}
+
+// OnInterrupt registers fn to run if the process is interrupted (SIGINT,
+// SIGTERM) before tb ends, before the namespaces are removed: for what a
+// namespace's removal does not stop, such as a child process started in it.
+// Only processes that created a namespace (NewNS) handle the signals.
+func OnInterrupt(tb testing.TB, fn func()) {
+	liveMu.Lock()
+	hookSeq++
+	id := hookSeq
+	onInterrupt[id] = fn
+	liveMu.Unlock()
+	tb.Cleanup(func() {
+		liveMu.Lock()
+		delete(onInterrupt, id)
+		liveMu.Unlock()
+	})
 }
 
 func untrack(n *NS) {

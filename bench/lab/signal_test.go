@@ -14,19 +14,22 @@ import (
 
 // A lab interrupted by Ctrl-C leaves nothing behind. The test runs itself
 // as a child that builds a namespace with a veth, prints its name and waits;
-// the parent interrupts it and checks the namespaces are gone (their veths go with them).
+// the parent interrupts it and checks that its OnInterrupt hook ran and
+// the namespaces are gone (their veths go with them).
 func TestInterruptRemovesNamespaces(t *testing.T) {
 	if os.Getenv("LAB_TEST_INTERRUPT_CHILD") == "1" {
 		a := NewNS(t, "sig")
 		b := NewNS(t, "sig")
 		Connect(t, a, "sig-a", b, "sig-b", VethOpts{})
+		OnInterrupt(t, func() { os.WriteFile(os.Getenv("LAB_TEST_HOOK_FILE"), []byte("ran"), 0o644) })
 		os.Stdout.WriteString("ready " + a.Name + " " + b.Name + "\n")
 		time.Sleep(time.Minute) // the parent interrupts this
 		t.Fatal("not interrupted")
 	}
 	RequireRoot(t)
 	cmd := exec.Command(os.Args[0], "-test.run", "^TestInterruptRemovesNamespaces$", "-test.v")
-	cmd.Env = append(os.Environ(), "LAB_TEST_INTERRUPT_CHILD=1")
+	hook := t.TempDir() + "/hook"
+	cmd.Env = append(os.Environ(), "LAB_TEST_INTERRUPT_CHILD=1", "LAB_TEST_HOOK_FILE="+hook)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -58,6 +61,9 @@ func TestInterruptRemovesNamespaces(t *testing.T) {
 	err = cmd.Wait()
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
 		t.Fatalf("child exit: %v, want status 130", err)
+	}
+	if b, err := os.ReadFile(hook); err != nil || string(b) != "ran" {
+		t.Errorf("OnInterrupt hook did not run: %q, %v", b, err)
 	}
 	for _, n := range names {
 		if _, err := os.Stat("/run/netns/" + n); !os.IsNotExist(err) {
