@@ -8,7 +8,9 @@ RACE_PKGS  = ./fib/ ./forwarder/
 PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
 BENCHTIME ?= 1s
 
-.PHONY: all build test lint bench bench-fib demo clean
+TRIAL     ?= 500ms
+
+.PHONY: all build test lint bench bench-fib bench-rfc2544 demo clean
 
 all: build
 
@@ -28,7 +30,14 @@ test: lint
 bench-fib:
 	$(GO) test -run '^$$' -bench . -benchtime $(BENCHTIME) -count 1 -timeout 30m ./fib/
 
-bench: bench-fib
+# RFC 2544 throughput and latency of pnap, Linux forwarding, a raw AF_XDP
+# bounce and a native XDP redirect, in one run (root). Writes
+# bench/results/rfc2544.{md,json} and plots; TRIAL=60s for a full report.
+bench-rfc2544:
+	mkdir -p bench/results
+	$(GO) test -run '^$$' -bench RFC2544 -benchtime 1x -timeout 60m ./bench/rfc2544/ -args -report $(CURDIR)/bench/results -trial $(TRIAL)
+
+bench: bench-fib bench-rfc2544
 
 # Until the lab demo lands, the demo shows what exists: the configuration
 # check and FIB lookups over the real tables.

@@ -98,7 +98,7 @@ func Build(tb testing.TB, opt Options) *Topology {
 // backbone order), workers pinned to cpus.
 func (t *Topology) PnapdConfig(routeFiles []string, cpus []int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "[forwarder]\nqueues = 1\nxdp_mode = \"generic\"\n")
+	fmt.Fprintf(&b, "[forwarder]\nqueues = 1\nxdp_mode = \"native\" # veth runs XDP natively; AF_XDP is copy mode either way\n")
 	if len(cpus) > 0 {
 		fmt.Fprintf(&b, "cpus = %s\n", strings.Join(strings.Fields(fmt.Sprint(cpus)), ", "))
 	}
