@@ -59,6 +59,7 @@ type Worker struct {
 	plane    *Plane
 	counters []portCounters // by port
 	s        scratch
+	sampler  *sampler // nil: sampling off
 }
 
 // scratch is a chunk's working state, kept in the Worker so that nothing is
@@ -108,16 +109,26 @@ func (w *Worker) Process(in uint8, frames [][]byte, out []Decision) {
 	c := &w.counters[in]
 	var rxBytes uint64
 	var drops [numReasons]uint64
+	var now int64
+	if w.sampler != nil {
+		now = SampleClock()
+	}
 	for k := 0; k < len(frames); k += chunk {
 		fs := frames[k:min(k+chunk, len(frames))]
 		ds := out[k : k+len(fs)]
 		w.decide(&view, in, fs, ds)
+		if w.sampler != nil {
+			w.sampleChunk(in, fs, ds, now)
+		}
 		for i, d := range ds {
 			rxBytes += uint64(len(fs[i]))
 			if d.Action != ActForward {
 				drops[d.Reason]++
 			}
 		}
+	}
+	if w.sampler != nil {
+		w.sampler.ring.commit() // one publishing store per batch
 	}
 	bump(&c.rxPackets, uint64(len(frames)))
 	bump(&c.rxBytes, rxBytes)
