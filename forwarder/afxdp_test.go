@@ -55,7 +55,11 @@ func newAFXDPLab(t testing.TB) *afxdpLab { return newAFXDPLabCPU(t, -1) }
 
 // newAFXDPLabCPU is the lab with pnap forwarding, its worker pinned to cpu
 // (-1: not pinned).
-func newAFXDPLabCPU(t testing.TB, cpu int) *afxdpLab {
+func newAFXDPLabCPU(t testing.TB, cpu int) *afxdpLab { return newAFXDPLabWith(t, cpu, nil) }
+
+// newAFXDPLabWith is newAFXDPLabCPU with configure run on the plane and the
+// Loop before the Loop starts.
+func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxdpLab {
 	x := newBareLab(t)
 
 	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
@@ -154,6 +158,9 @@ func newAFXDPLabCPU(t testing.TB, cpu int) *afxdpLab {
 	}
 	slowIn := make(chan SlowFrame, 64)
 	x.loop = &Loop{Worker: NewWorker(x.plane), Ports: ports, CPU: cpu, Slow: slowIn}
+	if configure != nil {
+		configure(x.plane, x.loop)
+	}
 	done := make(chan error, 1)
 	go func() { done <- x.loop.Run() }()
 	slowDone := make(chan struct{})

@@ -17,10 +17,11 @@ const (
 	ReasonTxRingFull         // the egress port's TX ring had no room
 	ReasonMartian            // destination that is never forwarded (multicast, link-local, IPv4-mapped)
 	ReasonOtherHost          // Ethernet destination not this port (flooded, broadcast, promiscuous)
+	ReasonProbeReply         // an answer to pnap's own probe: consumed, handed to probes
 	numReasons
 )
 
-var reasonNames = [numReasons]string{"none", "malformed", "not_ip", "no_route", "ttl", "no_neighbour", "mtu", "tx_ring_full", "martian", "other_host"}
+var reasonNames = [numReasons]string{"none", "malformed", "not_ip", "no_route", "ttl", "no_neighbour", "mtu", "tx_ring_full", "martian", "other_host", "probe_reply"}
 
 func (r Reason) String() string {
 	if r < numReasons {

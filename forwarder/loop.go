@@ -21,6 +21,13 @@ type Loop struct {
 
 	// Slow receives copies of frames owed an ICMP error; full means drop.
 	Slow chan SlowFrame
+	// Inject, when set, carries frames (active probes) for this Loop to
+	// send; it wakes the Loop from poll.
+	Inject *InjectRing
+	// ProbeReply, when set, is given every frame answering a probe
+	// (ActProbe) with the time it was received on SampleClock's clock. The
+	// frame is only valid during the call: copy it. It must not block.
+	ProbeReply func(frame []byte, at int64)
 
 	stop    atomic.Bool
 	slowBuf SlowFrame
@@ -57,9 +64,12 @@ func (l *Loop) Run() error {
 	if l.Batch <= 0 {
 		l.Batch = 64
 	}
-	pfds := make([]unix.PollFd, len(l.Ports))
+	pfds := make([]unix.PollFd, len(l.Ports), len(l.Ports)+1)
 	for i, p := range l.Ports {
 		pfds[i] = unix.PollFd{Fd: int32(p.FD()), Events: unix.POLLIN}
+	}
+	if l.Inject != nil {
+		pfds = append(pfds, unix.PollFd{Fd: int32(l.Inject.efd), Events: unix.POLLIN})
 	}
 	frames := make([][]byte, l.Batch)
 	decisions := make([]Decision, l.Batch)
@@ -74,8 +84,38 @@ func (l *Loop) Run() error {
 		for in, p := range l.Ports {
 			l.serve(uint8(in), p, frames, decisions, perPort)
 		}
+		if l.Inject != nil && l.Inject.head.Load() != l.Inject.tail.Load() {
+			l.Inject.drain()
+			l.injectAll()
+		}
 	}
 	return nil
+}
+
+// injectAll sends every frame queued on the Inject ring.
+func (l *Loop) injectAll() {
+	r := l.Inject
+	h, t := r.head.Load(), r.tail.Load()
+	for ; h != t; h++ {
+		s := &r.slots[h&r.mask]
+		if int(s.port) >= len(l.Ports) {
+			continue
+		}
+		out := l.Ports[s.port]
+		if c := out.sock.NumCompleted(); c > 0 {
+			out.sock.Complete(c)
+		}
+		txd := out.sock.GetDescs(1, false)
+		if len(txd) == 0 {
+			l.Worker.CountTx(s.port, 0, 0, 1)
+			continue
+		}
+		txd[0].Len = uint32(copy(out.sock.GetFrame(txd[0]), s.data[:s.n]))
+		sent := transmit(out.sock, txd)
+		out.kick()
+		l.Worker.CountTx(s.port, uint64(sent), uint64(s.n)*uint64(sent), uint64(1-sent))
+	}
+	r.head.Store(h)
 }
 
 // serve handles one batch received on port in.
@@ -97,6 +137,10 @@ func (l *Loop) serve(in uint8, p *Port, frames [][]byte, decisions []Decision, p
 		switch ds[i].Action {
 		case ActForward:
 			perPort[ds[i].Port] = append(perPort[ds[i].Port], i)
+		case ActProbe:
+			if l.ProbeReply != nil {
+				l.ProbeReply(fs[i], SampleClock())
+			}
 		case ActSlow:
 			if l.Slow != nil {
 				sf := &l.slowBuf

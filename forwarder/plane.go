@@ -101,6 +101,24 @@ type Plane struct {
 	Customers *fib.FIB
 	Ports     []PortInfo
 	hops      atomic.Pointer[Hops]
+	// The probe source addresses (zero: none); set before workers run.
+	probe4 uint32
+	probe6 [2]uint64
+}
+
+// SetProbeSources names the addresses pnap's active probes come from:
+// packets to them are answers to probes and are consumed (ActProbe), never
+// forwarded. Call it before any worker runs. An invalid address means none.
+func (p *Plane) SetProbeSources(v4, v6 netip.Addr) {
+	p.probe4, p.probe6 = 0, [2]uint64{}
+	if v4.Is4() {
+		b := v4.As4()
+		p.probe4 = binary.BigEndian.Uint32(b[:])
+	}
+	if v6.Is6() && !v6.Is4In6() {
+		b := v6.As16()
+		p.probe6 = [2]uint64{binary.BigEndian.Uint64(b[0:8]), binary.BigEndian.Uint64(b[8:16])}
+	}
 }
 
 // SetHops publishes a new next-hop snapshot.

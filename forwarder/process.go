@@ -19,6 +19,9 @@ const (
 	// ICMP error (time exceeded, unreachable, too big): hand a copy of the
 	// frame to the slow path, which builds and rate-limits the answer.
 	ActSlow
+	// ActProbe: addressed to the probe source address: an answer to one of
+	// pnap's probes. Consumed (never forwarded) and handed to probes.
+	ActProbe
 )
 
 // Decision is the fast path's verdict on one frame.
@@ -232,6 +235,9 @@ func (w *Worker) parse4(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 	}
 	dst := binary.BigEndian.Uint32(h[16:20])
 	switch {
+	case dst == w.plane.probe4 && dst != 0:
+		d.Action, d.Reason = ActProbe, ReasonProbeReply
+		return 0
 	case martian4(dst):
 		d.Action, d.Reason = ActDrop, ReasonMartian
 		return 0
@@ -304,6 +310,9 @@ func (w *Worker) parse6(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 	hi := binary.BigEndian.Uint64(h[24:32])
 	lo := binary.BigEndian.Uint64(h[32:40])
 	switch {
+	case hi == w.plane.probe6[0] && lo == w.plane.probe6[1] && hi|lo != 0:
+		d.Action, d.Reason = ActProbe, ReasonProbeReply
+		return 0
 	case martian6(hi, lo):
 		d.Action, d.Reason = ActDrop, ReasonMartian
 		return 0
