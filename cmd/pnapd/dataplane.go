@@ -61,6 +61,9 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 	if len(cfg.Customers) > fib.MaxBackbones {
 		return nil, fmt.Errorf("%d customer ports configured; this version forwards to at most %d", len(cfg.Customers), fib.MaxBackbones)
 	}
+	if err := checkCapabilities(); err != nil {
+		return nil, err
+	}
 	if err := rlimit.RemoveMemlock(); err != nil {
 		return nil, fmt.Errorf("raising the locked-memory limit for BPF maps and AF_XDP rings: %w (run as root, or raise 'ulimit -l' / LimitMEMLOCK=infinity in the systemd unit)", err)
 	}
