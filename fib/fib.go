@@ -63,6 +63,7 @@ type FIB struct {
 	compactAlways bool
 	scratch       [2][]rng
 	routes        [2]int
+	generation    uint64
 }
 
 type limboID struct {
@@ -89,6 +90,7 @@ type Version struct {
 	root6 *rootDir
 	state []atomic.Uint32
 	sel   []atomic.Uint32
+	gen   uint64
 }
 
 // New makes an empty FIB for the given backbones, in BackboneID order.
@@ -150,8 +152,13 @@ func (f *FIB) BackboneID(name string) (BackboneID, bool) {
 func (f *FIB) Load() *Version { return f.cur.Load() }
 
 func (f *FIB) publish() {
-	f.cur.Store(&Version{words: f.words, root4: f.fam[0].dir, root6: f.fam[1].dir, state: f.state, sel: f.sel})
+	f.generation++
+	f.cur.Store(&Version{words: f.words, root4: f.fam[0].dir, root6: f.fam[1].dir, state: f.state, sel: f.sel, gen: f.generation})
 }
+
+// Generation counts the Versions published: it grows with every route
+// change committed (not with selection changes, which need no new Version).
+func (v *Version) Generation() uint64 { return v.gen }
 
 // Lookup finds the longest prefix matching a and its entry. An IPv4-mapped
 // IPv6 address is looked up as the IPv6 address it is, in the IPv6 routes.

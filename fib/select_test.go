@@ -1,0 +1,46 @@
+package fib
+
+import (
+	"net/netip"
+	"testing"
+)
+
+// Selections counts each live route once, on its selected backbone, and
+// tells overrides apart; Generation grows with route changes only.
+func TestSelectionsAndGeneration(t *testing.T) {
+	f, err := New([]Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, Options{MaxRoutes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g0 := f.Load().Generation()
+	for _, p := range []string{"192.0.2.0/24", "198.51.100.0/24", "2001:db8::/32"} {
+		for b := BackboneID(0); b < 2; b++ {
+			if err := f.Add(b, netip.MustParsePrefix(p), 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := f.Add(1, netip.MustParsePrefix("203.0.113.0/24"), 1); err != nil {
+		t.Fatal(err)
+	}
+	g1 := f.Load().Generation()
+	if g1 <= g0 {
+		t.Fatalf("generation %d after adds, was %d", g1, g0)
+	}
+	if err := f.Select(netip.MustParsePrefix("2001:db8::/32"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if f.Load().Generation() != g1 {
+		t.Fatal("a selection change published a Version")
+	}
+	sel, over := f.Selections()
+	if sel[0] != 2 || sel[1] != 2 || over != 1 {
+		t.Fatalf("selections %v, overrides %d; want [2 2], 1", sel, over)
+	}
+	if _, err := f.Withdraw(1, netip.MustParsePrefix("203.0.113.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	if sel, _ := f.Selections(); sel[1] != 1 {
+		t.Fatalf("after withdrawing b's only route: %v", sel)
+	}
+}
