@@ -2,7 +2,9 @@ package configs
 
 import (
 	"fmt"
+	"net"
 	"net/netip"
+	"strings"
 	"time"
 )
 
@@ -153,8 +155,32 @@ const (
 
 // API is [api]: the HTTP control and metrics endpoint.
 type API struct {
-	Listen  string // listen: host:port; default "127.0.0.1:9180"
-	Metrics bool   // metrics: serve Prometheus metrics; default true
+	// Listen is host:port or "unix:/absolute/path"; default "127.0.0.1:9180".
+	Listen string
+	// Token is the bearer token clients must send (Authorization: Bearer
+	// TOKEN). Required when Listen is reachable from other hosts.
+	Token   string
+	Metrics bool // metrics: serve Prometheus metrics at /metrics; default true
+	// MetricsTopPrefixes bounds the per-prefix series (RTT by backbone) to
+	// the busiest N prefixes; default 20, 0 for none.
+	MetricsTopPrefixes int
+}
+
+// LocalOnly reports whether Listen is reachable only from this host: a
+// loopback address or a unix socket.
+func (a API) LocalOnly() bool {
+	if strings.HasPrefix(a.Listen, "unix:") {
+		return true
+	}
+	host, _, err := net.SplitHostPort(a.Listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // Duration is a time.Duration written in TOML as a string such as "10s" or

@@ -383,14 +383,26 @@ func (d *decoder) optimizer(t *table) Optimizer {
 }
 
 func (d *decoder) api(t *table) API {
-	a := API{Listen: "127.0.0.1:9180", Metrics: true}
+	a := API{Listen: "127.0.0.1:9180", Metrics: true, MetricsTopPrefixes: 20}
 	t.string("listen", &a.Listen)
 	if d.ok() {
-		if msg := checkListen(a.Listen); msg != "" {
+		if path, ok := strings.CutPrefix(a.Listen, "unix:"); ok {
+			if !strings.HasPrefix(path, "/") {
+				t.errf("listen", "listen %q: a unix socket needs an absolute path, like \"unix:/run/pnapd/api.sock\"", a.Listen)
+			}
+		} else if msg := checkListen(a.Listen); msg != "" {
 			t.errf("listen", "listen %q %s", a.Listen, msg)
 		}
 	}
+	t.string("token", &a.Token)
 	t.bool("metrics", &a.Metrics)
+	t.int("metrics_top_prefixes", &a.MetricsTopPrefixes, 0, 1000)
+	if d.ok() && a.Token == "" && !a.LocalOnly() {
+		t.errf("listen", "listen %q is reachable from other hosts; set token = \"...\" (clients send it as a bearer token) or listen on 127.0.0.1, [::1] or a unix socket", a.Listen)
+	}
+	if d.ok() && a.Token != "" && len(a.Token) < 16 {
+		t.errf("token", "token is %d characters; use at least 16 (e.g. from `openssl rand -hex 16`)", len(a.Token))
+	}
 	return a
 }
 

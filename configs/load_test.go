@@ -130,7 +130,7 @@ gateway_v6 = "2001:db8::1"
 			LossPenaltyMs: 100, MinImprovementMs: 5, MinImprovementPct: 10, MinSamples: 10,
 			HoldDown: Duration(60 * time.Second), MaxOverrides: 10000, FailureHold: Duration(30 * time.Second),
 		},
-		API: API{Listen: "127.0.0.1:9180", Metrics: true},
+		API: API{Listen: "127.0.0.1:9180", Metrics: true, MetricsTopPrefixes: 20},
 	}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
@@ -307,6 +307,9 @@ func TestMessages(t *testing.T) {
 		{backbone + "[optimizer]\nloss_penalty_ms = nan", `:7: optimizer: loss_penalty_ms = NaN is out of range`},
 		{backbone + "[api]\nlisten = \"bad host:80\"", `:7: api: listen "bad host:80" has host "bad host", which is neither`},
 		{backbone + "[api]\nlisten = \"127.0.0.1:0\"", `:7: api: listen "127.0.0.1:0" has port "0"`},
+		{backbone + "[api]\nlisten = \"0.0.0.0:9180\"", `:7: api: listen "0.0.0.0:9180" is reachable from other hosts; set token`},
+		{backbone + "[api]\nlisten = \"192.0.2.9:9180\"\ntoken = \"short\"", `:8: api: token is 5 characters; use at least 16`},
+		{backbone + "[api]\nlisten = \"unix:api.sock\"", `:7: api: listen "unix:api.sock": a unix socket needs an absolute path`},
 		// Keys written after a sub-table's header belong to the sub-table.
 		{backbone + "[[backbone.route_file]]\npath = \"x\"\nstatic = []", `:8:1: backbone "uunet": route_file #1: unknown key "static"; it is a [[backbone]] key: move it above the [[backbone.route_file]] header`},
 		{backbone + "mtu = 1500", `:6:1: backbone "uunet": unknown key "mtu"; it is a [forwarder] key: move it there`},
@@ -327,8 +330,9 @@ func TestAccepted(t *testing.T) {
 		backbone + `gateway_v6 = "fe80::1"`, // a link-local gateway: the interface is implied
 		backbone + `static = []`,
 		backbone + "cost = 3\ncommit_mbps = 100\ncapacity_mbps = 100",
-		backbone + "[api]\nlisten = \":9180\"",
+		backbone + "[api]\nlisten = \":9180\"\ntoken = \"0123456789abcdef\"",
 		backbone + "[api]\nlisten = \"[::1]:9180\"",
+		backbone + "[api]\nlisten = \"unix:/run/pnapd/api.sock\"\nmetrics_top_prefixes = 0",
 		backbone + "[api]\nlisten = \"localhost:9180\"",
 		// Dotted keys and inline tables are the same tables.
 		"forwarder.queues = 4\n" + backbone,
