@@ -1,0 +1,267 @@
+//go:build linux
+
+package rfc2544
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/topo"
+	"github.com/pnap-project/pnap/forwarder"
+)
+
+// The forwarders the report compares, by the names its JSON uses.
+const (
+	Pnap        = "pnap"
+	Kernel      = "kernel"
+	AFXDPBounce = "afxdp-bounce"
+	XDPRedirect = "xdp-redirect"
+)
+
+// dutCPU runs every forwarder and its receive NAPI thread; the generator
+// runs on genCPU. Two CPUs is all this machine has.
+const (
+	genCPU = 0
+	dutCPU = 1
+)
+
+// setup is what every forwarder is given: the topology and the routes.
+type setup struct {
+	x          *topo.Topology
+	pnapd      string   // the pnapd binary
+	routeFiles []string // what every backbone holds (pnapd reads these)
+	routes     []netip.Prefix
+}
+
+// startDUT makes x's DUT forward as name does; everything stops in tb's
+// cleanup. All forwarders send everything to backbone 0: pnapd's default
+// selection (preference) does, and the others are set up to.
+func startDUT(tb testing.TB, name string, s *setup) {
+	tb.Helper()
+	switch name {
+	case Pnap:
+		startPnapd(tb, s)
+	case Kernel:
+		startKernel(tb, s)
+	case AFXDPBounce:
+		startBounce(tb, s)
+	case XDPRedirect:
+		startRedirect(tb, s)
+	default:
+		tb.Fatalf("unknown forwarder %q", name)
+	}
+	// The customer port's receive work runs beside the forwarder, not on
+	// the generator's CPU (ENVIRONMENT.md). Attaching XDP re-creates the
+	// NAPI thread, so this comes after the forwarder started.
+	if err := s.x.Customer.PinNAPI(dutCPU); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// startPnapd runs the pnapd binary in the DUT namespace with a generated
+// configuration and waits until it forwards.
+func startPnapd(tb testing.TB, s *setup) {
+	dir := tb.TempDir()
+	conf := filepath.Join(dir, "pnapd.toml")
+	if err := os.WriteFile(conf, []byte(s.x.PnapdConfig(s.routeFiles, []int{dutCPU})), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(s.pnapd, "run", "-c", conf)
+	pr, pw := io.Pipe()
+	cmd.Stderr, cmd.Stdout = pw, pw
+	ready := make(chan bool, 1)
+	var logs strings.Builder
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			logs.WriteString(sc.Text() + "\n")
+			if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
+				ready <- true
+				sent = true
+			}
+		}
+		if !sent {
+			ready <- false
+		}
+	}()
+	if err := s.x.DUT.Do(cmd.Start); err != nil { // started inside the namespace
+		tb.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(exited) }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	lab.OnInterrupt(tb, stop)
+	tb.Cleanup(stop)
+	select {
+	case ok := <-ready:
+		if !ok {
+			tb.Fatalf("pnapd exited before forwarding:\n%s", logs.String())
+		}
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("pnapd did not start forwarding in 60 s:\n%s", logs.String())
+	}
+}
+
+// startKernel is Linux forwarding with the same routes, all via backbone 0,
+// loaded over netlink.
+func startKernel(tb testing.TB, s *setup) {
+	x := s.x
+	bb := x.Backbones[0]
+	kr := make([]topo.KernelRoute, 0, len(s.routes))
+	for _, p := range s.routes {
+		gw := bb.Gateway4
+		if p.Addr().Is6() {
+			gw = bb.Gateway6
+		}
+		kr = append(kr, topo.KernelRoute{Prefix: p, Gateway: gw, Ifindex: bb.Port.Index})
+	}
+	took, err := topo.LoadKernelRoutes(x.DUT, kr)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Logf("kernel: %d routes loaded in %v", len(kr), took.Round(time.Millisecond))
+	x.DUT.AddNeigh(tb, bb.Port, bb.Gateway4.String(), bb.Far.MAC)
+	x.DUT.AddNeigh(tb, bb.Port, bb.Gateway6.String(), bb.Far.MAC)
+	x.DUT.Sysctl(tb, "net/ipv4/ip_forward", "1")
+	x.DUT.Sysctl(tb, "net/ipv6/conf/all/forwarding", "1")
+	// The generator's frames arrive XDP_TX'd from the source's veth, which
+	// a veth takes only while it has NAPI: an XDP program (what every other
+	// forwarder has) or GRO, which collapses the generator's near-identical
+	// frames. So the kernel's port gets an XDP_PASS program and GRO off.
+	if err := x.Customer.SetGRO(false); err != nil {
+		tb.Fatal(err)
+	}
+	attachXDP(tb, x.DUT, x.Customer, asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}) // XDP_PASS
+}
+
+// startBounce is the raw AF_XDP peer: forwarder.Bounce between the
+// customer port and backbone 0's, through pnap's own steering program and
+// ports, MAC rewrite only.
+func startBounce(tb testing.TB, s *setup) {
+	x := s.x
+	bb := x.Backbones[0]
+	var in, out *forwarder.Port
+	err := x.DUT.Do(func() error {
+		for _, l := range []*lab.Link{x.Customer, bb.Port} {
+			st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: 1})
+			if err != nil {
+				return err
+			}
+			tb.Cleanup(func() { st.Close() })
+			lk, err := link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: l.Index})
+			if err != nil {
+				return err
+			}
+			tb.Cleanup(func() { lk.Close() })
+			p, err := forwarder.OpenPort(l.Name, l.Index, 0, forwarder.PortOptions{})
+			if err != nil {
+				return err
+			}
+			tb.Cleanup(func() { p.Close() })
+			if err := st.SetSocket(0, p.FD()); err != nil {
+				return err
+			}
+			if in == nil {
+				in = p
+			} else {
+				out = p
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		forwarder.Bounce(in, out, forwarder.MAC(bb.Far.MAC), forwarder.MAC(bb.Port.MAC), dutCPU, stop)
+		close(done)
+	}()
+	// Registered after the ports' cleanups, so it runs before them.
+	tb.Cleanup(func() { close(stop); <-done })
+}
+
+// startRedirect is the ceiling of the path: an XDP program on the customer
+// port that rewrites the MACs and redirects every IP frame to backbone 0's
+// port, in the kernel, without lookup.
+func startRedirect(tb testing.TB, s *setup) {
+	x := s.x
+	bb := x.Backbones[0]
+	dst, src := bb.Far.MAC, bb.Port.MAC
+	word := func(b []byte) int64 {
+		return int64(int32(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24))
+	}
+	half := func(b []byte) int64 { return int64(uint16(b[0]) | uint16(b[1])<<8) }
+	attachXDP(tb, x.DUT, x.Customer, asm.Instructions{
+		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
+		asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
+		asm.Mov.Reg(asm.R4, asm.R2),
+		asm.Add.Imm(asm.R4, 14),
+		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.LoadMem(asm.R4, asm.R2, 12, asm.Half),
+		asm.JEq.Imm(asm.R4, 0x0008, "fwd"), // IPv4, read little-endian
+		asm.JEq.Imm(asm.R4, 0xdd86, "fwd"), // IPv6
+		asm.Ja.Label("pass"),
+		asm.StoreImm(asm.R2, 0, word(dst[0:4]), asm.Word).WithSymbol("fwd"),
+		asm.StoreImm(asm.R2, 4, half(dst[4:6]), asm.Half),
+		asm.StoreImm(asm.R2, 6, word(src[0:4]), asm.Word),
+		asm.StoreImm(asm.R2, 10, half(src[4:6]), asm.Half),
+		asm.Mov.Imm(asm.R1, int32(bb.Port.Index)),
+		asm.Mov.Imm(asm.R2, 0),
+		asm.FnRedirect.Call(),
+		asm.Return(),
+		asm.Mov.Imm(asm.R0, 2).WithSymbol("pass"), // XDP_PASS
+		asm.Return(),
+	})
+	// A veth accepts redirected frames only while it has NAPI: an XDP
+	// program on the far side of backbone 0's port, which the receiver
+	// attaches, and here one on the port itself so its peer can be reached.
+	attachXDP(tb, x.DUT, bb.Port, asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()})
+}
+
+// attachXDP loads insns as an XDP program and attaches it to l (in ns) with
+// a bpf_link, both closed in tb's cleanup.
+func attachXDP(tb testing.TB, ns *lab.NS, l *lab.Link, insns asm.Instructions) {
+	tb.Helper()
+	err := ns.Do(func() error {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: insns})
+		if err != nil {
+			return err
+		}
+		lk, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.Index})
+		if err != nil {
+			prog.Close()
+			return err
+		}
+		tb.Cleanup(func() { lk.Close(); prog.Close() })
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("XDP program on %s: %v", l, err)
+	}
+}
+
+var _ = fmt.Sprint

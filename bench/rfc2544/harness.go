@@ -1,0 +1,289 @@
+//go:build linux
+
+package rfc2544
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/topo"
+	"github.com/pnap-project/pnap/bench/traffic"
+	"github.com/pnap-project/pnap/fib/routes"
+)
+
+// Options choose what a run measures.
+type Options struct {
+	Forwarders []string // default all four
+	Families   []int    // 4, 6; default both
+	// Sizes are Ethernet frame sizes with FCS; 0 means IMIX. IPv6 sizes
+	// below traffic.MinFrameBytes(6) are raised to it.
+	Sizes     []int
+	Trial     time.Duration // per trial; default 1 s
+	Steps     int           // binary search halvings; default 7
+	Tolerance float64       // loss share a passing trial may have
+	// RouteFiles are the tables every one of the Backbones holds, one file
+	// per family or both in one.
+	RouteFiles []string
+	Backbones  int // default 4
+	Dests      int // distinct destinations per family; default 4096
+	Pnapd      string
+	Progress   io.Writer
+}
+
+// AllSizes are RFC 2544's Ethernet frame sizes (section 9.1), and IMIX.
+var AllSizes = []int{64, 128, 256, 512, 1024, 1280, 1518, 0}
+
+// Row is one line of the report; the JSON names are the report's format.
+type Row struct {
+	Forwarder   string  `json:"forwarder"`
+	Family      string  `json:"family"`
+	FrameBytes  int     `json:"frame_bytes"` // 0 with IMIX
+	IMIX        bool    `json:"imix,omitempty"`
+	ZeroLossPPS float64 `json:"zero_loss_pps"`
+	Mbps        float64 `json:"mbps"` // frame bits at that rate, FCS included
+	P50us       float64 `json:"latency_p50_us"`
+	P99us       float64 `json:"latency_p99_us"`
+	MaxUs       float64 `json:"latency_max_us"`
+	Trials      []Trial `json:"-"`
+	// OverloadPPS is what arrived with the generator unpaced: the forwarder's
+	// rate under overload, and the search's upper bound.
+	OverloadPPS float64 `json:"overload_pps"`
+}
+
+func (o *Options) fill() {
+	if len(o.Forwarders) == 0 {
+		o.Forwarders = []string{Pnap, Kernel, AFXDPBounce, XDPRedirect}
+	}
+	if len(o.Families) == 0 {
+		o.Families = []int{4, 6}
+	}
+	if len(o.Sizes) == 0 {
+		o.Sizes = AllSizes
+	}
+	if o.Trial == 0 {
+		o.Trial = time.Second
+	}
+	if o.Steps == 0 {
+		o.Steps = 7
+	}
+	if o.Backbones == 0 {
+		o.Backbones = 4
+	}
+	if o.Dests == 0 {
+		o.Dests = 4096
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+}
+
+// Run measures every forwarder, family and size of opt, each forwarder in
+// a topology of its own, and returns the rows in that order.
+func Run(tb testing.TB, opt Options) []Row {
+	tb.Helper()
+	opt.fill()
+	var prefixes []netip.Prefix
+	for _, f := range opt.RouteFiles {
+		rs, err := routes.ReadPrefixFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, r := range rs {
+			prefixes = append(prefixes, r.Prefix)
+		}
+	}
+	dests := map[int][]netip.Addr{}
+	for _, fam := range opt.Families {
+		dests[fam] = pickDestinations(prefixes, fam, opt.Dests, rand.New(rand.NewPCG(uint64(fam), 2544)))
+		if len(dests[fam]) == 0 {
+			tb.Fatalf("no IPv%d destinations in %v", fam, opt.RouteFiles)
+		}
+	}
+	var rows []Row
+	for _, fwd := range opt.Forwarders {
+		x := topo.Build(tb, topo.Options{Backbones: opt.Backbones})
+		s := &setup{x: x, pnapd: opt.Pnapd, routeFiles: opt.RouteFiles, routes: prefixes}
+		start := time.Now()
+		startDUT(tb, fwd, s)
+		fmt.Fprintf(opt.Progress, "%s: started in %v (%d routes × %d backbones)\n", fwd, time.Since(start).Round(time.Millisecond), len(prefixes), opt.Backbones)
+		rx := traffic.NewReceiver(tb)
+		for _, bb := range x.Backbones {
+			rx.Attach(tb, bb.NS, bb.Far)
+		}
+		for _, fam := range opt.Families {
+			for _, size := range opt.Sizes {
+				row := measure(tb, &opt, x, rx, fwd, fam, size, dests[fam])
+				fmt.Fprintf(opt.Progress, "%-12s %s %-5s %9.0f pps zero-loss (%7.1f Mb/s), p50 %6.1f µs, p99 %7.1f µs; %9.0f pps under overload\n",
+					fwd, row.Family, sizeName(row), row.ZeroLossPPS, row.Mbps, row.P50us, row.P99us, row.OverloadPPS)
+				rows = append(rows, row)
+			}
+		}
+	}
+	return rows
+}
+
+func sizeName(r Row) string {
+	if r.IMIX {
+		return "IMIX"
+	}
+	return fmt.Sprint(r.FrameBytes)
+}
+
+// measure runs the search for one forwarder, family and size.
+func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver, fwd string, fam, size int, dests []netip.Addr) Row {
+	tb.Helper()
+	row := Row{Forwarder: fwd, Family: fmt.Sprintf("ipv%d", fam), FrameBytes: size, IMIX: size == 0}
+	if size != 0 {
+		row.FrameBytes = max(size, traffic.MinFrameBytes(fam))
+	}
+	src := x.Host4.Addr()
+	if fam == 6 {
+		src = x.Host6.Addr()
+	}
+	gen := traffic.NewGenerator(tb, x.Source, x.SourceLink, traffic.Spec{
+		SrcMAC: x.SourceLink.MAC, DstMAC: x.Customer.MAC, Src: src, Dsts: dests,
+		FrameBytes: row.FrameBytes, IMIX: row.IMIX, SrcPort: 40000, DstPort: 9,
+	})
+	trial := func(rate float64, d time.Duration) (Trial, error) {
+		if err := rx.Reset(); err != nil {
+			return Trial{}, err
+		}
+		sent, err := gen.Run(genCPU, rate, d)
+		if err != nil {
+			return Trial{}, err
+		}
+		time.Sleep(100 * time.Millisecond) // let queues drain before counting
+		st, err := rx.Stats()
+		if err != nil {
+			return Trial{}, err
+		}
+		t := Trial{Sent: sent.Packets, Dups: st.Duplicates, P50: st.LatencyP50, P99: st.LatencyP99, Max: st.LatencyMax}
+		t.Received = st.Packets - st.Duplicates
+		if t.Received < t.Sent {
+			t.Lost = t.Sent - t.Received
+		}
+		if sent.Took > 0 {
+			t.Offered = float64(sent.Packets) / sent.Took.Seconds()
+		}
+		return t, nil
+	}
+	// Warm up until frames get through: the forwarder resolves its next
+	// hop (pnapd asks the kernel on the first packet), caches fill.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w, err := trial(10_000, 200*time.Millisecond)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if w.Received > 0 && w.Lost == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s %s: frames do not get through after 10 s of warm-up (last: %d sent, %d received)", fwd, row.Family, w.Sent, w.Received)
+		}
+	}
+	over, err := trial(0, opt.Trial)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if over.Offered > 0 {
+		row.OverloadPPS = float64(over.Received) / (float64(over.Sent) / over.Offered)
+	}
+	if row.OverloadPPS <= 0 {
+		tb.Fatalf("%s %s %d B: nothing got through under overload", fwd, row.Family, row.FrameBytes)
+	}
+	hi := min(over.Offered, 1.25*row.OverloadPPS)
+	best, all, err := Search(hi, opt.Steps, opt.Tolerance, func(rate float64) (Trial, error) { return trial(rate, opt.Trial) })
+	if err != nil {
+		tb.Fatal(err)
+	}
+	row.Trials = all
+	row.ZeroLossPPS = best.Offered
+	row.P50us, row.P99us, row.MaxUs = us(best.P50), us(best.P99), us(best.Max)
+	bits := float64(row.FrameBytes) * 8
+	if row.IMIX {
+		bits = imixMeanBytes(fam) * 8
+	}
+	row.Mbps = best.Offered * bits / 1e6
+	return row
+}
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// pickDestinations draws n distinct addresses of family fam, each inside a
+// different prefix drawn at random from the table, so lookups spread over
+// the whole table. Prefixes that overlap the lab's own ranges or that no
+// forwarder routes (multicast, loopback, link-local, non-global IPv6) are
+// skipped.
+func pickDestinations(prefixes []netip.Prefix, fam, n int, rng *rand.Rand) []netip.Addr {
+	var pool []netip.Prefix
+	lab4, lab6 := netip.MustParsePrefix("198.18.0.0/15"), netip.MustParsePrefix("2001:2::/48")
+	global6 := netip.MustParsePrefix("2000::/3")
+	for _, p := range prefixes {
+		a := p.Addr()
+		switch {
+		case fam == 4 && a.Is4():
+			if p.Overlaps(lab4) || p.Bits() < 8 || !a.IsGlobalUnicast() || a.IsPrivate() {
+				continue
+			}
+		case fam == 6 && a.Is6():
+			if p.Overlaps(lab6) || p.Bits() < 16 || !global6.Contains(a) {
+				continue
+			}
+		default:
+			continue
+		}
+		pool = append(pool, p)
+	}
+	rng.Shuffle(len(pool), func(i, j int) { pool[i], pool[j] = pool[j], pool[i] })
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	for _, p := range pool {
+		if len(out) == n {
+			break
+		}
+		a := randomIn(p, rng)
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// randomIn is a random address inside p.
+func randomIn(p netip.Prefix, rng *rand.Rand) netip.Addr {
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		if rng.IntN(2) == 1 {
+			b[i/8] |= 0x80 >> (i % 8)
+		}
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// BuildPnapd builds cmd/pnapd into dir and returns its path.
+func BuildPnapd(tb testing.TB, dir string) string {
+	tb.Helper()
+	bin := filepath.Join(dir, "pnapd")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/pnap-project/pnap/cmd/pnapd")
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("building pnapd: %v", err)
+	}
+	return bin
+}
+
+// imixMeanBytes is the mean frame size of the generator's IMIX for fam.
+func imixMeanBytes(fam int) float64 {
+	s := traffic.IMIXSizes(fam)
+	return float64(7*s[0]+4*s[1]+s[2]) / 12
+}

@@ -1,0 +1,182 @@
+//go:build linux
+
+package rfc2544
+
+import (
+	"bufio"
+	"compress/gzip"
+	"encoding/json"
+	"flag"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/internal/shareddata"
+)
+
+var (
+	reportDir = flag.String("report", "", "BenchmarkRFC2544: write rfc2544.{md,json} and plots into this directory")
+	trialLen  = flag.Duration("trial", 500*time.Millisecond, "BenchmarkRFC2544: length of one trial (60s for a full RFC 2544 report)")
+	steps     = flag.Int("steps", 7, "BenchmarkRFC2544: binary search halvings")
+	tolerance = flag.Float64("loss", 0.001, "BenchmarkRFC2544: loss share a passing trial may have")
+	only      = flag.String("forwarders", "", "BenchmarkRFC2544: comma-separated subset of pnap,kernel,afxdp-bounce,xdp-redirect")
+)
+
+// TestQuick is the harness's smoke run, part of `make test`: every
+// forwarder, IPv4 and IPv6 at 64 B, short trials, 20,000 routes of the full
+// table on each of 4 backbones. It checks the harness end to end (topology,
+// forwarders, generator, receivers, search, report), not performance.
+func TestQuick(t *testing.T) {
+	lab.RequireRoot(t)
+	dir := t.TempDir()
+	files := sampleTables(t, dir, 20_000)
+	start := time.Now()
+	opt := Options{
+		Families: []int{4, 6}, Sizes: []int{64}, Trial: 150 * time.Millisecond, Steps: 4,
+		Tolerance: 0.02, RouteFiles: files, Pnapd: BuildPnapd(t, dir), Dests: 1024,
+		Progress: testWriter{t},
+	}
+	rows := Run(t, opt)
+	if len(rows) != 8 {
+		t.Fatalf("%d rows, want 4 forwarders × 2 families", len(rows))
+	}
+	// This checks the harness, not the forwarders: on a busy machine a
+	// short trial may lose frames at every rate tried, so a zero-loss rate
+	// of 0 is possible. What must hold: frames got through every forwarder,
+	// every search ran its trials, and a reported rate is a passing trial's.
+	for _, r := range rows {
+		if r.OverloadPPS < 1000 || len(r.Trials) != opt.Steps {
+			t.Errorf("%s %s: overload %.0f pps, %d trials: %+v", r.Forwarder, r.Family, r.OverloadPPS, len(r.Trials), r)
+			continue
+		}
+		if r.ZeroLossPPS == 0 {
+			t.Logf("%s %s: no trial passed (busy machine?)", r.Forwarder, r.Family)
+			continue
+		}
+		found := false
+		for _, tr := range r.Trials {
+			if tr.Offered == r.ZeroLossPPS && tr.LossRatio() <= opt.Tolerance && us(tr.P50) == r.P50us {
+				found = true
+			}
+		}
+		if !found || r.P99us < r.P50us {
+			t.Errorf("%s %s: reported %.0f pps (p50 %.1f µs) is not a passing trial's: %+v", r.Forwarder, r.Family, r.ZeroLossPPS, r.P50us, r.Trials)
+		}
+	}
+	meta := MachineMeta()
+	meta.Duration, meta.Command, meta.Routes = time.Since(start), "go test -run TestQuick ./bench/rfc2544/", "20,000 prefixes"
+	plots, err := WritePlots(dir, rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteMarkdown(filepath.Join(dir, "rfc2544.md"), meta, rows, plots); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteJSON(filepath.Join(dir, "rfc2544.json"), rows); err != nil {
+		t.Fatal(err)
+	}
+	var back []map[string]any
+	b, _ := os.ReadFile(filepath.Join(dir, "rfc2544.json"))
+	if err := json.Unmarshal(b, &back); err != nil || len(back) != len(rows) {
+		t.Fatalf("JSON report: %v, %d rows", err, len(back))
+	}
+	for _, k := range []string{"forwarder", "family", "frame_bytes", "zero_loss_pps", "latency_p50_us", "latency_p99_us"} {
+		if _, ok := back[0][k]; !ok {
+			t.Errorf("JSON row lacks %q: %v", k, back[0])
+		}
+	}
+	md, _ := os.ReadFile(filepath.Join(dir, "rfc2544.md"))
+	if !strings.Contains(string(md), "pnap ÷ kernel") || len(plots) != 2 {
+		t.Errorf("markdown report or plots missing: %d plots\n%s", len(plots), md)
+	}
+	for _, p := range plots {
+		if st, err := os.Stat(filepath.Join(dir, p)); err != nil || st.Size() < 1000 {
+			t.Errorf("plot %s: %v", p, err)
+		}
+	}
+}
+
+// BenchmarkRFC2544 is the full measurement (`make bench`): 4 forwarders,
+// IPv4 and IPv6, RFC 2544's frame sizes and IMIX, 4 backbones each holding
+// the full IPv4 and IPv6 tables. With -report DIR it writes the report.
+func BenchmarkRFC2544(b *testing.B) {
+	lab.RequireRoot(b)
+	start := time.Now()
+	opt := Options{
+		Trial: *trialLen, Steps: *steps, Tolerance: *tolerance,
+		RouteFiles: []string{shareddata.File(b, shareddata.IPv4Full), shareddata.File(b, shareddata.IPv6Full)},
+		Pnapd:      BuildPnapd(b, b.TempDir()), Progress: os.Stderr,
+	}
+	if *only != "" {
+		opt.Forwarders = strings.Split(*only, ",")
+	}
+	var rows []Row
+	for range b.N {
+		rows = Run(b, opt)
+	}
+	for _, r := range rows {
+		if r.Forwarder == Pnap && r.Family == "ipv4" && r.FrameBytes == 64 {
+			b.ReportMetric(r.ZeroLossPPS, "pnap-v4-64B-pps")
+		}
+	}
+	if *reportDir == "" {
+		return
+	}
+	meta := MachineMeta()
+	meta.Duration, meta.Trial, meta.Steps, meta.Loss = time.Since(start), opt.Trial, opt.Steps, opt.Tolerance
+	meta.Command = "make bench (go test -run '^$' -bench RFC2544 -benchtime 1x ./bench/rfc2544/ -args -report bench/results -trial " + opt.Trial.String() + "), commit " + GitDescribe()
+	meta.Routes = "every backbone holds the full IPv4 (901,899) and IPv6 (160,147) tables of ../shared/data; destinations: 4096 per family, each in a different prefix drawn at random"
+	plots, err := WritePlots(*reportDir, rows)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := WriteMarkdown(filepath.Join(*reportDir, "rfc2544.md"), meta, rows, plots); err != nil {
+		b.Fatal(err)
+	}
+	if err := WriteJSON(filepath.Join(*reportDir, "rfc2544.json"), rows); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// sampleTables writes n prefixes of each full table, drawn at random, as
+// route files in dir (the quick run's backbones load these).
+func sampleTables(t *testing.T, dir string, n int) []string {
+	t.Helper()
+	var out []string
+	for _, name := range []string{shareddata.IPv4Full, shareddata.IPv6Full} {
+		f, err := os.Open(shareddata.File(t, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lines []string
+		sc := bufio.NewScanner(zr)
+		for sc.Scan() {
+			lines = append(lines, sc.Text())
+		}
+		f.Close()
+		rng := rand.New(rand.NewPCG(9, 9))
+		rng.Shuffle(len(lines), func(i, j int) { lines[i], lines[j] = lines[j], lines[i] })
+		path := filepath.Join(dir, strings.TrimSuffix(name, ".gz"))
+		if err := os.WriteFile(path, []byte(strings.Join(lines[:min(n, len(lines))], "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, path)
+	}
+	return out
+}
+
+// testWriter sends progress lines to the test log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
