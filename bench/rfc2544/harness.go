@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,16 +43,17 @@ var AllSizes = []int{64, 128, 256, 512, 1024, 1280, 1518, 0}
 
 // Row is one line of the report; the JSON names are the report's format.
 type Row struct {
-	Forwarder   string  `json:"forwarder"`
-	Family      string  `json:"family"`
-	FrameBytes  int     `json:"frame_bytes"` // 0 with IMIX
-	IMIX        bool    `json:"imix,omitempty"`
-	ZeroLossPPS float64 `json:"zero_loss_pps"`
-	Mbps        float64 `json:"mbps"` // frame bits at that rate, FCS included
-	P50us       float64 `json:"latency_p50_us"`
-	P99us       float64 `json:"latency_p99_us"`
-	MaxUs       float64 `json:"latency_max_us"`
-	Trials      []Trial `json:"-"`
+	Forwarder   string     `json:"forwarder"`
+	Family      string     `json:"family"`
+	FrameBytes  int        `json:"frame_bytes"` // 0 with IMIX
+	IMIX        bool       `json:"imix,omitempty"`
+	ZeroLossPPS float64    `json:"zero_loss_pps"`
+	Mbps        float64    `json:"mbps"` // frame bits at that rate, FCS included
+	P50us       float64    `json:"latency_p50_us"`
+	P99us       float64    `json:"latency_p99_us"`
+	MaxUs       float64    `json:"latency_max_us"`
+	Trials      []Trial    `json:"-"`
+	CDF         []CDFPoint `json:"-"` // latency at the zero-loss rate
 	// OverloadPPS is what arrived with the generator unpaced: the forwarder's
 	// rate under overload, and the search's upper bound.
 	OverloadPPS float64 `json:"overload_pps"`
@@ -122,6 +124,11 @@ func Run(tb testing.TB, opt Options) []Row {
 				row := measure(tb, &opt, x, rx, fwd, fam, size, dests[fam])
 				fmt.Fprintf(opt.Progress, "%-12s %s %-5s %9.0f pps zero-loss (%7.1f Mb/s), p50 %6.1f µs, p99 %7.1f µs; %9.0f pps under overload\n",
 					fwd, row.Family, sizeName(row), row.ZeroLossPPS, row.Mbps, row.P50us, row.P99us, row.OverloadPPS)
+				var trials []string
+				for _, t := range row.Trials {
+					trials = append(trials, fmt.Sprintf("%.0f:%.2g%%", t.Offered, 100*t.LossRatio()))
+				}
+				fmt.Fprintf(opt.Progress, "    trials (pps:loss) %s\n", strings.Join(trials, " "))
 				rows = append(rows, row)
 			}
 		}
@@ -165,6 +172,9 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 			return Trial{}, err
 		}
 		t := Trial{Sent: sent.Packets, Dups: st.Duplicates, P50: st.LatencyP50, P99: st.LatencyP99, Max: st.LatencyMax}
+		for _, c := range st.LatencyCDF {
+			t.CDF = append(t.CDF, CDFPoint{c.Latency, c.Fraction})
+		}
 		t.Received = st.Packets - st.Duplicates
 		if t.Received < t.Sent {
 			t.Lost = t.Sent - t.Received
@@ -207,6 +217,7 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 	row.Trials = all
 	row.ZeroLossPPS = best.Offered
 	row.P50us, row.P99us, row.MaxUs = us(best.P50), us(best.P99), us(best.Max)
+	row.CDF = best.CDF
 	bits := float64(row.FrameBytes) * 8
 	if row.IMIX {
 		bits = imixMeanBytes(fam) * 8

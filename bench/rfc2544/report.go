@@ -180,8 +180,8 @@ var palette = []color.Color{
 	color.RGBA{0x94, 0x67, 0xbd, 0xff},
 }
 
-// WritePlots writes one throughput-versus-frame-size plot per family into
-// dir and returns the file names.
+// WritePlots writes, per family, a throughput-versus-frame-size plot and a
+// latency CDF into dir and returns the file names.
 func WritePlots(dir string, rows []Row) ([]string, error) {
 	m, keys, fwds := byKey(rows)
 	var names []string
@@ -216,6 +216,56 @@ func WritePlots(dir string, rows []Row) ([]string, error) {
 			continue
 		}
 		name := "rfc2544-throughput-" + fam + ".png"
+		if err := p.Save(7*vg.Inch, 4*vg.Inch, filepath.Join(dir, name)); err != nil {
+			return nil, err
+		}
+		names = append(names, name)
+	}
+	cdfs, err := writeCDFPlots(dir, rows)
+	return append(names, cdfs...), err
+}
+
+// writeCDFPlots draws, per family, the latency distribution of each
+// forwarder at the zero-loss rate for the smallest frame size measured.
+func writeCDFPlots(dir string, rows []Row) ([]string, error) {
+	var names []string
+	for _, fam := range []string{"ipv4", "ipv6"} {
+		small := 0
+		for _, r := range rows {
+			if r.Family == fam && !r.IMIX && (small == 0 || r.FrameBytes < small) {
+				small = r.FrameBytes
+			}
+		}
+		p := plot.New()
+		p.Title.Text = fmt.Sprintf("One-way latency at the zero-loss rate, %s, %d B frames", fam, small)
+		p.X.Label.Text = "latency (µs, log scale)"
+		p.Y.Label.Text = "share of frames arrived"
+		p.X.Scale = plot.LogScale{}
+		p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Legend.Top, p.Legend.Left = true, true
+		n := 0
+		for _, r := range rows {
+			if r.Family != fam || r.IMIX || r.FrameBytes != small || len(r.CDF) == 0 {
+				continue
+			}
+			var pts plotter.XYs
+			for _, c := range r.CDF {
+				pts = append(pts, plotter.XY{X: max(us(c.Latency), 0.1), Y: c.Fraction})
+			}
+			l, err := plotter.NewLine(pts)
+			if err != nil {
+				return nil, err
+			}
+			l.Color = palette[n%len(palette)]
+			l.Width = vg.Points(1.5)
+			p.Add(l)
+			p.Legend.Add(r.Forwarder, l)
+			n++
+		}
+		if n == 0 {
+			continue
+		}
+		name := "rfc2544-latency-cdf-" + fam + ".png"
 		if err := p.Save(7*vg.Inch, 4*vg.Inch, filepath.Join(dir, name)); err != nil {
 			return nil, err
 		}

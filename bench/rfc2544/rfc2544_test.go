@@ -49,8 +49,8 @@ func TestQuick(t *testing.T) {
 	// of 0 is possible. What must hold: frames got through every forwarder,
 	// every search ran its trials, and a reported rate is a passing trial's.
 	for _, r := range rows {
-		if r.OverloadPPS < 1000 || len(r.Trials) != opt.Steps {
-			t.Errorf("%s %s: overload %.0f pps, %d trials: %+v", r.Forwarder, r.Family, r.OverloadPPS, len(r.Trials), r)
+		if r.OverloadPPS < 1000 || len(r.Trials) == 0 || len(r.Trials) > opt.Steps {
+			t.Errorf("%s %s: overload %.0f pps, %d trials", r.Forwarder, r.Family, r.OverloadPPS, len(r.Trials))
 			continue
 		}
 		if r.ZeroLossPPS == 0 {
@@ -64,7 +64,7 @@ func TestQuick(t *testing.T) {
 			}
 		}
 		if !found || r.P99us < r.P50us {
-			t.Errorf("%s %s: reported %.0f pps (p50 %.1f µs) is not a passing trial's: %+v", r.Forwarder, r.Family, r.ZeroLossPPS, r.P50us, r.Trials)
+			t.Errorf("%s %s: reported %.0f pps (p50 %.1f µs, p99 %.1f µs) is not a passing trial's", r.Forwarder, r.Family, r.ZeroLossPPS, r.P50us, r.P99us)
 		}
 	}
 	meta := MachineMeta()
@@ -90,7 +90,7 @@ func TestQuick(t *testing.T) {
 		}
 	}
 	md, _ := os.ReadFile(filepath.Join(dir, "rfc2544.md"))
-	if !strings.Contains(string(md), "pnap ÷ kernel") || len(plots) != 2 {
+	if !strings.Contains(string(md), "pnap ÷ kernel") || len(plots) != 4 {
 		t.Errorf("markdown report or plots missing: %d plots\n%s", len(plots), md)
 	}
 	for _, p := range plots {

@@ -12,6 +12,15 @@ type Trial struct {
 	Dups     uint64
 	P50, P99 time.Duration
 	Max      time.Duration
+	// CDF is the trial's latency distribution: (latency, share arrived
+	// within it) pairs.
+	CDF []CDFPoint `json:"-"`
+}
+
+// CDFPoint is one point of a latency distribution.
+type CDFPoint struct {
+	Latency  time.Duration
+	Fraction float64
 }
 
 // LossRatio is the share of sent frames that did not arrive.

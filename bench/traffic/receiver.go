@@ -51,6 +51,16 @@ type Stats struct {
 	// unpaced, measured p50; ~1.5 µs paced) before it is flushed to the
 	// link. P50 and P99 are within 0.8 % (or 1 ns); the maximum is exact.
 	LatencyP50, LatencyP99, LatencyMax time.Duration
+	// LatencyCDF is the whole distribution, one point per histogram bucket
+	// that holds frames (a bucket's upper bound, so within 1.6 %).
+	LatencyCDF []CDFPoint
+}
+
+// CDFPoint is one step of a latency distribution: Fraction of the frames
+// arrived within Latency.
+type CDFPoint struct {
+	Latency  time.Duration
+	Fraction float64
 }
 
 // Received returns the distinct tagged frames: Packets - Duplicates. A
@@ -170,6 +180,18 @@ func (r *Receiver) Stats() (Stats, error) {
 		for i, n := range c.Hist {
 			hist[i] += n
 		}
+	}
+	var total, seen uint64
+	for _, c := range hist {
+		total += c
+	}
+	for b, c := range hist {
+		if c == 0 {
+			continue
+		}
+		seen += c
+		_, hi := histRange(b)
+		s.LatencyCDF = append(s.LatencyCDF, CDFPoint{Latency: time.Duration(min(hi, maxLat)), Fraction: float64(seen) / float64(total)})
 	}
 	s.LatencyP50 = percentile(hist[:], 0.50, maxLat)
 	s.LatencyP99 = percentile(hist[:], 0.99, maxLat)

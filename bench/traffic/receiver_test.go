@@ -5,6 +5,7 @@ package traffic
 import (
 	"bytes"
 	"encoding/binary"
+	"reflect"
 	"testing"
 	"time"
 
@@ -92,6 +93,10 @@ func TestReceiverCounts(t *testing.T) {
 	if st.Packets != 7 || st.Duplicates != 1 || st.Reordered != 2 || st.Received() != 6 || st.Bytes != wantBytes {
 		t.Errorf("stats %+v, want 7 packets (%d bytes), 1 duplicate, 2 reordered", st, wantBytes)
 	}
+	// The distribution ends at 1 and brackets the percentiles.
+	if cdf := st.LatencyCDF; len(cdf) == 0 || cdf[len(cdf)-1].Fraction != 1 || cdf[0].Latency > st.LatencyP50 || cdf[len(cdf)-1].Latency != st.LatencyMax {
+		t.Errorf("latency CDF %v with p50 %v, max %v", st.LatencyCDF, st.LatencyP50, st.LatencyMax)
+	}
 	// The program runs well after "now" was taken: 10 µs plus up to a few ms.
 	if st.LatencyP50 < 10*time.Microsecond || st.LatencyMax > 50*time.Millisecond || st.LatencyP50 > st.LatencyMax || st.LatencyP99 > st.LatencyMax {
 		t.Errorf("latencies p50 %v p99 %v max %v, want 10 µs to 50 ms", st.LatencyP50, st.LatencyP99, st.LatencyMax)
@@ -99,7 +104,7 @@ func TestReceiverCounts(t *testing.T) {
 	if err := r.Reset(); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := r.Stats(); st != (Stats{}) {
+	if st, _ := r.Stats(); !reflect.DeepEqual(st, Stats{}) {
 		t.Errorf("after Reset: %+v", st)
 	}
 	// After Reset the same sequence numbers are new again.
