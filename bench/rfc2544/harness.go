@@ -91,16 +91,7 @@ func (o *Options) fill() {
 func Run(tb testing.TB, opt Options) []Row {
 	tb.Helper()
 	opt.fill()
-	var prefixes []netip.Prefix
-	for _, f := range opt.RouteFiles {
-		rs, err := routes.ReadPrefixFile(f)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		for _, r := range rs {
-			prefixes = append(prefixes, r.Prefix)
-		}
-	}
+	prefixes := loadPrefixes(tb, opt.RouteFiles)
 	dests := map[int][]netip.Addr{}
 	for _, fam := range opt.Families {
 		dests[fam] = pickDestinations(prefixes, fam, opt.Dests, rand.New(rand.NewPCG(uint64(fam), 2544)))
@@ -134,6 +125,22 @@ func Run(tb testing.TB, opt Options) []Row {
 		}
 	}
 	return rows
+}
+
+// loadPrefixes reads the prefixes of route files.
+func loadPrefixes(tb testing.TB, files []string) []netip.Prefix {
+	tb.Helper()
+	var prefixes []netip.Prefix
+	for _, f := range files {
+		rs, err := routes.ReadPrefixFile(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		for _, r := range rs {
+			prefixes = append(prefixes, r.Prefix)
+		}
+	}
+	return prefixes
 }
 
 func sizeName(r Row) string {

@@ -1,0 +1,113 @@
+//go:build linux
+
+package rfc2544
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/topo"
+	"github.com/pnap-project/pnap/bench/traffic"
+	"github.com/pnap-project/pnap/internal/shareddata"
+)
+
+// BenchmarkGeneratorCrossCheck measures one point, pnap and Linux
+// forwarding at 64 B IPv4 under overload, with the Go generator
+// (bench/traffic) and with trafgen (netsniff-ng), and reports what each
+// forwarder delivered with each: if the generator is not what limits a run,
+// both agree. Counts come from the interfaces' own counters, since trafgen's
+// frames carry no tag.
+func BenchmarkGeneratorCrossCheck(b *testing.B) {
+	lab.RequireRoot(b)
+	trafgen, err := exec.LookPath("trafgen")
+	if err != nil {
+		b.Skip("trafgen not installed (Debian package netsniff-ng)")
+	}
+	// trafgen's TX ring needs larger socket buffers (ENVIRONMENT.md).
+	for _, k := range []string{"wmem_default", "wmem_max"} {
+		os.WriteFile("/proc/sys/net/core/"+k, []byte("4194304"), 0)
+	}
+	dir := b.TempDir()
+	files := []string{shareddata.File(b, shareddata.IPv4Full)}
+	pnapd := BuildPnapd(b, dir)
+	for _, fwd := range []string{Pnap, Kernel} {
+		x := topo.Build(b, topo.Options{Backbones: 4})
+		s := &setup{x: x, pnapd: pnapd, routeFiles: files, routes: loadPrefixes(b, files)}
+		startDUT(b, fwd, s)
+		dst := netip.MustParseAddr("1.1.1.1")
+		far := x.Backbones[0].Far
+		rx := traffic.NewReceiver(b) // gives the far end NAPI; counts the tagged frames
+		rx.Attach(b, x.Backbones[0].NS, far)
+		gen := traffic.NewGenerator(b, x.Source, x.SourceLink, traffic.Spec{
+			SrcMAC: x.SourceLink.MAC, DstMAC: x.Customer.MAC, Src: x.Host4.Addr(), Dsts: []netip.Addr{dst},
+			FrameBytes: 64, SrcPort: 40000, DstPort: 9,
+		})
+		gen.Run(genCPU, 10_000, 300*time.Millisecond) // warm-up: neighbours
+		time.Sleep(100 * time.Millisecond)
+
+		before := linkPackets(b, far, false)
+		sent, err := gen.Run(genCPU, 0, time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		goPPS := float64(linkPackets(b, far, false)-before) / sent.Took.Seconds()
+		goOffered := sent.Rate()
+
+		conf := filepath.Join(dir, "udp64.cfg")
+		os.WriteFile(conf, []byte(trafgenConfig(x, dst)), 0o644)
+		before, txBefore := linkPackets(b, far, false), linkPackets(b, x.SourceLink, true)
+		start := time.Now()
+		cmd := exec.Command("ip", "netns", "exec", x.Source.Name, "taskset", "-c", fmt.Sprint(genCPU),
+			trafgen, "--dev", x.SourceLink.Name, "--conf", conf, "-P", "1", "-n", "700000", "-C", "-Q")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("trafgen: %v\n%s", err, out)
+		}
+		took := time.Since(start)
+		time.Sleep(100 * time.Millisecond)
+		tgPPS := float64(linkPackets(b, far, false)-before) / took.Seconds()
+		tgOffered := float64(linkPackets(b, x.SourceLink, true)-txBefore) / took.Seconds()
+		b.ReportMetric(goPPS, fwd+"-go-gen-pps")
+		b.ReportMetric(tgPPS, fwd+"-trafgen-pps")
+		b.Logf("%s, 64 B IPv4 overload: Go generator offered %.0f pps, %.0f delivered; trafgen offered %.0f pps, %.0f delivered (ratio %.2f)",
+			fwd, goOffered, goPPS, tgOffered, tgPPS, goPPS/tgPPS)
+	}
+}
+
+// trafgenConfig is one 64-byte UDP frame (60 bytes + FCS) from the source
+// to dst, with a valid IPv4 header checksum.
+func trafgenConfig(x *topo.Topology, dst netip.Addr) string {
+	d, s := x.Customer.MAC, x.SourceLink.MAC
+	src4, dst4 := x.Host4.Addr().As4(), dst.As4()
+	return fmt.Sprintf(`{
+  0x%02x, 0x%02x, 0x%02x, 0x%02x, 0x%02x, 0x%02x,
+  0x%02x, 0x%02x, 0x%02x, 0x%02x, 0x%02x, 0x%02x,
+  0x08, 0x00,
+  0x45, 0x00, const16(46), const16(0), 0x00, 0x00, 64, 17, csumip(14, 33),
+  %d, %d, %d, %d,
+  %d, %d, %d, %d,
+  const16(40000), const16(9), const16(26), const16(0),
+  fill(0x00, 18)
+}
+`, d[0], d[1], d[2], d[3], d[4], d[5], s[0], s[1], s[2], s[3], s[4], s[5],
+		src4[0], src4[1], src4[2], src4[3], dst4[0], dst4[1], dst4[2], dst4[3])
+}
+
+// linkPackets is l's received (or, with tx, transmitted) packet counter.
+func linkPackets(tb testing.TB, l *lab.Link, tx bool) uint64 {
+	tb.Helper()
+	ll, err := l.NS.Handle().LinkByIndex(l.Index)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if tx {
+		return ll.Attrs().Statistics.TxPackets
+	}
+	return ll.Attrs().Statistics.RxPackets
+}
