@@ -1,5 +1,9 @@
-// Package probes measures latency and loss per prefix and backbone: passive
-// samples handed over by the forwarder, active probes out of every backbone,
-// and the measurement store the optimizer reads. It never slows forwarding.
-// (Being built: see the issues.)
+// Package probes measures how fast each backbone reaches each destination
+// prefix: passively from the traffic pnap forwards (TCP handshakes, TCP
+// timestamps, ICMP echo, handed over by the forwarder's workers as Samples)
+// and actively, by probing every backbone that has a route for the busiest
+// prefixes. A Store keeps per (prefix, backbone) RTT histograms and loss, and
+// hands out consistent Snapshots to the optimizer and the status API.
+// probes never blocks the forwarder: workers hand over samples and replies
+// through bounded rings and queues that drop, and count, when full.
 package probes

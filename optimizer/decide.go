@@ -1,0 +1,466 @@
+package optimizer
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// measure scores backbone b for one prefix. Lost probes count toward
+// MinSamples: a backbone that answers nothing for a prefix has no RTT but
+// plenty of evidence, and its 100 % loss penalty must be able to move the
+// prefix.
+func (o *Optimizer) measure(ps *probes.PrefixStats, b fib.BackboneID) Choice {
+	c := Choice{Backbone: b, Name: o.bb[b].name}
+	st, ok := ps.Backbones[b]
+	if !ok {
+		return c
+	}
+	rttN := st.RTTSamples()
+	c.Samples, c.Loss = rttN+st.Lost, st.Loss
+	if rttN > 0 {
+		c.RTT = st.P50
+		if o.cfg.useMin {
+			c.RTT = st.Min
+		}
+	}
+	if c.Samples < o.cfg.minSamples {
+		return c
+	}
+	c.Measured = true
+	c.Score = ms(c.RTT) + o.cfg.lossPenalty*c.Loss*100 + o.bb[b].cost
+	return c
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// defaultOf is the backbone the fib selects for route r by default among
+// holders h: lowest preference, then shortest known AS path, then lowest
+// id (fib's defaultSelection). Path lengths are only fetched on a
+// preference tie, which configured preferences (100 + 10*index) never have.
+func (o *Optimizer) defaultOf(r fib.RouteID, h fib.HolderSet) fib.BackboneID {
+	best, bestLen := -1, -2 // -2: not fetched
+	pathLen := func(b int) int {
+		if l := o.fib.PathLen(r, fib.BackboneID(b)); l >= 0 {
+			return l
+		}
+		return 255 // unknown ranks after any known length, as in fib
+	}
+	for b := range o.bb {
+		if !h.Has(fib.BackboneID(b)) {
+			continue
+		}
+		if best < 0 {
+			best = b
+			continue
+		}
+		pb, pc := o.bb[best].pref, o.bb[b].pref
+		switch {
+		case pc < pb:
+			best, bestLen = b, -2
+		case pc == pb:
+			if bestLen == -2 {
+				bestLen = pathLen(best)
+			}
+			if l := pathLen(b); l < bestLen {
+				best, bestLen = b, l
+			}
+		}
+	}
+	return fib.BackboneID(max(best, 0))
+}
+
+// clearWin is the hysteresis: a move must win by MinImprovementMs and by
+// MinImprovementPct of the current score, so two backbones within noise of
+// each other never trade a prefix back and forth.
+func (o *Optimizer) clearWin(win, curScore float64) bool {
+	return win > 0 && win >= o.cfg.minImpMs && win >= o.cfg.minImpFrac*curScore
+}
+
+type fit uint8
+
+const (
+	fitOK fit = iota
+	fitCommit
+	fitCapacity
+)
+
+// fits checks that bps more traffic on b keeps it under its capacity
+// (always) and under its commit (unless the move wins at least
+// CommitWinMs). Load is the larger of the p95 and the last sample, plus
+// what this Step already moved: the p95 lags a move by minutes, and
+// without the last sample moves in consecutive Steps would pile onto a
+// backbone before its p95 noticed.
+func (o *Optimizer) fits(b fib.BackboneID, bps, win float64) fit {
+	bb := &o.bb[b]
+	load := max(bb.p95, bb.last) + bb.delta + bps
+	if bb.capacityBps > 0 && load > bb.capacityBps {
+		return fitCapacity
+	}
+	if bb.commitBps > 0 && load > bb.commitBps && win < o.cfg.commitWinMs {
+		return fitCommit
+	}
+	return fitOK
+}
+
+func (o *Optimizer) countBlocked(f fit) {
+	switch f {
+	case fitCommit:
+		o.pending.BlockedCommit++
+	case fitCapacity:
+		o.pending.BlockedCapacity++
+	}
+}
+
+// overCommit: b's p95 is above its commit and it still carries more than
+// the commit after this Step's moves. Both, so that shedding stops as soon
+// as the current rate is back under, not minutes later when the p95 is.
+func (o *Optimizer) overCommit(b fib.BackboneID) bool {
+	bb := &o.bb[b]
+	return bb.commitBps > 0 && bb.p95 > bb.commitBps && bb.last+bb.delta > bb.commitBps
+}
+
+func (o *Optimizer) shift(from, to fib.BackboneID, bps float64) {
+	o.bb[from].delta -= bps
+	o.bb[to].delta += bps
+}
+
+// move is one change through the fib: SelectRoute for an override,
+// ResetSelection for a return to the default (so the fib's override flag,
+// and our count, stay right). It reports whether the swap happened.
+func (o *Optimizer) move(now time.Time, p netip.Prefix, e fib.Entry, def fib.BackboneID, from, to Choice, r Reason) bool {
+	var err error
+	if to.Backbone == def {
+		err = o.fib.ResetSelection(p)
+	} else {
+		err = o.fib.SelectRoute(e.Route, to.Backbone)
+	}
+	switch {
+	case err == nil:
+	case errors.Is(err, fib.ErrNoRoute):
+		o.pending.Gone++
+		return false
+	case errors.Is(err, fib.ErrNotHeld):
+		o.pending.NotHeld++
+		return false
+	default:
+		o.pending.SwapErrors++
+		return false
+	}
+	st := o.tracked[p]
+	o.setOverride(&st, to.Backbone != def)
+	st.lastMove, st.seen = now.UnixNano(), o.gen
+	if from.Measured || to.Measured {
+		st.measured = st.lastMove
+	}
+	st.evacuated, st.evacFrom = r == BackboneFailed, from.Backbone
+	o.tracked[p] = st
+	o.record(Event{Time: now, Prefix: p, From: from, To: to, Reason: r})
+	return true
+}
+
+func (o *Optimizer) setOverride(st *pstate, v bool) {
+	if st.override != v {
+		st.override = v
+		if v {
+			o.overrides.Add(1)
+		} else {
+			o.overrides.Add(-1)
+		}
+	}
+}
+
+// reason attributes a win to its largest component.
+func (o *Optimizer) reason(from, to Choice) Reason {
+	dRTT := ms(from.RTT) - ms(to.RTT)
+	dLoss := o.cfg.lossPenalty * (from.Loss - to.Loss) * 100
+	dCost := o.bb[from.Backbone].cost - o.bb[to.Backbone].cost
+	switch {
+	case dLoss > dRTT && dLoss >= dCost:
+		return LowerLoss
+	case dCost > dRTT && dCost > dLoss:
+		return LowerCost
+	}
+	return BetterRTT
+}
+
+// proposal is a move that would create a new override; it waits for
+// resolveCap, its traffic already shifted so later checks in the Step see it.
+type proposal struct {
+	p        netip.Prefix
+	e        fib.Entry
+	def      fib.BackboneID
+	from, to Choice
+	bps, win float64
+	reason   Reason
+}
+
+// evictable is an override that could go back to its default to make room:
+// keep is what it would lose, in ms of score.
+type evictable struct {
+	p        netip.Prefix
+	e        fib.Entry
+	cur, def Choice
+	bps      float64
+	keep     float64
+}
+
+// decide handles one measured prefix: a clear win moves it (new overrides
+// wait for resolveCap), otherwise a prefix on a backbone above its commit
+// is shed to one not much worse. The way back to the default is a clear
+// win like any other: returning whenever the default merely scored no
+// worse would undo every noise-driven move one hold-down later.
+func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
+	p := ps.Prefix
+	e, ok := o.fib.Route(p)
+	if !ok {
+		o.pending.Gone++
+		return
+	}
+	st, tracked := o.tracked[p]
+	if e.Holders.Len() < 2 && !tracked {
+		return // nothing to choose from
+	}
+	cur := e.Backbone
+	def := o.defaultOf(e.Route, e.Holders)
+	if cur != def && !tracked {
+		// Overridden by someone else (the API) or before a restart: it
+		// takes a slot like ours.
+		st, tracked = pstate{}, true
+	}
+	if tracked {
+		if st.seen == o.gen {
+			return // moved already this Step (evacuated)
+		}
+		o.setOverride(&st, cur != def)
+		st.seen = o.gen
+	}
+	// A prefix still on a failed backbone is stranded: evacuate found
+	// nowhere to go.
+	if o.bb[cur].failed(now) || tracked && st.lastMove != 0 && now.UnixNano()-st.lastMove < int64(o.cfg.holdDown) {
+		if tracked {
+			o.tracked[p] = st
+		}
+		return
+	}
+
+	var buf [fib.MaxBackbones]Choice
+	cands := buf[:0]
+	var curC, defC Choice
+	for b := range o.bb {
+		id := fib.BackboneID(b)
+		if !e.Holders.Has(id) || o.bb[b].failed(now) {
+			continue
+		}
+		c := o.measure(ps, id)
+		switch id {
+		case cur:
+			curC = c
+		case def:
+			defC = c
+		}
+		if c.Measured {
+			cands = append(cands, c)
+		}
+	}
+	if tracked {
+		if curC.Measured {
+			st.measured = now.UnixNano()
+		}
+		o.tracked[p] = st // before any move, which updates it
+	}
+	if !curC.Measured {
+		// Without a score for where it is there is no clear win to see;
+		// only failure moves an unmeasured prefix.
+		return
+	}
+	// Best first; on a tie the current backbone, then the default, so that
+	// equal scores never move anything.
+	rank := func(c Choice) int {
+		switch c.Backbone {
+		case cur:
+			return 0
+		case def:
+			return 1
+		}
+		return 2
+	}
+	slices.SortFunc(cands, func(a, b Choice) int {
+		switch {
+		case a.Score < b.Score:
+			return -1
+		case a.Score > b.Score:
+			return 1
+		}
+		if ra, rb := rank(a), rank(b); ra != rb {
+			return ra - rb
+		}
+		return int(a.Backbone) - int(b.Backbone)
+	})
+	bps := ps.Traffic * o.cfg.bitsPerPacket
+
+	for _, c := range cands {
+		win := curC.Score - c.Score
+		if c.Backbone == cur || !o.clearWin(win, curC.Score) {
+			break // sorted: nothing further wins more
+		}
+		if f := o.fits(c.Backbone, bps, win); f != fitOK {
+			o.countBlocked(f)
+			continue
+		}
+		r := o.reason(curC, c)
+		if cur == def && c.Backbone != def {
+			o.shift(cur, c.Backbone, bps)
+			o.proposals = append(o.proposals, proposal{p: p, e: e, def: def, from: curC, to: c, bps: bps, win: win, reason: r})
+			return
+		}
+		if o.move(now, p, e, def, curC, c, r) {
+			o.shift(cur, c.Backbone, bps)
+		}
+		return
+	}
+
+	if o.overCommit(cur) && bps > 0 {
+		for _, c := range cands {
+			if c.Backbone == cur {
+				continue
+			}
+			if c.Score-curC.Score >= o.cfg.commitWinMs {
+				break
+			}
+			// Strictly under the target's own commit: shedding must not
+			// just move the overage elsewhere.
+			if o.fits(c.Backbone, bps, 0) != fitOK {
+				continue
+			}
+			if cur == def && c.Backbone != def {
+				o.shift(cur, c.Backbone, bps)
+				o.proposals = append(o.proposals, proposal{p: p, e: e, def: def, from: curC, to: c, bps: bps, win: curC.Score - c.Score, reason: CommitExceeded})
+				return
+			}
+			if o.move(now, p, e, def, curC, c, CommitExceeded) {
+				o.shift(cur, c.Backbone, bps)
+			}
+			return
+		}
+	}
+
+	if cur != def && defC.Measured {
+		o.evictable = append(o.evictable, evictable{p: p, e: e, cur: curC, def: defC, bps: bps, keep: defC.Score - curC.Score})
+	}
+}
+
+// resolveCap applies the Step's new overrides, largest win first, while
+// fewer than MaxOverrides prefixes are overridden. Past the cap a new
+// override may still displace the existing one that wins least, when it
+// wins at least MinImprovementMs more: so the slots end up with the
+// largest wins without trading near-equal ones back and forth. Moves that
+// return a prefix to its default or replace an override are never capped
+// (decide makes them at once).
+func (o *Optimizer) resolveCap(now time.Time) {
+	if len(o.proposals) == 0 {
+		return
+	}
+	slices.SortFunc(o.proposals, func(a, b proposal) int {
+		switch {
+		case a.win > b.win:
+			return -1
+		case a.win < b.win:
+			return 1
+		}
+		return a.p.Addr().Compare(b.p.Addr()) // deterministic
+	})
+	slices.SortFunc(o.evictable, func(a, b evictable) int {
+		switch {
+		case a.keep < b.keep:
+			return -1
+		case a.keep > b.keep:
+			return 1
+		}
+		return a.p.Addr().Compare(b.p.Addr())
+	})
+	ev := o.evictable
+	for _, pr := range o.proposals {
+		if o.Overrides() >= o.cfg.maxOverrides {
+			made := false
+			for len(ev) > 0 && pr.win >= ev[0].keep+o.cfg.minImpMs {
+				x := ev[0]
+				ev = ev[1:]
+				if o.fits(x.def.Backbone, x.bps, 0) != fitOK {
+					continue
+				}
+				if o.move(now, x.p, x.e, x.def.Backbone, x.cur, x.def, Displaced) {
+					o.shift(x.cur.Backbone, x.def.Backbone, x.bps)
+					made = true
+					break
+				}
+			}
+			if !made {
+				o.shift(pr.to.Backbone, pr.from.Backbone, pr.bps) // undo the reservation
+				o.pending.BlockedCap++
+				continue
+			}
+		}
+		if !o.move(now, pr.p, pr.e, pr.def, pr.from, pr.to, pr.reason) {
+			o.shift(pr.to.Backbone, pr.from.Backbone, pr.bps)
+		}
+	}
+}
+
+// reconcile revisits the prefixes the optimizer remembers but did not see
+// this Step: their routes may have changed under it, their evacuation may
+// be over, their override may have gone stale. It also forgets prefixes
+// that no longer need remembering.
+func (o *Optimizer) reconcile(now time.Time) {
+	nowNs := now.UnixNano()
+	for p, st := range o.tracked {
+		held := st.lastMove != 0 && nowNs-st.lastMove < int64(o.cfg.holdDown)
+		if st.seen == o.gen {
+			if !st.override && !held {
+				delete(o.tracked, p)
+			}
+			continue
+		}
+		if st.evacuated && o.bb[st.evacFrom].failed(now) {
+			continue // nothing to do until it recovers; skip the fib lookup
+		}
+		e, ok := o.fib.Route(p)
+		if !ok {
+			o.setOverride(&st, false)
+			delete(o.tracked, p)
+			continue
+		}
+		def := o.defaultOf(e.Route, e.Holders)
+		o.setOverride(&st, e.Backbone != def)
+		st.seen = o.gen
+		if !st.override {
+			if held {
+				o.tracked[p] = st
+			} else {
+				delete(o.tracked, p)
+			}
+			continue
+		}
+		stale := st.measured != 0 && nowNs-st.measured >= int64(o.opt.StaleAfter) ||
+			st.measured == 0 && st.lastMove != 0 && nowNs-st.lastMove >= int64(o.opt.StaleAfter)
+		if held || o.bb[def].failed(now) || !st.evacuated && !stale {
+			o.tracked[p] = st
+			continue
+		}
+		// Unmeasured: the default order is the only score there is.
+		from := Choice{Backbone: e.Backbone, Name: o.bb[e.Backbone].name}
+		to := Choice{Backbone: def, Name: o.bb[def].name}
+		if f := o.fits(def, 0, 0); f != fitOK {
+			o.countBlocked(f)
+			o.tracked[p] = st
+			continue
+		}
+		if !o.move(now, p, e, def, from, to, ResetToDefault) {
+			o.tracked[p] = st
+		}
+	}
+}

@@ -1,0 +1,112 @@
+package optimizer
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// detectFailures marks backbones failed from the backbone totals: loss of
+// at least FailLoss over at least FailMinProbes probes in the store's
+// window, or a whole lost round (RoundSource). A failed backbone stays
+// excluded until FailureHold after the last Step that saw it failing.
+func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
+	var rounds map[fib.BackboneID]Round
+	if rs, ok := o.src.(RoundSource); ok {
+		rounds = rs.LastRound()
+	}
+	for i := range o.bb {
+		b := &o.bb[i]
+		id := fib.BackboneID(i)
+		failing := false
+		if bs, ok := snap.Backbones[id]; ok && bs.ProbesSent >= o.opt.FailMinProbes {
+			loss := max(bs.Loss, float64(bs.ProbesLost)/float64(bs.ProbesSent))
+			failing = loss >= o.opt.FailLoss
+		}
+		if r, ok := rounds[id]; ok && r.Sent >= o.opt.FailRoundMin && r.Lost >= r.Sent {
+			failing = true
+		}
+		if failing && !b.failed(now) {
+			o.pending.Failures++
+		}
+		b.failing = failing
+		if failing {
+			b.failedUntil = now.Add(o.cfg.failureHold)
+		}
+	}
+}
+
+// evacuate moves every prefix selected on a failed backbone, measured or
+// not, to the best other holder: by score where the snapshot has one,
+// else by the default order among the holders left. It ignores hysteresis,
+// hold-down, MaxOverrides and the commit and capacity checks: traffic left
+// on a failed backbone is lost, which is worse than any of them.
+//
+// While the backbone stays failed it is checked every Step, because the
+// fib selects it again by default for routes it announces meanwhile: a
+// count of its selections (fib.Selections, ~1 ms a million routes) first,
+// and only when that is not zero a sweep, one fib.Route per route the
+// backbone holds (see BenchmarkEvacuate).
+func (o *Optimizer) evacuate(now time.Time, snap *probes.Snapshot) {
+	var failed fib.HolderSet
+	for i := range o.bb {
+		if o.bb[i].failed(now) {
+			failed |= 1 << i
+		}
+	}
+	if failed == 0 {
+		return
+	}
+	clear(o.snapIdx)
+	for i := range snap.Prefixes {
+		o.snapIdx[snap.Prefixes[i].Prefix] = i
+	}
+	selected, _ := o.fib.Selections()
+	for _, b := range failed.IDs() {
+		if selected[b] == 0 {
+			continue
+		}
+		o.sweep = o.sweep[:0]
+		// Collect first: Routes holds the fib's writer lock, which Route
+		// and ResetSelection take too.
+		o.fib.Routes(b, func(p netip.Prefix, _ int) bool {
+			o.sweep = append(o.sweep, p)
+			return true
+		})
+		for _, p := range o.sweep {
+			e, ok := o.fib.Route(p)
+			if !ok || e.Backbone != b {
+				continue
+			}
+			others := e.Holders &^ failed
+			if others == 0 {
+				o.pending.Stranded++
+				continue
+			}
+			from := Choice{Backbone: b, Name: o.bb[b].name}
+			var to Choice
+			var bps float64
+			if i, ok := o.snapIdx[p]; ok {
+				ps := &snap.Prefixes[i]
+				from, bps = o.measure(ps, b), ps.Traffic*o.cfg.bitsPerPacket
+				for c := range o.bb {
+					if !others.Has(fib.BackboneID(c)) {
+						continue
+					}
+					if m := o.measure(ps, fib.BackboneID(c)); m.Measured && (!to.Measured || m.Score < to.Score) {
+						to = m
+					}
+				}
+			}
+			if !to.Measured {
+				d := o.defaultOf(e.Route, others)
+				to = Choice{Backbone: d, Name: o.bb[d].name}
+			}
+			if o.move(now, p, e, o.defaultOf(e.Route, e.Holders), from, to, BackboneFailed) {
+				o.shift(b, to.Backbone, bps)
+			}
+		}
+	}
+}

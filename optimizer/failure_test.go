@@ -1,0 +1,139 @@
+package optimizer
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/probes"
+)
+
+func TestBackboneFailure(t *testing.T) {
+	cfg := testConfig()
+	cfg.HoldDown = configs.Duration(10 * time.Second)
+	r := newRig(t, 6, cfg, nil, Options{})
+	only := netip.MustParsePrefix("10.99.0.0/24") // a is its only holder
+	if err := r.f.Add(bbA, only, 1); err != nil {
+		t.Fatal(err)
+	}
+	// pfx(0), pfx(1) measured (c beats b); pfx(2..4) not measured at all;
+	// pfx(5) already on c.
+	for _, p := range []netip.Prefix{pfx(0), pfx(1)} {
+		r.src.set(p, bbA, 20, 0, 50)
+		r.src.set(p, bbB, 40, 0, 50)
+		r.src.set(p, bbC, 30, 0, 50)
+	}
+	if err := r.f.Select(pfx(5), bbC); err != nil {
+		t.Fatal(err)
+	}
+	r.step(time.Second)
+	if n := moves(r.o.Counters()); n != 0 {
+		t.Fatalf("%d moves before the failure", n)
+	}
+
+	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 100, ProbesLost: 80, Loss: 0.8}
+	r.step(time.Second)
+	failedAt := r.now
+	r.expectSel(pfx(0), bbC)
+	r.expectSel(pfx(1), bbC)
+	for i := 2; i <= 4; i++ {
+		r.expectSel(pfx(i), bbB) // default order among the rest
+	}
+	r.expectSel(pfx(5), bbC)
+	r.expectSel(only, bbA)
+	c := r.o.Counters()
+	if c.Moves[BackboneFailed] != 5 || c.Failures != 1 || c.Stranded != 1 {
+		t.Fatalf("counters after failure: %+v", c)
+	}
+	if st := r.o.Backbones()[bbA]; !st.Failed || !st.FailedUntil.Equal(failedAt.Add(30*time.Second)) {
+		t.Fatalf("status of a: %+v", st)
+	}
+	for _, e := range r.o.Events(5) {
+		if e.Reason != BackboneFailed || e.From.Name != "a" {
+			t.Fatalf("event %v", e)
+		}
+	}
+
+	// a recovers at once, but stays excluded for FailureHold although it
+	// is the clear winner and hold-down is over.
+	delete(r.src.backbones, bbA)
+	r.step(10 * time.Second)
+	r.step(19 * time.Second)
+	r.expectSel(pfx(0), bbC)
+	r.expectSel(pfx(2), bbB)
+	if st := r.o.Backbones()[bbA]; !st.Failed {
+		t.Fatal("a no longer failed within FailureHold")
+	}
+	r.step(time.Second) // FailureHold after the last failing Step
+	// Measured prefixes return by score (a is 10 ms better), unmeasured
+	// ones to the default order.
+	r.expectSel(pfx(0), bbA)
+	r.expectSel(pfx(1), bbA)
+	for i := 2; i <= 4; i++ {
+		r.expectSel(pfx(i), bbA)
+	}
+	r.expectSel(pfx(5), bbC)
+	// pfx(5) was selected by hand and is not measured: the optimizer
+	// never looked at it, so it is not among its overrides.
+	if r.o.Overrides() != 0 {
+		t.Fatalf("Overrides() = %d, want 0", r.o.Overrides())
+	}
+	c = r.o.Counters()
+	if c.Moves[BetterRTT] != 2 || c.Moves[ResetToDefault] != 3 {
+		t.Fatalf("counters after recovery: %+v", c)
+	}
+}
+
+func TestFailureSweepsNewRoutes(t *testing.T) {
+	r := newRig(t, 2, testConfig(), nil, Options{})
+	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 40, ProbesLost: 20, Loss: 0.5}
+	r.step(time.Second)
+	r.expectSel(pfx(0), bbB)
+	// a and b announce a new prefix while a is failed: the fib selects a
+	// by default; the next Step moves it.
+	p := netip.MustParsePrefix("192.0.2.0/24")
+	for _, b := range []fib.BackboneID{bbA, bbB} {
+		if err := r.f.Add(b, p, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.expectSel(p, bbA)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+}
+
+func TestFailureNeedsEnoughProbes(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 19, ProbesLost: 19, Loss: 1}
+	r.step(time.Second)
+	r.expectSel(pfx(0), bbA)
+	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 100, ProbesLost: 49, Loss: 0.49}
+	r.step(time.Second)
+	r.expectSel(pfx(0), bbA)
+	if c := r.o.Counters(); c.Failures != 0 {
+		t.Fatalf("Failures = %d", c.Failures)
+	}
+}
+
+func TestFailureLastRoundLost(t *testing.T) {
+	f := newFIB(t, 2)
+	src := roundSource{newSource()}
+	src.rounds = map[fib.BackboneID]Round{bbA: {Sent: 10, Lost: 9}}
+	o, err := New(testConfig(), nil, f, src, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Step(t0)
+	if e, _ := f.Route(pfx(0)); e.Backbone != bbA {
+		t.Fatal("moved on 9 of 10 lost")
+	}
+	src.rounds[bbA] = Round{Sent: 10, Lost: 10}
+	o.Step(t0.Add(time.Second))
+	for i := range 2 {
+		if e, _ := f.Route(pfx(i)); e.Backbone != bbB {
+			t.Fatalf("%v on %d after a's whole round was lost", pfx(i), e.Backbone)
+		}
+	}
+}

@@ -1,0 +1,186 @@
+package optimizer
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// Backbones of the test FIB: a is the default wherever it holds a route.
+const (
+	bbA fib.BackboneID = iota
+	bbB
+	bbC
+)
+
+var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func testConfig() configs.Optimizer {
+	return configs.Optimizer{
+		Enabled:           true,
+		Interval:          configs.Duration(time.Second),
+		Statistic:         configs.StatisticP50,
+		LossPenaltyMs:     100,
+		MinImprovementMs:  5,
+		MinImprovementPct: 10,
+		MinSamples:        10,
+		HoldDown:          configs.Duration(60 * time.Second),
+		MaxOverrides:      100,
+		FailureHold:       configs.Duration(30 * time.Second),
+	}
+}
+
+func pfx(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
+}
+
+// newFIB makes a FIB with backbones a, b, c (preferences 100, 110, 120)
+// and n prefixes pfx(0..n-1) held by all three.
+func newFIB(t testing.TB, n int) *fib.FIB {
+	t.Helper()
+	f, err := fib.New([]fib.Backbone{{Name: "a", Preference: 100}, {Name: "b", Preference: 110}, {Name: "c", Preference: 120}}, fib.Options{MaxRoutes: 1 << 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Update(func(tx *fib.Txn) error {
+		for i := range n {
+			for b := range 3 {
+				if err := tx.Add(fib.BackboneID(b), pfx(i), 2); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// fakeSource is a measurement store the test writes directly.
+type fakeSource struct {
+	prefixes  map[netip.Prefix]*probes.PrefixStats
+	backbones map[fib.BackboneID]probes.BackboneStats
+	rounds    map[fib.BackboneID]Round
+}
+
+func newSource() *fakeSource {
+	return &fakeSource{prefixes: map[netip.Prefix]*probes.PrefixStats{}, backbones: map[fib.BackboneID]probes.BackboneStats{}}
+}
+
+func (s *fakeSource) Snapshot() probes.Snapshot {
+	snap := probes.Snapshot{Backbones: s.backbones}
+	for _, ps := range s.prefixes {
+		cp := *ps
+		cp.Backbones = map[fib.BackboneID]probes.Stats{}
+		for k, v := range ps.Backbones {
+			cp.Backbones[k] = v
+		}
+		snap.Prefixes = append(snap.Prefixes, cp)
+	}
+	// The store sorts busiest first; ties by prefix so runs repeat.
+	slices.SortFunc(snap.Prefixes, func(a, b probes.PrefixStats) int {
+		if a.Traffic != b.Traffic {
+			if a.Traffic > b.Traffic {
+				return -1
+			}
+			return 1
+		}
+		return a.Prefix.Addr().Compare(b.Prefix.Addr())
+	})
+	return snap
+}
+
+// roundSource adds LastRound to fakeSource.
+type roundSource struct{ *fakeSource }
+
+func (s roundSource) LastRound() map[fib.BackboneID]Round { return s.rounds }
+
+// set records backbone b's RTT (p50, and min 1 ms lower), loss and sample
+// count for prefix p.
+func (s *fakeSource) set(p netip.Prefix, b fib.BackboneID, rttMs, loss float64, n uint64) {
+	ps := s.prefixes[p]
+	if ps == nil {
+		ps = &probes.PrefixStats{Prefix: p, Backbones: map[fib.BackboneID]probes.Stats{}}
+		s.prefixes[p] = ps
+	}
+	rtt := time.Duration(rttMs * float64(time.Millisecond))
+	st := probes.Stats{Min: rtt - time.Millisecond, P50: rtt, P95: rtt * 2, P99: rtt * 3, Loss: loss, Lost: uint64(loss * float64(n))}
+	st.Samples[probes.Active] = n - st.Lost
+	ps.Backbones[b] = st
+}
+
+// setTraffic sets p's traffic in Mbit/s at the default 1000-byte packets.
+func (s *fakeSource) setTraffic(p netip.Prefix, mbps float64) {
+	s.prefixes[p].Traffic = mbps * 1e6 / 8000
+}
+
+type fakeTraffic map[fib.BackboneID]float64
+
+func (t fakeTraffic) BackboneBps() map[fib.BackboneID]float64 { return t }
+
+// rig is one optimizer under test with its fakes.
+type rig struct {
+	t   testing.TB
+	f   *fib.FIB
+	src *fakeSource
+	tr  fakeTraffic
+	o   *Optimizer
+	now time.Time
+}
+
+func newRig(t testing.TB, n int, cfg configs.Optimizer, bbs []configs.Backbone, opt Options) *rig {
+	t.Helper()
+	r := &rig{t: t, f: newFIB(t, n), src: newSource(), tr: fakeTraffic{}, now: t0}
+	o, err := New(cfg, bbs, r.f, r.src, r.tr, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.o = o
+	return r
+}
+
+// step advances the clock by d and runs one Step.
+func (r *rig) step(d time.Duration) {
+	r.now = r.now.Add(d)
+	r.o.Step(r.now)
+}
+
+func (r *rig) selected(p netip.Prefix) fib.BackboneID {
+	r.t.Helper()
+	e, ok := r.f.Route(p)
+	if !ok {
+		r.t.Fatalf("%v: no route", p)
+	}
+	return e.Backbone
+}
+
+func (r *rig) expectSel(p netip.Prefix, want fib.BackboneID) {
+	r.t.Helper()
+	if got := r.selected(p); got != want {
+		r.t.Fatalf("%v: selected %s, want %s; events:\n%s", p, r.o.bb[got].name, r.o.bb[want].name, eventList(r.o.Events(20)))
+	}
+}
+
+func eventList(es []Event) string {
+	s := ""
+	for _, e := range es {
+		s += fmt.Sprintf("  %v\n", e)
+	}
+	return s
+}
+
+func moves(c Counters) uint64 {
+	var n uint64
+	for _, m := range c.Moves {
+		n += m
+	}
+	return n
+}

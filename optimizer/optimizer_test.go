@@ -1,0 +1,508 @@
+package optimizer
+
+import (
+	"context"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+)
+
+func TestHysteresis(t *testing.T) {
+	r := newRig(t, 2, testConfig(), nil, Options{})
+	p, q := pfx(0), pfx(1)
+	// p: b is 3 ms better (under MinImprovementMs). q: b is 6 ms better
+	// on 100 ms (under MinImprovementPct).
+	r.src.set(p, bbA, 20, 0, 50)
+	r.src.set(p, bbB, 17, 0, 50)
+	r.src.set(q, bbA, 100, 0, 50)
+	r.src.set(q, bbB, 94, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	r.expectSel(q, bbA)
+	if n := moves(r.o.Counters()); n != 0 {
+		t.Fatalf("%d moves on small wins", n)
+	}
+	// Clear wins: 10 ms on 20 (50 %), 15 ms on 100 (15 %).
+	r.src.set(p, bbB, 10, 0, 50)
+	r.src.set(q, bbB, 85, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	r.expectSel(q, bbB)
+	if got := r.o.Overrides(); got != 2 {
+		t.Fatalf("Overrides() = %d, want 2", got)
+	}
+}
+
+func TestMinSamples(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	p := pfx(0)
+	r.src.set(p, bbA, 50, 0, 50)
+	r.src.set(p, bbB, 10, 0, 9)
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	r.src.set(p, bbB, 10, 0, 10)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+}
+
+func TestCurrentUnmeasuredStays(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	p := pfx(0)
+	r.src.set(p, bbA, 50, 0, 3) // too few to score
+	r.src.set(p, bbB, 10, 0, 50)
+	r.src.set(p, bbC, 10, 0, 50)
+	for range 5 {
+		r.step(time.Second)
+	}
+	r.expectSel(p, bbA)
+}
+
+func TestTotalLossCountsAsSamples(t *testing.T) {
+	// Every probe through a lost: no RTT, but the 100 % loss must move it.
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	p := pfx(0)
+	r.src.set(p, bbA, 0, 1, 30)
+	r.src.set(p, bbB, 40, 0, 30)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	if e := r.o.Events(1)[0]; e.Reason != LowerLoss {
+		t.Fatalf("reason %v, want lower-loss", e.Reason)
+	}
+}
+
+func TestHoldDown(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	p := pfx(0)
+	r.src.set(p, bbA, 50, 0, 50)
+	r.src.set(p, bbB, 30, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	r.src.set(p, bbC, 10, 0, 50)
+	r.step(30 * time.Second)
+	r.expectSel(p, bbB) // 30 s after the move: held down
+	r.step(29 * time.Second)
+	r.expectSel(p, bbB)
+	r.step(time.Second) // 60 s after
+	r.expectSel(p, bbC)
+}
+
+func TestBackToDefault(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	p := pfx(0)
+	r.src.set(p, bbA, 50, 0, 50)
+	r.src.set(p, bbB, 30, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	// The default becomes as good: not a clear win, nothing moves.
+	r.src.set(p, bbA, 30, 0, 50)
+	r.step(time.Minute)
+	r.expectSel(p, bbB)
+	// Clearly better: back, through ResetSelection, releasing the override.
+	r.src.set(p, bbA, 20, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	if got := r.o.Overrides(); got != 0 {
+		t.Fatalf("Overrides() = %d after return, want 0", got)
+	}
+	if e := r.o.Events(1)[0]; e.Reason != BetterRTT || e.To.Backbone != bbA {
+		t.Fatalf("last event %v, want better-rtt to a", e)
+	}
+}
+
+func TestMaxOverrides(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxOverrides = 2
+	r := newRig(t, 6, cfg, nil, Options{})
+	// Wins of 10, 20, 30, 40 ms on a 100 ms default: only the two largest
+	// get the two slots.
+	for i, win := range []float64{10, 20, 30, 40} {
+		r.src.set(pfx(i), bbA, 100, 0, 50)
+		r.src.set(pfx(i), bbB, 100-win, 0, 50)
+	}
+	r.step(time.Second)
+	r.expectSel(pfx(0), bbA)
+	r.expectSel(pfx(1), bbA)
+	r.expectSel(pfx(2), bbB)
+	r.expectSel(pfx(3), bbB)
+	if got, blocked := r.o.Overrides(), r.o.Counters().BlockedCap; got != 2 || blocked != 2 {
+		t.Fatalf("Overrides() = %d, BlockedCap = %d; want 2, 2", got, blocked)
+	}
+	// At the cap, replacing an override is allowed: c beats b for pfx(2).
+	r.src.set(pfx(2), bbC, 50, 0, 50)
+	r.step(time.Minute)
+	r.expectSel(pfx(2), bbC)
+	// A new win of 33 ms is not 5 ms more than the smallest kept (30):
+	// nothing is displaced. (pfx(2) now keeps 50 ms, pfx(3) 40 ms.)
+	r.src.set(pfx(4), bbA, 100, 0, 50)
+	r.src.set(pfx(4), bbB, 67, 0, 50)
+	r.step(time.Second)
+	r.expectSel(pfx(4), bbA)
+	// A win of 60 ms displaces the smallest, pfx(3)'s 40 ms.
+	r.src.set(pfx(5), bbA, 100, 0, 50)
+	r.src.set(pfx(5), bbB, 40, 0, 50)
+	r.step(time.Second)
+	r.expectSel(pfx(5), bbB)
+	r.expectSel(pfx(3), bbA)
+	r.expectSel(pfx(2), bbC)
+	if got := r.o.Overrides(); got != 2 {
+		t.Fatalf("Overrides() = %d, want 2", got)
+	}
+	if c := r.o.Counters(); c.Moves[Displaced] != 1 {
+		t.Fatalf("displaced %d, want 1", c.Moves[Displaced])
+	}
+}
+
+func TestCommitLimit(t *testing.T) {
+	bbs := []configs.Backbone{{Name: "b", CommitMbps: 100}}
+	r := newRig(t, 2, testConfig(), bbs, Options{RateWindow: 10})
+	r.tr[bbB] = 92e6
+	p, q := pfx(0), pfx(1)
+	// 10 Mbit/s onto b at 92: 102 > 100. A 10 ms win does not justify it.
+	r.src.set(p, bbA, 30, 0, 50)
+	r.src.set(p, bbB, 20, 0, 50)
+	r.src.setTraffic(p, 10)
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	if c := r.o.Counters(); c.BlockedCommit == 0 {
+		t.Fatal("no move blocked by the commit")
+	}
+	// A 60 ms win does (CommitWinMs 50).
+	r.src.set(p, bbA, 130, 0, 50)
+	r.src.set(p, bbB, 70, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	// A small prefix that fits under the commit moves on an ordinary win.
+	r.src.set(q, bbA, 30, 0, 50)
+	r.src.set(q, bbB, 20, 0, 50)
+	r.src.setTraffic(q, 5)
+	r.tr[bbB] = 90e6
+	r.step(time.Second)
+	// b's p95 over the window is still 92 Mbit/s: 92 + 5 fits under 100.
+	r.expectSel(q, bbB)
+}
+
+func TestCapacityLimit(t *testing.T) {
+	bbs := []configs.Backbone{{Name: "b", CapacityMbps: 100}}
+	r := newRig(t, 1, testConfig(), bbs, Options{RateWindow: 10})
+	r.tr[bbB] = 95e6
+	p := pfx(0)
+	r.src.set(p, bbA, 300, 0, 50)
+	r.src.set(p, bbB, 20, 0, 50) // 280 ms better: still never over capacity
+	r.src.setTraffic(p, 10)
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	if c := r.o.Counters(); c.BlockedCapacity == 0 {
+		t.Fatal("no move blocked by capacity")
+	}
+	// c, worse than b but a clear win over a, takes it instead.
+	r.src.set(p, bbC, 40, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbC)
+}
+
+func TestCapacityCountsMovesWithinAStep(t *testing.T) {
+	bbs := []configs.Backbone{{Name: "b", CapacityMbps: 100}}
+	r := newRig(t, 5, testConfig(), bbs, Options{RateWindow: 10})
+	r.tr[bbB] = 60e6
+	for i := range 5 {
+		r.src.set(pfx(i), bbA, 50, 0, 50)
+		r.src.set(pfx(i), bbB, 10, 0, 50)
+		r.src.setTraffic(pfx(i), 15)
+	}
+	r.step(time.Second)
+	// 60 + 15 + 15 = 90 fits, a third would make 105.
+	on := 0
+	for i := range 5 {
+		if r.selected(pfx(i)) == bbB {
+			on++
+		}
+	}
+	if on != 2 {
+		t.Fatalf("%d prefixes moved onto b, want 2 (capacity)", on)
+	}
+}
+
+func TestCommitShedding(t *testing.T) {
+	bbs := []configs.Backbone{{Name: "a", CommitMbps: 100}}
+	r := newRig(t, 3, testConfig(), bbs, Options{RateWindow: 10})
+	r.tr[bbA] = 120e6
+	for i := range 3 {
+		r.src.set(pfx(i), bbA, 20, 0, 50)
+		r.src.set(pfx(i), bbB, 30, 0, 50) // 10 ms worse: under CommitWinMs
+		r.src.setTraffic(pfx(i), 15-float64(i))
+	}
+	r.step(time.Second)
+	// 120 - 15 = 105 is still over, 105 - 14 = 91 is not: two go.
+	r.expectSel(pfx(0), bbB)
+	r.expectSel(pfx(1), bbB)
+	r.expectSel(pfx(2), bbA)
+	if c := r.o.Counters(); c.Moves[CommitExceeded] != 2 {
+		t.Fatalf("commit-exceeded moves %d, want 2", c.Moves[CommitExceeded])
+	}
+	// While a's p95 stays over its commit, the 10 ms win back is not
+	// enough to return: no ping-pong.
+	r.tr[bbA] = 91e6
+	for range 120 {
+		r.step(time.Second)
+	}
+	// a's p95 over 10 samples fell to 91: 91 + 15 > 100, so p stays;
+	// nothing went back and forth meanwhile.
+	if c := r.o.Counters(); moves(c) != 2 {
+		t.Fatalf("%d moves, want the 2 sheds only:\n%s", moves(c), eventList(r.o.Events(20)))
+	}
+}
+
+func TestCostShiftsChoice(t *testing.T) {
+	bbs := []configs.Backbone{{Name: "b", Cost: 20}}
+	r := newRig(t, 2, testConfig(), bbs, Options{})
+	p, q := pfx(0), pfx(1)
+	// b is 10 ms faster, but costs 20: a stays.
+	r.src.set(p, bbA, 30, 0, 50)
+	r.src.set(p, bbB, 20, 0, 50)
+	// For q, c is as fast as b and costs nothing: q goes to c, not b.
+	r.src.set(q, bbA, 50, 0, 50)
+	r.src.set(q, bbB, 10, 0, 50)
+	r.src.set(q, bbC, 12, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	r.expectSel(q, bbC)
+
+	// Equal RTTs, a expensive: the move is for cost.
+	bbs = []configs.Backbone{{Name: "a", Cost: 30}}
+	r = newRig(t, 1, testConfig(), bbs, Options{})
+	r.src.set(p, bbA, 20, 0, 50)
+	r.src.set(p, bbB, 20, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	if e := r.o.Events(1)[0]; e.Reason != LowerCost {
+		t.Fatalf("reason %v, want lower-cost", e.Reason)
+	}
+}
+
+func TestEvents(t *testing.T) {
+	r := newRig(t, 3, testConfig(), nil, Options{Events: 2})
+	r.src.set(pfx(0), bbA, 50, 0, 40)
+	r.src.set(pfx(0), bbB, 20, 0, 30)
+	r.src.set(pfx(1), bbA, 20, 0.10, 100) // 20 + 1000
+	r.src.set(pfx(1), bbC, 30, 0, 100)
+	r.src.setTraffic(pfx(1), 1) // busier: decided first
+	r.step(time.Second)
+	es := r.o.Events(10)
+	if len(es) != 2 {
+		t.Fatalf("%d events, want 2:\n%s", len(es), eventList(es))
+	}
+	loss, rtt := es[0], es[1]
+	if loss.Prefix != pfx(1) || loss.Reason != LowerLoss || loss.From.Name != "a" || loss.To.Name != "c" ||
+		loss.From.Score != 1020 || loss.To.Score != 30 || loss.From.Loss != 0.1 || loss.To.Samples != 100 {
+		t.Fatalf("loss event %+v", loss)
+	}
+	if rtt.Prefix != pfx(0) || rtt.Reason != BetterRTT || rtt.From.RTT != 50*time.Millisecond ||
+		rtt.To.RTT != 20*time.Millisecond || rtt.From.Samples != 40 || rtt.To.Samples != 30 || !rtt.Time.Equal(r.now) {
+		t.Fatalf("rtt event %+v", rtt)
+	}
+	// The ring keeps the newest two.
+	r.src.set(pfx(2), bbA, 50, 0, 40)
+	r.src.set(pfx(2), bbB, 20, 0, 40)
+	r.step(time.Second)
+	es = r.o.Events(10)
+	if len(es) != 2 || es[0].Prefix != pfx(0) || es[1].Prefix != pfx(2) {
+		t.Fatalf("after a third event:\n%s", eventList(es))
+	}
+	if es := r.o.Events(1); len(es) != 1 || es[0].Prefix != pfx(2) {
+		t.Fatalf("Events(1):\n%s", eventList(es))
+	}
+	c := r.o.Counters()
+	if c.Moves[BetterRTT] != 2 || c.Moves[LowerLoss] != 1 || c.Steps != 2 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+func TestStatisticMin(t *testing.T) {
+	cfg := testConfig()
+	cfg.Statistic = configs.StatisticMin
+	r := newRig(t, 1, cfg, nil, Options{})
+	p := pfx(0)
+	r.src.set(p, bbA, 30, 0, 50)
+	r.src.set(p, bbB, 20, 0, 50)
+	r.step(time.Second)
+	if e := r.o.Events(1)[0]; e.From.RTT != 29*time.Millisecond || e.To.Score != 19 {
+		t.Fatalf("event %+v: want min RTTs", e)
+	}
+}
+
+// TestNoFlapping: two backbones whose RTTs differ by noise only never
+// trade the prefix, even with a short hold-down.
+func TestNoFlapping(t *testing.T) {
+	cfg := testConfig()
+	cfg.HoldDown = configs.Duration(time.Second)
+	r := newRig(t, 1, cfg, nil, Options{})
+	p := pfx(0)
+	rng := rand.New(rand.NewPCG(1, 2))
+	noise := func() float64 { return 20 + 2*(2*rng.Float64()-1) } // 18..22 ms: differences under MinImprovementMs
+	for range 1000 {
+		r.src.set(p, bbA, noise(), 0, 50)
+		r.src.set(p, bbB, noise(), 0, 50)
+		r.step(time.Second)
+	}
+	if n := moves(r.o.Counters()); n != 0 {
+		t.Fatalf("%d moves between backbones within noise:\n%s", n, eventList(r.o.Events(10)))
+	}
+}
+
+// TestNoisyMovesRespectHoldDown: with noise wide enough to cross the
+// hysteresis now and then, moves still come at most once per hold-down.
+func TestNoisyMovesRespectHoldDown(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	p := pfx(0)
+	rng := rand.New(rand.NewPCG(3, 4))
+	noise := func() float64 { return 20 + 10*(2*rng.Float64()-1) } // 10..30 ms
+	for range 1000 {
+		r.src.set(p, bbA, noise(), 0, 50)
+		r.src.set(p, bbB, noise(), 0, 50)
+		r.step(time.Second)
+	}
+	es := r.o.Events(1000)
+	for i := 1; i < len(es); i++ {
+		if d := es[i].Time.Sub(es[i-1].Time); d < 60*time.Second {
+			t.Fatalf("moves %v apart:\n%s", d, eventList(es))
+		}
+	}
+	if len(es) < 2 || len(es) > 1000/60+1 {
+		t.Fatalf("%d moves in 1000 s; want a few (the noise crosses the hysteresis), at most one per hold-down", len(es))
+	}
+}
+
+func TestRouteGone(t *testing.T) {
+	r := newRig(t, 2, testConfig(), nil, Options{})
+	r.src.set(pfx(0), bbA, 50, 0, 50)
+	r.src.set(pfx(0), bbB, 20, 0, 50)
+	r.step(time.Second)
+	r.expectSel(pfx(0), bbB)
+	// Withdrawn from every backbone while measured and overridden.
+	for b := range 3 {
+		if _, err := r.f.Withdraw(fib.BackboneID(b), pfx(0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.step(time.Second)
+	if c := r.o.Counters(); c.Gone != 1 {
+		t.Fatalf("Gone = %d, want 1", c.Gone)
+	}
+	delete(r.src.prefixes, pfx(0))
+	r.step(time.Minute)
+	if got := r.o.Overrides(); got != 0 {
+		t.Fatalf("Overrides() = %d after the route went, want 0", got)
+	}
+	// b withdraws the route it was selected for: fib falls back to a,
+	// and the override is no longer counted.
+	r.src.set(pfx(1), bbA, 50, 0, 50)
+	r.src.set(pfx(1), bbB, 20, 0, 50)
+	r.step(time.Second)
+	r.expectSel(pfx(1), bbB)
+	if _, err := r.f.Withdraw(bbB, pfx(1)); err != nil {
+		t.Fatal(err)
+	}
+	r.step(time.Second)
+	r.expectSel(pfx(1), bbA)
+	if got := r.o.Overrides(); got != 0 {
+		t.Fatalf("Overrides() = %d after b withdrew, want 0", got)
+	}
+}
+
+func TestStaleOverride(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{StaleAfter: 5 * time.Minute})
+	p := pfx(0)
+	r.src.set(p, bbA, 50, 0, 50)
+	r.src.set(p, bbB, 20, 0, 50)
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	delete(r.src.prefixes, p) // no longer among the busiest
+	r.step(4 * time.Minute)
+	r.expectSel(p, bbB)
+	r.step(time.Minute)
+	r.expectSel(p, bbA)
+	if r.o.Overrides() != 0 {
+		t.Fatal("stale override still counted")
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	f := newFIB(t, 0)
+	src := newSource()
+	cfg := testConfig()
+	if _, err := New(cfg, []configs.Backbone{{Name: "x"}}, f, src, nil, Options{}); err == nil {
+		t.Error("unknown backbone accepted")
+	}
+	cfg.Statistic = "p90"
+	if _, err := New(cfg, nil, f, src, nil, Options{}); err == nil {
+		t.Error("statistic p90 accepted")
+	}
+	cfg = testConfig()
+	cfg.MinSamples = 0
+	if _, err := New(cfg, nil, f, src, nil, Options{}); err == nil {
+		t.Error("min_samples 0 accepted")
+	}
+}
+
+// TestRunConcurrentReaders runs the loop on the real clock while readers
+// poll: for the race detector.
+func TestRunConcurrentReaders(t *testing.T) {
+	cfg := testConfig()
+	cfg.Interval = configs.Duration(time.Millisecond)
+	cfg.HoldDown = configs.Duration(time.Millisecond)
+	f := newFIB(t, 4)
+	src := newSource()
+	for i := range 4 {
+		src.set(pfx(i), bbA, 50, 0, 50)
+		src.set(pfx(i), bbB, 20, 0, 50)
+	}
+	o, err := New(cfg, nil, f, src, fakeTraffic{}, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { o.Run(ctx) })
+	for ctx.Err() == nil {
+		_ = o.Events(10)
+		_ = o.Counters()
+		_ = o.Overrides()
+		_ = o.Backbones()
+		time.Sleep(time.Millisecond)
+	}
+	wg.Wait()
+	if o.Counters().Steps == 0 {
+		t.Fatal("Run never stepped")
+	}
+	if e, _ := f.Route(pfx(0)); e.Backbone != bbB {
+		t.Fatal("Run did not move pfx(0)")
+	}
+}
+
+func TestRateWindowP95(t *testing.T) {
+	w := newRateWindow(20)
+	scratch := make([]float64, 20)
+	if w.p95(scratch) != 0 {
+		t.Fatal("empty window not 0")
+	}
+	for i := range 40 { // wraps: 20..39 remain
+		w.add(float64(i))
+	}
+	// 20 samples: ceil(19) = 19th = 38 (the top one is free).
+	if got := w.p95(scratch); got != 38 {
+		t.Fatalf("p95 = %v, want 38", got)
+	}
+	w = newRateWindow(300)
+	scratch = make([]float64, 300)
+	for i := range 300 {
+		w.add(float64(i))
+	}
+	if got := w.p95(scratch); got != 284 { // 15 of 300 free
+		t.Fatalf("p95 = %v, want 284", got)
+	}
+}

@@ -1,0 +1,466 @@
+package probes
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
+)
+
+var (
+	probeSrc4 = addr("100.64.0.1")
+	probeSrc6 = addr("2001:db8:ffff::1")
+)
+
+// lab is a Probes with a fake clock, data plane and network: backbone b
+// answers after delay[b] and loses the share loss[b] of probes.
+type lab struct {
+	t       *testing.T
+	clk     *fakeClock
+	f       *fib.FIB
+	dp      *fakeDP
+	ring    *fakeRing
+	p       *Probes
+	rec     *recorder
+	delay   []time.Duration
+	loss    []float64
+	rng     *rand.Rand
+	pending []pendingReply
+}
+
+type pendingReply struct {
+	at    int64
+	frame []byte
+}
+
+func newLab(t *testing.T, cfg configs.Probes, f *fib.FIB) *lab {
+	l := &lab{t: t, clk: &fakeClock{}, f: f, ring: &fakeRing{}, rng: rand.New(rand.NewPCG(1, 2))}
+	l.clk.set(sec(100))
+	l.dp = &fakeDP{clock: l.clk, noPath: map[fib.BackboneID]bool{}}
+	l.dp.onTX = l.network
+	l.p = New(cfg, f, nil, l.dp, WithClock(l.clk.now), WithStore(StoreOptions{Window: time.Hour}), WithReplyQueue(4096))
+	l.p.rings = []sampleSource{l.ring}
+	l.rec = &recorder{next: l.p.store}
+	l.p.prober.sink = l.rec
+	return l
+}
+
+// network answers a probe after its backbone's delay, unless it is lost.
+func (l *lab) network(s sent) {
+	if l.delay == nil {
+		return
+	}
+	if l.rng.Float64() < l.loss[s.b] {
+		return
+	}
+	pi := decodeProbe(l.t, s.frame)
+	l.pending = append(l.pending, pendingReply{at: s.at + int64(l.delay[s.b]), frame: answer(l.t, pi, false)})
+}
+
+// run steps the clock 1 ms at a time for d, delivering due replies.
+func (l *lab) run(d time.Duration) {
+	end := l.clk.now() + int64(d)
+	for t := l.clk.now(); t < end; t += ms(1) {
+		l.clk.set(t)
+		keep := l.pending[:0]
+		for _, r := range l.pending {
+			if r.at <= t {
+				if !l.p.OfferReply(r.frame, r.at) {
+					l.t.Fatal("reply queue full")
+				}
+			} else {
+				keep = append(keep, r)
+			}
+		}
+		l.pending = keep
+		l.p.step(t)
+	}
+	l.clk.set(end)
+}
+
+// traffic puts n traffic samples for prefix p towards dst into the ring.
+func (l *lab) traffic(p string, dst string, proto uint8, port uint16, n int) {
+	r := routeOf(l.t, l.f, p)
+	for range n {
+		l.ring.put(forwarder.Sample{Time: l.clk.now(), Kind: forwarder.SampleTraffic, Route: r, Proto: proto,
+			Src: cust, Dst: addr(dst), SrcPort: 999, DstPort: port, Len: 100})
+	}
+}
+
+func TestActive(t *testing.T) {
+	const nb = 4 // backbone 3's gateway is unresolved
+	holders := map[string][]fib.BackboneID{"198.18.0.0/24": {0, 2}}
+	var v4, v6 []string
+	for i := range 40 {
+		p := fmt.Sprintf("203.0.%d.0/24", i)
+		v4 = append(v4, p)
+		holders[p] = nil
+	}
+	for i := range 5 {
+		p := fmt.Sprintf("2001:db8:%d::/48", i)
+		v6 = append(v6, p)
+		holders[p] = nil
+	}
+	f := newFIB(t, nb, holders)
+	cfg := configs.Probes{
+		TopPrefixes: 100, Interval: configs.Duration(time.Second), Timeout: configs.Duration(300 * time.Millisecond),
+		RatePerBackbone: 200, SourceV4: probeSrc4, SourceV6: probeSrc6, TCPPorts: []int{443, 80},
+	}
+	l := newLab(t, cfg, f)
+	l.dp.noPath[3] = true
+	l.delay = []time.Duration{10 * time.Millisecond, 30 * time.Millisecond, 60 * time.Millisecond, 0}
+	l.loss = []float64{0, 0.02, 0.10, 0}
+
+	// The probe target is the traffic's destination and TCP port; without
+	// TCP, the first configured port; outside the prefix, its first
+	// address plus one.
+	type target struct {
+		dst   netip.Addr
+		dport uint16
+	}
+	want := map[netip.Prefix]target{}
+	for i, p := range v4 {
+		l.traffic(p, fmt.Sprintf("203.0.%d.9", i), 6, 8443, 1+i%7)
+		want[pfx(p)] = target{addr(fmt.Sprintf("203.0.%d.9", i)), 8443}
+	}
+	for i, p := range v6 {
+		l.traffic(p, fmt.Sprintf("2001:db8:%d::53", i), 17, 53, 3)
+		want[pfx(p)] = target{addr(fmt.Sprintf("2001:db8:%d::53", i)), 443}
+	}
+	l.traffic("198.18.0.0/24", "198.19.0.5", 6, 22, 2)
+	want[pfx("198.18.0.0/24")] = target{addr("198.18.0.1"), 22}
+	byDst := map[netip.Addr]netip.Prefix{}
+	for p, tg := range want {
+		byDst[tg.dst] = p
+	}
+
+	l.run(25 * time.Second)
+
+	type pairKind struct {
+		p    netip.Prefix
+		b    fib.BackboneID
+		kind probeKind
+	}
+	ids := map[pairKind]map[uint16]bool{}
+	csums := map[pairKind]map[uint16]bool{}
+	seqs := map[pairKind]map[uint32]bool{}
+	times := map[fib.BackboneID][]int64{}
+	for _, s := range l.dp.frames {
+		pi := decodeProbe(t, s.frame)
+		if !slices.Equal(pi.srcMAC, mac(byte(s.b), 1)) || !slices.Equal(pi.dstMAC, mac(byte(s.b), 2)) {
+			t.Fatalf("backbone %d frame %v -> %v", s.b, pi.srcMAC, pi.dstMAC)
+		}
+		if pi.ttl != 64 {
+			t.Fatalf("TTL %d", pi.ttl)
+		}
+		p, ok := byDst[pi.dst]
+		if !ok {
+			t.Fatalf("probe to %v, not a target", pi.dst)
+		}
+		if (p.Addr().Is4() && pi.src != probeSrc4) || (p.Addr().Is6() && pi.src != probeSrc6) {
+			t.Fatalf("probe from %v", pi.src)
+		}
+		k := pairKind{p, s.b, pi.kind}
+		if ids[k] == nil {
+			ids[k], csums[k], seqs[k] = map[uint16]bool{}, map[uint16]bool{}, map[uint32]bool{}
+		}
+		if pi.kind == probeSYN {
+			ids[k][pi.sport] = true
+			if pi.dport != want[p].dport {
+				t.Fatalf("%v: SYN to port %d, want %d", p, pi.dport, want[p].dport)
+			}
+		} else {
+			ids[k][pi.id] = true
+			csums[k][pi.icmpCsum] = true
+		}
+		if seqs[k][pi.seq] {
+			t.Fatalf("%v via %d: sequence %d used twice", p, s.b, pi.seq)
+		}
+		seqs[k][pi.seq] = true
+		times[s.b] = append(times[s.b], s.at)
+	}
+
+	// Every holder with a gateway probed, with both kinds, every round;
+	// the same identity every time.
+	rounds := int(l.p.Counters().Rounds)
+	if rounds < 24 {
+		t.Fatalf("%d rounds in 25 s at a 1 s interval", rounds)
+	}
+	for p, hs := range holders {
+		if hs == nil {
+			hs = []fib.BackboneID{0, 1, 2, 3}
+		}
+		for b := range fib.BackboneID(nb) {
+			for _, kind := range []probeKind{probeEcho, probeSYN} {
+				k := pairKind{pfx(p), b, kind}
+				held := slices.Contains(hs, b) && b != 3
+				if !held {
+					if len(seqs[k]) != 0 {
+						t.Errorf("%s via %d (holds no route or no gateway): %d probes", p, b, len(seqs[k]))
+					}
+					continue
+				}
+				if len(seqs[k]) != rounds {
+					t.Errorf("%s via %d kind %d: %d probes in %d rounds", p, b, kind, len(seqs[k]), rounds)
+				}
+				if len(ids[k]) != 1 {
+					t.Errorf("%s via %d kind %d: identities %v, want one", p, b, kind, ids[k])
+				}
+				if kind == probeEcho && len(csums[k]) != 1 {
+					t.Errorf("%s via %d: ICMP checksums %v, want one", p, b, csums[k])
+				}
+			}
+		}
+	}
+	c := l.p.Counters()
+	if want := uint64(rounds * (len(holders) - 1) * 2); c.NoPath != want {
+		t.Errorf("NoPath %d, want %d (every probe for backbone 3)", c.NoPath, want)
+	}
+
+	// At most rate+1 probes in any second on one backbone, at least a
+	// period (less a tick) apart.
+	for b, ts := range times {
+		for i := range ts {
+			if j := i + cfg.RatePerBackbone + 1; j < len(ts) && ts[j]-ts[i] < sec(1) {
+				t.Fatalf("backbone %d: %d probes within %v", b, j-i+1, time.Duration(ts[j]-ts[i]))
+			}
+			if i > 0 && ts[i]-ts[i-1] < ms(5-1) {
+				t.Fatalf("backbone %d: probes %v apart", b, time.Duration(ts[i]-ts[i-1]))
+			}
+		}
+	}
+
+	// RTTs exactly the network's delay; loss within 2 points.
+	perBB := map[fib.BackboneID]int{}
+	for _, r := range l.rec.rtts {
+		if r.rtt != l.delay[r.b] || r.src != Active {
+			t.Fatalf("sample %+v, want the %v delay of backbone %d", r, l.delay[r.b], r.b)
+		}
+		perBB[r.b]++
+	}
+	snap := l.p.Snapshot()
+	for b := range fib.BackboneID(3) {
+		bs := snap.Backbones[b]
+		t.Logf("backbone %d: %d probes, loss %.4f (emulated %.2f), %d RTT samples of %v", b, bs.ProbesSent, bs.Loss, l.loss[b], perBB[b], l.delay[b])
+		if bs.ProbesSent < 2000 || math.Abs(bs.Loss-l.loss[b]) > 0.02 {
+			t.Errorf("backbone %d: loss %.3f over %d probes, emulated %.2f", b, bs.Loss, bs.ProbesSent, l.loss[b])
+		}
+		if uint64(perBB[b]) != bs.ProbesSent-bs.ProbesLost {
+			t.Errorf("backbone %d: %d RTT samples, %d answered", b, perBB[b], bs.ProbesSent-bs.ProbesLost)
+		}
+	}
+	if _, ok := snap.Backbones[3]; ok {
+		t.Error("backbone 3 has figures without a gateway")
+	}
+	for _, ps := range snap.Prefixes {
+		for b, s := range ps.Backbones {
+			within(t, fmt.Sprintf("%v via %d p50", ps.Prefix, b), s.P50, l.delay[b])
+			if s.Samples[Active] == 0 || s.Samples[Passive] != 0 {
+				t.Errorf("%v via %d: samples %v", ps.Prefix, b, s.Samples)
+			}
+		}
+	}
+	if len(snap.Prefixes) != len(holders) {
+		t.Errorf("%d prefixes in the snapshot, want %d", len(snap.Prefixes), len(holders))
+	}
+	if c.ProbesSent != uint64(len(l.dp.frames)) || c.ProbesAnswered+c.ProbesLost+uint64(l.p.prober.Outstanding()) != c.ProbesSent {
+		t.Errorf("counters %+v, %d frames", c, len(l.dp.frames))
+	}
+}
+
+// newOneLab is a lab with one prefix held by one backbone, after its
+// first round's two probes went out.
+func newOneLab(t *testing.T) (*lab, []probeInfo) {
+	f := newFIB(t, 1, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
+	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
+		SourceV4: probeSrc4, RatePerBackbone: 1000}, f)
+	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 1)
+	l.run(1100 * time.Millisecond)
+	if len(l.dp.frames) != 2 {
+		t.Fatalf("%d probes sent, want 2", len(l.dp.frames))
+	}
+	return l, []probeInfo{decodeProbe(t, l.dp.frames[0].frame), decodeProbe(t, l.dp.frames[1].frame)}
+}
+
+func TestActiveReplies(t *testing.T) {
+	l, probes := newOneLab(t)
+	echo, syn := probes[0], probes[1]
+	if echo.kind != probeEcho || syn.kind != probeSYN {
+		t.Fatalf("probes %v %v", echo.kind, syn.kind)
+	}
+	echoAt, synAt := l.dp.frames[0].at, l.dp.frames[1].at
+	h := l.p.prober.HandleReply
+
+	// Replies that answer no probe: another sequence number, another
+	// sender, another port, garbage.
+	bad := echo
+	bad.seq++
+	h(answer(t, bad, false), echoAt+ms(1))
+	stranger := syn
+	stranger.dst = addr("203.0.113.8")
+	h(answer(t, stranger, false), synAt+ms(1))
+	port := syn
+	port.dport = 444
+	h(answer(t, port, false), synAt+ms(1))
+	h([]byte{1, 2, 3}, synAt+ms(1))
+	c := l.p.Counters()
+	if c.RepliesUnmatched != 3 || c.RepliesIgnored != 1 || len(l.rec.rtts) != 0 {
+		t.Fatalf("unmatched %d ignored %d samples %d", c.RepliesUnmatched, c.RepliesIgnored, len(l.rec.rtts))
+	}
+
+	// A RST answers a SYN, with an RTT; so does the echo reply.
+	h(answer(t, syn, true), synAt+ms(7))
+	h(answer(t, echo, false), echoAt+ms(8))
+	h(answer(t, echo, false), echoAt+ms(9)) // a duplicate: unmatched
+	if len(l.rec.rtts) != 2 || l.rec.rtts[0].rtt != durMS(7) || l.rec.rtts[1].rtt != durMS(8) {
+		t.Fatalf("samples %+v", l.rec.rtts)
+	}
+	if c := l.p.Counters(); c.ProbesAnswered != 2 || c.RepliesUnmatched != 4 {
+		t.Fatalf("answered %d unmatched %d", c.ProbesAnswered, c.RepliesUnmatched)
+	}
+
+	// Next round: an ICMP error from a router is Unreachable; one from the
+	// target itself got there, an RTT.
+	l.run(time.Second)
+	if len(l.dp.frames) != 4 {
+		t.Fatalf("%d probes after two rounds", len(l.dp.frames))
+	}
+	h(icmpError(t, l.dp.frames[2].frame, addr("192.0.2.254")), l.dp.frames[2].at+ms(3))
+	h(icmpError(t, l.dp.frames[3].frame, addr("203.0.113.7")), l.dp.frames[3].at+ms(4))
+	c = l.p.Counters()
+	if c.ProbesUnreachable != 1 || c.ProbesAnswered != 3 || l.rec.rtts[2].rtt != durMS(4) {
+		t.Fatalf("unreachable %d answered %d samples %+v", c.ProbesUnreachable, c.ProbesAnswered, l.rec.rtts)
+	}
+	l.run(1500 * time.Millisecond) // third round, unanswered: lost after the timeout
+	snap := l.p.Snapshot()
+	s := snap.Prefixes[0].Backbones[0]
+	if s.Sent != 6 || s.Lost != 3 || s.Unreachable != 1 || s.Samples[Active] != 3 {
+		t.Fatalf("stats %+v, counters %+v", s, l.p.Counters())
+	}
+}
+
+func TestActiveIPv6Replies(t *testing.T) {
+	f := newFIB(t, 2, map[string][]fib.BackboneID{"2001:db8:5::/48": nil})
+	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
+		SourceV6: probeSrc6, SourceV4: probeSrc4, RatePerBackbone: 1000}, f)
+	l.delay = []time.Duration{3 * time.Millisecond, 4 * time.Millisecond}
+	l.loss = []float64{0, 0}
+	l.traffic("2001:db8:5::/48", "2001:db8:5::80", 6, 80, 1)
+	l.run(1100 * time.Millisecond)
+	if len(l.dp.frames) != 4 || len(l.rec.rtts) != 4 {
+		t.Fatalf("%d probes, %d samples", len(l.dp.frames), len(l.rec.rtts))
+	}
+	// An ICMPv6 error from a router about the next round's first probe.
+	l.delay = nil
+	l.run(time.Second)
+	l.p.prober.HandleReply(icmpError(t, l.dp.frames[4].frame, addr("2001:db8:ff::1")), l.clk.now())
+	if c := l.p.Counters(); c.ProbesUnreachable != 1 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+// When a round holds more probes than the rate allows in an interval, the
+// busiest prefixes go first and the rest are skipped.
+func TestActiveRateBudget(t *testing.T) {
+	holders := map[string][]fib.BackboneID{}
+	for i := range 10 {
+		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
+	}
+	f := newFIB(t, 1, holders)
+	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
+		SourceV4: probeSrc4, RatePerBackbone: 10}, f)
+	for i := range 10 {
+		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
+	}
+	l.run(3500 * time.Millisecond) // rounds at 1, 2 and 3 s
+	probed := map[netip.Addr]int{}
+	for _, s := range l.dp.frames {
+		probed[decodeProbe(t, s.frame).dst]++
+	}
+	for i := range 10 {
+		n, busy := probed[addr(fmt.Sprintf("203.0.%d.1", i))], i >= 5
+		if busy && n < 4 || !busy && n != 0 {
+			t.Errorf("prefix %d (busy %v): %d probes", i, busy, n)
+		}
+	}
+	if c := l.p.Counters(); c.Skipped != 20 {
+		t.Errorf("skipped %d, want 10 per finished round", c.Skipped)
+	}
+}
+
+func TestActiveTXFull(t *testing.T) {
+	f := newFIB(t, 1, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
+	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
+		SourceV4: probeSrc4}, f)
+	l.dp.full = true
+	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 1)
+	l.run(2 * time.Second)
+	c := l.p.Counters()
+	if c.TXFull != 2 || c.ProbesSent != 0 || c.ProbesLost != 0 || l.p.prober.Outstanding() != 0 {
+		t.Fatalf("counters %+v", c)
+	}
+}
+
+// Without a source address of the prefix's family nothing is probed.
+func TestActiveNoSource(t *testing.T) {
+	f := newFIB(t, 1, map[string][]fib.BackboneID{"2001:db8::/32": nil})
+	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
+		SourceV4: probeSrc4}, f)
+	l.traffic("2001:db8::/32", "2001:db8::1", 6, 443, 1)
+	l.run(1500 * time.Millisecond)
+	if c := l.p.Counters(); c.NoSource != 1 || len(l.dp.frames) != 0 {
+		t.Fatalf("counters %+v, %d frames", c, len(l.dp.frames))
+	}
+}
+
+func TestFlowIdentity(t *testing.T) {
+	seen := map[[2]uint16]bool{}
+	for i := range 256 {
+		for b := range fib.BackboneID(4) {
+			p := netip.PrefixFrom(netip.AddrFrom4([4]byte{203, 0, byte(i), 0}), 24)
+			id, sport := flowIdentity(p, b)
+			if id2, sport2 := flowIdentity(p, b); id2 != id || sport2 != sport {
+				t.Fatal("identity not stable")
+			}
+			if sport < 49152 {
+				t.Fatalf("source port %d outside the dynamic range", sport)
+			}
+			seen[[2]uint16{id, sport}] = true
+		}
+	}
+	if len(seen) < 1020 {
+		t.Errorf("%d distinct identities for 1024 pairs", len(seen))
+	}
+	for in, want := range map[string]string{"203.0.113.0/24": "203.0.113.1", "192.0.2.7/32": "192.0.2.7", "2001:db8::/32": "2001:db8::1"} {
+		if got := defaultTarget(pfx(in)); got != addr(want) {
+			t.Errorf("default target of %s: %v, want %s", in, got, want)
+		}
+	}
+}
+
+// LastRound tallies the last round once all its probes have ended.
+func TestLastRound(t *testing.T) {
+	f := newFIB(t, 2, map[string][]fib.BackboneID{"203.0.113.0/24": nil, "198.51.100.0/24": nil})
+	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(300 * time.Millisecond),
+		SourceV4: probeSrc4, RatePerBackbone: 1000}, f)
+	l.delay = []time.Duration{5 * time.Millisecond, 5 * time.Millisecond}
+	l.loss = []float64{0, 1} // backbone 1 has failed
+	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 2)
+	l.traffic("198.51.100.0/24", "198.51.100.7", 6, 443, 1)
+	l.run(2200 * time.Millisecond) // rounds at 1 s and 2 s
+	if lr := l.p.LastRound(); lr != nil {
+		t.Fatalf("last round %v before round 1 ended a timeout into round 2", lr)
+	}
+	l.run(200 * time.Millisecond)
+	want := map[fib.BackboneID]Round{0: {Sent: 4}, 1: {Sent: 4, Lost: 4}}
+	if lr := l.p.LastRound(); fmt.Sprint(lr) != fmt.Sprint(want) {
+		t.Fatalf("last round %v, want %v", lr, want)
+	}
+}

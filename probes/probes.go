@@ -1,0 +1,393 @@
+package probes
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
+)
+
+// Probes runs measurement: one goroutine (Run) drains the forwarder's sample
+// rings, matches passive samples, ranks traffic, sends active probes and
+// handles their replies, and keeps the Store. Snapshot, OfferReply and
+// Counters may be called from any goroutine.
+type Probes struct {
+	clock   clock
+	tick    time.Duration
+	rings   []sampleSource
+	batch   []forwarder.Sample
+	store   *Store
+	traffic *Traffic
+	matcher *Matcher
+	prober  *Prober // nil without a data plane: passive only
+
+	replies   chan *replySlot
+	freeSlots chan *replySlot
+	nextSweep int64
+	c         counters
+}
+
+// sampleSource is a forwarder.SampleRing, or a fake one in tests (the
+// ring's producer side is the forwarder's own).
+type sampleSource interface {
+	Read(dst []forwarder.Sample) int
+	Dropped() uint64
+}
+
+// replyBytes is how much of a reply frame OfferReply keeps: enough for
+// Ethernet with a VLAN tag, IPv6, ICMPv6 and the quoted IPv6 header and 8
+// bytes (126), or IPv4 with options on both levels (154).
+const replyBytes = 256
+
+type replySlot struct {
+	at  int64
+	n   int
+	buf [replyBytes]byte
+}
+
+// Option adjusts Probes beyond the [probes] configuration.
+type Option func(*settings)
+
+type settings struct {
+	now        func() int64
+	tick       time.Duration
+	store      StoreOptions
+	traffic    TrafficOptions
+	replyQueue int
+}
+
+// WithClock sets the monotonic clock, in nanoseconds, that the forwarder
+// stamps Samples and replies with; the default counts from process start
+// and is right only if the forwarder uses Monotime too.
+func WithClock(now func() int64) Option { return func(s *settings) { s.now = now } }
+
+// WithStore sizes the Store. By default MaxPairs is top_prefixes × (one
+// more than the number of backbones), clamped to 1024..65536: every
+// probed pair plus as many passive-only ones.
+func WithStore(o StoreOptions) Option { return func(s *settings) { s.store = o } }
+
+// WithTraffic tunes the traffic ranking; SampleEvery should be the
+// forwarder's 1-in-N traffic sampling.
+func WithTraffic(o TrafficOptions) Option { return func(s *settings) { s.traffic = o } }
+
+// WithTick sets how often Run drains the rings and paces probes. Default
+// 1ms: a 4096-sample ring then overflows only above 4 M samples/s per
+// worker, and probes go out within 1 ms of their slot.
+func WithTick(d time.Duration) Option { return func(s *settings) { s.tick = d } }
+
+// WithReplyQueue sets how many reply frames OfferReply can hold until Run
+// takes them. Default 1024.
+func WithReplyQueue(n int) Option { return func(s *settings) { s.replyQueue = n } }
+
+var epoch = time.Now()
+
+// Monotime is the default clock: monotonic nanoseconds since the process
+// started.
+func Monotime() int64 { return int64(time.Since(epoch)) }
+
+// clock reads the monotonic clock and turns its readings into wall time
+// for Snapshot.
+type clock struct {
+	now   func() int64
+	mono0 int64
+	wall0 time.Time
+}
+
+func newClock(now func() int64) clock {
+	if now == nil {
+		now = Monotime
+	}
+	return clock{now: now, mono0: now(), wall0: time.Now()}
+}
+
+func (c clock) wall(t int64) time.Time { return c.wall0.Add(time.Duration(t - c.mono0)) }
+
+// New makes Probes for the configured [probes] section. rings are the
+// forwarder workers' sample rings; dp is the data plane active probes go
+// out through, nil for passive measurement only. Zero fields of cfg take
+// the configuration's defaults.
+func New(cfg configs.Probes, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane, opt ...Option) *Probes {
+	cfg = withDefaults(cfg)
+	var set settings
+	for _, o := range opt {
+		o(&set)
+	}
+	if set.tick <= 0 {
+		set.tick = time.Millisecond
+	}
+	if set.replyQueue <= 0 {
+		set.replyQueue = 1024
+	}
+	nb := len(f.Backbones())
+	if set.store.MaxPairs <= 0 {
+		set.store.MaxPairs = min(max(cfg.TopPrefixes*(nb+1), 1024), 65536)
+	}
+	if set.store.MaxRTT <= 0 {
+		set.store.MaxRTT = max(4*time.Second, 2*cfg.Timeout.Duration())
+	}
+	p := &Probes{
+		clock:     newClock(set.now),
+		tick:      set.tick,
+		replies:   make(chan *replySlot, set.replyQueue),
+		freeSlots: make(chan *replySlot, set.replyQueue),
+	}
+	batch := 0
+	for _, r := range rings {
+		p.rings = append(p.rings, r)
+		batch = max(batch, cfg.SampleRing)
+	}
+	p.batch = make([]forwarder.Sample, max(batch, 1024))
+	for range set.replyQueue {
+		p.freeSlots <- new(replySlot)
+	}
+	p.store = NewStore(set.store, f.Prefix, p.clock.now)
+	p.traffic = NewTraffic(set.traffic)
+	p.matcher = newMatcher(p.store, p.traffic, cfg.FlowTable, cfg.Timeout.Duration(), &p.c)
+	if dp != nil {
+		// Room for every probe of a timeout's worth at the full rate.
+		out := cfg.RatePerBackbone * nb * int(cfg.Timeout.Duration()/time.Second+1)
+		p.prober = newProber(proberConfig{
+			top:             cfg.TopPrefixes,
+			interval:        cfg.Interval.Duration(),
+			timeout:         cfg.Timeout.Duration(),
+			ratePerBackbone: cfg.RatePerBackbone,
+			src4:            cfg.SourceV4,
+			src6:            cfg.SourceV6,
+			port:            uint16(cfg.TCPPorts[0]),
+			maxOutstanding:  min(max(out, 1024), 1<<20),
+		}, f, dp, p.traffic, p.store, &p.c)
+	}
+	return p
+}
+
+// withDefaults fills zero fields with the defaults configs applies.
+func withDefaults(c configs.Probes) configs.Probes {
+	if c.TopPrefixes <= 0 {
+		c.TopPrefixes = 1000
+	}
+	if c.Interval <= 0 {
+		c.Interval = configs.Duration(10 * time.Second)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = configs.Duration(2 * time.Second)
+	}
+	if c.RatePerBackbone <= 0 {
+		c.RatePerBackbone = 100
+	}
+	if len(c.TCPPorts) == 0 {
+		c.TCPPorts = []int{443, 80}
+	}
+	if c.SampleRing <= 0 {
+		c.SampleRing = 4096
+	}
+	if c.FlowTable <= 0 {
+		c.FlowTable = 65536
+	}
+	return c
+}
+
+// Run measures until ctx is done.
+func (p *Probes) Run(ctx context.Context) error {
+	t := time.NewTicker(p.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			p.step(p.clock.now())
+		}
+	}
+}
+
+// step does one tick's work at now.
+func (p *Probes) step(now int64) {
+	p.drain(now)
+	p.takeReplies()
+	if p.prober != nil {
+		p.prober.tick(now)
+	}
+	if now >= p.nextSweep {
+		p.nextSweep = now + int64(time.Second)
+		p.sweep(now)
+	}
+	p.c.flows.Store(int64(p.matcher.Len()))
+}
+
+// drain reads every ring until all are empty, a batch at a time, but at
+// most maxBatches batches a tick, so that workers outpacing it cannot starve
+// the probes and replies: their rings overflow instead, and count it.
+func (p *Probes) drain(now int64) {
+	const maxBatches = 8
+	for range maxBatches {
+		n := 0
+		for _, r := range p.rings {
+			n += r.Read(p.batch[n:])
+		}
+		if n == 0 {
+			return
+		}
+		p.c.samples.Add(uint64(n))
+		p.matcher.Consume(p.batch[:n], now)
+		if n < len(p.batch) {
+			return
+		}
+	}
+}
+
+func (p *Probes) takeReplies() {
+	for {
+		select {
+		case s := <-p.replies:
+			if p.prober != nil {
+				p.prober.HandleReply(s.buf[:s.n], s.at)
+			}
+			p.freeSlots <- s
+		default:
+			return
+		}
+	}
+}
+
+// sweep is the once-a-second housekeeping.
+func (p *Probes) sweep(now int64) {
+	p.traffic.Expire(now)
+	p.store.Sweep()
+	p.store.setTraffic(func(r fib.RouteID) float64 { return p.traffic.Rate(r, now) })
+	p.c.trafficRoutes.Store(int64(p.traffic.Len()))
+	p.c.trafficEvicted.Store(p.traffic.evicted)
+	if p.prober != nil {
+		p.c.outstanding.Store(int64(p.prober.Outstanding()))
+	}
+}
+
+// OfferReply hands over a frame addressed to the probe source, received at
+// monotonic time at (the clock of WithClock). It copies the frame's first
+// bytes into a bounded queue and returns false, dropping the frame, if
+// the queue is full. It never blocks: a forwarder worker calls it.
+func (p *Probes) OfferReply(frame []byte, at int64) bool {
+	var s *replySlot
+	select {
+	case s = <-p.freeSlots:
+	default:
+		p.c.repliesDropped.Add(1)
+		return false
+	}
+	s.at, s.n = at, copy(s.buf[:], frame)
+	p.replies <- s // never blocks: it holds as many as there are slots
+	return true
+}
+
+// LastRound is each backbone's tally of the last complete round of active
+// probes (nil before the first, or without a data plane), so that a
+// backbone whose whole round went unanswered can be failed at once.
+func (p *Probes) LastRound() map[fib.BackboneID]Round {
+	if p.prober == nil {
+		return nil
+	}
+	return p.prober.LastRound()
+}
+
+// Store is the measurement store.
+func (p *Probes) Store() *Store { return p.store }
+
+// Snapshot is the store's Snapshot.
+func (p *Probes) Snapshot() Snapshot { return p.store.Snapshot() }
+
+// counters are written by the probes goroutine (repliesDropped by
+// OfferReply's callers) and read by Counters from any goroutine.
+type counters struct {
+	samples, trafficSamples                                                   atomic.Uint64
+	matched                                                                   [4]atomic.Uint64 // by flowKind
+	expired, tableFull, unmatched, synRetransmits                             atomic.Uint64
+	ambiguous, duplicates, rematched, badRTT                                  atomic.Uint64
+	rounds, probesSent, probesAnswered, probesLost, probesUnreachable         atomic.Uint64
+	noPath, noSource, txFull, skipped, outstandingFull, buildErrors           atomic.Uint64
+	replies, repliesDropped, repliesIgnored, repliesUnmatched, trafficEvicted atomic.Uint64
+	flows, trafficRoutes, outstanding                                         atomic.Int64
+}
+
+// Counters are Probes' event counts since New, for metrics.
+type Counters struct {
+	Samples   uint64 // read from the rings
+	RingDrops uint64 // samples that found a ring full (the forwarder's side)
+
+	// Passive matching.
+	MatchedSYN, MatchedTS, MatchedEcho uint64 // RTT samples
+	Expired                            uint64 // outbound samples never answered
+	TableFull                          uint64 // outbound samples dropped: flow table full
+	Unmatched                          uint64 // inbound samples answering nothing held
+	SYNRetransmits                     uint64 // a SYN seen again, same flow and Seq
+	Ambiguous                          uint64 // handshakes not sampled for a retransmitted SYN
+	Duplicates                         uint64 // an outbound TSval or echo already held
+	Rematched                          uint64 // a TSecr already matched
+	BadRTT                             uint64 // an answer stamped before its request
+	Flows                              int    // flow table entries now
+
+	// Traffic ranking.
+	TrafficSamples uint64
+	TrafficRoutes  int    // routes ranked now
+	TrafficEvicted uint64 // routes evicted at the cap
+
+	// Active probing.
+	Rounds                           uint64
+	ProbesSent, ProbesAnswered       uint64
+	ProbesLost, ProbesUnreachable    uint64
+	NoPath                           uint64 // probes not sent: gateway MAC unknown
+	NoSource                         uint64 // prefixes not probed: no source address of the family
+	TXFull                           uint64 // probes not sent: TX queue full
+	Skipped                          uint64 // probes a round could not send at the rate limit
+	OutstandingFull, BuildErrors     uint64
+	Outstanding                      int // awaiting an answer now
+	Replies, RepliesDropped          uint64
+	RepliesIgnored, RepliesUnmatched uint64 // not a probe reply; no such probe outstanding
+
+	Store StoreCounters
+}
+
+// Counters returns the current counts.
+func (p *Probes) Counters() Counters {
+	c := &p.c
+	out := Counters{
+		Samples:           c.samples.Load(),
+		MatchedSYN:        c.matched[flowSYN].Load(),
+		MatchedTS:         c.matched[flowTS].Load(),
+		MatchedEcho:       c.matched[flowEcho].Load(),
+		Expired:           c.expired.Load(),
+		TableFull:         c.tableFull.Load(),
+		Unmatched:         c.unmatched.Load(),
+		SYNRetransmits:    c.synRetransmits.Load(),
+		Ambiguous:         c.ambiguous.Load(),
+		Duplicates:        c.duplicates.Load(),
+		Rematched:         c.rematched.Load(),
+		BadRTT:            c.badRTT.Load(),
+		Flows:             int(c.flows.Load()),
+		TrafficSamples:    c.trafficSamples.Load(),
+		TrafficRoutes:     int(c.trafficRoutes.Load()),
+		TrafficEvicted:    c.trafficEvicted.Load(),
+		Rounds:            c.rounds.Load(),
+		ProbesSent:        c.probesSent.Load(),
+		ProbesAnswered:    c.probesAnswered.Load(),
+		ProbesLost:        c.probesLost.Load(),
+		ProbesUnreachable: c.probesUnreachable.Load(),
+		NoPath:            c.noPath.Load(),
+		NoSource:          c.noSource.Load(),
+		TXFull:            c.txFull.Load(),
+		Skipped:           c.skipped.Load(),
+		OutstandingFull:   c.outstandingFull.Load(),
+		BuildErrors:       c.buildErrors.Load(),
+		Outstanding:       int(c.outstanding.Load()),
+		Replies:           c.replies.Load(),
+		RepliesDropped:    c.repliesDropped.Load(),
+		RepliesIgnored:    c.repliesIgnored.Load(),
+		RepliesUnmatched:  c.repliesUnmatched.Load(),
+		Store:             p.store.Counters(),
+	}
+	for _, r := range p.rings {
+		out.RingDrops += r.Dropped()
+	}
+	return out
+}
