@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/probes"
 	"github.com/vishvananda/netlink"
 )
 
@@ -27,6 +29,12 @@ type dataPlane struct {
 	slow     *forwarder.SlowPath
 	slowIn   chan forwarder.SlowFrame
 	closers  []func() error
+	// Sampling and active probes, when [probes] is enabled: one sample
+	// ring per worker, and the ring probe frames reach the first worker by.
+	rings  []*forwarder.SampleRing
+	inject *forwarder.InjectRing
+	// backbonePort is the plane's port index of each backbone, by BackboneID.
+	backbonePort []uint8
 }
 
 func (d *dataPlane) close() error {
@@ -201,17 +209,74 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		d.slow.Ports = append(d.slow.Ports, sp)
 	}
 	d.slowIn = make(chan forwarder.SlowFrame, 1024)
+	for i := range cfg.Backbones {
+		d.backbonePort = append(d.backbonePort, uint8(nc+i))
+	}
+	if cfg.Probes.Enabled {
+		d.plane.SetProbeSources(cfg.Probes.SourceV4, cfg.Probes.SourceV6)
+		for _, a := range []netip.Addr{cfg.Probes.SourceV4, cfg.Probes.SourceV6} {
+			for _, l := range local {
+				if a.IsValid() && a == l {
+					return nil, fmt.Errorf("[probes] source %v is an address of this box: its replies would go to the kernel, not to pnapd; use an address routed to pnapd but not configured on any interface", a)
+				}
+			}
+		}
+		if d.inject, err = forwarder.NewInjectRing(1024); err != nil {
+			return nil, err
+		}
+		d.closers = append(d.closers, d.inject.Close)
+	}
 	for q := 0; q < queues; q++ {
 		cpu := -1
 		if q < len(cfg.Forwarder.CPUs) {
 			cpu = cfg.Forwarder.CPUs[q]
 		}
-		d.loops = append(d.loops, &forwarder.Loop{
+		l := &forwarder.Loop{
 			Worker: forwarder.NewWorker(d.plane), Ports: portsByQueue[q], CPU: cpu,
 			Batch: cfg.Forwarder.Batch, Slow: d.slowIn,
-		})
+		}
+		if cfg.Probes.Enabled {
+			r := forwarder.NewSampleRing(cfg.Probes.SampleRing)
+			l.Worker.EnableSampling(forwarder.SamplerOptions{Ring: r, TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
+			d.rings = append(d.rings, r)
+			if q == 0 {
+				l.Inject = d.inject
+			}
+		}
+		d.loops = append(d.loops, l)
 	}
 	return d, nil
+}
+
+// trafficSampleEvery: one traffic sample per this many forwarded packets
+// (the probes' traffic ranking scales it back).
+const trafficSampleEvery = 64
+
+// Path and Transmit make the data plane the probes' way out: a backbone's
+// gateway MAC from the neighbour tracker, frames by the first worker's
+// inject ring.
+func (d *dataPlane) Path(b fib.BackboneID, family int) probes.Path {
+	h := d.plane.CurrentHops()
+	if h == nil || int(b) >= len(d.backbonePort) {
+		return probes.Path{}
+	}
+	fam := 0
+	if family == 6 {
+		fam = 1
+	}
+	hop := h.Backbone[b][fam]
+	if !hop.Resolved {
+		return probes.Path{}
+	}
+	src := d.plane.Ports[hop.Port].MAC
+	return probes.Path{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(hop.MAC[:]), OK: true}
+}
+
+func (d *dataPlane) Transmit(b fib.BackboneID, frame []byte) bool {
+	if int(b) >= len(d.backbonePort) {
+		return false
+	}
+	return d.inject.Send(d.backbonePort[b], frame)
 }
 
 func roleName(r forwarder.Role) string {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -69,6 +70,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			errc <- err
 		}
 	}()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctl, err := startControl(ctx, &wg, cfg, f, d, log)
+	if err != nil {
+		close(stop)
+		wg.Wait()
+		return err
+	}
+	_ = ctl
 	slowDone := make(chan struct{})
 	go func() { d.slow.Run(d.slowIn); close(slowDone) }()
 	for i, l := range d.loops {
@@ -89,6 +99,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		log.Error("stopping", "error", err)
 	}
 	close(stop)
+	cancel()
 	for _, l := range d.loops {
 		l.Stop()
 	}

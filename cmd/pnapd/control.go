@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/optimizer"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// control is pnapd's control plane: probes measuring, the optimizer
+// deciding. Either may be off ([probes] / [optimizer] enabled = false).
+type control struct {
+	probes *probes.Probes
+	opt    *optimizer.Optimizer
+	rates  *backboneRates
+}
+
+// startControl starts probes and the optimizer on d. They stop when ctx is
+// cancelled; wg waits for them. Call it before the workers run: it sets the
+// loops' probe-reply hand-off.
+func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, f *fib.FIB, d *dataPlane, log *slog.Logger) (*control, error) {
+	c := &control{rates: &backboneRates{d: d}}
+	if !cfg.Probes.Enabled {
+		return c, nil
+	}
+	var dp probes.DataPlane
+	if d.inject != nil {
+		dp = d
+	}
+	c.probes = probes.New(cfg.Probes, f, d.rings, dp,
+		probes.WithClock(forwarder.SampleClock),
+		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}))
+	for _, l := range d.loops {
+		l.ProbeReply = func(frame []byte, at int64) { c.probes.OfferReply(frame, at) }
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := c.probes.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error("probes stopped", "error", err)
+		}
+	}()
+	log.Info("probes", "top_prefixes", cfg.Probes.TopPrefixes, "interval", cfg.Probes.Interval, "source_v4", cfg.Probes.SourceV4, "source_v6", cfg.Probes.SourceV6)
+	if !cfg.Optimizer.Enabled {
+		return c, nil
+	}
+	o, err := optimizer.New(cfg.Optimizer, cfg.Backbones, f, c.probes, c.rates, optimizer.Options{})
+	if err != nil {
+		return nil, err
+	}
+	c.opt = o
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		o.Run(ctx)
+	}()
+	log.Info("optimizer", "interval", cfg.Optimizer.Interval, "statistic", cfg.Optimizer.Statistic, "hold_down", cfg.Optimizer.HoldDown)
+	return c, nil
+}
+
+// backboneRates turns the workers' TX byte counters on the backbone ports
+// into bits per second since the previous call: the optimizer's traffic
+// source for commit and capacity.
+type backboneRates struct {
+	d     *dataPlane
+	mu    sync.Mutex
+	last  []uint64
+	lastT time.Time
+}
+
+func (r *backboneRates) BackboneBps() map[fib.BackboneID]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	cur := make([]uint64, len(r.d.backbonePort))
+	for b, port := range r.d.backbonePort {
+		var st forwarder.PortStats
+		for _, l := range r.d.loops {
+			l.Worker.Stats(int(port), &st)
+		}
+		cur[b] = st.TxBytes
+	}
+	out := map[fib.BackboneID]float64{}
+	if r.last != nil {
+		dt := now.Sub(r.lastT).Seconds()
+		for b := range cur {
+			if dt > 0 {
+				out[fib.BackboneID(b)] = float64(cur[b]-r.last[b]) * 8 / dt
+			}
+		}
+	}
+	r.last, r.lastT = cur, now
+	return out
+}
