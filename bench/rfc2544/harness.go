@@ -27,7 +27,7 @@ type Options struct {
 	// below traffic.MinFrameBytes(6) are raised to it.
 	Sizes     []int
 	Trial     time.Duration // per trial; default 1 s
-	Steps     int           // binary search halvings; default 7
+	Steps     int           // halvings after the doubling phase; default 5
 	Tolerance float64       // loss share a passing trial may have
 	// RouteFiles are the tables every one of the Backbones holds, one file
 	// per family or both in one.
@@ -73,7 +73,7 @@ func (o *Options) fill() {
 		o.Trial = time.Second
 	}
 	if o.Steps == 0 {
-		o.Steps = 7
+		o.Steps = 5
 	}
 	if o.Backbones == 0 {
 		o.Backbones = 4
@@ -150,6 +150,9 @@ func sizeName(r Row) string {
 	return fmt.Sprint(r.FrameBytes)
 }
 
+// searchStart is the search's first rate; it doubles from there.
+const searchStart = 25_000
+
 // measure runs the search for one forwarder, family and size.
 func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver, fwd string, fam, size int, dests []netip.Addr) Row {
 	tb.Helper()
@@ -216,8 +219,7 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 	if row.OverloadPPS <= 0 {
 		tb.Fatalf("%s %s %d B: nothing got through under overload", fwd, row.Family, row.FrameBytes)
 	}
-	hi := min(over.Offered, 1.25*row.OverloadPPS)
-	best, all, err := Search(hi, opt.Steps, opt.Tolerance, func(rate float64) (Trial, error) { return trial(rate, opt.Trial) })
+	best, all, err := Search(searchStart, over.Offered, opt.Steps, opt.Tolerance, func(rate float64) (Trial, error) { return trial(rate, opt.Trial) })
 	if err != nil {
 		tb.Fatal(err)
 	}

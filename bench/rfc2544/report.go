@@ -107,7 +107,7 @@ func WriteMarkdown(path string, meta Meta, rows []Row, plots []string) error {
 	fmt.Fprintf(&b, "- Command: `%s`\n", meta.Command)
 	fmt.Fprintf(&b, "- Topology: generator namespace → device under test → 4 backbone namespaces, one-queue veths; the generator (XDP live frames, bench/traffic) on CPU 0, the forwarder and its receive NAPI thread on CPU 1; receivers are XDP programs on the backbones' ends counting sequence numbers and one-way latency.\n")
 	fmt.Fprintf(&b, "- Routes: %s\n", meta.Routes)
-	fmt.Fprintf(&b, "- Search: binary, %d halvings from 1.25× the rate delivered under overload; trials of %v; a trial passes with at most %.2g %% loss. Rates are what the generator achieved in the best passing trial.\n\n", meta.Steps, meta.Trial, meta.Loss*100)
+	fmt.Fprintf(&b, "- Search: the rate doubles from 25 kpps until a trial fails, then %d halvings between the best pass and the first failure; trials of %v; a trial passes with at most %.2g %% loss. Rates are what the generator achieved in the best passing trial. (Climbing from below matters: a user-space forwarder flooded beyond its rate livelocks and carries far less than its zero-loss rate, see the overload table.)\n\n", meta.Steps, meta.Trial, meta.Loss*100)
 	fmt.Fprintf(&b, "Forwarders: **pnap** (pnapd, AF_XDP, full FIB lookup, TTL and checksum, MAC rewrite); **kernel** (Linux forwarding with the same routes loaded); **afxdp-bounce** (Go AF_XDP port to port through pnap's ports, no lookup, MAC rewrite only: the ceiling of Go + AF_XDP here); **xdp-redirect** (native XDP redirect in the kernel, no lookup: the ceiling of the path).\n\n")
 
 	fmt.Fprintf(&b, "## Zero-loss throughput (frames/s) and pnap's ratio to each peer\n\n| family | frame | ")

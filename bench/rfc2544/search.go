@@ -31,35 +31,58 @@ func (t Trial) LossRatio() float64 {
 	return float64(t.Lost) / float64(t.Sent)
 }
 
-// Search finds the highest rate in (0, hi] whose trial loses at most
-// tolerance of its frames, by binary search over the asked rate in steps
-// halvings (RFC 2544 26.1). trial runs one trial at a rate. It returns the
-// best passing trial (zero if none passed) and every trial run.
+// Search finds the highest rate up to hi whose trial loses at most
+// tolerance of its frames (RFC 2544 26.1). It first doubles from start
+// until a trial fails (or hi passes), then halves the interval between the
+// best pass and the first failure for steps more trials. The rate carried
+// under overload is no upper bound: a forwarder that livelocks (a user-space
+// one whose receive work starves it) carries far less when flooded than at
+// its zero-loss rate, so the search climbs from below instead.
 //
-// The search is over the asked rate, the result is the rate achieved in the
-// best passing trial: a generator may fall short of what it was asked.
-func Search(hi float64, steps int, tolerance float64, trial func(rate float64) (Trial, error)) (best Trial, all []Trial, err error) {
-	lo := 0.0
-	rate := hi
-	for range steps {
+// It returns the best passing trial (zero if none passed) and every trial
+// run. The search is over the asked rate; the result is the rate achieved
+// in the best passing trial, since a generator may fall short of what it
+// was asked.
+func Search(start, hi float64, steps int, tolerance float64, trial func(rate float64) (Trial, error)) (best Trial, all []Trial, err error) {
+	run := func(rate float64) (bool, error) {
 		t, err := trial(rate)
 		if err != nil {
-			return best, all, err
+			return false, err
 		}
 		t.Asked = rate
 		all = append(all, t)
-		if t.LossRatio() <= tolerance {
-			if t.Offered > best.Offered {
-				best = t
-			}
-			lo = rate
-		} else {
-			hi = rate
+		ok := t.LossRatio() <= tolerance
+		if ok && t.Offered > best.Offered {
+			best = t
 		}
-		if lo == hi {
+		return ok, nil
+	}
+	lo, fail := 0.0, 0.0
+	for rate := min(start, hi); ; rate = min(2*rate, hi) {
+		ok, err := run(rate)
+		if err != nil {
+			return best, all, err
+		}
+		if !ok {
+			fail = rate
 			break
 		}
-		rate = (lo + hi) / 2
+		lo = rate
+		if rate == hi {
+			return best, all, nil
+		}
+	}
+	for range steps {
+		rate := (lo + fail) / 2
+		ok, err := run(rate)
+		if err != nil {
+			return best, all, err
+		}
+		if ok {
+			lo = rate
+		} else {
+			fail = rate
+		}
 	}
 	return best, all, nil
 }
