@@ -216,6 +216,9 @@ type evictable struct {
 // worse would undo every noise-driven move one hold-down later.
 func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 	p := ps.Prefix
+	if o.pinned(p) {
+		return
+	}
 	e, ok := o.fib.Route(p)
 	if !ok {
 		o.pending.Gone++
@@ -418,6 +421,10 @@ func (o *Optimizer) resolveCap(now time.Time) {
 func (o *Optimizer) reconcile(now time.Time) {
 	nowNs := now.UnixNano()
 	for p, st := range o.tracked {
+		if o.pinned(p) {
+			delete(o.tracked, p) // the operator's now; counted again after Unpin
+			continue
+		}
 		held := st.lastMove != 0 && nowNs-st.lastMove < int64(o.cfg.holdDown)
 		if st.seen == o.gen {
 			if !st.override && !held {

@@ -21,6 +21,8 @@ const (
 	CommitExceeded               // shed from a backbone running above its commit, to one at most CommitWinMs worse
 	ResetToDefault               // back to the default, unmeasured: its evacuation is over, or the override went stale
 	Displaced                    // back to the default to free an override slot for a larger win elsewhere
+	Pinned                       // an operator pinned the prefix to a backbone (the API)
+	Unpinned                     // an operator unpinned it: back to the default and to the optimizer
 	NumReasons
 )
 
@@ -32,6 +34,8 @@ var reasonNames = [NumReasons]string{
 	CommitExceeded: "commit-exceeded",
 	ResetToDefault: "reset-to-default",
 	Displaced:      "displaced",
+	Pinned:         "pinned",
+	Unpinned:       "unpinned",
 }
 
 func (r Reason) String() string {

@@ -182,6 +182,9 @@ type Optimizer struct {
 
 	overrides atomic.Int64
 
+	pinMu sync.Mutex
+	pins  map[netip.Prefix]Pin
+
 	mu       sync.Mutex // guards what readers outside Step see
 	events   eventRing
 	counters Counters
@@ -245,6 +248,7 @@ func New(cfg configs.Optimizer, backbones []configs.Backbone, f *fib.FIB, src So
 		cfg: s, opt: opt, fib: f, src: src, traffic: traffic,
 		bb:      bb,
 		tracked: map[netip.Prefix]pstate{},
+		pins:    map[netip.Prefix]Pin{},
 		rateBuf: make([]float64, opt.RateWindow),
 		snapIdx: map[netip.Prefix]int{},
 		events:  eventRing{buf: make([]Event, opt.Events)},
