@@ -475,6 +475,18 @@ func (f *FIB) reselect(id RouteID, s uint32, h HolderSet) uint32 {
 
 // defaultSelection: lowest preference, then shortest known AS path (unknown
 // ranks after any known length), then lowest BackboneID.
+// DefaultAmong is the backbone the FIB would select for route r by default
+// among the backbones in h: lowest preference, then shortest AS path, then
+// lowest ID. It says why a route is where it is (status API).
+func (f *FIB) DefaultAmong(r RouteID, h HolderSet) BackboneID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if int(r) >= len(f.state) || h == 0 {
+		return 0
+	}
+	return f.defaultSelection(r, h)
+}
+
 func (f *FIB) defaultSelection(id RouteID, h HolderSet) BackboneID {
 	best := -1
 	for m := uint32(h); m != 0; m &= m - 1 {

@@ -44,3 +44,24 @@ func TestSelectionsAndGeneration(t *testing.T) {
 		t.Fatalf("after withdrawing b's only route: %v", sel)
 	}
 }
+
+// DefaultAmong follows the default rule: preference, then AS path length.
+func TestDefaultAmong(t *testing.T) {
+	f, err := New([]Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 1}, {Name: "c", Preference: 0}}, Options{MaxRoutes: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := netip.MustParsePrefix("192.0.2.0/24")
+	for b, l := range []int{5, 3, 9} {
+		if err := f.Add(BackboneID(b), p, l); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e, _ := f.Route(p)
+	if got := f.DefaultAmong(e.Route, e.Holders); got != 2 {
+		t.Fatalf("default among all: %d, want c (lowest preference)", got)
+	}
+	if got := f.DefaultAmong(e.Route, e.Holders&^(1<<2)); got != 1 {
+		t.Fatalf("default among a and b: %d, want b (shorter path)", got)
+	}
+}

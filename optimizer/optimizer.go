@@ -366,3 +366,27 @@ func (o *Optimizer) Backbones() []BackboneStatus {
 	defer o.mu.Unlock()
 	return append([]BackboneStatus(nil), o.status...)
 }
+
+// SetBackbones applies new backbone parameters (cost, commit, capacity;
+// matched by name) from a reloaded configuration. It takes effect from the
+// next Step.
+func (o *Optimizer) SetBackbones(backbones []configs.Backbone) error {
+	type params struct{ cost, commit, capacity float64 }
+	next := make(map[fib.BackboneID]params, len(backbones))
+	for _, c := range backbones {
+		id, ok := o.fib.BackboneID(c.Name)
+		if !ok {
+			return fmt.Errorf("optimizer: backbone %q is not in the FIB", c.Name)
+		}
+		if c.Cost < 0 || c.CommitMbps < 0 || c.CapacityMbps < 0 {
+			return fmt.Errorf("optimizer: backbone %q: cost, commit_mbps and capacity_mbps must not be negative", c.Name)
+		}
+		next[id] = params{c.Cost, c.CommitMbps * 1e6, c.CapacityMbps * 1e6}
+	}
+	o.stepMu.Lock()
+	defer o.stepMu.Unlock()
+	for id, p := range next {
+		o.bb[id].cost, o.bb[id].commitBps, o.bb[id].capacityBps = p.cost, p.commit, p.capacity
+	}
+	return nil
+}

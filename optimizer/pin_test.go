@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/probes"
 )
 
@@ -68,5 +69,27 @@ func TestPinRefusesNonHolder(t *testing.T) {
 	}
 	if len(r.o.Pins()) != 0 {
 		t.Fatal("a refused pin was kept")
+	}
+}
+
+// A reloaded cost changes the next decision: b's 10 ms win over a
+// disappears under a 20 ms cost.
+func TestSetBackbonesAppliesCost(t *testing.T) {
+	r := newRig(t, 1, testConfig(), nil, Options{})
+	p := pfx(0)
+	r.src.set(p, bbA, 30, 0, 50)
+	r.src.set(p, bbB, 10, 0, 50)
+	if err := r.o.SetBackbones([]configs.Backbone{{Name: "b", Cost: 25}}); err != nil {
+		t.Fatal(err)
+	}
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	if err := r.o.SetBackbones([]configs.Backbone{{Name: "b", Cost: 0}}); err != nil {
+		t.Fatal(err)
+	}
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	if err := r.o.SetBackbones([]configs.Backbone{{Name: "nope"}}); err == nil {
+		t.Fatal("an unknown backbone was accepted")
 	}
 }
