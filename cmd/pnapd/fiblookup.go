@@ -22,7 +22,10 @@ func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
 func cmdFIB(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const synopsis = "pnapd fib lookup (--routes FILE [--routes FILE ...] | -c CONFIG) [--backbone] < addresses"
+	const synopsis = "pnapd fib lookup (--routes FILE [--routes FILE ...] | -c CONFIG) [--backbone] < addresses\n       pnapd fib show [-c FILE | --api ADDR] ADDRESS"
+	if len(args) > 0 && args[0] == "show" {
+		return cmdFIBShow(args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "lookup" {
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
 			fmt.Fprintf(stdout, "Usage: %s\n", synopsis)

@@ -19,7 +19,15 @@ Usage:
   pnapd run -c FILE                  run the daemon
   pnapd check -c FILE                validate a configuration and load its routes
   pnapd fib lookup --routes FILE...  longest-prefix match for addresses on stdin
+  pnapd status                       ports, backbones, FIB of a running pnapd
+  pnapd fib show ADDRESS             which backbone carries ADDRESS, and why
+  pnapd decisions [-n N]             the optimizer's latest decisions
+  pnapd pin PREFIX BACKBONE          send PREFIX over BACKBONE until unpinned
+  pnapd unpin PREFIX                 hand PREFIX back to the optimizer
   pnapd version                      print the version
+
+The client commands (status, fib show, decisions, pin, unpin) reach pnapd's
+status API as [api] in -c FILE (default /etc/pnapd/pnapd.toml) says, or at --api.
 
 Run 'pnapd COMMAND --help' for a command's flags.
 `
@@ -44,6 +52,14 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdCheck(args[1:], stdout, stderr)
 	case "fib":
 		err = cmdFIB(args[1:], stdin, stdout, stderr)
+	case "status":
+		err = cmdStatus(args[1:], stdout, stderr)
+	case "decisions":
+		err = cmdDecisions(args[1:], stdout, stderr)
+	case "pin":
+		err = cmdPin(args[1:], stdout, stderr)
+	case "unpin":
+		err = cmdUnpin(args[1:], stdout, stderr)
 	case "version":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

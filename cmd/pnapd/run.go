@@ -1,9 +1,15 @@
 package main
 
 import (
+	"net/http"
+
 	"context"
 	"errors"
 	"fmt"
+	"github.com/pnap-project/pnap/optimizer"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"io"
 	"log/slog"
 	"net/netip"
@@ -34,6 +40,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	// still releases what was attached and restores sysfs.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP) // before anything slow: an early SIGHUP must not kill pnapd
+	defer signal.Stop(hup)
 	defer signal.Stop(sig)
 	d, err := buildDataPlane(cfg, f, log)
 	if err != nil {
@@ -78,7 +87,28 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		wg.Wait()
 		return err
 	}
-	_ = ctl
+	dm := &daemon{cfg: cfg, fib: f, d: d, ctl: ctl, start: start, pins: map[netip.Prefix]optimizer.Pin{}}
+	if cfg.API.Listen != "" {
+		l, err := listenAPI(cfg.API)
+		if err != nil {
+			close(stop)
+			cancel()
+			wg.Wait()
+			return err
+		}
+		var metrics http.Handler
+		if cfg.API.Metrics {
+			reg := prometheus.NewRegistry()
+			reg.MustRegister(collector{dm}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+			metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			serveAPI(ctx, l, dm.handler(metrics), log)
+		}()
+		log.Info("status API", "listen", cfg.API.Listen, "metrics", cfg.API.Metrics, "token", cfg.API.Token != "")
+	}
 	slowDone := make(chan struct{})
 	go func() { d.slow.Run(d.slowIn); close(slowDone) }()
 	for i, l := range d.loops {
@@ -92,11 +122,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("forwarding", "workers", len(d.loops), "ports", len(d.plane.Ports))
 
-	select {
-	case s := <-sig:
-		log.Info("stopping", "signal", s.String())
-	case err = <-errc:
-		log.Error("stopping", "error", err)
+wait:
+	for {
+		select {
+		case s := <-sig:
+			log.Info("stopping", "signal", s.String())
+			break wait
+		case err = <-errc:
+			log.Error("stopping", "error", err)
+			break wait
+		case <-hup:
+			dm.reload(path, log)
+		}
 	}
 	close(stop)
 	cancel()

@@ -31,7 +31,9 @@ func TestMain(m *testing.M) {
 
 type runLab struct {
 	cust, pnap, bbA, west *lab.NS
+	bbB, bbC              *lab.NS
 	cl, pc0, pb0, al, wl  *lab.Link
+	bl, dl                *lab.Link // bb-b's and bb-c's far ends
 	config                string
 }
 
@@ -42,6 +44,7 @@ func newRunLab(t *testing.T) *runLab {
 	lab.RequireRoot(t)
 	x := &runLab{cust: lab.NewNS(t, "rc"), pnap: lab.NewNS(t, "rp"), bbA: lab.NewNS(t, "ra")}
 	bbB, bbC := lab.NewNS(t, "rb"), lab.NewNS(t, "rd")
+	x.bbB, x.bbC = bbB, bbC
 	x.west = lab.NewNS(t, "rw")
 	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "pnap-c0", lab.VethOpts{})
 	wl, pc1 := lab.Connect(t, x.west, "c", x.pnap, "pnap-c1", lab.VethOpts{})
@@ -58,6 +61,7 @@ func newRunLab(t *testing.T) *runLab {
 		pnap, far *lab.Link
 		n         int
 	}{{x.pb0, x.al, 100}, {pb1, bl, 101}, {pb2, dl, 102}} {
+		x.bl, x.dl = bl, dl
 		l.pnap.AddAddr(t, fmt.Sprintf("198.18.%d.2/24", l.n))
 		l.far.AddAddr(t, fmt.Sprintf("198.18.%d.1/24", l.n))
 		l.pnap.AddAddr(t, fmt.Sprintf("2001:2:0:%d::2/64", l.n))
