@@ -57,6 +57,8 @@ type Row struct {
 	// OverloadPPS is what arrived with the generator unpaced: the forwarder's
 	// rate under overload, and the search's upper bound.
 	OverloadPPS float64 `json:"overload_pps"`
+	// Retried counts trials run a second time after a small loss.
+	Retried int `json:"retried_trials"`
 }
 
 func (o *Options) fill() {
@@ -153,6 +155,9 @@ func sizeName(r Row) string {
 // searchStart is the search's first rate; it doubles from there.
 const searchStart = 25_000
 
+// retryBelow: a failed trial that lost less than this share runs again.
+const retryBelow = 0.02
+
 // measure runs the search for one forwarder, family and size.
 func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver, fwd string, fam, size int, dests []netip.Addr) Row {
 	tb.Helper()
@@ -219,7 +224,22 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 	if row.OverloadPPS <= 0 {
 		tb.Fatalf("%s %s %d B: nothing got through under overload", fwd, row.Family, row.FrameBytes)
 	}
-	best, all, err := Search(searchStart, over.Offered, opt.Steps, opt.Tolerance, func(rate float64) (Trial, error) { return trial(rate, opt.Trial) })
+	// A failed trial with little loss runs once more: this VM stalls its
+	// vCPUs for 1-5 ms several times a second (bench/emu measured it with
+	// a SCHED_FIFO canary), and one stall overflows the 256-frame veth
+	// rings at any rate, whoever forwards. Heavy loss is not retried.
+	best, all, err := Search(searchStart, over.Offered, opt.Steps, opt.Tolerance, func(rate float64) (Trial, error) {
+		t, err := trial(rate, opt.Trial)
+		if err != nil || t.LossRatio() <= opt.Tolerance || t.LossRatio() > retryBelow {
+			return t, err
+		}
+		row.Retried++
+		again, err := trial(rate, opt.Trial)
+		if err == nil && again.LossRatio() < t.LossRatio() {
+			t = again
+		}
+		return t, err
+	})
 	if err != nil {
 		tb.Fatal(err)
 	}
