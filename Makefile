@@ -5,9 +5,10 @@ BIN       ?= bin
 # Packages whose tests exercise memory shared between goroutines run under
 # the race detector; the rest run plainly.
 RACE_PKGS  = ./fib/ ./forwarder/ ./probes/ ./optimizer/
-# The benchmark harness's smoke run measures forwarding: it runs alone,
-# after the rest, so that other packages' tests do not share its CPUs.
-SOLO_PKGS  = ./bench/rfc2544/
+# Packages whose tests measure timing (the benchmark harness's smoke run,
+# the emulator's accuracy, the generator's pacing) run alone, one at a time, after the rest, so that other
+# packages' tests do not share their two CPUs.
+SOLO_PKGS  = ./bench/rfc2544/ ./bench/emu/ ./bench/traffic/
 PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
 BENCHTIME ?= 1s
 
@@ -27,7 +28,7 @@ lint:
 test: lint
 	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 $(PLAIN_PKGS)
-	$(GO) test -count=1 $(SOLO_PKGS)
+	$(GO) test -count=1 -p 1 $(SOLO_PKGS)
 
 # FIB benchmarks side by side with gaissmai/bart on the shared full tables;
 # ends with one table of ratios.

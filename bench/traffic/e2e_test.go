@@ -97,8 +97,8 @@ func TestPaced(t *testing.T) {
 				if want := rate * (sent.Took - sent.Stalled).Seconds(); float64(sent.Packets) < 0.99*want-2 || float64(sent.Packets) > 1.01*want+2 {
 					t.Errorf("sent %d frames in %v (%v stalled), want %.0f", sent.Packets, sent.Took, sent.Stalled, want)
 				}
-				if sent.Took < d*9/10 || sent.Took > d {
-					t.Errorf("sending took %v, asked %v", sent.Took, d)
+				if sent.Took > d || sent.Took < d*9/10 && sent.Stalled < d*3/100 {
+					t.Errorf("sending took %v (%v stalled), asked %v", sent.Took, sent.Stalled, d)
 				}
 				r := sent.Rate()
 				if r > 1.01*rate {
@@ -133,8 +133,11 @@ func TestUnpaced(t *testing.T) {
 			if sent.Rate() < 1e6 {
 				t.Errorf("unpaced rate %.0f pps, want > 1 Mpps", sent.Rate())
 			}
-			if st.Received() != sent.Packets || st.Duplicates != 0 || st.Reordered != 0 {
-				t.Errorf("sent %d, received %+v", sent.Packets, st)
+			// The peer's ring (256 frames) overflows when another process
+			// takes the CPU from its softirq for a moment: a little loss is
+			// the machine's, more is a bug.
+			if lost := sent.Packets - st.Received(); float64(lost) > 0.01*float64(sent.Packets) || st.Received() > sent.Packets || st.Duplicates != 0 || st.Reordered != 0 {
+				t.Errorf("sent %d, received %d (duplicates %d, reordered %d)", sent.Packets, st.Received(), st.Duplicates, st.Reordered)
 			}
 		})
 	}
