@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pnap-project/pnap/bench/emu"
 	"github.com/pnap-project/pnap/bench/lab"
 )
 
@@ -15,6 +16,10 @@ import (
 type Options struct {
 	// Backbones is the number of backbone ports and namespaces; default 4.
 	Backbones int
+	// Emulated puts a backbone emulator (bench/emu) on each backbone's
+	// path: DUT port → emulator namespace → backbone namespace. It starts
+	// with no delay and no loss; Backbone.Emu.Set changes that.
+	Emulated bool
 }
 
 // Backbone is one backbone: the DUT's port, the link at the far end and
@@ -25,6 +30,9 @@ type Backbone struct {
 	// Port is the DUT's interface toward the backbone ("pnap-bbN");
 	// Far is the backbone namespace's end, which holds the gateway addresses.
 	Port, Far          *lab.Link
+	// Emu is the emulator on the path, with Options.Emulated; "ab" is the
+	// DUT-to-backbone direction.
+	Emu *emu.Emulator
 	Addr4, Addr6       netip.Prefix // the DUT's addresses on Port
 	Gateway4, Gateway6 netip.Addr   // on Far
 }
@@ -71,9 +79,19 @@ func Build(tb testing.TB, opt Options) *Topology {
 	t.Source.AddRoute(tb, "::/0", t.CustomerAddr6.Addr().String())
 	for i := range opt.Backbones {
 		ns := lab.NewNS(tb, fmt.Sprintf("bb%d", i))
-		port, far := lab.Connect(tb, t.DUT, fmt.Sprintf("pnap-bb%d", i), ns, "b", lab.VethOpts{})
+		var port, far *lab.Link
+		var em *emu.Emulator
+		if opt.Emulated {
+			ens := lab.NewNS(tb, fmt.Sprintf("em%d", i))
+			var in, out *lab.Link
+			port, in = lab.Connect(tb, t.DUT, fmt.Sprintf("pnap-bb%d", i), ens, "i", lab.VethOpts{})
+			out, far = lab.Connect(tb, ens, "o", ns, "b", lab.VethOpts{})
+			em = emu.New(tb, ens, in, out, emu.Params{}, emu.Params{})
+		} else {
+			port, far = lab.Connect(tb, t.DUT, fmt.Sprintf("pnap-bb%d", i), ns, "b", lab.VethOpts{})
+		}
 		b := Backbone{
-			Name: fmt.Sprintf("bb-%d", i), NS: ns, Port: port, Far: far,
+			Name: fmt.Sprintf("bb-%d", i), NS: ns, Port: port, Far: far, Emu: em,
 			Addr4:    netip.MustParsePrefix(fmt.Sprintf("198.18.%d.2/24", 100+i)),
 			Addr6:    netip.MustParsePrefix(fmt.Sprintf("2001:2:0:%d::2/64", 100+i)),
 			Gateway4: netip.MustParseAddr(fmt.Sprintf("198.18.%d.1", 100+i)),

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pnap-project/pnap/bench/emu"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/fib/routes"
 	"github.com/pnap-project/pnap/internal/shareddata"
@@ -99,5 +100,39 @@ func TestKernelRouteErrorNamesRoute(t *testing.T) {
 	got, err := x.DUT.Handle().RouteGet(netip.MustParseAddr("2001:db8::1").AsSlice())
 	if err != nil || len(got) != 1 || !got[0].Gw.Equal(bb.Gateway6.AsSlice()) {
 		t.Fatalf("IPv6 route after the error: %+v, %v", got, err)
+	}
+}
+
+// An emulated backbone delays what crosses it: a datagram from the source
+// through Linux forwarding reaches the backbone only after the delay, and
+// ARP resolves through the emulator.
+func TestEmulatedBackbone(t *testing.T) {
+	lab.RequireRoot(t)
+	x := Build(t, Options{Backbones: 1, Emulated: true})
+	bb := x.Backbones[0]
+	x.DUT.Sysctl(t, "net/ipv4/ip_forward", "1")
+	x.DUT.AddRoute(t, "203.0.113.0/24", bb.Gateway4.String())
+	c := bb.Far.Capture(t)
+	payload := []byte("through-the-emulator")
+	send := func() time.Duration {
+		start := time.Now()
+		deadline := start.Add(3 * time.Second)
+		for time.Now().Before(deadline) {
+			if err := x.Source.SendUDP(netip.AddrPortFrom(x.Host4.Addr(), 40000), netip.MustParseAddrPort("203.0.113.9:9"), payload); err != nil {
+				t.Fatal(err)
+			}
+			if f, err := c.NextMatch(300*time.Millisecond, func(f []byte) bool { return bytes.Contains(f, payload) }); err == nil && f != nil {
+				return time.Since(start)
+			}
+		}
+		t.Fatal("nothing crossed the emulator")
+		return 0
+	}
+	send() // resolves the gateway through the emulator
+	if err := bb.Emu.Set(emu.Params{Delay: 80 * time.Millisecond}, emu.Params{}); err != nil {
+		t.Fatal(err)
+	}
+	if took := send(); took < 80*time.Millisecond || took > 250*time.Millisecond {
+		t.Fatalf("with 80 ms of delay the datagram took %v", took)
 	}
 }
