@@ -82,7 +82,15 @@ func (x *runLab) startPnapd(t *testing.T) (*exec.Cmd, *bytes.Buffer, <-chan stru
 // enter: NS.Do, or NS.DoSysfs when pnapd needs the namespace's own sysfs.
 func (x *runLab) startPnapdIn(t *testing.T, enter func(func() error) error) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "run", "-c", x.config)
+	return startPnapdWith(t, x.config, enter)
+}
+
+// startPnapdWith runs this test binary as pnapd with config, started by
+// enter (a namespace's Do), and waits until it forwards. It is killed when
+// the test ends.
+func startPnapdWith(t *testing.T, config string, enter func(func() error) error) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "run", "-c", config)
 	cmd.Env = append(os.Environ(), "PNAPD_TEST_AS_MAIN=1")
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
