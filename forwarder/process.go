@@ -112,17 +112,14 @@ func (w *Worker) Process(in uint8, frames [][]byte, out []Decision) {
 	c := &w.counters[in]
 	var rxBytes uint64
 	var drops [numReasons]uint64
-	var now int64
-	if w.sampler != nil {
-		now = SampleClock()
+	if s := w.sampler; s != nil {
+		s.in, s.inbound, s.now = in, w.plane.Ports[in].Role == RoleBackbone, SampleClock()
 	}
 	for k := 0; k < len(frames); k += chunk {
 		fs := frames[k:min(k+chunk, len(frames))]
 		ds := out[k : k+len(fs)]
 		w.decide(&view, in, fs, ds)
-		if w.sampler != nil {
-			w.sampleChunk(in, fs, ds, now)
-		}
+
 		for i, d := range ds {
 			rxBytes += uint64(len(fs[i]))
 			if d.Action != ActForward {
@@ -411,6 +408,14 @@ func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
 	eth := f[d.Skip:]
 	copy(eth[0:6], mac[:])
 	copy(eth[6:12], w.plane.Ports[d.Port].MAC[:])
+	if s := w.sampler; s != nil && (d.ToBackbone || s.inbound) {
+		if d.ToBackbone {
+			s.count++
+		}
+		if s.count >= s.every || worthSampling(f, l3) {
+			w.sampleOne(f, d)
+		}
+	}
 }
 
 func drop(r Reason) Decision { return Decision{Action: ActDrop, Reason: r} }

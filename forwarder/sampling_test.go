@@ -134,7 +134,10 @@ func TestSamplingTrafficAndFullRing(t *testing.T) {
 		t.Fatalf("traffic sample %+v", s)
 	}
 	for range 30 {
-		process(t, w, 0, udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{}))
+		// A full ring costs the sample, never the packet.
+		if d := process(t, w, 0, udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{})); d.Action != ActForward {
+			t.Fatalf("with the sample ring full a packet was not forwarded: %+v", d)
+		}
 	}
 	if n := len(readAll(ring)); n != 4 || ring.Dropped() != 6 {
 		t.Fatalf("full ring: read %d, dropped %d; want 4 and 6", n, ring.Dropped())
