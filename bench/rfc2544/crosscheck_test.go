@@ -35,7 +35,7 @@ func BenchmarkGeneratorCrossCheck(b *testing.B) {
 	}
 	dir := b.TempDir()
 	files := []string{shareddata.File(b, shareddata.IPv4Full)}
-	pnapd := BuildPnapd(b, dir)
+	pnapd := topo.BuildPnapd(b, dir)
 	for _, fwd := range []string{Pnap, Kernel} {
 		x := topo.Build(b, topo.Options{Backbones: 4})
 		s := &setup{x: x, pnapd: pnapd, routeFiles: files, routes: loadPrefixes(b, files)}

@@ -7,9 +7,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -308,18 +305,6 @@ func randomIn(p netip.Prefix, rng *rand.Rand) netip.Addr {
 	}
 	a, _ := netip.AddrFromSlice(b)
 	return a
-}
-
-// BuildPnapd builds cmd/pnapd into dir and returns its path.
-func BuildPnapd(tb testing.TB, dir string) string {
-	tb.Helper()
-	bin := filepath.Join(dir, "pnapd")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/pnap-project/pnap/cmd/pnapd")
-	cmd.Stderr = os.Stderr
-	if err := cmd.Run(); err != nil {
-		tb.Fatalf("building pnapd: %v", err)
-	}
-	return bin
 }
 
 // imixMeanBytes is the mean frame size of the generator's IMIX for fam.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/topo"
 	"github.com/pnap-project/pnap/internal/shareddata"
 )
 
@@ -40,7 +41,7 @@ func TestQuick(t *testing.T) {
 	start := time.Now()
 	opt := Options{
 		Families: []int{4, 6}, Sizes: []int{64}, Trial: 150 * time.Millisecond, Steps: 2,
-		Tolerance: 0.02, RouteFiles: files, Pnapd: BuildPnapd(t, dir), Dests: 1024,
+		Tolerance: 0.02, RouteFiles: files, Pnapd: topo.BuildPnapd(t, dir), Dests: 1024,
 		Progress: testWriter{t},
 	}
 	rows := Run(t, opt)
@@ -112,7 +113,7 @@ func BenchmarkRFC2544(b *testing.B) {
 	opt := Options{
 		Trial: *trialLen, Steps: *steps, Tolerance: *tolerance,
 		RouteFiles: []string{shareddata.File(b, shareddata.IPv4Full), shareddata.File(b, shareddata.IPv6Full)},
-		Pnapd:      BuildPnapd(b, b.TempDir()), Progress: os.Stderr,
+		Pnapd:      topo.BuildPnapd(b, b.TempDir()), Progress: os.Stderr,
 	}
 	if *only != "" {
 		opt.Forwarders = strings.Split(*only, ",")

@@ -29,10 +29,10 @@ type Backbone struct {
 	NS   *lab.NS
 	// Port is the DUT's interface toward the backbone ("pnap-bbN");
 	// Far is the backbone namespace's end, which holds the gateway addresses.
-	Port, Far          *lab.Link
+	Port, Far *lab.Link
 	// Emu is the emulator on the path, with Options.Emulated; "ab" is the
 	// DUT-to-backbone direction.
-	Emu *emu.Emulator
+	Emu                *emu.Emulator
 	Addr4, Addr6       netip.Prefix // the DUT's addresses on Port
 	Gateway4, Gateway6 netip.Addr   // on Far
 }
