@@ -120,6 +120,11 @@ type Probes struct {
 	SampleRing      int        // sample_ring: samples kept; default 4096, power of two
 	FlowTable       int        // flow_table: flows tracked for passive RTT; default 65536
 	TCPTSRateLimit  Duration   // tcp_ts_rate_limit: minimum gap between TCP timestamp samples of a flow; default 100ms
+	// Window is how much history the measurements cover: a backbone's RTT
+	// and loss for a prefix are those of the last Window/2 to Window, so a
+	// shorter window reacts sooner to a change and a longer one is steadier.
+	// window: default 30s.
+	Window Duration
 }
 
 // Optimizer is [optimizer]: choosing a backbone per prefix from measurements.

@@ -327,6 +327,7 @@ func (d *decoder) probes(t *table) Probes {
 		SampleRing:      4096,
 		FlowTable:       65536,
 		TCPTSRateLimit:  Duration(100 * time.Millisecond),
+		Window:          Duration(30 * time.Second),
 	}
 	t.bool("enabled", &p.Enabled)
 	t.int("top_prefixes", &p.TopPrefixes, 1, 1_000_000)
@@ -349,6 +350,7 @@ func (d *decoder) probes(t *table) Probes {
 	t.powerOfTwo("sample_ring", &p.SampleRing, 16, 1<<24)
 	t.int("flow_table", &p.FlowTable, 1, 1<<24)
 	t.duration("tcp_ts_rate_limit", &p.TCPTSRateLimit)
+	t.duration("window", &p.Window)
 	return p
 }
 

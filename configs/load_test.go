@@ -123,7 +123,7 @@ gateway_v6 = "2001:db8::1"
 			Enabled: true, TopPrefixes: 1000,
 			Interval: Duration(10 * time.Second), Timeout: Duration(2 * time.Second),
 			RatePerBackbone: 100, TCPPorts: []int{443, 80}, SampleRing: 4096, FlowTable: 65536,
-			TCPTSRateLimit: Duration(100 * time.Millisecond),
+			TCPTSRateLimit: Duration(100 * time.Millisecond), Window: Duration(30 * time.Second),
 		},
 		Optimizer: Optimizer{
 			Enabled: true, Interval: Duration(time.Second), Statistic: StatisticP50,

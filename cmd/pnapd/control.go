@@ -35,7 +35,8 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 	}
 	c.probes = probes.New(cfg.Probes, f, d.rings, dp,
 		probes.WithClock(forwarder.SampleClock),
-		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}))
+		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}),
+		probes.WithStore(probes.StoreOptions{Window: cfg.Probes.Window.Duration()}))
 	for _, l := range d.loops {
 		l.ProbeReply = func(frame []byte, at int64) { c.probes.OfferReply(frame, at) }
 	}
