@@ -1,0 +1,308 @@
+//go:build linux
+
+package demo
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/emu"
+	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/topo"
+)
+
+// Options shape a Lab.
+type Options struct {
+	Prefixes   int      // destination prefixes served behind every backbone (each family)
+	RouteFiles []string // full tables every backbone also holds (none: only the served prefixes)
+	Delays     []time.Duration
+	Pnapd      string // the pnapd binary
+	// Optimizer settings written to pnapd's configuration.
+	Window, ProbeInterval, OptimizerInterval, HoldDown time.Duration
+}
+
+// Lab is the demo's network with pnapd running.
+type Lab struct {
+	X        *topo.Topology
+	Internet *lab.NS // the servers
+	Opt      Options
+	api      *http.Client
+	logs     *syncBuffer
+	Dests    []netip.Addr // one host per served prefix, IPv4 then IPv6
+	Prefix   []netip.Prefix
+	Backbone []string // names
+}
+
+const echoPort = 5001
+
+// served is host k of the prefixes behind every backbone.
+func served(k int, v6 bool) (netip.Addr, netip.Prefix) {
+	if v6 {
+		a := netip.MustParseAddr(fmt.Sprintf("2001:2:0:f0%02x::1", k))
+		return a, netip.PrefixFrom(a, 64).Masked()
+	}
+	a := netip.MustParseAddr(fmt.Sprintf("198.19.%d.1", k))
+	return a, netip.PrefixFrom(a, 24).Masked()
+}
+
+// Build makes the lab and starts pnapd in it; everything goes with tb.
+func Build(tb testing.TB, opt Options) *Lab {
+	tb.Helper()
+	x := topo.Build(tb, topo.Options{Backbones: len(opt.Delays), Emulated: true})
+	l := &Lab{X: x, Opt: opt, logs: &syncBuffer{}}
+	for _, v6 := range []bool{false, true} {
+		for k := range opt.Prefixes {
+			a, p := served(k, v6)
+			l.Dests, l.Prefix = append(l.Dests, a), append(l.Prefix, p)
+		}
+	}
+	// One "Internet" behind all the backbones: the same servers whichever
+	// way a flow goes, so a re-steered TCP connection carries on. Its
+	// answers return through backbone 0 (the emulators delay and drop only
+	// on the way out, so the way back costs nothing either way).
+	l.Internet = lab.NewNS(tb, "inet")
+	lo := loopback(tb, l.Internet)
+	for _, a := range l.Dests {
+		lo.AddAddr(tb, netip.PrefixFrom(a, a.BitLen()).String())
+	}
+	echoServers(tb, l.Internet)
+	for i, bb := range x.Backbones {
+		l.Backbone = append(l.Backbone, bb.Name)
+		near, far := lab.Connect(tb, bb.NS, "n", l.Internet, fmt.Sprintf("i%d", i), lab.VethOpts{})
+		near.AddAddr(tb, fmt.Sprintf("198.18.%d.1/24", 110+i))
+		near.AddAddr(tb, fmt.Sprintf("2001:2:0:%d::1/64", 110+i))
+		far.AddAddr(tb, fmt.Sprintf("198.18.%d.2/24", 110+i))
+		far.AddAddr(tb, fmt.Sprintf("2001:2:0:%d::2/64", 110+i))
+		bb.NS.Sysctl(tb, "net/ipv4/ip_forward", "1")
+		bb.NS.Sysctl(tb, "net/ipv6/conf/all/forwarding", "1")
+		bb.NS.AddRoute(tb, "198.19.0.0/16", fmt.Sprintf("198.18.%d.2", 110+i))
+		bb.NS.AddRoute(tb, "2001:2:0:f000::/52", fmt.Sprintf("2001:2:0:%d::2", 110+i))
+		if i == 0 {
+			l.Internet.AddRoute(tb, "0.0.0.0/0", "198.18.110.1")
+			l.Internet.AddRoute(tb, "::/0", "2001:2:0:110::1")
+		}
+		if err := bb.Emu.Set(emu.Params{Delay: opt.Delays[i]}, emu.Params{}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	dir := tb.TempDir()
+	os.Chmod(dir, 0o755)
+	sock := filepath.Join(dir, "api.sock")
+	conf := filepath.Join(dir, "pnapd.toml")
+	if err := os.WriteFile(conf, []byte(l.config(sock)), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	l.api = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+	l.startPnapd(tb, conf)
+	return l
+}
+
+func (l *Lab) config(sock string) string {
+	x, o := l.X, l.Opt
+	var b strings.Builder
+	fmt.Fprintf(&b, "[forwarder]\nqueues = 1\nxdp_mode = \"native\"\n\n[[customer]]\nname = \"customer\"\ninterface = %q\naddress_v4 = %q\naddress_v6 = %q\n",
+		x.Customer.Name, x.CustomerAddr4, x.CustomerAddr6)
+	var static []string
+	for _, p := range l.Prefix {
+		static = append(static, fmt.Sprintf("%q", p))
+	}
+	for i, bb := range x.Backbones {
+		fmt.Fprintf(&b, "\n[[backbone]]\nname = %q\ninterface = %q\ngateway_v4 = %q\ngateway_v6 = %q\npreference = %d\nstatic = [%s]\n",
+			bb.Name, bb.Port.Name, bb.Gateway4, bb.Gateway6, 100+10*i, strings.Join(static, ", "))
+		for _, f := range o.RouteFiles {
+			fmt.Fprintf(&b, "\n  [[backbone.route_file]]\n  path = %q\n", f)
+		}
+	}
+	fmt.Fprintf(&b, "\n[probes]\ntop_prefixes = %d\ninterval = %q\ntimeout = \"%dms\"\nrate_per_backbone = 2000\nsource_v4 = \"198.18.0.200\"\nsource_v6 = \"2001:2:0:1::200\"\ntcp_ports = [%d]\nwindow = %q\n",
+		4*o.Prefixes, o.ProbeInterval.String(), min(400, o.ProbeInterval.Milliseconds()*8/10), echoPort, o.Window.String())
+	fmt.Fprintf(&b, "\n[optimizer]\ninterval = %q\nhold_down = %q\nmin_samples = 4\nmin_improvement_ms = 5\nmin_improvement_pct = 10\nfailure_hold = \"10s\"\n",
+		o.OptimizerInterval.String(), o.HoldDown.String())
+	fmt.Fprintf(&b, "\n[api]\nlisten = \"unix:%s\"\n", sock)
+	return b.String()
+}
+
+// startPnapd runs pnapd in the DUT namespace until tb ends (or Ctrl-C).
+func (l *Lab) startPnapd(tb testing.TB, conf string) {
+	cmd := exec.Command(l.Opt.Pnapd, "run", "-c", conf)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	ready := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			l.logs.WriteString(sc.Text() + "\n")
+			if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
+				ready <- true
+				sent = true
+			}
+		}
+		if !sent {
+			ready <- false
+		}
+	}()
+	if err := l.X.DUT.Do(cmd.Start); err != nil {
+		tb.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); pw.Close(); close(exited) }()
+	stop := func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-exited
+		}
+	}
+	lab.OnInterrupt(tb, stop)
+	tb.Cleanup(stop)
+	select {
+	case ok := <-ready:
+		if !ok {
+			tb.Fatalf("pnapd exited before forwarding:\n%s", l.logs)
+		}
+	case <-time.After(60 * time.Second):
+		tb.Fatalf("pnapd did not start forwarding within 60 s:\n%s", l.logs)
+	}
+}
+
+// Logs is what pnapd logged so far.
+func (l *Lab) Logs() string { return l.logs.String() }
+
+// get fetches a JSON document from pnapd's status API.
+func (l *Lab) get(path string, out any) error {
+	resp, err := l.api.Get("http://pnapd" + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// Selection is which backbone carries each served prefix now, from
+// pnapd's FIB (fib show for one host per prefix).
+func (l *Lab) Selection() (map[netip.Prefix]string, error) {
+	out := map[netip.Prefix]string{}
+	for i, a := range l.Dests {
+		var j struct{ Backbone string }
+		if err := l.get("/v1/fib?addr="+a.String(), &j); err != nil {
+			return nil, err
+		}
+		out[l.Prefix[i]] = j.Backbone
+	}
+	return out, nil
+}
+
+// BackboneRTT is pnapd's measured median RTT per backbone, in ms (0: none).
+func (l *Lab) BackboneRTT() (map[string]float64, error) {
+	var bbs []struct {
+		Name string   `json:"name"`
+		RTT  *float64 `json:"median_rtt_ms"`
+	}
+	if err := l.get("/v1/backbones", &bbs); err != nil {
+		return nil, err
+	}
+	out := map[string]float64{}
+	for _, b := range bbs {
+		if b.RTT != nil {
+			out[b.Name] = *b.RTT
+		}
+	}
+	return out, nil
+}
+
+// Decisions counts the optimizer's selection changes so far.
+func (l *Lab) Decisions() (int, error) {
+	var ds []json.RawMessage
+	err := l.get("/v1/decisions?limit=10000", &ds)
+	return len(ds), err
+}
+
+// loopback is ns's lo as a lab.Link, to put host addresses on.
+func loopback(tb testing.TB, ns *lab.NS) *lab.Link {
+	tb.Helper()
+	l, err := ns.Handle().LinkByName("lo")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return &lab.Link{NS: ns, Name: "lo", Index: l.Attrs().Index}
+}
+
+// echoServers runs, in ns, a TCP echo server and a UDP echo server on
+// echoPort, both families, for every address of the namespace.
+func echoServers(tb testing.TB, ns *lab.NS) {
+	tb.Helper()
+	var tl net.Listener
+	var ul net.PacketConn
+	err := ns.Do(func() error {
+		var err error
+		if tl, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", echoPort)); err != nil {
+			return err
+		}
+		ul, err = net.ListenPacket("udp", fmt.Sprintf("[::]:%d", echoPort))
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { tl.Close(); ul.Close() })
+	go func() {
+		for {
+			c, err := tl.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }()
+		}
+	}()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := ul.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			ul.WriteTo(buf[:n], from)
+		}
+	}()
+}
+
+// syncBuffer is a strings.Builder safe for one writer and other readers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) WriteString(v string) {
+	s.mu.Lock()
+	s.b.WriteString(v)
+	s.mu.Unlock()
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
