@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/vishvananda/netlink"
 )
 
 // TestMain lets the test binary act as pnapd, so that tests can run the
@@ -54,9 +55,11 @@ func newRunLab(t *testing.T) *runLab {
 	pb2, dl := lab.Connect(t, x.pnap, "pnap-bb2", bbC, "c", lab.VethOpts{})
 	x.cl.AddAddr(t, "198.18.0.7/24")
 	x.pc0.AddAddr(t, "198.18.0.1/24")
+	x.pc0.AddAddr(t, "2001:2:0:1::1/64")
 	x.cust.AddRoute(t, "0.0.0.0/0", "198.18.0.1")
 	wl.AddAddr(t, "198.18.1.7/24")
 	pc1.AddAddr(t, "198.18.1.1/24")
+	pc1.AddAddr(t, "2001:2:0:2::1/64")
 	for _, l := range []struct {
 		pnap, far *lab.Link
 		n         int
@@ -345,5 +348,50 @@ func TestRunFollowsLocalAddresses(t *testing.T) {
 	}
 	if got != "new-local" {
 		t.Fatalf("traffic to an address added after start did not reach the kernel:\n%s", logs)
+	}
+}
+
+// check --host, run on the lab's pnap namespace, passes for the lab's
+// configuration and names what is wrong when the host does not match it.
+func TestCheckHost(t *testing.T) {
+	x := newRunLab(t)
+	check := func() (int, string) {
+		cmd := exec.Command(os.Args[0], "check", "--host", "-c", x.config)
+		cmd.Env = append(os.Environ(), "PNAPD_TEST_AS_MAIN=1")
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := x.pnap.Do(cmd.Start); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		return cmd.ProcessState.ExitCode(), out.String()
+	}
+	if code, out := check(); code != 0 {
+		t.Fatalf("check --host on the lab: exit %d\n%s", code, out)
+	}
+	// Take the customer's address away and the second backbone's link.
+	err := x.pnap.Do(func() error {
+		l, err := netlink.LinkByName("pnap-c0")
+		if err != nil {
+			return err
+		}
+		a, _ := netlink.ParseAddr("198.18.0.1/24")
+		if err := netlink.AddrDel(l, a); err != nil {
+			return err
+		}
+		b, err := netlink.LinkByName("pnap-bb1")
+		if err != nil {
+			return err
+		}
+		return netlink.LinkDel(b)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out := check()
+	for _, want := range []string{`interface pnap-c0 does not have address 198.18.0.1/24`, `backbone "bb-b": interface "pnap-bb1" does not exist`} {
+		if code == 0 || !strings.Contains(out, want) {
+			t.Errorf("check --host after breaking the host: exit %d, want %q in\n%s", code, want, out)
+		}
 	}
 }
