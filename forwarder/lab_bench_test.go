@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -127,10 +126,9 @@ func BenchmarkLabForwarding(b *testing.B) {
 					// The receiving veth's work runs in a NAPI thread pinned
 					// to CPU 1 with the forwarder (ENVIRONMENT.md): otherwise
 					// it runs on the generator's CPU and the kernel starves.
-					if err := x.pc0.SetThreadedNAPI(true); err != nil {
+					if err := x.pc0.PinNAPI(1); err != nil {
 						b.Fatal(err)
 					}
-					pinNAPI(b, x.pc0.Name, 1)
 				}
 				frame := lab.UDPFrame(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, size-4-42))
 				gen := newLiveGenerator(b, x.cust, x.cl, frame)
@@ -188,37 +186,6 @@ func newAFXDPLabMode(tb testing.TB, withPnap bool) *afxdpLab {
 	x.pnap.AddNeigh(tb, x.pb0, "198.18.100.1", x.al.MAC)
 	x.pnap.AddNeigh(tb, x.pc0, "198.18.0.7", x.cl.MAC)
 	return x
-}
-
-// pinNAPI pins the NAPI kernel threads of interface dev ("napi/dev-N") to
-// cpu. Interface names are per namespace; the lab's are unique on this
-// machine while a benchmark runs.
-func pinNAPI(tb testing.TB, dev string, cpu int) {
-	tb.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	pinned := 0
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil || !strings.HasPrefix(string(comm), "napi/"+dev+"-") {
-			continue
-		}
-		var set unix.CPUSet
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(pid, &set); err != nil {
-			tb.Fatal(err)
-		}
-		pinned++
-	}
-	if pinned == 0 {
-		tb.Fatalf("no NAPI thread found for %s", dev)
-	}
 }
 
 // busyPoll lets pnap's worker drive the customer port's NAPI itself.

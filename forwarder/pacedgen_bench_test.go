@@ -104,10 +104,9 @@ func BenchmarkLabZeroLoss(b *testing.B) {
 	results := map[string]float64{}
 	for _, mode := range []string{"pnap", "kernel"} {
 		x := newAFXDPLabMode(b, mode == "pnap")
-		if err := x.pc0.SetThreadedNAPI(true); err != nil {
+		if err := x.pc0.PinNAPI(1); err != nil {
 			b.Fatal(err)
 		}
-		pinNAPI(b, x.pc0.Name, 1)
 		frame := lab.UDPFrame(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, 64-4-42))
 		g := newPacedGen(b, x.cust, x.cl, frame)
 		// The generator falls short of high asked rates (its pacing loop

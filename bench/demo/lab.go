@@ -3,7 +3,6 @@
 package demo
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -15,8 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -41,7 +38,7 @@ type Lab struct {
 	Internet *lab.NS // the servers
 	Opt      Options
 	api      *http.Client
-	logs     *syncBuffer
+	pnapd    *topo.Pnapd
 	Dests    []netip.Addr // one host per served prefix, IPv4 then IPv6
 	Prefix   []netip.Prefix
 	Backbone []string // names
@@ -63,7 +60,7 @@ func served(k int, v6 bool) (netip.Addr, netip.Prefix) {
 func Build(tb testing.TB, opt Options) *Lab {
 	tb.Helper()
 	x := topo.Build(tb, topo.Options{Backbones: len(opt.Delays), Emulated: true})
-	l := &Lab{X: x, Opt: opt, logs: &syncBuffer{}}
+	l := &Lab{X: x, Opt: opt}
 	for _, v6 := range []bool{false, true} {
 		for k := range opt.Prefixes {
 			a, p := served(k, v6)
@@ -140,52 +137,15 @@ func (l *Lab) config(sock string) string {
 
 // startPnapd runs pnapd in the DUT namespace until tb ends (or Ctrl-C).
 func (l *Lab) startPnapd(tb testing.TB, conf string) {
-	cmd := exec.Command(l.Opt.Pnapd, "run", "-c", conf)
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sent := false
-		for sc.Scan() {
-			l.logs.WriteString(sc.Text() + "\n")
-			if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
-				ready <- true
-				sent = true
-			}
-		}
-		if !sent {
-			ready <- false
-		}
-	}()
-	if err := l.X.DUT.Do(cmd.Start); err != nil {
-		tb.Fatal(err)
+	p, ready := topo.StartPnapd(tb, exec.Command(l.Opt.Pnapd, "run", "-c", conf), l.X.DUT.Do)
+	if !ready {
+		tb.Fatalf("pnapd did not start forwarding:\n%s", p)
 	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); pw.Close(); close(exited) }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(3 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-	lab.OnInterrupt(tb, stop)
-	tb.Cleanup(stop)
-	select {
-	case ok := <-ready:
-		if !ok {
-			tb.Fatalf("pnapd exited before forwarding:\n%s", l.logs)
-		}
-	case <-time.After(60 * time.Second):
-		tb.Fatalf("pnapd did not start forwarding within 60 s:\n%s", l.logs)
-	}
+	l.pnapd = p
 }
 
 // Logs is what pnapd logged so far.
-func (l *Lab) Logs() string { return l.logs.String() }
+func (l *Lab) Logs() string { return l.pnapd.String() }
 
 // get fetches a JSON document from pnapd's status API.
 func (l *Lab) get(path string, out any) error {
@@ -287,22 +247,4 @@ func echoServers(tb testing.TB, ns *lab.NS) {
 			ul.WriteTo(buf[:n], from)
 		}
 	}()
-}
-
-// syncBuffer is a strings.Builder safe for one writer and other readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) WriteString(v string) {
-	s.mu.Lock()
-	s.b.WriteString(v)
-	s.mu.Unlock()
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

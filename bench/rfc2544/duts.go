@@ -3,15 +3,11 @@
 package rfc2544
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -79,48 +75,9 @@ func startPnapd(tb testing.TB, s *setup) {
 	if err := os.WriteFile(conf, []byte(s.x.PnapdConfig(s.routeFiles, []int{dutCPU})), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	cmd := exec.Command(s.pnapd, "run", "-c", conf)
-	pr, pw := io.Pipe()
-	cmd.Stderr, cmd.Stdout = pw, pw
-	ready := make(chan bool, 1)
-	var logs strings.Builder
-	go func() {
-		sc := bufio.NewScanner(pr)
-		sent := false
-		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
-			if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
-				ready <- true
-				sent = true
-			}
-		}
-		if !sent {
-			ready <- false
-		}
-	}()
-	if err := s.x.DUT.Do(cmd.Start); err != nil { // started inside the namespace
-		tb.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); pw.Close(); close(exited) }()
-	stop := func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(3 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-	}
-	lab.OnInterrupt(tb, stop)
-	tb.Cleanup(stop)
-	select {
-	case ok := <-ready:
-		if !ok {
-			tb.Fatalf("pnapd exited before forwarding:\n%s", logs.String())
-		}
-	case <-time.After(60 * time.Second):
-		tb.Fatalf("pnapd did not start forwarding in 60 s:\n%s", logs.String())
+	p, ready := topo.StartPnapd(tb, exec.Command(s.pnapd, "run", "-c", conf), s.x.DUT.Do)
+	if !ready {
+		tb.Fatalf("pnapd did not start forwarding:\n%s", p)
 	}
 }
 

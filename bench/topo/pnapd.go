@@ -1,10 +1,18 @@
 package topo
 
 import (
+	"bufio"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/lab"
 )
 
 // BuildPnapd builds cmd/pnapd into dir and returns its path: labs run the
@@ -18,4 +26,81 @@ func BuildPnapd(tb testing.TB, dir string) string {
 		tb.Fatalf("building pnapd: %v", err)
 	}
 	return bin
+}
+
+// Pnapd is a pnapd process running in a lab namespace.
+type Pnapd struct {
+	Cmd    *exec.Cmd
+	mu     sync.Mutex
+	logs   strings.Builder
+	exited chan struct{}
+}
+
+// String is everything pnapd logged so far (stdout and stderr).
+func (p *Pnapd) String() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// Exited closes once the process is gone and its output fully read.
+func (p *Pnapd) Exited() <-chan struct{} { return p.exited }
+
+// Stop sends SIGTERM and waits for the exit, killing it after 3 s.
+func (p *Pnapd) Stop() {
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(3 * time.Second):
+		p.Cmd.Process.Kill()
+		<-p.exited
+	}
+}
+
+// StartPnapd starts cmd (pnapd, or a test binary acting as one) from a
+// thread that enter (a namespace's Do) has put in the namespace, so that
+// the process lives there, and waits up to a minute until it logs that it
+// forwards. ready is false when it exited or timed out first; its logs say
+// why. It is stopped when tb ends and on Ctrl-C.
+func StartPnapd(tb testing.TB, cmd *exec.Cmd, enter func(func() error) error) (p *Pnapd, ready bool) {
+	tb.Helper()
+	p = &Pnapd{Cmd: cmd, exited: make(chan struct{})}
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	readyc := make(chan bool, 1)
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(pr)
+		sent := false
+		for sc.Scan() {
+			p.mu.Lock()
+			p.logs.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
+			if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
+				readyc <- true
+				sent = true
+			}
+		}
+		if !sent {
+			readyc <- false
+		}
+	}()
+	if err := enter(cmd.Start); err != nil {
+		tb.Fatal(err)
+	}
+	go func() { cmd.Wait(); pw.Close(); <-scanned; close(p.exited) }()
+	lab.OnInterrupt(tb, p.Stop)
+	tb.Cleanup(func() {
+		select {
+		case <-p.exited:
+		default:
+			p.Stop()
+		}
+	})
+	select {
+	case ready = <-readyc:
+	case <-time.After(time.Minute):
+	}
+	return p, ready
 }

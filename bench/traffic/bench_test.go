@@ -4,15 +4,9 @@ package traffic
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/pnap-project/pnap/bench/lab"
-	"golang.org/x/sys/unix"
 )
 
 // BenchmarkGenerator measures what the generator offers and the receiver
@@ -26,10 +20,9 @@ func BenchmarkGenerator(b *testing.B) {
 	for _, napi := range []string{"inline", "cpu1"} {
 		p := newPair(b)
 		if napi == "cpu1" {
-			if err := p.rl.SetThreadedNAPI(true); err != nil {
+			if err := p.rl.PinNAPI(1); err != nil {
 				b.Fatal(err)
 			}
-			pinNAPI(b, p.rl, 1)
 		}
 		for _, c := range []struct {
 			family, size int
@@ -68,36 +61,5 @@ func BenchmarkGenerator(b *testing.B) {
 				})
 			}
 		}
-	}
-}
-
-// pinNAPI pins l's NAPI kernel threads ("napi/<name>-<id>") to cpu.
-// Interface names are per namespace; the ones here are unique enough while a
-// benchmark runs alone.
-func pinNAPI(tb testing.TB, l *lab.Link, cpu int) {
-	tb.Helper()
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	n := 0
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join("/proc", e.Name(), "comm"))
-		if err != nil || !strings.HasPrefix(string(comm), "napi/"+l.Name+"-") {
-			continue
-		}
-		var set unix.CPUSet
-		set.Set(cpu)
-		if err := unix.SchedSetaffinity(pid, &set); err != nil {
-			tb.Fatal(err)
-		}
-		n++
-	}
-	if n == 0 {
-		tb.Fatalf("no NAPI thread for %s", l)
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/topo"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
@@ -30,7 +31,7 @@ type apiLab struct {
 	dir, sock string
 	c         *apiClient
 	cmd       *exec.Cmd
-	logs      *bytes.Buffer
+	logs      *topo.Pnapd
 }
 
 func newAPILab(t *testing.T, edit func(conf string) string) *apiLab {

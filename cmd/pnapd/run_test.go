@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bufio"
 	"net"
 
 	"bytes"
 	"fmt"
-	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -18,6 +16,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/topo"
 	"github.com/vishvananda/netlink"
 )
 
@@ -77,64 +76,29 @@ func newRunLab(t *testing.T) *runLab {
 
 // startPnapd runs this test binary as pnapd inside pnap's namespace and
 // waits until it logs that it forwards.
-func (x *runLab) startPnapd(t *testing.T) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
+func (x *runLab) startPnapd(t *testing.T) (*exec.Cmd, *topo.Pnapd, <-chan struct{}) {
 	return x.startPnapdIn(t, x.pnap.Do)
 }
 
 // startPnapdIn is startPnapd with the starting thread's set-up chosen by
 // enter: NS.Do, or NS.DoSysfs when pnapd needs the namespace's own sysfs.
-func (x *runLab) startPnapdIn(t *testing.T, enter func(func() error) error) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
+func (x *runLab) startPnapdIn(t *testing.T, enter func(func() error) error) (*exec.Cmd, *topo.Pnapd, <-chan struct{}) {
 	t.Helper()
 	return startPnapdWith(t, x.config, enter)
 }
 
 // startPnapdWith runs this test binary as pnapd with config, started by
-// enter (a namespace's Do), and waits until it forwards. It is killed when
-// the test ends.
-func startPnapdWith(t *testing.T, config string, enter func(func() error) error) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
+// enter (a namespace's Do), and waits until it forwards. It is stopped
+// when the test ends.
+func startPnapdWith(t *testing.T, config string, enter func(func() error) error) (*exec.Cmd, *topo.Pnapd, <-chan struct{}) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "run", "-c", config)
 	cmd.Env = append(os.Environ(), "PNAPD_TEST_AS_MAIN=1")
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	var logs bytes.Buffer
-	ready := make(chan bool, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		sc := bufio.NewScanner(pr)
-		sent := false
-		for sc.Scan() {
-			logs.WriteString(sc.Text() + "\n")
-			if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
-				ready <- true
-				sent = true
-			}
-		}
-		if !sent {
-			ready <- false
-		}
-	}()
-	// A process started from a thread inside the namespace lives there.
-	if err := enter(cmd.Start); err != nil {
-		t.Fatal(err)
+	p, ready := topo.StartPnapd(t, cmd, enter)
+	if !ready {
+		t.Fatalf("pnapd did not start forwarding:\n%s", p)
 	}
-	exited := make(chan struct{})
-	// exited closes once the process is gone and its log fully read.
-	go func() { cmd.Wait(); pw.Close(); <-scanned; close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatalf("pnapd exited before forwarding:\n%s", logs.String())
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatalf("pnapd did not start forwarding:\n%s", logs.String())
-	}
-	return cmd, &logs, exited
+	return cmd, p, p.Exited()
 }
 
 // xdpAttached reports whether any pnap port still has an XDP program.

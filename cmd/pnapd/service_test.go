@@ -1,18 +1,15 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/pnap-project/pnap/bench/topo"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,37 +68,9 @@ func TestRunWithServiceCapabilities(t *testing.T) {
 		cmd := exec.Command(bin, "run", "-c", conf)
 		cmd.Env = append(append(os.Environ(), "PNAPD_TEST_AS_MAIN=1"), env...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}, AmbientCaps: ambient}
-		pr, pw := io.Pipe()
-		cmd.Stderr, cmd.Stdout = pw, pw
-		var logs bytes.Buffer
-		ready := make(chan bool, 1)
-		go func() {
-			sc := bufio.NewScanner(pr)
-			sent := false
-			for sc.Scan() {
-				logs.WriteString(sc.Text() + "\n")
-				if !sent && strings.Contains(sc.Text(), "msg=forwarding") {
-					ready <- true
-					sent = true
-				}
-			}
-			if !sent {
-				ready <- false
-			}
-		}()
-		if err := x.pnap.Do(cmd.Start); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); pw.Close(); close(exited) }()
-		var ok bool
-		select {
-		case ok = <-ready:
-		case <-time.After(20 * time.Second):
-		}
-		cmd.Process.Signal(syscall.SIGTERM)
-		<-exited
-		return ok, logs.String()
+		p, ok := topo.StartPnapd(t, cmd, x.pnap.Do)
+		p.Stop()
+		return ok, p.String()
 	}
 	if ok, logs := run(caps); !ok {
 		t.Fatalf("pnapd with the unit's capabilities %v did not start forwarding:\n%s", caps, logs)
