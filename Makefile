@@ -6,10 +6,11 @@ BIN       ?= bin
 # the race detector; the rest run plainly.
 RACE_PKGS  = ./fib/ ./forwarder/ ./probes/ ./optimizer/
 # Packages whose tests measure timing (the benchmark harness's smoke run,
-# the emulator's accuracy, the generator's pacing, the re-steer deadline)
+# the emulator's accuracy, the generator's pacing, the re-steer deadline,
+# what probes measure)
 # run alone, one at a time, after the rest, so that other packages' tests
 # do not share their two CPUs.
-SOLO_PKGS  = ./bench/rfc2544/ ./bench/emu/ ./bench/traffic/ ./bench/demo/
+SOLO_PKGS  = ./bench/rfc2544/ ./bench/emu/ ./bench/traffic/ ./bench/demo/ ./cmd/pnapd/
 PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
 BENCHTIME ?= 1s
 

@@ -146,8 +146,14 @@ func TestProbesMeasureEmulatedBackbones(t *testing.T) {
 		if b.ProbesSent < 500 {
 			t.Errorf("%s: only %d probes sent", bb.Name, b.ProbesSent)
 		}
-		if d := 100 * (b.ProbeLoss - e.loss); d < -2 || d > 2 {
-			t.Errorf("%s: probe loss %.2f %%, emulated %.0f %%", bb.Name, 100*b.ProbeLoss, 100*e.loss)
+		// The emulator draws its loss per frame: compare with what it
+		// actually dropped, and say what else was lost on the way (the
+		// kernel's rings overflow when this VM stalls a CPU).
+		st := bb.Emu.Stats().AB
+		applied := float64(st.Lost) / float64(max(st.Received, 1))
+		t.Logf("%s: the emulator dropped %.2f %% of %d frames (queue full %d, overrun %d)", bb.Name, 100*applied, st.Received, st.QueueFull, st.Overrun)
+		if d := 100 * (b.ProbeLoss - applied); d < -2 || d > 2 {
+			t.Errorf("%s: probe loss %.2f %%, emulated %.0f %% (applied %.2f %%)", bb.Name, 100*b.ProbeLoss, 100*e.loss, 100*applied)
 		}
 		for _, v6 := range []bool{false, true} {
 			fam := map[bool]string{false: "IPv4", true: "IPv6"}[v6]
