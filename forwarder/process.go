@@ -101,6 +101,9 @@ type batchView struct {
 	bb   *fib.Version
 	cust *fib.Version
 	hops *Hops
+	// The receiving port's MAC and whether it faces a customer, read once.
+	mac      MAC
+	customer bool
 }
 
 // Process decides the fate of each frame received on port in, rewriting
@@ -108,7 +111,9 @@ type batchView struct {
 // loads the FIBs and the next hops once for the whole batch. out must be at
 // least as long as frames.
 func (w *Worker) Process(in uint8, frames [][]byte, out []Decision) {
-	view := batchView{bb: w.plane.Backbones.Load(), cust: w.plane.Customers.Load(), hops: w.plane.hops.Load()}
+	port := &w.plane.Ports[in]
+	view := batchView{bb: w.plane.Backbones.Load(), cust: w.plane.Customers.Load(), hops: w.plane.hops.Load(),
+		mac: port.MAC, customer: port.Role == RoleCustomer}
 	c := &w.counters[in]
 	var rxBytes uint64
 	var drops [numReasons]uint64
@@ -189,7 +194,7 @@ func (w *Worker) parse(v *batchView, in uint8, f []byte, d *Decision, mac *MAC, 
 	}
 	// Only frames sent to this port are routed (RFC 1812 5.3.4): a flooded,
 	// broadcast or multicast frame is not ours to forward.
-	if MAC(f[0:6]) != w.plane.Ports[in].MAC {
+	if MAC(f[0:6]) != v.mac {
 		d.Action, d.Reason = ActDrop, ReasonOtherHost
 		return 0
 	}
@@ -246,7 +251,7 @@ func (w *Worker) parse4(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 		w.toCustomer4(v, c, dst, d, mac)
 		return 0
 	}
-	if w.plane.Ports[in].Role != RoleCustomer {
+	if !v.customer {
 		d.Action, d.Reason = ActSlow, ReasonNoRoute
 		return 0
 	}
@@ -321,7 +326,7 @@ func (w *Worker) parse6(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 		w.toCustomer6(v, c, hi, lo, h[24:40], d, mac)
 		return 0
 	}
-	if w.plane.Ports[in].Role != RoleCustomer {
+	if !v.customer {
 		d.Action, d.Reason = ActSlow, ReasonNoRoute
 		return 0
 	}
