@@ -27,6 +27,9 @@ type control struct {
 func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, f *fib.FIB, d *dataPlane, log *slog.Logger) (*control, error) {
 	c := &control{rates: &backboneRates{d: d}}
 	if !cfg.Probes.Enabled {
+		if cfg.Optimizer.Enabled {
+			log.Warn("optimizer off: it needs [probes] enabled; every prefix keeps its default backbone (or a pin)")
+		}
 		return c, nil
 	}
 	var dp probes.DataPlane
