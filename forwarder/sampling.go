@@ -269,6 +269,11 @@ func flowHash(f []byte, l3 int, sp, dp uint16, swap bool) uint32 {
 // a TCP header's options. It stops at the end-of-options kind and at any
 // malformed length, so no input makes it read out of opts.
 func TCPTimestamps(opts []byte) (tsval, tsecr uint32, ok bool) {
+	// Most stacks lay the option out as RFC 7323 appendix A suggests:
+	// NOP, NOP, kind 8, length 10.
+	if len(opts) >= 12 && binary.BigEndian.Uint32(opts) == 0x0101080a {
+		return binary.BigEndian.Uint32(opts[4:]), binary.BigEndian.Uint32(opts[8:]), true
+	}
 	for i := 0; i < len(opts); {
 		switch kind := opts[i]; kind {
 		case 0: // end of options
