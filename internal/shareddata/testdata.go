@@ -2,7 +2,9 @@ package shareddata
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -17,28 +19,63 @@ const (
 )
 
 // Dir returns the shared data directory: $PNAP_DATA if set, else
-// ../shared/data relative to the directory holding go.mod. It returns ""
-// when neither exists.
+// ../shared/data beside the checkout (the directory holding go.mod), else,
+// for a clone of a local checkout (git clone /work/main /tmp/x), the
+// shared/data beside the checkout it was cloned from. It returns "" when
+// none exists.
 func Dir() string {
 	if d := os.Getenv("PNAP_DATA"); d != "" {
 		return d
 	}
+	root := moduleRoot()
+	if root == "" {
+		return ""
+	}
+	if data := filepath.Join(filepath.Dir(root), "shared", "data"); isDir(data) {
+		return data
+	}
+	if origin := localOrigin(root); origin != "" {
+		if data := filepath.Join(filepath.Dir(origin), "shared", "data"); isDir(data) {
+			return data
+		}
+	}
+	return ""
+}
+
+// moduleRoot is the nearest directory above the working directory that
+// holds go.mod, or "".
+func moduleRoot() string {
 	wd, err := os.Getwd()
 	if err != nil {
 		return ""
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			data := filepath.Join(filepath.Dir(d), "shared", "data")
-			if _, err := os.Stat(data); err == nil {
-				return data
-			}
-			return ""
+			return d
 		}
 		if filepath.Dir(d) == d {
 			return ""
 		}
 	}
+}
+
+// localOrigin returns the checkout root was cloned from when that is a
+// directory on this machine (remote "origin" is a local path), or "".
+func localOrigin(root string) string {
+	out, err := exec.Command("git", "-C", root, "config", "--get", "remote.origin.url").Output()
+	if err != nil {
+		return ""
+	}
+	url := strings.TrimPrefix(strings.TrimSpace(string(out)), "file://")
+	if !filepath.IsAbs(url) || !isDir(url) {
+		return ""
+	}
+	return filepath.Clean(url)
+}
+
+func isDir(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // File returns the path of a shared data file. When the file is missing the
