@@ -294,6 +294,11 @@ func TestForwardThroughAFXDP(t *testing.T) {
 		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		return ok && ic.TypeCode.Type() == layers.ICMPv4TypeTimeExceeded && ip.SrcIP.Equal(net.IP{198, 18, 0, 1})
 	})
+	// The slow path counts after its send returns, which may be after the
+	// capture saw the frame.
+	for deadline := time.Now().Add(time.Second); x.slow.Sent.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if x.slow.Sent.Load() == 0 {
 		t.Fatal("slow path counted no ICMP error sent")
 	}
