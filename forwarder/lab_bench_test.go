@@ -163,24 +163,7 @@ func newAFXDPLabMode(tb testing.TB, withPnap bool) *afxdpLab {
 	if err := x.pc0.SetGRO(false); err != nil {
 		tb.Fatal(err)
 	}
-	err := x.pnap.Do(func() error {
-		pass, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, xdpPass), asm.Return(),
-		}})
-		if err != nil {
-			return err
-		}
-		lk, err := link.AttachXDP(link.XDPOptions{Program: pass, Interface: x.pc0.Index})
-		if err != nil {
-			pass.Close()
-			return err
-		}
-		tb.Cleanup(func() { lk.Close(); pass.Close() })
-		return nil
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
+	x.pc0.AttachXDP(tb, lab.XDPPass)
 	x.pnap.Sysctl(tb, "net/ipv4/ip_forward", "1")
 	x.pnap.AddRoute(tb, "203.0.113.0/24", "198.18.100.1")
 	x.pnap.AddNeigh(tb, x.pb0, "198.18.100.1", x.al.MAC)

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
 	"github.com/pnap-project/pnap/bench/lab"
@@ -110,7 +109,7 @@ func startKernel(tb testing.TB, s *setup) {
 	if err := x.Customer.SetGRO(false); err != nil {
 		tb.Fatal(err)
 	}
-	attachXDP(tb, x.DUT, x.Customer, asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()}) // XDP_PASS
+	x.Customer.AttachXDP(tb, lab.XDPPass)
 }
 
 // startBounce is the raw AF_XDP peer: forwarder.Bounce between the
@@ -172,7 +171,7 @@ func startRedirect(tb testing.TB, s *setup) {
 		return int64(int32(uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24))
 	}
 	half := func(b []byte) int64 { return int64(uint16(b[0]) | uint16(b[1])<<8) }
-	attachXDP(tb, x.DUT, x.Customer, asm.Instructions{
+	x.Customer.AttachXDP(tb, asm.Instructions{
 		asm.LoadMem(asm.R2, asm.R1, 0, asm.Word), // data
 		asm.LoadMem(asm.R3, asm.R1, 4, asm.Word), // data_end
 		asm.Mov.Reg(asm.R4, asm.R2),
@@ -196,29 +195,7 @@ func startRedirect(tb testing.TB, s *setup) {
 	// A veth accepts redirected frames only while it has NAPI: an XDP
 	// program on the far side of backbone 0's port, which the receiver
 	// attaches, and here one on the port itself so its peer can be reached.
-	attachXDP(tb, x.DUT, bb.Port, asm.Instructions{asm.Mov.Imm(asm.R0, 2), asm.Return()})
-}
-
-// attachXDP loads insns as an XDP program and attaches it to l (in ns) with
-// a bpf_link, both closed in tb's cleanup.
-func attachXDP(tb testing.TB, ns *lab.NS, l *lab.Link, insns asm.Instructions) {
-	tb.Helper()
-	err := ns.Do(func() error {
-		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: insns})
-		if err != nil {
-			return err
-		}
-		lk, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.Index})
-		if err != nil {
-			prog.Close()
-			return err
-		}
-		tb.Cleanup(func() { lk.Close(); prog.Close() })
-		return nil
-	})
-	if err != nil {
-		tb.Fatalf("XDP program on %s: %v", l, err)
-	}
+	bb.Port.AttachXDP(tb, lab.XDPPass)
 }
 
 var _ = fmt.Sprint
