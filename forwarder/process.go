@@ -118,13 +118,12 @@ func (w *Worker) Process(in uint8, frames [][]byte, out []Decision) {
 	var rxBytes uint64
 	var drops [numReasons]uint64
 	if s := w.sampler; s != nil {
-		s.in, s.inbound, s.now = in, w.plane.Ports[in].Role == RoleBackbone, SampleClock()
+		s.in, s.inbound, s.now = in, port.Role == RoleBackbone, SampleClock()
 	}
 	for k := 0; k < len(frames); k += chunk {
 		fs := frames[k:min(k+chunk, len(frames))]
 		ds := out[k : k+len(fs)]
 		w.decide(&view, in, fs, ds)
-
 		for i, d := range ds {
 			rxBytes += uint64(len(fs[i]))
 			if d.Action != ActForward {
