@@ -72,11 +72,11 @@ func Build(tb testing.TB, opt Options) *Lab {
 	// answers return through backbone 0 (the emulators delay and drop only
 	// on the way out, so the way back costs nothing either way).
 	l.Internet = lab.NewNS(tb, "inet")
-	lo := loopback(tb, l.Internet)
+	lo := l.Internet.Loopback(tb)
 	for _, a := range l.Dests {
 		lo.AddAddr(tb, netip.PrefixFrom(a, a.BitLen()).String())
 	}
-	echoServers(tb, l.Internet)
+	l.Internet.ServeEcho(tb, echoPort)
 	for i, bb := range x.Backbones {
 		l.Backbone = append(l.Backbone, bb.Name)
 		near, far := lab.Connect(tb, bb.NS, "n", l.Internet, fmt.Sprintf("i%d", i), lab.VethOpts{})
@@ -198,53 +198,4 @@ func (l *Lab) Decisions() (int, error) {
 	var ds []json.RawMessage
 	err := l.get("/v1/decisions?limit=10000", &ds)
 	return len(ds), err
-}
-
-// loopback is ns's lo as a lab.Link, to put host addresses on.
-func loopback(tb testing.TB, ns *lab.NS) *lab.Link {
-	tb.Helper()
-	l, err := ns.Handle().LinkByName("lo")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return &lab.Link{NS: ns, Name: "lo", Index: l.Attrs().Index}
-}
-
-// echoServers runs, in ns, a TCP echo server and a UDP echo server on
-// echoPort, both families, for every address of the namespace.
-func echoServers(tb testing.TB, ns *lab.NS) {
-	tb.Helper()
-	var tl net.Listener
-	var ul net.PacketConn
-	err := ns.Do(func() error {
-		var err error
-		if tl, err = net.Listen("tcp", fmt.Sprintf("[::]:%d", echoPort)); err != nil {
-			return err
-		}
-		ul, err = net.ListenPacket("udp", fmt.Sprintf("[::]:%d", echoPort))
-		return err
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { tl.Close(); ul.Close() })
-	go func() {
-		for {
-			c, err := tl.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			n, from, err := ul.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			ul.WriteTo(buf[:n], from)
-		}
-	}()
 }

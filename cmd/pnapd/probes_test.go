@@ -83,16 +83,14 @@ func TestProbesMeasureEmulatedBackbones(t *testing.T) {
 	// hosts (ICMP echo, RST to the TCP probes) and runs an echo server on
 	// its own host; replies go back through pnap.
 	for i, bb := range x.Backbones {
-		lo := loopback(t, bb.NS)
+		lo := bb.NS.Loopback(t)
 		for k := range nShared {
 			lo.AddAddr(t, netip.PrefixFrom(sharedDst(k, false), 32).String())
 			lo.AddAddr(t, netip.PrefixFrom(sharedDst(k, true), 128).String())
 		}
 		lo.AddAddr(t, netip.PrefixFrom(exclusiveDst(i, false), 32).String())
 		lo.AddAddr(t, netip.PrefixFrom(exclusiveDst(i, true), 128).String())
-		for _, v6 := range []bool{false, true} {
-			echoServer(t, bb.NS, netip.AddrPortFrom(exclusiveDst(i, v6), 5001))
-		}
+		bb.NS.ServeEcho(t, 5001)
 		if err := bb.Emu.Set(emu.Params{Delay: emulated[i].delay, Loss: emulated[i].loss}, emu.Params{}); err != nil {
 			t.Fatal(err)
 		}
@@ -216,42 +214,6 @@ func find(ms []measurementJSON, a netip.Addr) (measurementJSON, bool) {
 		}
 	}
 	return measurementJSON{}, false
-}
-
-// loopback is ns's lo as a lab.Link, to put host addresses on.
-func loopback(t *testing.T, ns *lab.NS) *lab.Link {
-	t.Helper()
-	l, err := ns.Handle().LinkByName("lo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &lab.Link{NS: ns, Name: "lo", Index: l.Attrs().Index}
-}
-
-// echoServer answers every connection to ap by echoing what it reads at
-// once, so each segment's ACK (and timestamp echo) rides the answer and no
-// delayed ACK inflates the RTT measured.
-func echoServer(t *testing.T, ns *lab.NS, ap netip.AddrPort) {
-	t.Helper()
-	var l net.Listener
-	err := ns.Do(func() error {
-		var err error
-		l, err = net.Listen("tcp", ap.String())
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() { io.Copy(c, c); c.Close() }()
-		}
-	}()
 }
 
 // echoClient keeps a TCP connection to ap from ns busy with small
