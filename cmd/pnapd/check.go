@@ -1,15 +1,13 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"time"
 
 	"github.com/pnap-project/pnap/configs"
-	"github.com/vishvananda/netlink"
+	"github.com/pnap-project/pnap/daemon"
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
@@ -30,12 +28,12 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	}
 	path := *cpath
 	if *onHost {
-		if err := checkHost(cfg); err != nil {
+		if err := daemon.CheckHost(cfg); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
 	start := time.Now()
-	f, report, err := loadFIB(cfg, slog.New(slog.DiscardHandler))
+	f, report, err := daemon.LoadFIB(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
@@ -76,68 +74,4 @@ func humanBytes(n int) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-}
-
-// checkHost checks a configuration against the host it will run on: every
-// interface exists, each customer port carries its configured addresses
-// (pnapd answers ARP/NDP and ICMP through the kernel with them), and every
-// backbone gateway lies in a subnet of its interface.
-func checkHost(cfg *configs.Config) error {
-	var errs []error
-	addrsOf := func(iface string) ([]netip.Prefix, bool) {
-		l, err := netlink.LinkByName(iface)
-		if err != nil {
-			return nil, false
-		}
-		as, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
-		var out []netip.Prefix
-		for _, a := range as {
-			if ip, ok := netip.AddrFromSlice(a.IP); ok {
-				ones, _ := a.Mask.Size()
-				out = append(out, netip.PrefixFrom(ip.Unmap(), ones))
-			}
-		}
-		return out, true
-	}
-	for _, c := range cfg.Customers {
-		have, ok := addrsOf(c.Interface)
-		if !ok {
-			errs = append(errs, fmt.Errorf("customer %q: interface %q does not exist on this host (see 'ip link')", c.Name, c.Interface))
-			continue
-		}
-		for _, want := range []netip.Prefix{c.AddressV4, c.AddressV6} {
-			if want.IsValid() && !contains(have, want) {
-				errs = append(errs, fmt.Errorf("customer %q: interface %s does not have address %v; add it ('ip addr add %v dev %s') or change address_v%d", c.Name, c.Interface, want, want, c.Interface, map[bool]int{true: 4, false: 6}[want.Addr().Is4()]))
-			}
-		}
-	}
-	for _, b := range cfg.Backbones {
-		have, ok := addrsOf(b.Interface)
-		if !ok {
-			errs = append(errs, fmt.Errorf("backbone %q: interface %q does not exist on this host (see 'ip link')", b.Name, b.Interface))
-			continue
-		}
-		for _, gw := range []netip.Addr{b.GatewayV4, b.GatewayV6} {
-			if !gw.IsValid() || gw.IsLinkLocalUnicast() {
-				continue
-			}
-			on := false
-			for _, p := range have {
-				on = on || p.Masked().Contains(gw)
-			}
-			if !on {
-				errs = append(errs, fmt.Errorf("backbone %q: gateway %v is in no subnet of %s's addresses %v; give the interface an address on the gateway's subnet", b.Name, gw, b.Interface, have))
-			}
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func contains(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
 }

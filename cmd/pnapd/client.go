@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"github.com/pnap-project/pnap/daemon"
 	"io"
 	"net"
 	"net/http"
@@ -143,7 +144,7 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var st statusJSON
+	var st daemon.Status
 	raw, err := c.do("GET", "/v1/status", nil, &st)
 	if err != nil {
 		return err
@@ -194,7 +195,7 @@ func cmdFIBShow(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var j fibJSON
+	var j daemon.FIBAnswer
 	raw, err := c.do("GET", "/v1/fib?addr="+url.QueryEscape(rest[0]), nil, &j)
 	if err != nil {
 		return err
@@ -218,7 +219,7 @@ func cmdDecisions(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var ds []decisionJSON
+	var ds []daemon.Decision
 	raw, err := c.do("GET", fmt.Sprintf("/v1/decisions?limit=%d", *n), nil, &ds)
 	if err != nil {
 		return err
@@ -240,7 +241,7 @@ func cmdPin(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := c.do("POST", "/v1/pins", pinJSON{Prefix: rest[0], Backbone: rest[1]}, nil); err != nil {
+	if _, err := c.do("POST", "/v1/pins", daemon.Pin{Prefix: rest[0], Backbone: rest[1]}, nil); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "%s pinned to %s\n", rest[0], rest[1])

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/daemon"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/fib/routes"
 )
@@ -59,7 +60,7 @@ number and exit status 1.`, stderr)
 		if err != nil {
 			return err
 		}
-		if f, _, err = loadFIB(cfg, slog.New(slog.DiscardHandler)); err != nil {
+		if f, _, err = daemon.LoadFIB(cfg, slog.New(slog.DiscardHandler)); err != nil {
 			return fmt.Errorf("%s: %w", *cfgPath, err)
 		}
 	} else {

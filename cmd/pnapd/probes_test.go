@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"github.com/pnap-project/pnap/daemon"
 	"io"
 	"net"
 	"net/netip"
@@ -125,11 +126,11 @@ func TestProbesMeasureEmulatedBackbones(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	var bbs []backboneJSON
+	var bbs []daemon.BackboneStatus
 	if _, err := c.do("GET", "/v1/backbones", nil, &bbs); err != nil {
 		t.Fatal(err)
 	}
-	var ms []measurementJSON
+	var ms []daemon.Measurement
 	if _, err := c.do("GET", "/v1/measurements?limit=1000", nil, &ms); err != nil {
 		t.Fatal(err)
 	}
@@ -207,13 +208,13 @@ func deref(p *float64) any {
 	return fmt.Sprintf("%.2f", *p)
 }
 
-func find(ms []measurementJSON, a netip.Addr) (measurementJSON, bool) {
+func find(ms []daemon.Measurement, a netip.Addr) (daemon.Measurement, bool) {
 	for _, m := range ms {
 		if p, err := netip.ParsePrefix(m.Prefix); err == nil && p.Contains(a) {
 			return m, true
 		}
 	}
-	return measurementJSON{}, false
+	return daemon.Measurement{}, false
 }
 
 // echoClient keeps a TCP connection to ap from ns busy with small

@@ -1,10 +1,11 @@
-package main
+package daemon
 
 import (
 	"fmt"
 
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/optimizer"
+	"github.com/pnap-project/pnap/probes"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -13,7 +14,7 @@ import (
 // queues, drop reasons, backbones, decision reasons, and per-prefix series
 // only for the busiest [api] metrics_top_prefixes prefixes.
 type collector struct {
-	s *daemon
+	d *Daemon
 }
 
 var (
@@ -46,90 +47,119 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	s := c.s
-	counter := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+	m := sink(ch)
+	c.collectPorts(m)
+	c.collectBackbones(m)
+	c.collectFIB(m)
+	if p := c.d.ctl.probes; p != nil {
+		c.collectProbes(m, p)
 	}
-	gauge := func(d *prometheus.Desc, v float64, l ...string) {
-		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+	if o := c.d.ctl.opt; o != nil {
+		oc := o.Counters()
+		for r := optimizer.Reason(0); r < optimizer.NumReasons; r++ {
+			m.counter(descDecisions, float64(oc.Moves[r]), r.String())
+		}
+		m.counter(descBlocked, float64(oc.BlockedCommit), "commit")
+		m.counter(descBlocked, float64(oc.BlockedCapacity), "capacity")
+		m.counter(descBlocked, float64(oc.BlockedCap), "max_overrides")
 	}
-	for i, p := range s.d.plane.Ports {
-		name := s.portName(i)
-		for q, l := range s.d.loops {
+}
+
+// sink is where Collect's metrics go.
+type sink chan<- prometheus.Metric
+
+func (m sink) counter(d *prometheus.Desc, v float64, l ...string) {
+	m <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, l...)
+}
+
+func (m sink) gauge(d *prometheus.Desc, v float64, l ...string) {
+	m <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, l...)
+}
+
+// collectPorts: every port's counters per worker queue.
+func (c collector) collectPorts(m sink) {
+	d := c.d
+	for i, p := range d.dp.plane.Ports {
+		name := d.portName(i)
+		for q, l := range d.dp.loops {
 			var st forwarder.PortStats
 			l.Worker.Stats(i, &st)
 			qs := fmt.Sprint(q)
-			counter(descPortPackets, float64(st.RxPackets), name, p.Name, qs, "rx")
-			counter(descPortPackets, float64(st.TxPackets), name, p.Name, qs, "tx")
-			counter(descPortBytes, float64(st.RxBytes), name, p.Name, qs, "rx")
-			counter(descPortBytes, float64(st.TxBytes), name, p.Name, qs, "tx")
+			m.counter(descPortPackets, float64(st.RxPackets), name, p.Name, qs, "rx")
+			m.counter(descPortPackets, float64(st.TxPackets), name, p.Name, qs, "tx")
+			m.counter(descPortBytes, float64(st.RxBytes), name, p.Name, qs, "rx")
+			m.counter(descPortBytes, float64(st.TxBytes), name, p.Name, qs, "tx")
 			for r, n := range st.Drops {
 				if forwarder.Reason(r) != forwarder.ReasonNone {
-					counter(descPortDrops, float64(n), name, p.Name, qs, forwarder.Reason(r).String())
+					m.counter(descPortDrops, float64(n), name, p.Name, qs, forwarder.Reason(r).String())
 				}
 			}
 		}
 	}
-	st := s.fib.Stats()
-	_, over := s.fib.Selections()
-	for _, b := range s.backbones() {
-		counter(descBBTxBytes, float64(b.TxBytes), b.Name)
-		gauge(descBBSelected, float64(b.Selected), b.Name)
-		gauge(descBBHeld, float64(b.RoutesHeld), b.Name)
-		gauge(descBBFailed, boolFloat(b.Failed), b.Name)
-		if s.ctl.probes != nil {
-			gauge(descBBProbeLoss, b.ProbeLoss, b.Name)
-			gauge(descBBProbes, float64(b.ProbesSent), b.Name, "sent")
-			gauge(descBBProbes, float64(b.ProbesLost), b.Name, "lost")
+}
+
+// collectBackbones: what the status API says of each backbone.
+func (c collector) collectBackbones(m sink) {
+	for _, b := range c.d.backbones() {
+		m.counter(descBBTxBytes, float64(b.TxBytes), b.Name)
+		m.gauge(descBBSelected, float64(b.Selected), b.Name)
+		m.gauge(descBBHeld, float64(b.RoutesHeld), b.Name)
+		m.gauge(descBBFailed, boolFloat(b.Failed), b.Name)
+		if c.d.ctl.probes != nil {
+			m.gauge(descBBProbeLoss, b.ProbeLoss, b.Name)
+			m.gauge(descBBProbes, float64(b.ProbesSent), b.Name, "sent")
+			m.gauge(descBBProbes, float64(b.ProbesLost), b.Name, "lost")
 			if b.MedianRTTms != nil {
-				gauge(descBBRTT, *b.MedianRTTms/1e3, b.Name)
+				m.gauge(descBBRTT, *b.MedianRTTms/1e3, b.Name)
 			}
 		}
 	}
-	gauge(descOverrides, float64(over))
-	gauge(descFIBRoutes, float64(st.IPv4Routes), "ipv4")
-	gauge(descFIBRoutes, float64(st.IPv6Routes), "ipv6")
-	counter(descFIBGen, float64(s.fib.Load().Generation()))
-	gauge(descFIBBytes, float64(st.TrieBytes+st.SelectionBytes))
-	if p := s.ctl.probes; p != nil {
-		pc := p.Counters()
-		counter(descRingDrops, float64(pc.RingDrops))
-		counter(descSamples, float64(pc.Samples))
-		counter(descRTTSamples, float64(pc.MatchedSYN), "syn")
-		counter(descRTTSamples, float64(pc.MatchedTS), "ts")
-		counter(descRTTSamples, float64(pc.MatchedEcho), "echo")
-		counter(descRTTSamples, float64(pc.ProbesAnswered), "probe")
-		counter(descProbesSent, float64(pc.ProbesSent), "sent")
-		counter(descProbesSent, float64(pc.ProbesAnswered), "answered")
-		counter(descProbesSent, float64(pc.ProbesLost), "lost")
-		counter(descProbesSent, float64(pc.ProbesUnreachable), "unreachable")
-		counter(descProbesSent, float64(pc.NoPath), "not_sent_no_path")
-		counter(descProbesSent, float64(pc.TXFull), "not_sent_tx_full")
-		if top := s.cfg.API.MetricsTopPrefixes; top > 0 {
-			snap := p.Snapshot()
-			for i, ps := range snap.Prefixes {
-				if i == top {
-					break
-				}
-				for b, bs := range ps.Backbones {
-					if bs.RTTSamples() > 0 {
-						gauge(descPrefixRTT, bs.P50.Seconds(), ps.Prefix.String(), s.cfg.Backbones[b].Name)
-					}
-				}
+}
+
+func (c collector) collectFIB(m sink) {
+	f := c.d.fib
+	st := f.Stats()
+	_, over := f.Selections()
+	m.gauge(descOverrides, float64(over))
+	m.gauge(descFIBRoutes, float64(st.IPv4Routes), "ipv4")
+	m.gauge(descFIBRoutes, float64(st.IPv6Routes), "ipv6")
+	m.counter(descFIBGen, float64(f.Load().Generation()))
+	m.gauge(descFIBBytes, float64(st.TrieBytes+st.SelectionBytes))
+}
+
+// collectProbes: sampling and probing counters, and the RTTs of the
+// busiest prefixes.
+func (c collector) collectProbes(m sink, p *probes.Probes) {
+	pc := p.Counters()
+	m.counter(descRingDrops, float64(pc.RingDrops))
+	m.counter(descSamples, float64(pc.Samples))
+	m.counter(descRTTSamples, float64(pc.MatchedSYN), "syn")
+	m.counter(descRTTSamples, float64(pc.MatchedTS), "ts")
+	m.counter(descRTTSamples, float64(pc.MatchedEcho), "echo")
+	m.counter(descRTTSamples, float64(pc.ProbesAnswered), "probe")
+	m.counter(descProbesSent, float64(pc.ProbesSent), "sent")
+	m.counter(descProbesSent, float64(pc.ProbesAnswered), "answered")
+	m.counter(descProbesSent, float64(pc.ProbesLost), "lost")
+	m.counter(descProbesSent, float64(pc.ProbesUnreachable), "unreachable")
+	m.counter(descProbesSent, float64(pc.NoPath), "not_sent_no_path")
+	m.counter(descProbesSent, float64(pc.TXFull), "not_sent_tx_full")
+	if inject := c.d.dp.inject; inject != nil {
+		m.counter(descInjectRefuse, float64(inject.Refused()))
+	}
+	cfg := c.d.cfg.Load()
+	top := cfg.API.MetricsTopPrefixes
+	if top <= 0 {
+		return
+	}
+	for i, ps := range p.Snapshot().Prefixes {
+		if i >= top {
+			break
+		}
+		for b, bs := range ps.Backbones {
+			if bs.RTTSamples() > 0 {
+				m.gauge(descPrefixRTT, bs.P50.Seconds(), ps.Prefix.String(), cfg.Backbones[b].Name)
 			}
 		}
-	}
-	if s.d.inject != nil {
-		counter(descInjectRefuse, float64(s.d.inject.Refused()))
-	}
-	if o := s.ctl.opt; o != nil {
-		oc := o.Counters()
-		for r := optimizer.Reason(0); r < optimizer.NumReasons; r++ {
-			counter(descDecisions, float64(oc.Moves[r]), r.String())
-		}
-		counter(descBlocked, float64(oc.BlockedCommit), "commit")
-		counter(descBlocked, float64(oc.BlockedCapacity), "capacity")
-		counter(descBlocked, float64(oc.BlockedCap), "max_overrides")
 	}
 }
 

@@ -1,7 +1,6 @@
-package main
+package daemon
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -11,8 +10,9 @@ import (
 	"github.com/pnap-project/pnap/fib/routes"
 )
 
-// loadReport says what loadFIB read, for logs and `pnapd check`.
-type loadReport struct {
+// LoadReport says what LoadFIB read from one source, for logs and
+// `pnapd check`.
+type LoadReport struct {
 	Backbone string
 	Source   string
 	Routes   int
@@ -81,9 +81,9 @@ func forEachSource(cfg *configs.Config, log *slog.Logger, fn func(b fib.Backbone
 	return nil
 }
 
-// loadFIB builds the FIB from a configuration's backbones and route sources,
-// publishing everything as one Version.
-func loadFIB(cfg *configs.Config, log *slog.Logger) (*fib.FIB, []loadReport, error) {
+// LoadFIB builds the FIB from a configuration's backbones and route sources,
+// publishing everything as one Version, and reports what each source gave.
+func LoadFIB(cfg *configs.Config, log *slog.Logger) (*fib.FIB, []LoadReport, error) {
 	bbs := make([]fib.Backbone, len(cfg.Backbones))
 	for i, b := range cfg.Backbones {
 		bbs[i] = fib.Backbone{Name: b.Name, Preference: b.Preference}
@@ -92,7 +92,7 @@ func loadFIB(cfg *configs.Config, log *slog.Logger) (*fib.FIB, []loadReport, err
 	if err != nil {
 		return nil, nil, err
 	}
-	var report []loadReport
+	var report []LoadReport
 	err = f.Update(func(tx *fib.Txn) error {
 		return forEachSource(cfg, log, func(b fib.BackboneID, source string, rs []routes.Route) error {
 			for _, r := range rs {
@@ -100,7 +100,7 @@ func loadFIB(cfg *configs.Config, log *slog.Logger) (*fib.FIB, []loadReport, err
 					return fmt.Errorf("backbone %q: %s: %w", cfg.Backbones[b].Name, source, err)
 				}
 			}
-			report = append(report, loadReport{cfg.Backbones[b].Name, source, len(rs)})
+			report = append(report, LoadReport{cfg.Backbones[b].Name, source, len(rs)})
 			return nil
 		})
 	})
@@ -135,46 +135,4 @@ func reloadRoutes(cfg *configs.Config, f *fib.FIB, log *slog.Logger) (added, wit
 		return nil
 	})
 	return added, withdrawn, err
-}
-
-// reloadable says why a new configuration cannot be applied to a running
-// pnapd without a restart, or returns nil. Routes and the optimizer's
-// backbone parameters reload; interfaces, ports and forwarder settings do not.
-func reloadable(old, cur *configs.Config) error {
-	var errs []error
-	if len(old.Backbones) != len(cur.Backbones) {
-		errs = append(errs, fmt.Errorf("the number of backbones changed (%d to %d)", len(old.Backbones), len(cur.Backbones)))
-	} else {
-		for i := range old.Backbones {
-			o, n := old.Backbones[i], cur.Backbones[i]
-			switch {
-			case o.Name != n.Name:
-				errs = append(errs, fmt.Errorf("backbone %d is now %q, was %q", i+1, n.Name, o.Name))
-			case o.Interface != n.Interface || o.GatewayV4 != n.GatewayV4 || o.GatewayV6 != n.GatewayV6:
-				errs = append(errs, fmt.Errorf("backbone %q: interface or gateway changed", n.Name))
-			case o.Preference != n.Preference:
-				errs = append(errs, fmt.Errorf("backbone %q: preference changed", n.Name))
-			}
-		}
-	}
-	if len(old.Customers) != len(cur.Customers) {
-		errs = append(errs, errors.New("customers were added or removed"))
-	} else {
-		for i := range old.Customers {
-			o, n := old.Customers[i], cur.Customers[i]
-			if o.Name != n.Name || o.Interface != n.Interface || o.AddressV4 != n.AddressV4 || o.AddressV6 != n.AddressV6 || fmt.Sprint(o.Routes) != fmt.Sprint(n.Routes) {
-				errs = append(errs, fmt.Errorf("customer %q changed", n.Name))
-			}
-		}
-	}
-	if fmt.Sprint(old.Forwarder) != fmt.Sprint(cur.Forwarder) {
-		errs = append(errs, errors.New("[forwarder] changed"))
-	}
-	if fmt.Sprint(old.Probes) != fmt.Sprint(cur.Probes) || fmt.Sprint(old.API) != fmt.Sprint(cur.API) || fmt.Sprint(old.Optimizer) != fmt.Sprint(cur.Optimizer) {
-		errs = append(errs, errors.New("[probes], [optimizer] or [api] changed"))
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("these need a restart: %w", errors.Join(errs...))
-	}
-	return nil
 }

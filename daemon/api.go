@@ -1,4 +1,4 @@
-package main
+package daemon
 
 import (
 	"context"
@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pnap-project/pnap/configs"
@@ -22,20 +21,10 @@ import (
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
-
-// daemon is what the status API and the metrics read: the running pnapd.
-type daemon struct {
-	cfg   *configs.Config
-	fib   *fib.FIB
-	d     *dataPlane
-	ctl   *control
-	start time.Time
-
-	// Pins made while the optimizer is off go straight to the FIB.
-	pinMu sync.Mutex
-	pins  map[netip.Prefix]optimizer.Pin
-}
 
 // apiError is a request the API refuses, with its HTTP status.
 type apiError struct {
@@ -51,7 +40,8 @@ func badRequest(format string, args ...any) error {
 
 // handler serves the API: JSON under /v1/, Prometheus at /metrics. Every
 // request needs the bearer token when one is configured.
-func (s *daemon) handler(metrics http.Handler) http.Handler {
+func (d *Daemon) handler(metrics http.Handler) http.Handler {
+	cfg := d.cfg.Load()
 	mux := http.NewServeMux()
 	route := func(pattern string, fn func(r *http.Request) (any, error)) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
@@ -68,22 +58,22 @@ func (s *daemon) handler(metrics http.Handler) http.Handler {
 			writeJSON(w, http.StatusOK, v)
 		})
 	}
-	route("GET /v1/status", s.status)
-	route("GET /v1/ports", func(*http.Request) (any, error) { return s.ports(), nil })
-	route("GET /v1/backbones", func(*http.Request) (any, error) { return s.backbones(), nil })
-	route("GET /v1/fib", s.fibShow)
-	route("GET /v1/measurements", s.measurements)
-	route("GET /v1/decisions", s.decisions)
-	route("GET /v1/pins", func(*http.Request) (any, error) { return s.pinList(), nil })
-	route("POST /v1/pins", s.pin)
-	route("DELETE /v1/pins", s.unpin)
+	route("GET /v1/status", d.status)
+	route("GET /v1/ports", func(*http.Request) (any, error) { return d.ports(), nil })
+	route("GET /v1/backbones", func(*http.Request) (any, error) { return d.backbones(), nil })
+	route("GET /v1/fib", d.fibShow)
+	route("GET /v1/measurements", d.measurements)
+	route("GET /v1/decisions", d.decisions)
+	route("GET /v1/pins", func(*http.Request) (any, error) { return d.pinList(), nil })
+	route("POST /v1/pins", d.pin)
+	route("DELETE /v1/pins", d.unpin)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint: " + r.Method + " " + r.URL.Path + "; see /v1/status"})
 	})
-	token := s.cfg.API.Token
+	token := cfg.API.Token
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" {
 			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -127,55 +117,78 @@ func listenAPI(a configs.API) (net.Listener, error) {
 	return l, nil
 }
 
-// serveAPI serves until ctx ends, then shuts down within a second.
-func serveAPI(ctx context.Context, l net.Listener, h http.Handler, log *slog.Logger) {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		srv.Shutdown(sctx)
-	}()
-	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Error("status API", "error", err)
+// startAPI serves the status API (and metrics) when [api] listen is set.
+// Stopping shuts the server down within a second.
+func (d *Daemon) startAPI(context.Context) (func() error, error) {
+	cfg := d.cfg.Load()
+	d.pins = &pinTable{fib: d.fib, opt: d.ctl.opt, m: map[netip.Prefix]optimizer.Pin{}}
+	if cfg.API.Listen == "" {
+		return func() error { return nil }, nil
 	}
-}
-
-type statusJSON struct {
-	Version    string  `json:"version"`
-	Config     string  `json:"config"`
-	UptimeSec  float64 `json:"uptime_seconds"`
-	Workers    int     `json:"workers"`
-	IPv4Routes int     `json:"ipv4_routes"`
-	IPv6Routes int     `json:"ipv6_routes"`
-	Generation uint64  `json:"fib_generation"`
-	Overrides  int     `json:"overrides"`
-	Probes     bool    `json:"probes"`
-	Optimizer  bool    `json:"optimizer"`
-	Ports      []portJSON
-	Backbones  []backboneJSON
-}
-
-func (s *daemon) status(*http.Request) (any, error) {
-	st := s.fib.Stats()
-	_, over := s.fib.Selections()
-	return statusJSON{
-		Version: version, Config: s.cfg.Path, UptimeSec: time.Since(s.start).Seconds(), Workers: len(s.d.loops),
-		IPv4Routes: st.IPv4Routes, IPv6Routes: st.IPv6Routes, Generation: s.fib.Load().Generation(), Overrides: over,
-		Probes: s.ctl.probes != nil, Optimizer: s.ctl.opt != nil, Ports: s.ports(), Backbones: s.backbones(),
+	l, err := listenAPI(cfg.API)
+	if err != nil {
+		return nil, err
+	}
+	var metrics http.Handler
+	if cfg.API.Metrics {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(collector{d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)})
+	}
+	srv := &http.Server{Handler: d.handler(metrics), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("status API", "error", err)
+		}
+	}()
+	d.log.Info("status API", "listen", cfg.API.Listen, "metrics", cfg.API.Metrics, "token", cfg.API.Token != "")
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-served
+		return nil
 	}, nil
 }
 
-type portJSON struct {
+type Status struct {
+	Version    string           `json:"version"`
+	Config     string           `json:"config"`
+	UptimeSec  float64          `json:"uptime_seconds"`
+	Workers    int              `json:"workers"`
+	IPv4Routes int              `json:"ipv4_routes"`
+	IPv6Routes int              `json:"ipv6_routes"`
+	Generation uint64           `json:"fib_generation"`
+	Overrides  int              `json:"overrides"`
+	Probes     bool             `json:"probes"`
+	Optimizer  bool             `json:"optimizer"`
+	Ports      []PortStatus     `json:"ports"`
+	Backbones  []BackboneStatus `json:"backbones"`
+}
+
+func (d *Daemon) status(*http.Request) (any, error) {
+	cfg := d.cfg.Load()
+	st := d.fib.Stats()
+	_, over := d.fib.Selections()
+	return Status{
+		Version: d.version, Config: cfg.Path, UptimeSec: time.Since(d.start).Seconds(), Workers: len(d.dp.loops),
+		IPv4Routes: st.IPv4Routes, IPv6Routes: st.IPv6Routes, Generation: d.fib.Load().Generation(), Overrides: over,
+		Probes: d.ctl.probes != nil, Optimizer: d.ctl.opt != nil, Ports: d.ports(), Backbones: d.backbones(),
+	}, nil
+}
+
+type PortStatus struct {
 	Name      string            `json:"name"`
 	Interface string            `json:"interface"`
 	Role      string            `json:"role"`
-	Queues    []queueJSON       `json:"queues"`
-	Total     queueJSON         `json:"total"`
+	Queues    []QueueCounters   `json:"queues"`
+	Total     QueueCounters     `json:"total"`
 	Drops     map[string]uint64 `json:"drops"`
 }
 
-type queueJSON struct {
+type QueueCounters struct {
 	Queue     int    `json:"queue"`
 	RxPackets uint64 `json:"rx_packets"`
 	RxBytes   uint64 `json:"rx_bytes"`
@@ -185,25 +198,26 @@ type queueJSON struct {
 }
 
 // portName is the configured name of the customer or backbone on port i.
-func (s *daemon) portName(i int) string {
-	if i < len(s.cfg.Customers) {
-		return s.cfg.Customers[i].Name
+func (d *Daemon) portName(i int) string {
+	cfg := d.cfg.Load()
+	if i < len(cfg.Customers) {
+		return cfg.Customers[i].Name
 	}
-	return s.cfg.Backbones[i-len(s.cfg.Customers)].Name
+	return cfg.Backbones[i-len(cfg.Customers)].Name
 }
 
-func (s *daemon) ports() []portJSON {
-	var out []portJSON
-	for i, p := range s.d.plane.Ports {
-		pj := portJSON{Name: s.portName(i), Interface: p.Name, Role: roleName(p.Role), Drops: map[string]uint64{}}
+func (d *Daemon) ports() []PortStatus {
+	var out []PortStatus
+	for i, p := range d.dp.plane.Ports {
+		pj := PortStatus{Name: d.portName(i), Interface: p.Name, Role: roleName(p.Role), Drops: map[string]uint64{}}
 		var total forwarder.PortStats
-		for q, l := range s.d.loops {
+		for q, l := range d.dp.loops {
 			var st forwarder.PortStats
 			l.Worker.Stats(i, &st)
 			l.Worker.Stats(i, &total)
-			pj.Queues = append(pj.Queues, queueJSON{Queue: q, RxPackets: st.RxPackets, RxBytes: st.RxBytes, TxPackets: st.TxPackets, TxBytes: st.TxBytes, Dropped: sum(st.Drops[:])})
+			pj.Queues = append(pj.Queues, QueueCounters{Queue: q, RxPackets: st.RxPackets, RxBytes: st.RxBytes, TxPackets: st.TxPackets, TxBytes: st.TxBytes, Dropped: sum(st.Drops[:])})
 		}
-		pj.Total = queueJSON{Queue: -1, RxPackets: total.RxPackets, RxBytes: total.RxBytes, TxPackets: total.TxPackets, TxBytes: total.TxBytes, Dropped: sum(total.Drops[:])}
+		pj.Total = QueueCounters{Queue: -1, RxPackets: total.RxPackets, RxBytes: total.RxBytes, TxPackets: total.TxPackets, TxBytes: total.TxBytes, Dropped: sum(total.Drops[:])}
 		for r, n := range total.Drops {
 			if n > 0 {
 				pj.Drops[forwarder.Reason(r).String()] = n
@@ -221,7 +235,7 @@ func sum(xs []uint64) (n uint64) {
 	return n
 }
 
-type backboneJSON struct {
+type BackboneStatus struct {
 	Name        string   `json:"name"`
 	Interface   string   `json:"interface"`
 	GatewayV4   string   `json:"gateway_v4,omitempty"`
@@ -241,21 +255,22 @@ type backboneJSON struct {
 	MedianRTTms *float64 `json:"median_rtt_ms,omitempty"`
 }
 
-func (s *daemon) backbones() []backboneJSON {
-	st := s.fib.Stats()
-	sel, _ := s.fib.Selections()
-	hops := s.d.plane.CurrentHops()
+func (d *Daemon) backbones() []BackboneStatus {
+	cfg := d.cfg.Load()
+	st := d.fib.Stats()
+	sel, _ := d.fib.Selections()
+	hops := d.dp.plane.CurrentHops()
 	var snap probes.Snapshot
-	if s.ctl.probes != nil {
-		snap = s.ctl.probes.Snapshot()
+	if d.ctl.probes != nil {
+		snap = d.ctl.probes.Snapshot()
 	}
 	var ostat []optimizer.BackboneStatus
-	if s.ctl.opt != nil {
-		ostat = s.ctl.opt.Backbones()
+	if d.ctl.opt != nil {
+		ostat = d.ctl.opt.Backbones()
 	}
-	var out []backboneJSON
-	for i, b := range s.cfg.Backbones {
-		j := backboneJSON{Name: b.Name, Interface: b.Interface, RoutesHeld: st.Held[i], Selected: sel[i]}
+	var out []BackboneStatus
+	for i, b := range cfg.Backbones {
+		j := BackboneStatus{Name: b.Name, Interface: b.Interface, RoutesHeld: st.Held[i], Selected: sel[i]}
 		if b.GatewayV4.IsValid() {
 			j.GatewayV4 = b.GatewayV4.String()
 		}
@@ -266,8 +281,8 @@ func (s *daemon) backbones() []backboneJSON {
 			j.ResolvedV4, j.ResolvedV6 = hops.Backbone[i][0].Resolved, hops.Backbone[i][1].Resolved
 		}
 		var ps forwarder.PortStats
-		for _, l := range s.d.loops {
-			l.Worker.Stats(int(s.d.backbonePort[i]), &ps)
+		for _, l := range d.dp.loops {
+			l.Worker.Stats(int(d.dp.backbonePort[i]), &ps)
 		}
 		j.TxBytes = ps.TxBytes
 		if i < len(ostat) {
@@ -302,7 +317,7 @@ func medianRTT(snap probes.Snapshot, b fib.BackboneID) (float64, bool) {
 	return v[len(v)/2], true
 }
 
-type fibJSON struct {
+type FIBAnswer struct {
 	Address  string   `json:"address"`
 	Prefix   string   `json:"prefix"`
 	Route    uint32   `json:"route"`
@@ -314,25 +329,26 @@ type fibJSON struct {
 	Default string `json:"default"`
 }
 
-func (s *daemon) fibShow(r *http.Request) (any, error) {
+func (d *Daemon) fibShow(r *http.Request) (any, error) {
+	cfg := d.cfg.Load()
 	q := r.URL.Query().Get("addr")
 	a, err := netip.ParseAddr(q)
 	if err != nil {
 		return nil, badRequest("addr %q is not an IP address", q)
 	}
-	e, ok := s.fib.Load().Lookup(a)
+	e, ok := d.fib.Load().Lookup(a)
 	if !ok {
 		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("no route for %v", a)}
 	}
-	p := s.fib.Prefix(e.Route)
-	j := fibJSON{Address: a.String(), Prefix: p.String(), Route: uint32(e.Route), Backbone: s.cfg.Backbones[e.Backbone].Name}
+	p := d.fib.Prefix(e.Route)
+	j := FIBAnswer{Address: a.String(), Prefix: p.String(), Route: uint32(e.Route), Backbone: cfg.Backbones[e.Backbone].Name}
 	for _, id := range e.Holders.IDs() {
-		j.Holders = append(j.Holders, s.cfg.Backbones[id].Name)
+		j.Holders = append(j.Holders, cfg.Backbones[id].Name)
 	}
-	def := s.fib.DefaultAmong(e.Route, e.Holders)
-	j.Default = s.cfg.Backbones[def].Name
+	def := d.fib.DefaultAmong(e.Route, e.Holders)
+	j.Default = cfg.Backbones[def].Name
 	switch {
-	case s.isPinned(p):
+	case d.isPinned(p):
 		j.Why = "pinned"
 	case e.Backbone != def:
 		j.Why = "optimizer"
@@ -342,14 +358,14 @@ func (s *daemon) fibShow(r *http.Request) (any, error) {
 	return j, nil
 }
 
-type measurementJSON struct {
-	Prefix     string                     `json:"prefix"`
-	TrafficPPS float64                    `json:"traffic_pps"`
-	Selected   string                     `json:"selected"`
-	Backbones  map[string]backboneMeasure `json:"backbones"`
+type Measurement struct {
+	Prefix     string                         `json:"prefix"`
+	TrafficPPS float64                        `json:"traffic_pps"`
+	Selected   string                         `json:"selected"`
+	Backbones  map[string]BackboneMeasurement `json:"backbones"`
 }
 
-type backboneMeasure struct {
+type BackboneMeasurement struct {
 	MinMs   float64 `json:"min_ms"`
 	P50Ms   float64 `json:"p50_ms"`
 	P95Ms   float64 `json:"p95_ms"`
@@ -374,24 +390,25 @@ func limitParam(r *http.Request, def, most int) (int, error) {
 	return n, nil
 }
 
-func (s *daemon) measurements(r *http.Request) (any, error) {
+func (d *Daemon) measurements(r *http.Request) (any, error) {
+	cfg := d.cfg.Load()
 	n, err := limitParam(r, 100, 100000)
 	if err != nil {
 		return nil, err
 	}
-	if s.ctl.probes == nil {
+	if d.ctl.probes == nil {
 		return nil, &apiError{http.StatusNotFound, "probes are disabled ([probes] enabled = false)"}
 	}
-	snap := s.ctl.probes.Snapshot()
-	out := []measurementJSON{}
-	v := s.fib.Load()
+	snap := d.ctl.probes.Snapshot()
+	out := []Measurement{}
+	v := d.fib.Load()
 	for _, p := range snap.Prefixes {
 		if len(out) == n {
 			break
 		}
-		m := measurementJSON{Prefix: p.Prefix.String(), TrafficPPS: p.Traffic, Backbones: map[string]backboneMeasure{}}
+		m := Measurement{Prefix: p.Prefix.String(), TrafficPPS: p.Traffic, Backbones: map[string]BackboneMeasurement{}}
 		if e, ok := v.Lookup(p.Prefix.Addr()); ok {
-			m.Selected = s.cfg.Backbones[e.Backbone].Name
+			m.Selected = cfg.Backbones[e.Backbone].Name
 		}
 		ids := make([]int, 0, len(p.Backbones))
 		for b := range p.Backbones {
@@ -400,7 +417,7 @@ func (s *daemon) measurements(r *http.Request) (any, error) {
 		sort.Ints(ids)
 		for _, b := range ids {
 			st := p.Backbones[fib.BackboneID(b)]
-			m.Backbones[s.cfg.Backbones[b].Name] = backboneMeasure{
+			m.Backbones[cfg.Backbones[b].Name] = BackboneMeasurement{
 				MinMs: msf(st.Min), P50Ms: msf(st.P50), P95Ms: msf(st.P95), P99Ms: msf(st.P99), Loss: st.Loss,
 				Passive: st.Samples[probes.Passive], Active: st.Samples[probes.Active], Sent: st.Sent, Lost: st.Lost,
 				Updated: st.Updated.UTC().Format(time.RFC3339Nano),
@@ -413,7 +430,7 @@ func (s *daemon) measurements(r *http.Request) (any, error) {
 
 func msf(d time.Duration) float64 { return float64(d) / 1e6 }
 
-type decisionJSON struct {
+type Decision struct {
 	Time     string  `json:"time"`
 	Prefix   string  `json:"prefix"`
 	From     string  `json:"from"`
@@ -427,17 +444,17 @@ type decisionJSON struct {
 	ToLoss   float64 `json:"to_loss"`
 }
 
-func (s *daemon) decisions(r *http.Request) (any, error) {
+func (d *Daemon) decisions(r *http.Request) (any, error) {
 	n, err := limitParam(r, 50, 10000)
 	if err != nil {
 		return nil, err
 	}
-	out := []decisionJSON{}
-	if s.ctl.opt == nil {
+	out := []Decision{}
+	if d.ctl.opt == nil {
 		return out, nil
 	}
-	for _, e := range s.ctl.opt.Events(n) {
-		out = append(out, decisionJSON{
+	for _, e := range d.ctl.opt.Events(n) {
+		out = append(out, Decision{
 			Time: e.Time.UTC().Format(time.RFC3339Nano), Prefix: e.Prefix.String(), From: e.From.Name, To: e.To.Name, Reason: e.Reason.String(),
 			FromMs: e.From.Score, ToMs: e.To.Score, FromRTT: msf(e.From.RTT), ToRTT: msf(e.To.RTT), FromLoss: e.From.Loss, ToLoss: e.To.Loss,
 		})
@@ -445,32 +462,22 @@ func (s *daemon) decisions(r *http.Request) (any, error) {
 	return out, nil
 }
 
-type pinJSON struct {
+type Pin struct {
 	Prefix   string `json:"prefix"`
 	Backbone string `json:"backbone"`
 	Since    string `json:"since,omitempty"`
 }
 
-func (s *daemon) pinList() []pinJSON {
-	var pins []optimizer.Pin
-	if s.ctl.opt != nil {
-		pins = s.ctl.opt.Pins()
-	} else {
-		s.pinMu.Lock()
-		for _, p := range s.pins {
-			pins = append(pins, p)
-		}
-		s.pinMu.Unlock()
-	}
-	out := []pinJSON{}
-	for _, p := range pins {
-		out = append(out, pinJSON{Prefix: p.Prefix.String(), Backbone: p.Name, Since: p.Since.UTC().Format(time.RFC3339)})
+func (d *Daemon) pinList() []Pin {
+	out := []Pin{}
+	for _, p := range d.pins.list() {
+		out = append(out, Pin{Prefix: p.Prefix.String(), Backbone: p.Name, Since: p.Since.UTC().Format(time.RFC3339)})
 	}
 	return out
 }
 
-func (s *daemon) isPinned(p netip.Prefix) bool {
-	for _, x := range s.pinList() {
+func (d *Daemon) isPinned(p netip.Prefix) bool {
+	for _, x := range d.pinList() {
 		if x.Prefix == p.String() {
 			return true
 		}
@@ -478,8 +485,8 @@ func (s *daemon) isPinned(p netip.Prefix) bool {
 	return false
 }
 
-func (s *daemon) pin(r *http.Request) (any, error) {
-	var req pinJSON
+func (d *Daemon) pin(r *http.Request) (any, error) {
+	var req Pin
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
@@ -489,49 +496,30 @@ func (s *daemon) pin(r *http.Request) (any, error) {
 	if err != nil || p != p.Masked() {
 		return nil, badRequest("prefix %q is not a canonical prefix like 192.0.2.0/24", req.Prefix)
 	}
-	b, ok := s.fib.BackboneID(req.Backbone)
+	b, ok := d.fib.BackboneID(req.Backbone)
 	if !ok {
 		return nil, badRequest("no backbone %q", req.Backbone)
 	}
-	e, ok := s.fib.Route(p)
+	e, ok := d.fib.Route(p)
 	if !ok {
 		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("%v is not a prefix in the FIB (pnapd fib show ADDR finds the covering one)", p)}
 	}
 	if !e.Holders.Has(b) {
 		return nil, &apiError{http.StatusConflict, fmt.Sprintf("backbone %q holds no route for %v", req.Backbone, p)}
 	}
-	if s.ctl.opt != nil {
-		err = s.ctl.opt.Pin(p, b)
-	} else {
-		s.pinMu.Lock()
-		if err = s.fib.Select(p, b); err == nil {
-			s.pins[p] = optimizer.Pin{Prefix: p, Backbone: b, Name: req.Backbone, Since: time.Now()}
-		}
-		s.pinMu.Unlock()
-	}
-	if err != nil {
+	if err := d.pins.pin(p, b, req.Backbone); err != nil {
 		return nil, &apiError{http.StatusConflict, err.Error()}
 	}
-	return pinJSON{Prefix: p.String(), Backbone: req.Backbone}, nil
+	return Pin{Prefix: p.String(), Backbone: req.Backbone}, nil
 }
 
-func (s *daemon) unpin(r *http.Request) (any, error) {
+func (d *Daemon) unpin(r *http.Request) (any, error) {
 	q := r.URL.Query().Get("prefix")
 	p, err := netip.ParsePrefix(q)
 	if err != nil {
 		return nil, badRequest("prefix %q is not a prefix", q)
 	}
-	var was bool
-	if s.ctl.opt != nil {
-		was, err = s.ctl.opt.Unpin(p)
-	} else {
-		s.pinMu.Lock()
-		if _, was = s.pins[p]; was {
-			delete(s.pins, p)
-			err = s.fib.ResetSelection(p)
-		}
-		s.pinMu.Unlock()
-	}
+	was, err := d.pins.unpin(p)
 	if err != nil {
 		return nil, &apiError{http.StatusConflict, err.Error()}
 	}
@@ -539,40 +527,4 @@ func (s *daemon) unpin(r *http.Request) (any, error) {
 		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("%v is not pinned", p)}
 	}
 	return map[string]string{"unpinned": p.String()}, nil
-}
-
-// reload applies a changed configuration file (SIGHUP): routes of every
-// backbone (published as one FIB Version, so traffic never misses a lookup)
-// and the optimizer's backbone costs and limits. A file that does not load,
-// or that changes what needs a restart, is refused and the running
-// configuration stays.
-func (s *daemon) reload(path string, log *slog.Logger) {
-	start := time.Now()
-	cfg, err := configs.Load(path)
-	if err == nil {
-		err = reloadable(s.cfg, cfg)
-	}
-	if err != nil {
-		log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
-		return
-	}
-	added, withdrawn, err := reloadRoutes(cfg, s.fib, log)
-	if err != nil {
-		log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
-		return
-	}
-	if s.ctl.opt != nil {
-		if err := s.ctl.opt.SetBackbones(cfg.Backbones); err != nil {
-			log.Error("reload: backbone parameters not applied", "error", err)
-		}
-	}
-	// Only the reloadable fields, which the API does not read, change:
-	// names, interfaces and gateways are the same (reloadable).
-	for i, b := range cfg.Backbones {
-		o := &s.cfg.Backbones[i]
-		o.Cost, o.CommitMbps, o.CapacityMbps = b.Cost, b.CommitMbps, b.CapacityMbps
-		o.Static, o.RouteFiles, o.MRT = b.Static, b.RouteFiles, b.MRT
-	}
-	st := s.fib.Stats()
-	log.Info("reloaded", "config", path, "routes added", added, "withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "took", time.Since(start).Round(time.Millisecond))
 }

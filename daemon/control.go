@@ -1,0 +1,104 @@
+package daemon
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/optimizer"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// control is pnapd's control plane: probes measuring, the optimizer
+// deciding. Either may be off ([probes] / [optimizer] enabled = false).
+type control struct {
+	probes *probes.Probes
+	opt    *optimizer.Optimizer
+}
+
+// startProbes makes the probes, before the workers, which hand them probe
+// replies; they start measuring in startControl.
+func (d *Daemon) startProbes(context.Context) (func() error, error) {
+	cfg := d.cfg.Load()
+	d.ctl = &control{}
+	if !cfg.Probes.Enabled {
+		if cfg.Optimizer.Enabled {
+			d.log.Warn("optimizer off: it needs [probes] enabled; every prefix keeps its default backbone (or a pin)")
+		}
+		return func() error { return nil }, nil
+	}
+	var dp probes.DataPlane
+	if d.dp.inject != nil {
+		dp = d.dp
+	}
+	d.ctl.probes = probes.New(cfg.Probes, d.fib, d.dp.rings, dp,
+		probes.WithClock(forwarder.SampleClock),
+		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}),
+		probes.WithStore(probes.StoreOptions{Window: cfg.Probes.Window.Duration()}))
+	return func() error { return nil }, nil
+}
+
+// startControl runs the probes and the optimizer, once the workers whose
+// counters the optimizer reads exist.
+func (d *Daemon) startControl(context.Context) (func() error, error) {
+	cfg := d.cfg.Load()
+	c := d.ctl
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	stop := func() error { cancel(); wg.Wait(); return nil }
+	if c.probes == nil {
+		return stop, nil
+	}
+	d.goRun(&wg, "probes", func() error {
+		if err := c.probes.Run(ctx); err != nil && ctx.Err() == nil {
+			d.log.Error("probes stopped", "error", err)
+		}
+		return nil
+	})
+	d.log.Info("probes", "top_prefixes", cfg.Probes.TopPrefixes, "interval", cfg.Probes.Interval, "source_v4", cfg.Probes.SourceV4, "source_v6", cfg.Probes.SourceV6)
+	if !cfg.Optimizer.Enabled {
+		return stop, nil
+	}
+	o, err := optimizer.New(cfg.Optimizer, cfg.Backbones, d.fib, c.probes, &backboneRates{dp: d.dp}, optimizer.Options{})
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	c.opt = o
+	d.goRun(&wg, "optimizer", func() error { o.Run(ctx); return nil })
+	d.log.Info("optimizer", "interval", cfg.Optimizer.Interval, "statistic", cfg.Optimizer.Statistic, "hold_down", cfg.Optimizer.HoldDown)
+	return stop, nil
+}
+
+// backboneRates turns the workers' TX byte counters on the backbone ports
+// into bits per second since the previous call: the optimizer's traffic
+// source for commit and capacity.
+type backboneRates struct {
+	dp    *dataPlane
+	mu    sync.Mutex
+	last  []uint64
+	lastT time.Time
+}
+
+func (r *backboneRates) BackboneBps() map[fib.BackboneID]float64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	now := time.Now()
+	cur := make([]uint64, len(r.dp.backbonePort))
+	for b, port := range r.dp.backbonePort {
+		cur[b] = r.dp.portStats(int(port)).TxBytes
+	}
+	out := map[fib.BackboneID]float64{}
+	if r.last != nil {
+		dt := now.Sub(r.lastT).Seconds()
+		for b := range cur {
+			if dt > 0 {
+				out[fib.BackboneID(b)] = float64(cur[b]-r.last[b]) * 8 / dt
+			}
+		}
+	}
+	r.last, r.lastT = cur, now
+	return out
+}

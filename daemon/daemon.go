@@ -1,0 +1,182 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
+)
+
+// Options are what the command line gives the daemon besides the
+// configuration.
+type Options struct {
+	// Log receives everything pnapd logs. Default: discarded.
+	Log *slog.Logger
+	// Version is what the status API reports.
+	Version string
+	// Reloads asks for the configuration file to be read again and applied
+	// (SIGHUP). Nil: never.
+	Reloads <-chan struct{}
+}
+
+// Daemon is one running pnapd. Its fields are set by the stages of Run, in
+// order, before the status API (the last stage) can read them.
+type Daemon struct {
+	log     *slog.Logger
+	version string
+	start   time.Time
+
+	// cfg is replaced whole by a reload, never written in place, so the API
+	// reads a consistent configuration without a lock.
+	cfg atomic.Pointer[configs.Config]
+	fib *fib.FIB
+
+	dp    *dataPlane
+	neigh *forwarder.Neighbours
+	slow  *slowPath
+	ctl   *control
+	pins  *pinTable
+
+	// errc carries the failure of any component that runs on its own
+	// goroutine; the first one stops pnapd.
+	errc chan error
+}
+
+// stage is one step of start-up. start returns the function that undoes
+// it; stages are undone in reverse order.
+type stage struct {
+	name  string
+	start func(ctx context.Context) (stop func() error, err error)
+}
+
+// Run builds pnapd from cfg and forwards until ctx ends or a component
+// fails, then stops every component and releases what it attached. It
+// returns nil on a requested stop.
+func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
+	d := &Daemon{log: opts.Log, version: opts.Version, start: time.Now(), errc: make(chan error, 16)}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	d.cfg.Store(cfg)
+	stops, err := d.startAll(ctx)
+	if err == nil && ctx.Err() == nil {
+		d.log.Info("forwarding", "workers", len(d.dp.loops), "ports", len(d.dp.plane.Ports))
+		err = d.serve(ctx, opts.Reloads)
+	} else if err == nil {
+		d.log.Info("stopping before forwarding", "reason", context.Cause(ctx))
+	}
+	for i := len(stops) - 1; i >= 0; i-- {
+		err = errors.Join(err, stops[i]())
+	}
+	if d.dp != nil && d.dp.loops != nil {
+		d.logCounters()
+	}
+	return err
+}
+
+// startAll runs the stages in order. On the first failure, or when ctx
+// ends between stages, it returns the stop functions of the stages that
+// started, for the caller to undo.
+func (d *Daemon) startAll(ctx context.Context) ([]func() error, error) {
+	stages := []stage{
+		{"FIB", d.startFIB},
+		{"data plane", d.startDataPlane},
+		{"neighbours", d.startNeighbours},
+		{"local addresses", d.startLocalAddrs},
+		{"slow path", d.startSlowPath},
+		{"probes", d.startProbes},
+		{"workers", d.startWorkers},
+		{"probes and optimizer", d.startControl},
+		{"status API", d.startAPI},
+	}
+	var stops []func() error
+	for _, st := range stages {
+		if ctx.Err() != nil {
+			return stops, nil
+		}
+		stop, err := st.start(ctx)
+		if err != nil {
+			d.log.Debug("start-up failed", "stage", st.name, "error", err)
+			return stops, err
+		}
+		stops = append(stops, stop)
+	}
+	return stops, nil
+}
+
+// serve waits for the end: ctx done or a component failing. Reload
+// requests are applied meanwhile.
+func (d *Daemon) serve(ctx context.Context, reloads <-chan struct{}) error {
+	for {
+		select {
+		case <-ctx.Done():
+			d.log.Info("stopping", "reason", context.Cause(ctx))
+			return nil
+		case err := <-d.errc:
+			d.log.Error("stopping", "error", err)
+			return err
+		case <-reloads:
+			d.reload()
+		}
+	}
+}
+
+// goRun runs fn on its own goroutine, counted by wg; its error, unless
+// nil, stops pnapd.
+func (d *Daemon) goRun(wg *sync.WaitGroup, what string, fn func() error) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := fn(); err != nil {
+			select {
+			case d.errc <- fmt.Errorf("%s: %w", what, err):
+			default: // pnapd is stopping already
+			}
+		}
+	}()
+}
+
+// startFIB builds the backbones' FIB from the configured route sources.
+func (d *Daemon) startFIB(context.Context) (func() error, error) {
+	cfg := d.cfg.Load()
+	start := time.Now()
+	f, _, err := LoadFIB(cfg, d.log)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfg.Path, err)
+	}
+	d.fib = f
+	st := f.Stats()
+	d.log.Info("FIB loaded", "backbones", len(cfg.Backbones), "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "took", time.Since(start).Round(time.Millisecond))
+	return func() error { return nil }, nil
+}
+
+// logCounters logs every port's counters summed over the workers, and what
+// the slow path and the neighbour tracker did: the last lines of a run.
+func (d *Daemon) logCounters() {
+	for i, p := range d.dp.plane.Ports {
+		st := d.dp.portStats(i)
+		var drops []any
+		for r, n := range st.Drops {
+			if n > 0 {
+				drops = append(drops, forwarder.Reason(r).String(), n)
+			}
+		}
+		d.log.Info("port counters", append([]any{"interface", p.Name, "rx", st.RxPackets, "tx", st.TxPackets}, drops...)...)
+	}
+	var attrs []any
+	if d.neigh != nil {
+		have, want := d.neigh.Resolved()
+		attrs = append(attrs, "next hops resolved", fmt.Sprintf("%d/%d", have, want))
+	}
+	if d.slow != nil {
+		attrs = append(attrs, "icmp sent", d.slow.path.Sent.Load(), "icmp rate-limited", d.slow.path.Limited.Load())
+	}
+	d.log.Info("stopped", attrs...)
+}

@@ -1,0 +1,371 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/cilium/ebpf/rlimit"
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/probes"
+	"github.com/vishvananda/netlink"
+)
+
+// dataPlane is everything the data-plane stage attaches and opens, so that
+// it can all be released in one place, in reverse order.
+type dataPlane struct {
+	plane    *forwarder.Plane
+	ports    []portSpec
+	links    []netlink.Link // by port
+	spec     forwarder.HopSpec
+	steering []*forwarder.Steering
+	// byQueue holds, for each queue, that queue's socket of every port: one
+	// worker serves them all, so no ring has two producers.
+	byQueue   [][]*forwarder.Port
+	slowPorts []forwarder.SlowPort
+	// Sampling and active probes, when [probes] is enabled: one sample
+	// ring per worker, and the ring probe frames reach the first worker by.
+	rings  []*forwarder.SampleRing
+	inject *forwarder.InjectRing
+	// backbonePort is the plane's port index of each backbone, by BackboneID.
+	backbonePort []uint8
+	loops        []*forwarder.Loop
+	closers      []func() error
+	// stuck is set when a worker did not stop: nothing it may still use is
+	// released then.
+	stuck bool
+}
+
+// portSpec is one interface pnapd forwards on.
+type portSpec struct {
+	name  string // the customer's or backbone's
+	iface string
+	role  forwarder.Role
+}
+
+// ethVLANHeader is an Ethernet header with one 802.1Q tag.
+const ethVLANHeader = 18
+
+// trafficSampleEvery: one traffic sample per this many forwarded packets
+// (the probes' traffic ranking scales it back).
+const trafficSampleEvery = 64
+
+// close releases everything in reverse order of acquisition.
+func (dp *dataPlane) close() error {
+	var errs []error
+	for i := len(dp.closers) - 1; i >= 0; i-- {
+		errs = append(errs, dp.closers[i]())
+	}
+	dp.closers = nil
+	return errors.Join(errs...)
+}
+
+// abandon drops the closers: used when a worker may still be using its
+// sockets, which the process exit (which also detaches XDP) then releases
+// instead of pulling them from under it.
+func (dp *dataPlane) abandon() { dp.closers, dp.stuck = nil, true }
+
+// portStats sums port i's counters over every worker.
+func (dp *dataPlane) portStats(i int) forwarder.PortStats {
+	var st forwarder.PortStats
+	for _, l := range dp.loops {
+		l.Worker.Stats(i, &st)
+	}
+	return st
+}
+
+// startDataPlane resolves the interfaces, loads and attaches the XDP
+// program per interface and opens the AF_XDP sockets. On error whatever
+// was made is released again.
+func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
+	cfg := d.cfg.Load()
+	dp := &dataPlane{}
+	defer func() {
+		if err != nil {
+			dp.close()
+		}
+	}()
+	if err := preflight(cfg); err != nil {
+		return nil, err
+	}
+	cust, err := customerFIB(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dp.plane = &forwarder.Plane{Backbones: d.fib, Customers: cust}
+	if err := dp.resolvePorts(cfg, d); err != nil {
+		return nil, err
+	}
+	local, err := localAddrs()
+	if err != nil {
+		return nil, err
+	}
+	for i := range dp.ports {
+		if err := dp.attach(cfg, i, local, d); err != nil {
+			return nil, err
+		}
+	}
+	if err := dp.openSlowPorts(); err != nil {
+		return nil, err
+	}
+	if cfg.Probes.Enabled {
+		if err := dp.setUpProbes(cfg, local); err != nil {
+			return nil, err
+		}
+	}
+	d.dp = dp
+	return dp.close, nil
+}
+
+// preflight checks what would otherwise fail later with a less helpful
+// error: the port count, capabilities, the locked-memory limit.
+func preflight(cfg *configs.Config) error {
+	if len(cfg.Customers) > fib.MaxBackbones {
+		return fmt.Errorf("%d customer ports configured; this version forwards to at most %d", len(cfg.Customers), fib.MaxBackbones)
+	}
+	if err := checkCapabilities(); err != nil {
+		return err
+	}
+	if err := rlimit.RemoveMemlock(); err != nil {
+		return fmt.Errorf("raising the locked-memory limit for BPF maps and AF_XDP rings: %w (run as root, or raise 'ulimit -l' / LimitMEMLOCK=infinity in the systemd unit)", err)
+	}
+	return nil
+}
+
+// resolvePorts finds every configured interface and derives its port
+// information (MAC, MTU that fits a frame) and the neighbour tracker's hop
+// spec. Customers come first, then backbones, in configuration order.
+func (dp *dataPlane) resolvePorts(cfg *configs.Config, d *Daemon) error {
+	for _, c := range cfg.Customers {
+		dp.ports = append(dp.ports, portSpec{c.Name, c.Interface, forwarder.RoleCustomer})
+	}
+	for _, b := range cfg.Backbones {
+		dp.ports = append(dp.ports, portSpec{b.Name, b.Interface, forwarder.RoleBackbone})
+	}
+	fw := cfg.Forwarder
+	for _, p := range dp.ports {
+		l, err := netlink.LinkByName(p.iface)
+		if err != nil {
+			return fmt.Errorf("%s: interface %q: %w (check the name with 'ip link')", p.name, p.iface, err)
+		}
+		attrs := l.Attrs()
+		if attrs.NumRxQueues > 0 && fw.Queues > attrs.NumRxQueues {
+			return fmt.Errorf("%s: interface %s has %d RX queues, the config asks for %d: lower [forwarder] queues", p.name, p.iface, attrs.NumRxQueues, fw.Queues)
+		}
+		if attrs.NumRxQueues > fw.Queues {
+			// Traffic the NIC hashes to a queue without a socket falls back
+			// to the kernel, past the backbone FIB.
+			d.log.Warn("interface has more RX queues than pnapd serves; traffic on the others is forwarded by the kernel", "interface", p.iface, "rx_queues", attrs.NumRxQueues, "served", fw.Queues)
+		}
+		dp.links = append(dp.links, l)
+		var mac forwarder.MAC
+		copy(mac[:], attrs.HardwareAddr)
+		dp.plane.Ports = append(dp.plane.Ports, forwarder.PortInfo{Name: p.iface, MAC: mac, MTU: portMTU(fw, attrs, d), Role: p.role})
+	}
+	nc := len(cfg.Customers)
+	for i, c := range cfg.Customers {
+		dp.spec.Customers = append(dp.spec.Customers, forwarder.CustomerHop{
+			Port: uint8(i), Ifindex: dp.links[i].Attrs().Index,
+			NextHop4: c.NextHopV4, NextHop6: c.NextHopV6,
+			Subnet4: c.AddressV4.Masked(), Subnet6: c.AddressV6.Masked(),
+		})
+	}
+	for i, b := range cfg.Backbones {
+		dp.spec.Backbones = append(dp.spec.Backbones, forwarder.BackboneHop{
+			Port: uint8(nc + i), Ifindex: dp.links[nc+i].Attrs().Index,
+			Gateway4: b.GatewayV4, Gateway6: b.GatewayV6,
+		})
+		dp.backbonePort = append(dp.backbonePort, uint8(nc+i))
+	}
+	return nil
+}
+
+// portMTU is the configured MTU, lowered to the interface's and to what
+// fits in one UMEM frame with Ethernet and VLAN headers: bigger packets
+// would be dropped at the redirect, silently, so they get "fragmentation
+// needed" / "packet too big" instead.
+func portMTU(fw configs.Forwarder, attrs *netlink.LinkAttrs, d *Daemon) int {
+	mtu := fw.MTU
+	if attrs.MTU > 0 && attrs.MTU < mtu {
+		mtu = attrs.MTU
+	}
+	if fit := fw.FrameSize - ethVLANHeader; mtu > fit {
+		d.log.Warn("MTU lowered to what fits in a frame", "interface", attrs.Name, "mtu", fit, "configured", mtu, "frame_size", fw.FrameSize)
+		mtu = fit
+	}
+	return mtu
+}
+
+// attach loads port i's steering program, opens one AF_XDP socket per
+// queue and attaches the program with a bpf_link. The attachment is
+// released before the sockets, so that traffic falls back to the kernel
+// instead of into sockets nobody reads.
+func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *Daemon) error {
+	p, fw := dp.ports[i], cfg.Forwarder
+	ifindex := dp.links[i].Attrs().Index
+	st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: fw.Queues})
+	if err != nil {
+		return fmt.Errorf("%s: %w", p.iface, err)
+	}
+	dp.closers = append(dp.closers, st.Close)
+	dp.steering = append(dp.steering, st)
+	for _, a := range local {
+		if err := st.AddLocal(a); err != nil {
+			return fmt.Errorf("%s: local address %v: %w", p.iface, a, err)
+		}
+	}
+	lk, mode, err := attachXDP(st, ifindex, fw.XDPMode)
+	if err != nil {
+		return fmt.Errorf("%s: attaching XDP: %w", p.iface, err)
+	}
+	if len(dp.byQueue) == 0 {
+		dp.byQueue = make([][]*forwarder.Port, fw.Queues)
+	}
+	var sockets []*forwarder.Port
+	for q := 0; q < fw.Queues; q++ {
+		port, err := forwarder.OpenPort(p.iface, ifindex, q, forwarder.PortOptions{Frames: fw.Frames, FrameSize: fw.FrameSize, RingSize: fw.RingSize})
+		if err != nil {
+			lk.Close()
+			return err
+		}
+		dp.closers = append(dp.closers, port.Close)
+		if err := st.SetSocket(q, port.FD()); err != nil {
+			lk.Close()
+			return fmt.Errorf("%s queue %d: XSK map: %w", p.iface, q, err)
+		}
+		dp.byQueue[q] = append(dp.byQueue[q], port)
+		sockets = append(sockets, port)
+	}
+	dp.closers = append(dp.closers, lk.Close)
+	if fw.BusyPoll {
+		if err := dp.preferBusyPoll(p.iface, sockets, fw.Batch); err != nil {
+			return err
+		}
+	}
+	d.log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "queues", fw.Queues, "busy_poll", fw.BusyPoll)
+	return nil
+}
+
+// preferBusyPoll makes the workers drive the interface's receive loop.
+func (dp *dataPlane) preferBusyPoll(iface string, sockets []*forwarder.Port, batch int) error {
+	restore, err := preferBusyPoll(iface)
+	if err != nil {
+		return err
+	}
+	dp.closers = append(dp.closers, restore)
+	for _, s := range sockets {
+		if err := s.PreferBusyPoll(busyPollUsecs, batch); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// openSlowPorts opens each port's sender for ICMP errors, sourced from the
+// interface's own addresses.
+func (dp *dataPlane) openSlowPorts() error {
+	for i, p := range dp.ports {
+		sp := forwarder.SlowPort{MAC: dp.plane.Ports[i].MAC, MTU: dp.plane.Ports[i].MTU}
+		sp.Addr4, sp.Addr6 = ifaceAddrs(dp.links[i])
+		if err := sp.OpenSender(dp.links[i].Attrs().Index); err != nil {
+			return fmt.Errorf("%s: %w", p.iface, err)
+		}
+		dp.closers = append(dp.closers, sp.Close)
+		dp.slowPorts = append(dp.slowPorts, sp)
+	}
+	return nil
+}
+
+// setUpProbes makes the workers' sample rings and the probe inject ring,
+// and tells the plane which sources probe replies come back to.
+func (dp *dataPlane) setUpProbes(cfg *configs.Config, local []netip.Addr) error {
+	for _, a := range []netip.Addr{cfg.Probes.SourceV4, cfg.Probes.SourceV6} {
+		for _, l := range local {
+			if a.IsValid() && a == l {
+				return fmt.Errorf("[probes] source %v is an address of this box: its replies would go to the kernel, not to pnapd; use an address routed to pnapd but not configured on any interface", a)
+			}
+		}
+	}
+	dp.plane.SetProbeSources(cfg.Probes.SourceV4, cfg.Probes.SourceV6)
+	inject, err := forwarder.NewInjectRing(1024)
+	if err != nil {
+		return err
+	}
+	dp.inject = inject
+	dp.closers = append(dp.closers, inject.Close)
+	for range dp.byQueue {
+		dp.rings = append(dp.rings, forwarder.NewSampleRing(cfg.Probes.SampleRing))
+	}
+	return nil
+}
+
+// Path and Transmit make the data plane the probes' way out: a backbone's
+// gateway MAC from the neighbour tracker, frames by the first worker's
+// inject ring.
+func (dp *dataPlane) Path(b fib.BackboneID, family int) probes.Path {
+	h := dp.plane.CurrentHops()
+	if h == nil || int(b) >= len(dp.backbonePort) {
+		return probes.Path{}
+	}
+	fam := 0
+	if family == 6 {
+		fam = 1
+	}
+	hop := h.Backbone[b][fam]
+	if !hop.Resolved {
+		return probes.Path{}
+	}
+	src := dp.plane.Ports[hop.Port].MAC
+	return probes.Path{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(hop.MAC[:]), OK: true}
+}
+
+func (dp *dataPlane) Transmit(b fib.BackboneID, frame []byte) bool {
+	if int(b) >= len(dp.backbonePort) {
+		return false
+	}
+	return dp.inject.Send(dp.backbonePort[b], frame)
+}
+
+func roleName(r forwarder.Role) string {
+	if r == forwarder.RoleCustomer {
+		return "customer"
+	}
+	return "backbone"
+}
+
+// customerFIB holds the customer routes: each customer port's connected
+// subnets and its configured routes, with the customer as the "backbone".
+func customerFIB(cfg *configs.Config) (*fib.FIB, error) {
+	names := make([]fib.Backbone, max(1, len(cfg.Customers)))
+	for i := range names {
+		names[i] = fib.Backbone{Name: fmt.Sprintf("customer-%d", i)}
+	}
+	for i, c := range cfg.Customers {
+		names[i].Name = c.Name
+	}
+	f, err := fib.New(names, fib.Options{MaxRoutes: 1 << 16})
+	if err != nil {
+		return nil, err
+	}
+	err = f.Update(func(tx *fib.Txn) error {
+		for i, c := range cfg.Customers {
+			ps := append([]netip.Prefix(nil), c.Routes...)
+			for _, a := range []netip.Prefix{c.AddressV4, c.AddressV6} {
+				if a.IsValid() {
+					ps = append(ps, a.Masked())
+				}
+			}
+			for _, p := range ps {
+				if err := tx.Add(fib.BackboneID(i), p, -1); err != nil {
+					return fmt.Errorf("customer %q: %w", c.Name, err)
+				}
+			}
+		}
+		return nil
+	})
+	return f, err
+}

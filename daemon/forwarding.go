@@ -1,0 +1,109 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pnap-project/pnap/forwarder"
+)
+
+// workerStopTimeout is how long stopping waits for the workers; they leave
+// poll(2) within its timeout, so longer means one is stuck.
+const workerStopTimeout = 2 * time.Second
+
+// startNeighbours resolves the next hops (gateways, customer hosts) and
+// follows their changes over netlink.
+func (d *Daemon) startNeighbours(context.Context) (func() error, error) {
+	done := make(chan struct{})
+	neigh := forwarder.NewNeighbours(d.dp.plane, d.dp.spec, nil)
+	if d.dp.plane.CurrentHops() == nil {
+		// NewNeighbours refused the spec; its Run says why.
+		return nil, fmt.Errorf("next hops: %w", neigh.Run(done))
+	}
+	d.neigh = neigh
+	var wg sync.WaitGroup
+	d.goRun(&wg, "neighbours", func() error { return neigh.Run(done) })
+	return func() error { close(done); wg.Wait(); return nil }, nil
+}
+
+// slowPath answers, off the workers, what needs the kernel's help or an
+// ICMP error.
+type slowPath struct {
+	path *forwarder.SlowPath
+	in   chan forwarder.SlowFrame
+	done chan struct{}
+}
+
+func (d *Daemon) startSlowPath(context.Context) (func() error, error) {
+	ifindex := make([]int, len(d.dp.links))
+	for i, l := range d.dp.links {
+		ifindex[i] = l.Attrs().Index
+	}
+	s := &slowPath{
+		path: &forwarder.SlowPath{Ports: d.dp.slowPorts, Resolve: func(port uint8, host netip.Addr) { d.neigh.Resolve(ifindex[port], host) }},
+		in:   make(chan forwarder.SlowFrame, 1024),
+		done: make(chan struct{}),
+	}
+	go func() { s.path.Run(s.in); close(s.done) }()
+	d.slow = s
+	return func() error {
+		if d.dp.stuck {
+			return nil // a stuck worker may still send on in
+		}
+		close(s.in)
+		<-s.done
+		return nil
+	}, nil
+}
+
+// startWorkers makes one loop per queue, serving that queue of every port,
+// and runs each on its own locked thread.
+func (d *Daemon) startWorkers(context.Context) (func() error, error) {
+	cfg := d.cfg.Load()
+	fw := cfg.Forwarder
+	for q, ports := range d.dp.byQueue {
+		cpu := -1
+		if q < len(fw.CPUs) {
+			cpu = fw.CPUs[q]
+		}
+		l := &forwarder.Loop{Worker: forwarder.NewWorker(d.dp.plane), Ports: ports, CPU: cpu, Batch: fw.Batch, Slow: d.slow.in}
+		if d.dp.rings != nil {
+			l.Worker.EnableSampling(forwarder.SamplerOptions{Ring: d.dp.rings[q], TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
+			if q == 0 {
+				l.Inject = d.dp.inject
+			}
+		}
+		if p := d.ctl.probes; p != nil {
+			l.ProbeReply = func(frame []byte, at int64) { p.OfferReply(frame, at) }
+		}
+		d.dp.loops = append(d.dp.loops, l)
+	}
+	var wg sync.WaitGroup
+	for i, l := range d.dp.loops {
+		d.goRun(&wg, fmt.Sprintf("worker %d", i), l.Run)
+	}
+	return func() error { return d.stopWorkers(&wg) }, nil
+}
+
+// stopWorkers stops the loops and waits for them. A worker that does not
+// stop may still be using its sockets: the data plane is then abandoned to
+// the process exit (which also detaches the XDP programs) rather than
+// pulled from under it.
+func (d *Daemon) stopWorkers(wg *sync.WaitGroup) error {
+	for _, l := range d.dp.loops {
+		l.Stop()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-time.After(workerStopTimeout):
+		d.dp.abandon()
+		return errors.New("workers did not stop within 2 s; exiting without cleanup")
+	}
+}

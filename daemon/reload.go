@@ -1,0 +1,91 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+)
+
+// reload applies a changed configuration file (SIGHUP): routes of every
+// backbone (published as one FIB Version, so traffic never misses a lookup)
+// and the optimizer's backbone costs and limits. A file that does not load,
+// or that changes what needs a restart, is refused and the running
+// configuration stays.
+func (d *Daemon) reload() {
+	start := time.Now()
+	old := d.cfg.Load()
+	path := old.Path
+	cfg, err := configs.Load(path)
+	if err == nil {
+		err = reloadable(old, cfg)
+	}
+	if err != nil {
+		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
+		return
+	}
+	added, withdrawn, err := reloadRoutes(cfg, d.fib, d.log)
+	if err != nil {
+		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
+		return
+	}
+	if d.ctl.opt != nil {
+		if err := d.ctl.opt.SetBackbones(cfg.Backbones); err != nil {
+			d.log.Error("reload: backbone parameters not applied", "error", err)
+		}
+	}
+	// Everything that differs is reloadable (routes, costs, limits), so
+	// the new configuration replaces the old whole.
+	d.cfg.Store(cfg)
+	st := d.fib.Stats()
+	d.log.Info("reloaded", "config", path, "routes added", added, "withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "took", time.Since(start).Round(time.Millisecond))
+}
+
+// reloadable says why a new configuration cannot be applied to a running
+// pnapd without a restart, or returns nil. Routes and the optimizer's
+// backbone parameters reload; interfaces, ports and forwarder settings do not.
+func reloadable(old, cur *configs.Config) error {
+	var errs []error
+	if len(old.Backbones) != len(cur.Backbones) {
+		errs = append(errs, fmt.Errorf("the number of backbones changed (%d to %d)", len(old.Backbones), len(cur.Backbones)))
+	} else {
+		for i := range old.Backbones {
+			o, n := old.Backbones[i], cur.Backbones[i]
+			switch {
+			case o.Name != n.Name:
+				errs = append(errs, fmt.Errorf("backbone %d is now %q, was %q", i+1, n.Name, o.Name))
+			case o.Interface != n.Interface || o.GatewayV4 != n.GatewayV4 || o.GatewayV6 != n.GatewayV6:
+				errs = append(errs, fmt.Errorf("backbone %q: interface or gateway changed", n.Name))
+			case o.Preference != n.Preference:
+				errs = append(errs, fmt.Errorf("backbone %q: preference changed", n.Name))
+			}
+		}
+	}
+	if len(old.Customers) != len(cur.Customers) {
+		errs = append(errs, errors.New("customers were added or removed"))
+	} else {
+		for i, n := range cur.Customers {
+			if !sameCustomer(old.Customers[i], n) {
+				errs = append(errs, fmt.Errorf("customer %q changed", n.Name))
+			}
+		}
+	}
+	if !reflect.DeepEqual(old.Forwarder, cur.Forwarder) {
+		errs = append(errs, errors.New("[forwarder] changed"))
+	}
+	if !reflect.DeepEqual(old.Probes, cur.Probes) || old.API != cur.API || old.Optimizer != cur.Optimizer {
+		errs = append(errs, errors.New("[probes], [optimizer] or [api] changed"))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("these need a restart: %w", errors.Join(errs...))
+	}
+	return nil
+}
+
+func sameCustomer(o, n configs.Customer) bool {
+	return o.Name == n.Name && o.Interface == n.Interface && o.AddressV4 == n.AddressV4 && o.AddressV6 == n.AddressV6 &&
+		o.NextHopV4 == n.NextHopV4 && o.NextHopV6 == n.NextHopV6 && slices.Equal(o.Routes, n.Routes)
+}
