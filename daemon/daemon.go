@@ -65,7 +65,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	d.cfg.Store(cfg)
-	stops, err := d.startAll(ctx)
+	stops, err := startStages(ctx, d.stages())
 	if err == nil && ctx.Err() == nil {
 		d.log.Info("forwarding", "workers", len(d.dp.loops), "ports", len(d.dp.plane.Ports))
 		err = d.serve(ctx, opts.Reloads)
@@ -81,11 +81,10 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	return err
 }
 
-// startAll runs the stages in order. On the first failure, or when ctx
-// ends between stages, it returns the stop functions of the stages that
-// started, for the caller to undo.
-func (d *Daemon) startAll(ctx context.Context) ([]func() error, error) {
-	stages := []stage{
+// stages are pnapd's start-up, in order: each may use what the earlier
+// ones made.
+func (d *Daemon) stages() []stage {
+	return []stage{
 		{"FIB", d.startFIB},
 		{"data plane", d.startDataPlane},
 		{"neighbours", d.startNeighbours},
@@ -96,6 +95,12 @@ func (d *Daemon) startAll(ctx context.Context) ([]func() error, error) {
 		{"probes and optimizer", d.startControl},
 		{"status API", d.startAPI},
 	}
+}
+
+// startStages runs the stages in order. On the first failure, or when ctx
+// ends between stages, it returns the stop functions of the stages that
+// started, for the caller to undo in reverse order.
+func startStages(ctx context.Context, stages []stage) ([]func() error, error) {
 	var stops []func() error
 	for _, st := range stages {
 		if ctx.Err() != nil {
@@ -103,7 +108,6 @@ func (d *Daemon) startAll(ctx context.Context) ([]func() error, error) {
 		}
 		stop, err := st.start(ctx)
 		if err != nil {
-			d.log.Debug("start-up failed", "stage", st.name, "error", err)
 			return stops, err
 		}
 		stops = append(stops, stop)
