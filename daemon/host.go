@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"github.com/cilium/ebpf/link"
@@ -172,21 +173,21 @@ func (d *Daemon) followLocalAddrs(ch <-chan netlink.AddrUpdate, done <-chan stru
 func CheckHost(cfg *configs.Config) error {
 	var errs []error
 	for _, c := range cfg.Customers {
-		have, ok := interfacePrefixes(c.Interface)
-		if !ok {
-			errs = append(errs, fmt.Errorf("customer %q: interface %q does not exist on this host (see 'ip link')", c.Name, c.Interface))
+		have, err := interfacePrefixes("customer", c.Name, c.Interface)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		for _, want := range []netip.Prefix{c.AddressV4, c.AddressV6} {
-			if want.IsValid() && !contains(have, want) {
+			if want.IsValid() && !slices.Contains(have, want) {
 				errs = append(errs, fmt.Errorf("customer %q: interface %s does not have address %v; add it ('ip addr add %v dev %s') or change address_v%d", c.Name, c.Interface, want, want, c.Interface, map[bool]int{true: 4, false: 6}[want.Addr().Is4()]))
 			}
 		}
 	}
 	for _, b := range cfg.Backbones {
-		have, ok := interfacePrefixes(b.Interface)
-		if !ok {
-			errs = append(errs, fmt.Errorf("backbone %q: interface %q does not exist on this host (see 'ip link')", b.Name, b.Interface))
+		have, err := interfacePrefixes("backbone", b.Name, b.Interface)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
 		for _, gw := range []netip.Addr{b.GatewayV4, b.GatewayV6} {
@@ -205,12 +206,12 @@ func CheckHost(cfg *configs.Config) error {
 	return errors.Join(errs...)
 }
 
-// interfacePrefixes lists an interface's addresses with their prefix
-// lengths; false when there is no such interface.
-func interfacePrefixes(iface string) ([]netip.Prefix, bool) {
+// interfacePrefixes lists the addresses, with their prefix lengths, of the
+// interface of a customer or backbone (kind, name).
+func interfacePrefixes(kind, name, iface string) ([]netip.Prefix, error) {
 	l, err := netlink.LinkByName(iface)
 	if err != nil {
-		return nil, false
+		return nil, fmt.Errorf("%s %q: interface %q does not exist on this host (see 'ip link')", kind, name, iface)
 	}
 	as, _ := netlink.AddrList(l, netlink.FAMILY_ALL)
 	var out []netip.Prefix
@@ -220,14 +221,5 @@ func interfacePrefixes(iface string) ([]netip.Prefix, bool) {
 			out = append(out, netip.PrefixFrom(ip.Unmap(), ones))
 		}
 	}
-	return out, true
-}
-
-func contains(ps []netip.Prefix, p netip.Prefix) bool {
-	for _, q := range ps {
-		if q == p {
-			return true
-		}
-	}
-	return false
+	return out, nil
 }
