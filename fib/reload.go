@@ -3,7 +3,7 @@ package fib
 import (
 	"fmt"
 
-	"github.com/pnap-project/pnap/fib/routes"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // Replace makes rs the whole route set of backbone b: routes it lacks are

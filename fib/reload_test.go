@@ -4,7 +4,7 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/pnap-project/pnap/fib/routes"
+	"github.com/pnap-project/pnap/routes"
 )
 
 func TestReplaceBackboneTable(t *testing.T) {

@@ -8,7 +8,7 @@ import (
 
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
-	"github.com/pnap-project/pnap/fib/routes"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // loadReport says what loadFIB read, for logs and `pnapd check`.
