@@ -5,6 +5,12 @@ import (
 	"sync/atomic"
 )
 
+// The read side. A forwarding worker loads one Version per batch of packets
+// and looks addresses up in it: no lock, no allocation, and nothing a writer
+// does to the FIB afterwards changes the trie it reads (see publish.go). Only
+// a route's state word and selection byte are shared live, read with atomic
+// loads.
+
 // Version is an immutable snapshot of the trie. Readers load one per batch of
 // lookups (FIB.Load) and must not keep it longer than Options.Grace.
 type Version struct {

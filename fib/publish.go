@@ -1,8 +1,11 @@
 package fib
 
-import (
-	"time"
-)
+// Writers never change what a published Version reads. A route change marks
+// the control-plane nodes it touched (markPrefix); commit re-emits them,
+// deepest first, at the arena's end, copies the root pages whose keys
+// changed, and publishes a new Version with one atomic store. Compaction
+// copies the live nodes into a fresh arena and leaves the old one to the
+// Versions that still read it.
 
 func (f *FIB) publish() {
 	f.generation++
@@ -82,13 +85,7 @@ func (f *FIB) commit() {
 		f.compact()
 	}
 	f.publish()
-	if len(f.pendingFree) > 0 {
-		now := time.Now()
-		for _, id := range f.pendingFree {
-			f.limbo = append(f.limbo, limboID{id, now})
-		}
-		f.pendingFree = f.pendingFree[:0]
-	}
+	f.startGrace()
 }
 
 func (fam *family) parentChanged(n *cnode) {

@@ -6,6 +6,12 @@ import (
 	"time"
 )
 
+// A RouteID leaves use in three steps, so that a reader still holding an
+// older Version never sees it name another prefix: withdraw puts it on
+// pendingFree; startGrace moves it to the limbo, stamped, once the Version
+// without it is published; allocID moves the IDs whose grace period has
+// passed to the free list, and takes from there before minting a new ID.
+
 type limboID struct {
 	id RouteID
 	at time.Time
@@ -43,4 +49,16 @@ func (f *FIB) allocID(p netip.Prefix) (RouteID, error) {
 	}
 	f.prefixes[id] = storePrefix(p)
 	return id, nil
+}
+
+// startGrace starts the grace period of the IDs withdrawn in this Update:
+// commit calls it right after publishing the Version without them.
+func (f *FIB) startGrace() {
+	if len(f.pendingFree) > 0 {
+		now := time.Now()
+		for _, id := range f.pendingFree {
+			f.limbo = append(f.limbo, limboID{id, now})
+		}
+		f.pendingFree = f.pendingFree[:0]
+	}
 }

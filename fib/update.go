@@ -6,6 +6,11 @@ import (
 	"net/netip"
 )
 
+// The write side, under the writer lock. A prefix entering or leaving the
+// trie changes the control-plane nodes only; readers see it when the Update
+// commits (publish.go). A change of a route's holders is a compare-and-swap
+// on its state word, which readers see at once.
+
 // Txn groups route changes that are published together as one Version. It
 // is valid only inside the Update that made it.
 type Txn struct {
