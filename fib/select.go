@@ -257,11 +257,10 @@ func (f *FIB) reselect(id RouteID, s uint32, h HolderSet) uint32 {
 	return makeState(h, f.defaultSelection(id, h), false)
 }
 
-// defaultSelection: lowest preference, then shortest known AS path (unknown
-// ranks after any known length), then lowest BackboneID.
 // DefaultAmong is the backbone the FIB would select for route r by default
-// among the backbones in h: lowest preference, then shortest AS path, then
-// lowest ID. It says why a route is where it is (status API).
+// among the backbones in h: lowest preference, then shortest known AS path,
+// then lowest ID. It says why a route is where it is (status API). It is 0
+// when h is empty or r is beyond the FIB's routes.
 func (f *FIB) DefaultAmong(r RouteID, h HolderSet) BackboneID {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -271,6 +270,9 @@ func (f *FIB) DefaultAmong(r RouteID, h HolderSet) BackboneID {
 	return f.defaultSelection(r, h)
 }
 
+// defaultSelection is the default order's choice among h for route id:
+// lowest preference, then shortest known AS path (unknownPath, 255, ranks
+// after any known length), then lowest BackboneID.
 func (f *FIB) defaultSelection(id RouteID, h HolderSet) BackboneID {
 	best := -1
 	for m := uint32(h); m != 0; m &= m - 1 {
