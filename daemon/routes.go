@@ -7,7 +7,7 @@ import (
 
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
-	"github.com/pnap-project/pnap/fib/routes"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // LoadReport says what LoadFIB read from one source, for logs and
@@ -126,7 +126,7 @@ func reloadRoutes(cfg *configs.Config, f *fib.FIB, log *slog.Logger) (added, wit
 	}
 	err = f.Update(func(tx *fib.Txn) error {
 		for b, rs := range per {
-			a, w, err := tx.Replace(fib.BackboneID(b), rs)
+			a, w, err := tx.Replace(fib.BackboneID(b), routes.PathLens(rs))
 			if err != nil {
 				return fmt.Errorf("backbone %q: %w", cfg.Backbones[b].Name, err)
 			}

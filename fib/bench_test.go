@@ -316,7 +316,7 @@ func BenchmarkRouteChurn(b *testing.B) {
 }
 
 // BenchmarkLoad builds a FIB of 4 backbones each holding the full IPv4 and
-// IPv6 tables, from parsed routes (file parsing is measured in fib/routes).
+// IPv6 tables, from parsed routes (file parsing is measured in routes).
 func BenchmarkLoad(b *testing.B) {
 	v4 := loadTable(b, shareddata.IPv4Full)
 	v6 := loadTable(b, shareddata.IPv6Full)

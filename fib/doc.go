@@ -10,5 +10,7 @@
 // visible to the next lookup. Structural changes (route add, withdraw, reload
 // of a backbone) build the changed trie nodes aside in an append-only arena and
 // publish a new Version with one atomic store; lookups continue meanwhile.
-// fib never blocks a reader and never imports another pnap package.
+// fib never blocks a reader, and it imports only the standard library
+// (deps_test.go holds this), so a table reaches it as prefix and path-length
+// pairs and no route parser's dependencies come with it.
 package fib

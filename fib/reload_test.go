@@ -2,9 +2,10 @@ package fib
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 
-	"github.com/pnap-project/pnap/fib/routes"
+	"github.com/pnap-project/pnap/routes"
 )
 
 func TestReplaceBackboneTable(t *testing.T) {
@@ -18,10 +19,10 @@ func TestReplaceBackboneTable(t *testing.T) {
 	}
 	before, _ := f.Route(netip.MustParsePrefix("10.1.0.0/16"))
 	v := f.Load()
-	added, withdrawn, err := f.Replace(0, []routes.Route{
+	added, withdrawn, err := f.Replace(0, routes.PathLens([]routes.Route{
 		{Prefix: netip.MustParsePrefix("10.1.0.0/16"), PathLen: 1},
 		{Prefix: netip.MustParsePrefix("198.51.100.0/24"), PathLen: 1},
-	})
+	}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,4 +58,22 @@ func TestReplaceBackboneTable(t *testing.T) {
 	if _, ok := f.LookupBackbone(netip.MustParseAddr("192.0.2.1"), 1); ok {
 		t.Fatal("LookupBackbone found a route backbone 1 never had")
 	}
+}
+
+// A route the FIB refuses is named by its position in the sequence, and the
+// backbone keeps its old routes: nothing is withdrawn before every route is in.
+func TestReplaceNamesFailingRoute(t *testing.T) {
+	f := mustFIB(t, 1)
+	mustAdd(t, f, 0, "192.0.2.0/24", 2)
+	_, withdrawn, err := f.Replace(0, routes.PathLens([]routes.Route{
+		{Prefix: netip.MustParsePrefix("198.51.100.0/24"), PathLen: 1},
+		{Prefix: netip.MustParsePrefix("203.0.113.1/24"), PathLen: 1},
+	}))
+	if err == nil || !strings.Contains(err.Error(), "route 1 (203.0.113.1/24)") {
+		t.Fatalf("err = %v, want one naming route 1 (203.0.113.1/24)", err)
+	}
+	if withdrawn != 0 {
+		t.Fatalf("withdrawn %d before the error, want 0", withdrawn)
+	}
+	expect(t, f, "192.0.2.1", "192.0.2.0/24", 0)
 }

@@ -243,3 +243,73 @@ func (f *FIB) Selections() (selected []int, overrides int) {
 	}
 	return selected, overrides
 }
+
+// reselect computes the new state for route id whose holders become h: an
+// explicit selection stays while its backbone still holds the route,
+// otherwise the default order decides.
+func (f *FIB) reselect(id RouteID, s uint32, h HolderSet) uint32 {
+	if s&overrideFlag != 0 {
+		sel := BackboneID(s & selMask >> selShift)
+		if h.Has(sel) {
+			return makeState(h, sel, true)
+		}
+	}
+	return makeState(h, f.defaultSelection(id, h), false)
+}
+
+// DefaultAmong is the backbone the FIB would select for route r by default
+// among the backbones in h: lowest preference, then shortest known AS path,
+// then lowest ID. It says why a route is where it is (status API). It is 0
+// when h is empty or r is beyond the FIB's routes.
+func (f *FIB) DefaultAmong(r RouteID, h HolderSet) BackboneID {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if int(r) >= len(f.state) || h == 0 {
+		return 0
+	}
+	return f.defaultSelection(r, h)
+}
+
+// defaultSelection is the default order's choice among h for route id:
+// lowest preference, then shortest known AS path (unknownPath, 255, ranks
+// after any known length), then lowest BackboneID.
+func (f *FIB) defaultSelection(id RouteID, h HolderSet) BackboneID {
+	best := -1
+	for m := uint32(h); m != 0; m &= m - 1 {
+		b := 0
+		for ; m&(1<<b) == 0; b++ {
+		}
+		if best < 0 {
+			best = b
+			continue
+		}
+		pb, pc := f.backbones[best].Preference, f.backbones[b].Preference
+		if pc < pb || pc == pb && f.pathLen[b][id] < f.pathLen[best][id] {
+			best = b
+		}
+	}
+	return BackboneID(best)
+}
+
+// syncSel copies route id's selected backbone from its state word into the
+// selection byte array that Forward reads. Whoever changes a state word calls
+// it afterwards; re-checking the state after the store makes the last caller
+// leave the byte equal to the final state, however the calls interleave.
+func (f *FIB) syncSel(id RouteID) {
+	w := &f.sel[id>>2]
+	shift := 8 * (id & 3)
+	for {
+		s := f.state[id].Load()
+		b := s & selMask >> selShift
+		for {
+			old := w.Load()
+			nw := old&^(0xff<<shift) | b<<shift
+			if old == nw || w.CompareAndSwap(old, nw) {
+				break
+			}
+		}
+		if f.state[id].Load() == s {
+			return
+		}
+	}
+}

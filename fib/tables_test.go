@@ -6,8 +6,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/pnap-project/pnap/fib/routes"
 	"github.com/pnap-project/pnap/internal/shareddata"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // fullTables caches the shared full tables across tests and benchmarks.

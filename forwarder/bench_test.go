@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/fib"
-	"github.com/pnap-project/pnap/fib/routes"
 	"github.com/pnap-project/pnap/internal/shareddata"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // BenchmarkProcess feeds the worker's batch function 64-byte IPv4 frames

@@ -13,7 +13,7 @@ import (
 
 	"github.com/pnap-project/pnap/bench/topo"
 	"github.com/pnap-project/pnap/bench/traffic"
-	"github.com/pnap-project/pnap/fib/routes"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // Options choose what a run measures.

@@ -12,8 +12,8 @@ import (
 
 	"github.com/pnap-project/pnap/bench/emu"
 	"github.com/pnap-project/pnap/bench/lab"
-	"github.com/pnap-project/pnap/fib/routes"
 	"github.com/pnap-project/pnap/internal/shareddata"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // The kernel baseline's tables: the full IPv4 table loads, lookups in the

@@ -13,7 +13,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/daemon"
 	"github.com/pnap-project/pnap/fib"
-	"github.com/pnap-project/pnap/fib/routes"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // stringList is a repeatable string flag.

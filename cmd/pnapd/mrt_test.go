@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pnap-project/pnap/fib/routes"
 	"github.com/pnap-project/pnap/internal/shareddata"
+	"github.com/pnap-project/pnap/routes"
 )
 
 // TestCheckWithMRTPeers maps two peers of a real RouteViews dump to two

@@ -180,93 +180,116 @@ func (m *mrtReader) parse(off int64, h *mrt.MRTHeader, body []byte) (msg *mrt.MR
 }
 
 func readMRT(r io.Reader, name string, sel []MRTSelector, peersOnly bool) ([]MRTPeer, [][]Route, MRTStats, error) {
-	var stats MRTStats
 	src, _, err := maybeGunzip(r, 16<<10)
 	if err != nil {
-		return nil, nil, stats, fmt.Errorf("%s: offset 0: %w", name, err)
+		return nil, nil, MRTStats{}, fmt.Errorf("%s: offset 0: %w", name, err)
 	}
 	m := &mrtReader{name: name, r: src}
-	var (
-		peers  []MRTPeer
-		want   [][]int // selector indexes by peer index
-		routes = make([][]Route, len(sel))
-	)
+	d := &mrtDump{m: m, sel: sel, routes: make([][]Route, len(sel))}
 	for {
 		off, h, body, err := m.next()
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
-			return nil, nil, stats, err
+			return nil, nil, d.stats, err
 		}
-		stats.Records++
+		d.stats.Records++
 		if h.Type != mrt.TABLE_DUMPv2 {
-			stats.skip(typeName(h.Type, h.SubType))
+			d.stats.skip(typeName(h.Type, h.SubType))
 			continue
 		}
 		switch mrt.MRTSubTypeTableDumpv2(h.SubType) {
 		case mrt.PEER_INDEX_TABLE:
-			if peers != nil {
-				// RIB entries name peers by index; a second table would
-				// change what the indexes mean halfway through.
-				return nil, nil, stats, m.errorf(off, "second PEER_INDEX_TABLE; one dump holds one")
+			if err := d.peerTable(off, h, body); err != nil {
+				return nil, nil, d.stats, err
 			}
-			msg, err := m.parse(off, h, body)
-			if err != nil {
-				return nil, nil, stats, err
-			}
-			peers = peerList(msg.Body.(*mrt.PeerIndexTable))
 			if peersOnly {
-				return peers, routes, stats, nil
-			}
-			want, err = resolve(peers, sel)
-			if err != nil {
-				return nil, nil, stats, fmt.Errorf("%s: peer table at offset %d: %w", name, off, err)
+				return d.peers, d.routes, d.stats, nil
 			}
 		case mrt.RIB_IPV4_UNICAST, mrt.RIB_IPV6_UNICAST:
-			if peers == nil {
-				return nil, nil, stats, m.errorf(off, "RIB record before the PEER_INDEX_TABLE")
-			}
-			msg, err := m.parse(off, h, body)
-			if err != nil {
-				return nil, nil, stats, err
-			}
-			rib := msg.Body.(*mrt.Rib)
-			nlri, ok := rib.Prefix.(*bgp.IPAddrPrefix)
-			if !ok {
-				return nil, nil, stats, m.errorf(off, "prefix of type %T", rib.Prefix)
-			}
-			prefix := nlri.Prefix.Masked()
-			mapped := prefix.Addr().Is4In6() && prefix.Bits() >= mappedV4.Bits()
-			for ei, e := range rib.Entries {
-				stats.Entries++
-				if int(e.PeerIndex) >= len(peers) {
-					return nil, nil, stats, m.errorf(off, "RIB entry for peer index %d; the peer table has %d peers", e.PeerIndex, len(peers))
-				}
-				sels := want[e.PeerIndex]
-				if len(sels) == 0 {
-					continue
-				}
-				if mapped {
-					stats.Mapped++
-					continue
-				}
-				rt, err := m.entryRoute(off, body, rib, prefix, ei)
-				if err != nil {
-					return nil, nil, stats, err
-				}
-				for _, i := range sels {
-					routes[i] = append(routes[i], rt)
-				}
+			if err := d.rib(off, h, body); err != nil {
+				return nil, nil, d.stats, err
 			}
 		default:
-			stats.skip(typeName(h.Type, h.SubType))
+			d.stats.skip(typeName(h.Type, h.SubType))
 		}
 	}
-	if peers == nil {
-		return nil, nil, stats, fmt.Errorf("%s: no PEER_INDEX_TABLE before the end at offset %d: not a TABLE_DUMP_V2 RIB dump?", name, m.off)
+	if d.peers == nil {
+		return nil, nil, d.stats, fmt.Errorf("%s: no PEER_INDEX_TABLE before the end at offset %d: not a TABLE_DUMP_V2 RIB dump?", name, m.off)
 	}
-	return peers, routes, stats, nil
+	return d.peers, d.routes, d.stats, nil
+}
+
+// mrtDump is what readMRT has learned of a dump so far: its peers, which
+// selectors want each, and the routes gathered for each selector.
+type mrtDump struct {
+	m      *mrtReader
+	sel    []MRTSelector
+	peers  []MRTPeer
+	want   [][]int // selector indexes by peer index
+	routes [][]Route
+	stats  MRTStats
+}
+
+// peerTable reads the PEER_INDEX_TABLE and resolves the selectors against it.
+func (d *mrtDump) peerTable(off int64, h *mrt.MRTHeader, body []byte) error {
+	if d.peers != nil {
+		// RIB entries name peers by index; a second table would
+		// change what the indexes mean halfway through.
+		return d.m.errorf(off, "second PEER_INDEX_TABLE; one dump holds one")
+	}
+	msg, err := d.m.parse(off, h, body)
+	if err != nil {
+		return err
+	}
+	d.peers = peerList(msg.Body.(*mrt.PeerIndexTable))
+	d.want, err = resolve(d.peers, d.sel)
+	if err != nil {
+		return fmt.Errorf("%s: peer table at offset %d: %w", d.m.name, off, err)
+	}
+	return nil
+}
+
+// rib reads one unicast RIB record: the route of each entry whose peer a
+// selector wants goes to that selector's routes.
+func (d *mrtDump) rib(off int64, h *mrt.MRTHeader, body []byte) error {
+	if d.peers == nil {
+		return d.m.errorf(off, "RIB record before the PEER_INDEX_TABLE")
+	}
+	msg, err := d.m.parse(off, h, body)
+	if err != nil {
+		return err
+	}
+	rib := msg.Body.(*mrt.Rib)
+	nlri, ok := rib.Prefix.(*bgp.IPAddrPrefix)
+	if !ok {
+		return d.m.errorf(off, "prefix of type %T", rib.Prefix)
+	}
+	prefix := nlri.Prefix.Masked()
+	mapped := prefix.Addr().Is4In6() && prefix.Bits() >= mappedV4.Bits()
+	for ei, e := range rib.Entries {
+		d.stats.Entries++
+		if int(e.PeerIndex) >= len(d.peers) {
+			return d.m.errorf(off, "RIB entry for peer index %d; the peer table has %d peers", e.PeerIndex, len(d.peers))
+		}
+		sels := d.want[e.PeerIndex]
+		if len(sels) == 0 {
+			continue
+		}
+		if mapped {
+			d.stats.Mapped++
+			continue
+		}
+		rt, err := d.m.entryRoute(off, body, rib, prefix, ei)
+		if err != nil {
+			return err
+		}
+		for _, i := range sels {
+			d.routes[i] = append(d.routes[i], rt)
+		}
+	}
+	return nil
 }
 
 func (s *MRTStats) skip(kind string) {

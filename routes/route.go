@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"iter"
 	"net/netip"
 )
 
@@ -20,6 +21,19 @@ type Route struct {
 	// NextHop is the source's next hop when it has one (MRT), else the zero
 	// Addr.
 	NextHop netip.Addr
+}
+
+// PathLens yields each route's prefix and PathLen, in order: the shape in
+// which fib.FIB.Replace takes a table, so that fib need not import this
+// package (and GoBGP with it).
+func PathLens(rs []Route) iter.Seq2[netip.Prefix, int] {
+	return func(yield func(netip.Prefix, int) bool) {
+		for _, r := range rs {
+			if !yield(r.Prefix, r.PathLen) {
+				return
+			}
+		}
+	}
 }
 
 // gzipMagic starts every gzip member (RFC 1952 2.3.1).
