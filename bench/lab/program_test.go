@@ -3,9 +3,13 @@
 package lab
 
 import (
+	"bufio"
 	"os"
+	"os/exec"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Main's TB behaves as a test's: Fatal ends the body, cleanups run last
@@ -60,6 +64,55 @@ func TestMainOutcomes(t *testing.T) {
 		}
 		if c.name == "error" && !strings.Contains(out.String(), "error: after") {
 			t.Errorf("error: did not carry on after Error:\n%s", out.String())
+		}
+	}
+}
+
+// A program interrupted by Ctrl-C leaves nothing behind either: the child
+// runs Main with a TempDir and a namespace; after SIGINT both are gone.
+func TestMainInterrupt(t *testing.T) {
+	if os.Getenv("LAB_TEST_MAIN_CHILD") == "1" {
+		Main("sig", os.Stderr, func(tb testing.TB) {
+			dir := tb.TempDir()
+			n := NewNS(tb, "sigm")
+			os.Stdout.WriteString("ready " + dir + " " + n.Name + "\n")
+			time.Sleep(time.Minute) // the parent interrupts this
+		})
+		os.Exit(1)
+	}
+	RequireRoot(t)
+	cmd := exec.Command(os.Args[0], "-test.run", "^TestMainInterrupt$")
+	cmd.Env = append(os.Environ(), "LAB_TEST_MAIN_CHILD=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	var dir, ns string
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "ready" {
+			dir, ns = f[1], f[2]
+			break
+		}
+	}
+	if dir == "" {
+		t.Fatal("child never reported its TempDir and namespace")
+	}
+	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
+		t.Fatalf("child exit: %v, want status 130", err)
+	}
+	for _, p := range []string{dir, "/run/netns/" + ns} {
+		if _, err := os.Stat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left behind after SIGINT (stat: %v)", p, err)
 		}
 	}
 }
