@@ -16,7 +16,7 @@ BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
 
-.PHONY: all build test lint bench bench-fib bench-rfc2544 demo clean
+.PHONY: all build test lint bench bench-fib bench-rfc2544 demo arch clean
 
 all: build
 
@@ -51,7 +51,12 @@ bench: bench-fib bench-rfc2544
 # two minutes; writes bench/results/demo.png.
 demo:
 	@mkdir -p bench/results
-	$(GO) test -count=1 -run '^TestDemo$$' -v -timeout 10m ./bench/demo/ -args -demo -plot $(CURDIR)/bench/results/demo.png
+	$(GO) run ./bench/demo -plot $(CURDIR)/bench/results/demo.png
+
+# The architecture picture: pnap's packages in layers by import depth, their
+# imports, and the paths of a packet and of a decision, from go list.
+arch:
+	$(GO) run ./internal/archplot -o docs/architecture.png
 
 clean:
 	rm -rf $(BIN)

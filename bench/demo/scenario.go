@@ -1,6 +1,6 @@
 //go:build linux
 
-package demo
+package main
 
 import (
 	"fmt"
@@ -239,5 +239,3 @@ func (r Result) Plot(path string, l *Lab) error {
 	}
 	return p.Save(9*vg.Inch, 4.5*vg.Inch, path)
 }
-
-func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }

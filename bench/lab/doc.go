@@ -5,5 +5,6 @@
 // package, under a unique name, and removed together with everything in it
 // when the test ends (tb.Cleanup), also when it fails; the package never
 // touches the interfaces of the host's own namespace and never sends traffic
-// outside the namespaces it created.
+// outside the namespaces it created. A program (the demo) builds labs with
+// the same helpers through Main, which gives it a testing.TB.
 package lab

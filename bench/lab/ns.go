@@ -201,6 +201,34 @@ var (
 )
 
 func track(n *NS) {
+	handleSignals()
+	liveMu.Lock()
+	live[n] = true
+	liveMu.Unlock()
+}
+
+// OnInterrupt registers fn to run if the process is interrupted (SIGINT,
+// SIGTERM) before tb ends, before the namespaces are removed: for what a
+// namespace's removal does not stop, such as a child process started in it.
+// Only processes that created a namespace (NewNS) or run Main handle the
+// signals.
+func OnInterrupt(tb testing.TB, fn func()) {
+	liveMu.Lock()
+	hookSeq++
+	id := hookSeq
+	onInterrupt[id] = fn
+	liveMu.Unlock()
+	tb.Cleanup(func() {
+		liveMu.Lock()
+		delete(onInterrupt, id)
+		liveMu.Unlock()
+	})
+}
+
+// handleSignals installs, once per process, the handler that on SIGINT or
+// SIGTERM runs the OnInterrupt hooks, removes every live namespace and exits
+// with status 130.
+func handleSignals() {
 	handleOnce.Do(func() {
 		sig := make(chan os.Signal, 1)
 		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -219,26 +247,6 @@ func track(n *NS) {
 			fmt.Fprintf(os.Stderr, "lab: %v: removed the lab's namespaces\n", s)
 			os.Exit(130)
 		}()
-	})
-	liveMu.Lock()
-	live[n] = true
-	liveMu.Unlock()
-}
-
-// OnInterrupt registers fn to run if the process is interrupted (SIGINT,
-// SIGTERM) before tb ends, before the namespaces are removed: for what a
-// namespace's removal does not stop, such as a child process started in it.
-// Only processes that created a namespace (NewNS) handle the signals.
-func OnInterrupt(tb testing.TB, fn func()) {
-	liveMu.Lock()
-	hookSeq++
-	id := hookSeq
-	onInterrupt[id] = fn
-	liveMu.Unlock()
-	tb.Cleanup(func() {
-		liveMu.Lock()
-		delete(onInterrupt, id)
-		liveMu.Unlock()
 	})
 }
 
