@@ -421,5 +421,3 @@ func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
 		}
 	}
 }
-
-func drop(r Reason) Decision { return Decision{Action: ActDrop, Reason: r} }
