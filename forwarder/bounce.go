@@ -3,6 +3,7 @@ package forwarder
 import (
 	"runtime"
 
+	"github.com/pnap-project/pnap/forwarder/xsk"
 	"golang.org/x/sys/unix"
 )
 
@@ -11,13 +12,14 @@ import (
 // rewritten, through the same ports, copies and kicks as a Loop, on a thread
 // pinned to cpu, until stop closes. It measures what Go plus AF_XDP costs
 // before pnap's parsing and lookup; it is not a forwarder.
-func Bounce(in, out *Port, dst, src MAC, cpu int, stop <-chan struct{}) {
+func Bounce(in, out *xsk.Port, dst, src MAC, cpu int, stop <-chan struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var set unix.CPUSet
 	set.Set(cpu)
 	unix.SchedSetaffinity(0, &set)
 	pfd := []unix.PollFd{{Fd: int32(in.FD()), Events: unix.POLLIN}}
+	frames := make([][]byte, 64)
 	for {
 		select {
 		case <-stop:
@@ -25,23 +27,15 @@ func Bounce(in, out *Port, dst, src MAC, cpu int, stop <-chan struct{}) {
 		default:
 		}
 		unix.Poll(pfd, 100)
-		n := in.sock.NumReceived()
+		n := in.Receive(frames)
 		if n == 0 {
 			continue
 		}
-		rx := in.sock.Receive(min(n, 64))
-		if c := out.sock.NumCompleted(); c > 0 {
-			out.sock.Complete(c)
-		}
-		txd := out.sock.GetDescs(len(rx), false)
-		for k := range txd {
-			f := in.sock.GetFrame(rx[k])
+		for _, f := range frames[:n] {
 			copy(f[0:6], dst[:])
 			copy(f[6:12], src[:])
-			txd[k].Len = uint32(copy(out.sock.GetFrame(txd[k]), f))
 		}
-		transmit(out.sock, txd)
-		out.kick()
-		in.sock.Fill(rx)
+		out.Send(frames[:n])
+		in.Release()
 	}
 }

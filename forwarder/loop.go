@@ -5,7 +5,7 @@ import (
 	"runtime"
 	"sync/atomic"
 
-	"github.com/asavie/xdp"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 	"golang.org/x/sys/unix"
 )
 
@@ -14,7 +14,7 @@ import (
 // Plane.
 type Loop struct {
 	Worker *Worker
-	Ports  []*Port
+	Ports  []*xsk.Port
 	// CPU pins the thread when >= 0.
 	CPU   int
 	Batch int
@@ -31,6 +31,8 @@ type Loop struct {
 
 	stop    atomic.Bool
 	slowBuf SlowFrame
+	// one holds the frame injectAll sends, so sending it allocates nothing.
+	one [1][]byte
 }
 
 // SlowFrame is the head of a frame handed to the slow path, copied by value
@@ -73,9 +75,9 @@ func (l *Loop) Run() error {
 	}
 	frames := make([][]byte, l.Batch)
 	decisions := make([]Decision, l.Batch)
-	perPort := make([][]int, len(l.Ports))
+	perPort := make([][][]byte, len(l.Ports))
 	for i := range perPort {
-		perPort[i] = make([]int, 0, l.Batch)
+		perPort[i] = make([][]byte, 0, l.Batch)
 	}
 	for !l.stop.Load() {
 		if _, err := unix.Poll(pfds, 100); err != nil && err != unix.EINTR {
@@ -101,34 +103,21 @@ func (l *Loop) injectAll() {
 		if int(s.port) >= len(l.Ports) {
 			continue
 		}
-		out := l.Ports[s.port]
-		if c := out.sock.NumCompleted(); c > 0 {
-			out.sock.Complete(c)
-		}
-		txd := out.sock.GetDescs(1, false)
-		if len(txd) == 0 {
-			l.Worker.CountTx(s.port, 0, 0, 1)
-			continue
-		}
-		txd[0].Len = uint32(copy(out.sock.GetFrame(txd[0]), s.data[:s.n]))
-		sent := transmit(out.sock, txd)
-		out.kick()
-		l.Worker.CountTx(s.port, uint64(sent), uint64(s.n)*uint64(sent), uint64(1-sent))
+		l.one[0] = s.data[:s.n]
+		sent, bytes := l.Ports[s.port].Send(l.one[:])
+		l.Worker.CountTx(s.port, uint64(sent), bytes, uint64(1-sent))
 	}
 	r.head.Store(h)
 }
 
-// serve handles one batch received on port in.
-func (l *Loop) serve(in uint8, p *Port, frames [][]byte, decisions []Decision, perPort [][]int) {
-	n := p.sock.NumReceived()
+// serve handles one batch received on port in. perPort collects, per
+// egress port, the frames to send (as much of each as is sent on).
+func (l *Loop) serve(in uint8, p *xsk.Port, frames [][]byte, decisions []Decision, perPort [][][]byte) {
+	n := p.Receive(frames)
 	if n == 0 {
 		return
 	}
-	rx := p.sock.Receive(min(n, len(frames)))
-	for i, d := range rx {
-		frames[i] = p.sock.GetFrame(d)
-	}
-	fs, ds := frames[:len(rx)], decisions[:len(rx)]
+	fs, ds := frames[:n], decisions[:n]
 	l.Worker.Process(in, fs, ds)
 	for i := range perPort {
 		perPort[i] = perPort[i][:0]
@@ -136,7 +125,7 @@ func (l *Loop) serve(in uint8, p *Port, frames [][]byte, decisions []Decision, p
 	for i := range ds {
 		switch ds[i].Action {
 		case ActForward:
-			perPort[ds[i].Port] = append(perPort[ds[i].Port], i)
+			perPort[ds[i].Port] = append(perPort[ds[i].Port], fs[i][ds[i].Skip:ds[i].End])
 		case ActProbe:
 			if l.ProbeReply != nil {
 				l.ProbeReply(fs[i], SampleClock())
@@ -153,53 +142,12 @@ func (l *Loop) serve(in uint8, p *Port, frames [][]byte, decisions []Decision, p
 			}
 		}
 	}
-	for e, idxs := range perPort {
-		if len(idxs) > 0 {
-			l.send(uint8(e), idxs, fs, ds)
+	for e, out := range perPort {
+		if len(out) > 0 {
+			sent, bytes := l.Ports[e].Send(out)
+			l.Worker.CountTx(uint8(e), uint64(sent), bytes, uint64(len(out)-sent))
 		}
 	}
 	// Every received frame was copied or dropped: give them all back.
-	p.sock.Fill(rx)
-}
-
-// send copies the frames idxs into port e's UMEM and transmits them. AF_XDP
-// on veth runs in copy mode and asavie/xdp gives each socket its own UMEM,
-// so forwarding between ports is a copy either way.
-func (l *Loop) send(e uint8, idxs []int, fs [][]byte, ds []Decision) {
-	out := l.Ports[e]
-	if c := out.sock.NumCompleted(); c > 0 {
-		out.sock.Complete(c)
-	}
-	txd := out.sock.GetDescs(len(idxs), false)
-	var bytes uint64
-	for k := range txd {
-		i := idxs[k]
-		src := fs[i][ds[i].Skip:ds[i].End]
-		n := copy(out.sock.GetFrame(txd[k]), src)
-		txd[k].Len = uint32(n)
-		bytes += uint64(n)
-	}
-	sent := transmit(out.sock, txd)
-	out.kick()
-	l.Worker.CountTx(e, uint64(sent), bytes, uint64(len(idxs)-sent))
-}
-
-// transmit puts descs on the TX ring. asavie/xdp's Transmit also makes one
-// sendto and panics on an errno it does not expect (ENOBUFS, ENXIO when the
-// link goes down); a data plane must not die of that, so the panic is caught
-// here, once per batch, and the frames count as not sent.
-func transmit(s *xdp.Socket, descs []xdp.Desc) (sent int) {
-	free := s.NumFreeTxSlots()
-	if len(descs) > free {
-		descs = descs[:free]
-	}
-	if len(descs) == 0 {
-		return 0
-	}
-	defer func() {
-		if recover() != nil {
-			sent = 0
-		}
-	}()
-	return s.Transmit(descs)
+	p.Release()
 }

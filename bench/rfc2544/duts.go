@@ -16,6 +16,7 @@ import (
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/bench/topo"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 )
 
 // The forwarders the report compares, by the names its JSON uses.
@@ -118,7 +119,7 @@ func startKernel(tb testing.TB, s *setup) {
 func startBounce(tb testing.TB, s *setup) {
 	x := s.x
 	bb := x.Backbones[0]
-	var in, out *forwarder.Port
+	var in, out *xsk.Port
 	err := x.DUT.Do(func() error {
 		for _, l := range []*lab.Link{x.Customer, bb.Port} {
 			st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: 1})
@@ -131,7 +132,7 @@ func startBounce(tb testing.TB, s *setup) {
 				return err
 			}
 			tb.Cleanup(func() { lk.Close() })
-			p, err := forwarder.OpenPort(l.Name, l.Index, 0, forwarder.PortOptions{})
+			p, err := xsk.Open(l.Name, l.Index, 0, xsk.Options{})
 			if err != nil {
 				return err
 			}

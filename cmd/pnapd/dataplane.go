@@ -14,6 +14,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/probes"
 	"github.com/vishvananda/netlink"
 )
@@ -143,7 +144,7 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 	// XDP program and AF_XDP sockets, per interface; one loop per queue
 	// serving that queue of every interface.
 	queues := cfg.Forwarder.Queues
-	portsByQueue := make([][]*forwarder.Port, queues)
+	portsByQueue := make([][]*xsk.Port, queues)
 	for i, p := range ports {
 		l := links[i]
 		st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: queues})
@@ -165,9 +166,9 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		// sockets, so that it is released before them: traffic then falls
 		// back to the kernel instead of into sockets nobody reads.
 		detach := lk.Close
-		var ifacePorts []*forwarder.Port
+		var ifacePorts []*xsk.Port
 		for q := 0; q < queues; q++ {
-			port, err := forwarder.OpenPort(p.iface, l.Attrs().Index, q, forwarder.PortOptions{
+			port, err := xsk.Open(p.iface, l.Attrs().Index, q, xsk.Options{
 				Frames: cfg.Forwarder.Frames, FrameSize: cfg.Forwarder.FrameSize, RingSize: cfg.Forwarder.RingSize,
 			})
 			if err != nil {
