@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
 	"golang.org/x/sys/unix"
 )
@@ -117,7 +118,7 @@ func BenchmarkLabForwarding(b *testing.B) {
 					// Same lab and sockets, with the loop replaced by a bounce.
 					x.loop.Stop()
 					stop := make(chan struct{})
-					go Bounce(x.loop.Ports[0], x.loop.Ports[1], MAC(x.al.MAC), MAC(x.pb0.MAC), 1, stop)
+					go bounce.Run(x.loop.Ports[0], x.loop.Ports[1], [6]byte(x.al.MAC), [6]byte(x.pb0.MAC), 1, stop)
 					b.Cleanup(func() { close(stop) })
 				}
 				if mode != "kernel" && os.Getenv("PNAP_LAB_BUSYPOLL") == "1" {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/bench/topo"
 	"github.com/pnap-project/pnap/forwarder"
@@ -113,7 +114,7 @@ func startKernel(tb testing.TB, s *setup) {
 	x.Customer.AttachXDP(tb, lab.XDPPass)
 }
 
-// startBounce is the raw AF_XDP peer: forwarder.Bounce between the
+// startBounce is the raw AF_XDP peer: bounce.Run between the
 // customer port and backbone 0's, through pnap's own steering program and
 // ports, MAC rewrite only.
 func startBounce(tb testing.TB, s *setup) {
@@ -154,7 +155,7 @@ func startBounce(tb testing.TB, s *setup) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
-		forwarder.Bounce(in, out, forwarder.MAC(bb.Far.MAC), forwarder.MAC(bb.Port.MAC), dutCPU, stop)
+		bounce.Run(in, out, [6]byte(bb.Far.MAC), [6]byte(bb.Port.MAC), dutCPU, stop)
 		close(done)
 	}()
 	// Registered after the ports' cleanups, so it runs before them.

@@ -1,4 +1,4 @@
-package forwarder
+package bounce
 
 import (
 	"runtime"
@@ -7,12 +7,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Bounce is the benchmarks' peer "raw AF_XDP port-to-port without lookup":
-// every frame from port in goes out of port out with only its MACs
-// rewritten, through the same ports, copies and kicks as a Loop, on a thread
-// pinned to cpu, until stop closes. It measures what Go plus AF_XDP costs
-// before pnap's parsing and lookup; it is not a forwarder.
-func Bounce(in, out *xsk.Port, dst, src MAC, cpu int, stop <-chan struct{}) {
+// Run sends every frame received on port in out of port out, rewritten to
+// go from MAC src to MAC dst, on a thread pinned to cpu, until stop closes.
+func Run(in, out *xsk.Port, dst, src [6]byte, cpu int, stop <-chan struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var set unix.CPUSet
