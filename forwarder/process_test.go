@@ -10,6 +10,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder/internal/frametest"
 )
 
 // The test plane: port 0 faces customer "c0" (198.18.0.0/24 connected,
@@ -82,38 +83,7 @@ type frameOpts struct {
 
 func udpFrame(t testing.TB, src, dst string, o frameOpts) []byte {
 	t.Helper()
-	if o.ttl == 0 {
-		o.ttl = 64
-	}
-	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macCust[:]), DstMAC: net.HardwareAddr(macPort[0][:]), EthernetType: layers.EthernetTypeIPv4}
-	udp := &layers.UDP{SrcPort: 40000, DstPort: 53}
-	var ip gopacket.NetworkLayer
-	if s.Is4() {
-		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: o.ttl, Protocol: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
-		if o.df {
-			ip4.Flags = layers.IPv4DontFragment
-		}
-		ip = ip4
-	} else {
-		eth.EthernetType = layers.EthernetTypeIPv6
-		ip = &layers.IPv6{Version: 6, HopLimit: o.ttl, NextHeader: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
-	}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	ls := []gopacket.SerializableLayer{eth}
-	if o.vlan {
-		et := eth.EthernetType
-		eth.EthernetType = layers.EthernetTypeDot1Q
-		ls = append(ls, &layers.Dot1Q{VLANIdentifier: 42, Type: et})
-	}
-	ls = append(ls, ip.(gopacket.SerializableLayer), udp, gopacket.Payload(make([]byte, o.payload)))
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
+	return frametest.UDP(t, src, dst, frametest.Opts{Src: macCust, Dst: macPort[0], TTL: o.ttl, VLAN: o.vlan, Payload: o.payload, DF: o.df})
 }
 
 // process runs one frame through w as received on port in, addressed to
