@@ -13,6 +13,7 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 )
 
@@ -109,7 +110,7 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxd
 	var ports []*xsk.Port
 	err = x.pnap.Do(func() error {
 		for _, l := range links {
-			st, err := NewSteering(SteeringOptions{Queues: 1})
+			st, err := steering.New(steering.Options{Queues: 1})
 			if err != nil {
 				return err
 			}
@@ -119,7 +120,7 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxd
 					return err
 				}
 			}
-			lk, err := link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: l.Index})
+			lk, err := link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: l.Index})
 			if err != nil {
 				return err
 			}

@@ -39,9 +39,7 @@ func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liv
 	g := &liveGenerator{ifindex: l.Index}
 	err := ns.Do(func() error {
 		var err error
-		g.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, xdpPass), asm.Return(),
-		}})
+		g.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: lab.XDPPass})
 		if err != nil {
 			return err
 		}

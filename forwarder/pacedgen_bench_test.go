@@ -22,6 +22,9 @@ type pacedGen struct {
 	paced *ebpf.Program
 }
 
+// xdpDrop is the XDP_DROP action (include/uapi/linux/bpf.h).
+const xdpDrop = 1
+
 const (
 	stateNext     = 0
 	stateInterval = 8

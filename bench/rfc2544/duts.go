@@ -16,7 +16,7 @@ import (
 	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/bench/topo"
-	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 )
 
@@ -123,12 +123,12 @@ func startBounce(tb testing.TB, s *setup) {
 	var in, out *xsk.Port
 	err := x.DUT.Do(func() error {
 		for _, l := range []*lab.Link{x.Customer, bb.Port} {
-			st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: 1})
+			st, err := steering.New(steering.Options{Queues: 1})
 			if err != nil {
 				return err
 			}
 			tb.Cleanup(func() { st.Close() })
-			lk, err := link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: l.Index})
+			lk, err := link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: l.Index})
 			if err != nil {
 				return err
 			}

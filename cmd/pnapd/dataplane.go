@@ -14,6 +14,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/probes"
 	"github.com/vishvananda/netlink"
@@ -22,7 +23,7 @@ import (
 // dataPlane is everything `pnapd run` attaches and opens, so that it can all
 // be released in one place, in reverse order.
 type dataPlane struct {
-	steering []*forwarder.Steering
+	steering []*steering.Program
 	plane    *forwarder.Plane
 	ifindexs []int // by port
 	spec     forwarder.HopSpec
@@ -147,7 +148,7 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 	portsByQueue := make([][]*xsk.Port, queues)
 	for i, p := range ports {
 		l := links[i]
-		st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: queues})
+		st, err := steering.New(steering.Options{Queues: queues})
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.iface, err)
 		}
@@ -289,9 +290,9 @@ func roleName(r forwarder.Role) string {
 
 // attachXDP attaches with a bpf_link, so the kernel detaches the program
 // when pnapd exits, however it exits.
-func attachXDP(st *forwarder.Steering, ifindex int, mode configs.XDPMode) (link.Link, string, error) {
+func attachXDP(st *steering.Program, ifindex int, mode configs.XDPMode) (link.Link, string, error) {
 	try := func(flags link.XDPAttachFlags) (link.Link, error) {
-		return link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: ifindex, Flags: flags})
+		return link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: ifindex, Flags: flags})
 	}
 	switch mode {
 	case configs.XDPNative:
