@@ -65,8 +65,8 @@ func testPlane(t testing.TB) *Plane {
 		h.Backbone[0][f] = NextHop{Port: 1, MAC: macGwA, Resolved: true}
 		h.Backbone[1][f] = NextHop{Port: 2, MAC: macGwB, Resolved: true}
 	}
-	h.Customer[0][fam4] = NextHop{Port: 0, MAC: macCustGw, Resolved: true}
-	h.Customer[0][fam6] = NextHop{Port: 0}
+	h.Customer[0][Fam4] = NextHop{Port: 0, MAC: macCustGw, Resolved: true}
+	h.Customer[0][Fam6] = NextHop{Port: 0}
 	h.SetSubnet(0, netip.MustParsePrefix("198.18.0.1/24"))
 	h.SetSubnet(0, netip.MustParsePrefix("2001:2:0:1::1/64"))
 	pl.SetHops(h)

@@ -14,6 +14,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/neighbours"
 	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/probes"
@@ -26,7 +27,7 @@ type dataPlane struct {
 	steering []*steering.Program
 	plane    *forwarder.Plane
 	ifindexs []int // by port
-	spec     forwarder.HopSpec
+	spec     neighbours.HopSpec
 	loops    []*forwarder.Loop
 	slow     *forwarder.SlowPath
 	slowIn   chan forwarder.SlowFrame
@@ -129,14 +130,14 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 	// The hop spec, for the neighbour tracker.
 	nc := len(cfg.Customers)
 	for i, c := range cfg.Customers {
-		d.spec.Customers = append(d.spec.Customers, forwarder.CustomerHop{
+		d.spec.Customers = append(d.spec.Customers, neighbours.CustomerHop{
 			Port: uint8(i), Ifindex: links[i].Attrs().Index,
 			NextHop4: c.NextHopV4, NextHop6: c.NextHopV6,
 			Subnet4: c.AddressV4.Masked(), Subnet6: c.AddressV6.Masked(),
 		})
 	}
 	for i, b := range cfg.Backbones {
-		d.spec.Backbones = append(d.spec.Backbones, forwarder.BackboneHop{
+		d.spec.Backbones = append(d.spec.Backbones, neighbours.BackboneHop{
 			Port: uint8(nc + i), Ifindex: links[nc+i].Attrs().Index,
 			Gateway4: b.GatewayV4, Gateway6: b.GatewayV6,
 		})

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/neighbours"
 )
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
@@ -59,10 +60,9 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	errc := make(chan error, len(d.loops)+3)
-	neigh := forwarder.NewNeighbours(d.plane, d.spec, nil)
-	if d.plane.CurrentHops() == nil {
-		// NewNeighbours refused the spec; its Run says why.
-		return fmt.Errorf("next hops: %w", neigh.Run(stop))
+	neigh, err := neighbours.New(d.plane, d.spec, neighbours.Options{})
+	if err != nil {
+		return fmt.Errorf("next hops: %w", err)
 	}
 	d.slow.Resolve = func(port uint8, host netip.Addr) { neigh.Resolve(d.ifindexs[port], host) }
 	wg.Add(1)
