@@ -1,4 +1,4 @@
-package forwarder
+package forwarder_test
 
 import (
 	"encoding/binary"
