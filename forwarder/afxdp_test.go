@@ -14,6 +14,7 @@ import (
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/slowpath"
 	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 )
@@ -28,7 +29,7 @@ type afxdpLab struct {
 	pb1, bl              *lab.Link
 	plane                *forwarder.Plane
 	loop                 *forwarder.Loop
-	slow                 *forwarder.SlowPath
+	slow                 *slowpath.Responder
 }
 
 // newBareLab builds the topology and addresses, without pnap.
@@ -141,23 +142,22 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *fo
 	if err != nil {
 		t.Fatal(err)
 	}
-	x.slow = &forwarder.SlowPath{Ports: []forwarder.SlowPort{
+	slowPorts := []slowpath.Port{
 		{MAC: forwarder.MAC(x.pc0.MAC), Addr4: netip.MustParseAddr("198.18.0.1"), Addr6: netip.MustParseAddr("2001:2:0:1::1"), MTU: 1500},
 		{MAC: forwarder.MAC(x.pb0.MAC), Addr4: netip.MustParseAddr("198.18.100.2"), MTU: 1500},
 		{MAC: forwarder.MAC(x.pb1.MAC), Addr4: netip.MustParseAddr("198.18.101.2"), MTU: 1500},
-	}}
-	err = x.pnap.Do(func() error {
-		for i, l := range links {
-			if err := x.slow.Ports[i].OpenSender(l.Index); err != nil {
-				return err
-			}
-			t.Cleanup(func() { x.slow.Ports[i].Close() })
-		}
-		return nil
+	}
+	for i, l := range links {
+		slowPorts[i].Name, slowPorts[i].Ifindex = l.Name, l.Index
+	}
+	err = x.pnap.Do(func() (err error) {
+		x.slow, err = slowpath.New(slowPorts, slowpath.Options{})
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { x.slow.Close() })
 	slowIn := make(chan forwarder.SlowFrame, 64)
 	x.loop = &forwarder.Loop{Worker: forwarder.NewWorker(x.plane), Ports: ports, CPU: cpu, Slow: slowIn}
 	if configure != nil {

@@ -262,6 +262,28 @@ func TestDropsAreCountedByReason(t *testing.T) {
 	}
 }
 
+// The decisions the slow path builds ICMP errors from (its tests start
+// from these): the reason, and where the IP header is, VLAN tag or not.
+func TestSlowDecisions(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	for _, tc := range []struct {
+		name   string
+		frame  []byte
+		reason Reason
+		l3     uint8
+	}{
+		{"v4 TTL", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1}), ReasonTTL, 14},
+		{"v4 TTL on VLAN", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1, vlan: true}), ReasonTTL, 18},
+		{"v4 no route", udpFrame(t, "198.18.0.7", "192.0.2.1", frameOpts{}), ReasonNoRoute, 14},
+		{"v6 hop limit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 1}), ReasonTTL, 14},
+	} {
+		d := process(t, w, 0, tc.frame)
+		if want := (Decision{Action: ActSlow, Reason: tc.reason, L3: tc.l3}); d != want {
+			t.Errorf("%s: %+v, want %+v", tc.name, d, want)
+		}
+	}
+}
+
 func TestTrailingBytesAreNotForwarded(t *testing.T) {
 	w := NewWorker(testPlane(t))
 	f := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{payload: 20})

@@ -15,6 +15,7 @@ import (
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/forwarder/neighbours"
+	"github.com/pnap-project/pnap/forwarder/slowpath"
 	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/probes"
@@ -29,9 +30,11 @@ type dataPlane struct {
 	ifindexs []int // by port
 	spec     neighbours.HopSpec
 	loops    []*forwarder.Loop
-	slow     *forwarder.SlowPath
-	slowIn   chan forwarder.SlowFrame
-	closers  []func() error
+	slow     *slowpath.Responder
+	// slowPorts are the slow path's view of the ports, for run to make it.
+	slowPorts []slowpath.Port
+	slowIn    chan forwarder.SlowFrame
+	closers   []func() error
 	// Sampling and active probes, when [probes] is enabled: one sample
 	// ring per worker, and the ring probe frames reach the first worker by.
 	rings  []*forwarder.SampleRing
@@ -201,15 +204,10 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "queues", queues, "busy_poll", cfg.Forwarder.BusyPoll)
 	}
 
-	d.slow = &forwarder.SlowPath{}
 	for i, p := range ports {
-		sp := forwarder.SlowPort{MAC: d.plane.Ports[i].MAC, MTU: d.plane.Ports[i].MTU}
+		sp := slowpath.Port{Name: p.iface, Ifindex: links[i].Attrs().Index, MAC: d.plane.Ports[i].MAC, MTU: d.plane.Ports[i].MTU}
 		sp.Addr4, sp.Addr6 = ifaceAddrs(links[i])
-		if err := sp.OpenSender(links[i].Attrs().Index); err != nil {
-			return nil, fmt.Errorf("%s: %w", p.iface, err)
-		}
-		d.closers = append(d.closers, sp.Close)
-		d.slow.Ports = append(d.slow.Ports, sp)
+		d.slowPorts = append(d.slowPorts, sp)
 	}
 	d.slowIn = make(chan forwarder.SlowFrame, 1024)
 	for i := range cfg.Backbones {

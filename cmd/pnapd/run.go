@@ -21,6 +21,7 @@ import (
 
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/forwarder/neighbours"
+	"github.com/pnap-project/pnap/forwarder/slowpath"
 )
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
@@ -64,7 +65,13 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("next hops: %w", err)
 	}
-	d.slow.Resolve = func(port uint8, host netip.Addr) { neigh.Resolve(d.ifindexs[port], host) }
+	d.slow, err = slowpath.New(d.slowPorts, slowpath.Options{
+		Resolve: func(port uint8, host netip.Addr) { neigh.Resolve(d.ifindexs[port], host) },
+	})
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, d.slow.Close)
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
