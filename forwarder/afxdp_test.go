@@ -28,6 +28,8 @@ type afxdpLab struct {
 	cl, pc0, pb0, al     *lab.Link
 	pb1, bl              *lab.Link
 	plane                *forwarder.Plane
+	worker               *forwarder.Worker
+	ports                []*xsk.Port // indexed as in plane
 	loop                 *forwarder.Loop
 	slow                 *slowpath.Responder
 }
@@ -61,8 +63,8 @@ func newAFXDPLab(t testing.TB) *afxdpLab { return newAFXDPLabCPU(t, -1) }
 func newAFXDPLabCPU(t testing.TB, cpu int) *afxdpLab { return newAFXDPLabWith(t, cpu, nil) }
 
 // newAFXDPLabWith is newAFXDPLabCPU with configure run on the plane and the
-// Loop before the Loop starts.
-func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *forwarder.Loop)) *afxdpLab {
+// Loop's options before the Loop is made.
+func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *forwarder.LoopOptions)) *afxdpLab {
 	x := newBareLab(t)
 
 	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
@@ -159,10 +161,12 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *fo
 	}
 	t.Cleanup(func() { x.slow.Close() })
 	slowIn := make(chan forwarder.SlowFrame, 64)
-	x.loop = &forwarder.Loop{Worker: forwarder.NewWorker(x.plane), Ports: ports, CPU: cpu, Slow: slowIn}
+	opt := forwarder.LoopOptions{Slow: slowIn}
 	if configure != nil {
-		configure(x.plane, x.loop)
+		configure(x.plane, &opt)
 	}
+	x.worker, x.ports = forwarder.NewWorker(x.plane), ports
+	x.loop = forwarder.NewLoop(x.worker, ports, cpu, opt)
 	done := make(chan error, 1)
 	go func() { done <- x.loop.Run() }()
 	slowDone := make(chan struct{})
@@ -305,7 +309,7 @@ func TestForwardThroughAFXDP(t *testing.T) {
 		t.Fatal("slow path counted no ICMP error sent")
 	}
 	var st forwarder.PortStats
-	x.loop.Worker.Stats(0, &st)
+	x.worker.Stats(0, &st)
 	if st.RxPackets < 2 {
 		t.Fatalf("customer port counted %d packets received", st.RxPackets)
 	}
@@ -336,14 +340,14 @@ func TestAFXDPEdgeCases(t *testing.T) {
 	}
 	for _, tc := range cases {
 		var before forwarder.PortStats
-		x.loop.Worker.Stats(0, &before)
+		x.worker.Stats(0, &before)
 		if err := x.cl.SendFrame(tc.frame); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(2 * time.Second)
 		for {
 			var after forwarder.PortStats
-			x.loop.Worker.Stats(0, &after)
+			x.worker.Stats(0, &after)
 			if after.Drops[tc.reason] > before.Drops[tc.reason] {
 				break
 			}
@@ -390,7 +394,7 @@ func TestAFXDPEdgeCases(t *testing.T) {
 // the socket options themselves).
 func TestForwardWithBusyPoll(t *testing.T) {
 	x := newAFXDPLab(t)
-	for _, p := range x.loop.Ports {
+	for _, p := range x.ports {
 		if err := p.PreferBusyPoll(20, 64); err != nil {
 			t.Fatal(err)
 		}
@@ -412,7 +416,7 @@ func TestInjectAndProbeReplyThroughAFXDP(t *testing.T) {
 	}
 	t.Cleanup(func() { inj.Close() })
 	replies := make(chan []byte, 8)
-	x := newAFXDPLabWith(t, -1, func(pl *forwarder.Plane, l *forwarder.Loop) {
+	x := newAFXDPLabWith(t, -1, func(pl *forwarder.Plane, l *forwarder.LoopOptions) {
 		pl.SetProbeSources(netip.MustParseAddr("198.18.0.200"), netip.Addr{})
 		l.Inject = inj
 		l.ProbeReply = func(f []byte, at int64) {

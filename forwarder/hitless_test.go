@@ -196,7 +196,7 @@ func TestHitlessSwaps(t *testing.T) {
 	var in, out uint64
 	for i := range x.plane.Ports {
 		var st forwarder.PortStats
-		x.loop.Worker.Stats(i, &st)
+		x.worker.Stats(i, &st)
 		in, out = in+st.RxPackets, out+st.TxPackets
 		for r, n := range st.Drops {
 			if n > 0 {
@@ -283,7 +283,7 @@ func BenchmarkHitlessSwaps(b *testing.B) {
 	workerTotals := func() (in, out uint64) {
 		for i := range x.plane.Ports {
 			var st forwarder.PortStats
-			x.loop.Worker.Stats(i, &st)
+			x.worker.Stats(i, &st)
 			in, out = in+st.RxPackets, out+st.TxPackets
 		}
 		return

@@ -116,7 +116,7 @@ func BenchmarkLabForwarding(b *testing.B) {
 					// Same lab and sockets, with the loop replaced by a bounce.
 					x.loop.Stop()
 					stop := make(chan struct{})
-					go bounce.Run(x.loop.Ports[0], x.loop.Ports[1], [6]byte(x.al.MAC), [6]byte(x.pb0.MAC), 1, stop)
+					go bounce.Run(x.ports[0], x.ports[1], [6]byte(x.al.MAC), [6]byte(x.pb0.MAC), 1, stop)
 					b.Cleanup(func() { close(stop) })
 				}
 				if mode != "kernel" && os.Getenv("PNAP_LAB_BUSYPOLL") == "1" {
@@ -184,7 +184,7 @@ func busyPoll(tb testing.TB, x *afxdpLab) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, p := range x.loop.Ports {
+	for _, p := range x.ports {
 		if err := p.PreferBusyPoll(20, 64); err != nil {
 			tb.Fatal(err)
 		}

@@ -10,17 +10,28 @@ import (
 )
 
 // Loop is one worker thread: it serves one queue of every port (receive,
-// decide, send), so no ring has two producers. Ports are indexed as in the
-// Plane.
+// decide, send), so no ring has two producers.
 type Loop struct {
-	Worker *Worker
-	Ports  []*xsk.Port
-	// CPU pins the thread when >= 0.
-	CPU   int
-	Batch int
+	w     *Worker
+	ports []*xsk.Port // indexed as in the Plane
+	cpu   int
+	opt   LoopOptions
 
-	// Slow receives copies of frames owed an ICMP error; full means drop.
-	Slow chan SlowFrame
+	stop    atomic.Bool
+	slowBuf SlowFrame
+	// one holds the frame injectAll sends, so sending it allocates nothing.
+	one [1][]byte
+}
+
+// LoopOptions say where a Loop hands what it does not forward, and how
+// much it takes at once. The zero value is usable.
+type LoopOptions struct {
+	// Batch is the most frames taken off one port's RX ring at a time;
+	// default 64.
+	Batch int
+	// Slow receives copies of frames owed an ICMP error (ActSlow); a full
+	// channel, or none, means the frame is only dropped.
+	Slow chan<- SlowFrame
 	// Inject, when set, carries frames (active probes) for this Loop to
 	// send; it wakes the Loop from poll.
 	Inject *InjectRing
@@ -28,11 +39,15 @@ type Loop struct {
 	// (ActProbe) with the time it was received on SampleClock's clock. The
 	// frame is only valid during the call: copy it. It must not block.
 	ProbeReply func(frame []byte, at int64)
+}
 
-	stop    atomic.Bool
-	slowBuf SlowFrame
-	// one holds the frame injectAll sends, so sending it allocates nothing.
-	one [1][]byte
+// NewLoop makes the loop that serves ports, indexed as in w's Plane, with
+// w, on a thread pinned to cpu when cpu >= 0.
+func NewLoop(w *Worker, ports []*xsk.Port, cpu int, opt LoopOptions) *Loop {
+	if opt.Batch <= 0 {
+		opt.Batch = 64
+	}
+	return &Loop{w: w, ports: ports, cpu: cpu, opt: opt}
 }
 
 // SlowFrame is the head of a frame handed to the slow path, copied by value
@@ -52,42 +67,39 @@ func (s *SlowFrame) Frame() []byte { return s.Head[:s.Len] }
 func (l *Loop) Stop() { l.stop.Store(true) }
 
 // Run serves the ports until Stop. It locks itself to an OS thread (pinned
-// to CPU if set) and blocks in poll(2) when there is nothing to do.
+// to its CPU if it has one) and blocks in poll(2) when there is nothing to do.
 func (l *Loop) Run() error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	if l.CPU >= 0 {
+	if l.cpu >= 0 {
 		var set unix.CPUSet
-		set.Set(l.CPU)
+		set.Set(l.cpu)
 		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pinning the worker to CPU %d: %w", l.CPU, err)
+			return fmt.Errorf("pinning the worker to CPU %d: %w", l.cpu, err)
 		}
 	}
-	if l.Batch <= 0 {
-		l.Batch = 64
-	}
-	pfds := make([]unix.PollFd, len(l.Ports), len(l.Ports)+1)
-	for i, p := range l.Ports {
+	pfds := make([]unix.PollFd, len(l.ports), len(l.ports)+1)
+	for i, p := range l.ports {
 		pfds[i] = unix.PollFd{Fd: int32(p.FD()), Events: unix.POLLIN}
 	}
-	if l.Inject != nil {
-		pfds = append(pfds, unix.PollFd{Fd: int32(l.Inject.efd), Events: unix.POLLIN})
+	if l.opt.Inject != nil {
+		pfds = append(pfds, unix.PollFd{Fd: int32(l.opt.Inject.efd), Events: unix.POLLIN})
 	}
-	frames := make([][]byte, l.Batch)
-	decisions := make([]Decision, l.Batch)
-	perPort := make([][][]byte, len(l.Ports))
+	frames := make([][]byte, l.opt.Batch)
+	decisions := make([]Decision, l.opt.Batch)
+	perPort := make([][][]byte, len(l.ports))
 	for i := range perPort {
-		perPort[i] = make([][]byte, 0, l.Batch)
+		perPort[i] = make([][]byte, 0, l.opt.Batch)
 	}
 	for !l.stop.Load() {
 		if _, err := unix.Poll(pfds, 100); err != nil && err != unix.EINTR {
 			return fmt.Errorf("poll: %w", err)
 		}
-		for in, p := range l.Ports {
+		for in, p := range l.ports {
 			l.serve(uint8(in), p, frames, decisions, perPort)
 		}
-		if l.Inject != nil && l.Inject.head.Load() != l.Inject.tail.Load() {
-			l.Inject.drain()
+		if l.opt.Inject != nil && l.opt.Inject.head.Load() != l.opt.Inject.tail.Load() {
+			l.opt.Inject.drain()
 			l.injectAll()
 		}
 	}
@@ -96,16 +108,16 @@ func (l *Loop) Run() error {
 
 // injectAll sends every frame queued on the Inject ring.
 func (l *Loop) injectAll() {
-	r := l.Inject
+	r := l.opt.Inject
 	h, t := r.head.Load(), r.tail.Load()
 	for ; h != t; h++ {
 		s := &r.slots[h&r.mask]
-		if int(s.port) >= len(l.Ports) {
+		if int(s.port) >= len(l.ports) {
 			continue
 		}
 		l.one[0] = s.data[:s.n]
-		sent, bytes := l.Ports[s.port].Send(l.one[:])
-		l.Worker.CountTx(s.port, uint64(sent), bytes, uint64(1-sent))
+		sent, bytes := l.ports[s.port].Send(l.one[:])
+		l.w.CountTx(s.port, uint64(sent), bytes, uint64(1-sent))
 	}
 	r.head.Store(h)
 }
@@ -118,7 +130,7 @@ func (l *Loop) serve(in uint8, p *xsk.Port, frames [][]byte, decisions []Decisio
 		return
 	}
 	fs, ds := frames[:n], decisions[:n]
-	l.Worker.Process(in, fs, ds)
+	l.w.Process(in, fs, ds)
 	for i := range perPort {
 		perPort[i] = perPort[i][:0]
 	}
@@ -127,16 +139,16 @@ func (l *Loop) serve(in uint8, p *xsk.Port, frames [][]byte, decisions []Decisio
 		case ActForward:
 			perPort[ds[i].Port] = append(perPort[ds[i].Port], fs[i][ds[i].Skip:ds[i].End])
 		case ActProbe:
-			if l.ProbeReply != nil {
-				l.ProbeReply(fs[i], SampleClock())
+			if l.opt.ProbeReply != nil {
+				l.opt.ProbeReply(fs[i], SampleClock())
 			}
 		case ActSlow:
-			if l.Slow != nil {
+			if l.opt.Slow != nil {
 				sf := &l.slowBuf
 				sf.Port, sf.Decision = in, ds[i]
 				sf.Len = uint16(copy(sf.Head[:], fs[i]))
 				select {
-				case l.Slow <- *sf:
+				case l.opt.Slow <- *sf:
 				default:
 				}
 			}
@@ -144,8 +156,8 @@ func (l *Loop) serve(in uint8, p *xsk.Port, frames [][]byte, decisions []Decisio
 	}
 	for e, out := range perPort {
 		if len(out) > 0 {
-			sent, bytes := l.Ports[e].Send(out)
-			l.Worker.CountTx(uint8(e), uint64(sent), bytes, uint64(len(out)-sent))
+			sent, bytes := l.ports[e].Send(out)
+			l.w.CountTx(uint8(e), uint64(sent), bytes, uint64(len(out)-sent))
 		}
 	}
 	// Every received frame was copied or dropped: give them all back.

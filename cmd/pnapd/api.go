@@ -160,7 +160,7 @@ func (s *daemon) status(*http.Request) (any, error) {
 	st := s.fib.Stats()
 	_, over := s.fib.Selections()
 	return statusJSON{
-		Version: version, Config: s.cfg.Path, UptimeSec: time.Since(s.start).Seconds(), Workers: len(s.d.loops),
+		Version: version, Config: s.cfg.Path, UptimeSec: time.Since(s.start).Seconds(), Workers: len(s.d.workers),
 		IPv4Routes: st.IPv4Routes, IPv6Routes: st.IPv6Routes, Generation: s.fib.Load().Generation(), Overrides: over,
 		Probes: s.ctl.probes != nil, Optimizer: s.ctl.opt != nil, Ports: s.ports(), Backbones: s.backbones(),
 	}, nil
@@ -197,10 +197,10 @@ func (s *daemon) ports() []portJSON {
 	for i, p := range s.d.plane.Ports {
 		pj := portJSON{Name: s.portName(i), Interface: p.Name, Role: roleName(p.Role), Drops: map[string]uint64{}}
 		var total forwarder.PortStats
-		for q, l := range s.d.loops {
+		for q, w := range s.d.workers {
 			var st forwarder.PortStats
-			l.Worker.Stats(i, &st)
-			l.Worker.Stats(i, &total)
+			w.Stats(i, &st)
+			w.Stats(i, &total)
 			pj.Queues = append(pj.Queues, queueJSON{Queue: q, RxPackets: st.RxPackets, RxBytes: st.RxBytes, TxPackets: st.TxPackets, TxBytes: st.TxBytes, Dropped: sum(st.Drops[:])})
 		}
 		pj.Total = queueJSON{Queue: -1, RxPackets: total.RxPackets, RxBytes: total.RxBytes, TxPackets: total.TxPackets, TxBytes: total.TxBytes, Dropped: sum(total.Drops[:])}
@@ -266,8 +266,8 @@ func (s *daemon) backbones() []backboneJSON {
 			j.ResolvedV4, j.ResolvedV6 = hops.Backbone[i][0].Resolved, hops.Backbone[i][1].Resolved
 		}
 		var ps forwarder.PortStats
-		for _, l := range s.d.loops {
-			l.Worker.Stats(int(s.d.backbonePort[i]), &ps)
+		for _, w := range s.d.workers {
+			w.Stats(int(s.d.backbonePort[i]), &ps)
 		}
 		j.TxBytes = ps.TxBytes
 		if i < len(ostat) {

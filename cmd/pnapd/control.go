@@ -22,8 +22,8 @@ type control struct {
 }
 
 // startControl starts probes and the optimizer on d. They stop when ctx is
-// cancelled; wg waits for them. Call it before the workers run: it sets the
-// loops' probe-reply hand-off.
+// cancelled; wg waits for them. The loops get the probes' reply hand-off
+// from control.probeReply.
 func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, f *fib.FIB, d *dataPlane, log *slog.Logger) (*control, error) {
 	c := &control{rates: &backboneRates{d: d}}
 	if !cfg.Probes.Enabled {
@@ -40,9 +40,6 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 		probes.WithClock(forwarder.SampleClock),
 		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}),
 		probes.WithStore(probes.StoreOptions{Window: cfg.Probes.Window.Duration()}))
-	for _, l := range d.loops {
-		l.ProbeReply = func(frame []byte, at int64) { c.probes.OfferReply(frame, at) }
-	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -68,6 +65,15 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 	return c, nil
 }
 
+// probeReply is the loops' hand-off of frames answering a probe (nil when
+// probes are off).
+func (c *control) probeReply() func(frame []byte, at int64) {
+	if c.probes == nil {
+		return nil
+	}
+	return func(frame []byte, at int64) { c.probes.OfferReply(frame, at) }
+}
+
 // backboneRates turns the workers' TX byte counters on the backbone ports
 // into bits per second since the previous call: the optimizer's traffic
 // source for commit and capacity.
@@ -85,8 +91,8 @@ func (r *backboneRates) BackboneBps() map[fib.BackboneID]float64 {
 	cur := make([]uint64, len(r.d.backbonePort))
 	for b, port := range r.d.backbonePort {
 		var st forwarder.PortStats
-		for _, l := range r.d.loops {
-			l.Worker.Stats(int(port), &st)
+		for _, w := range r.d.workers {
+			w.Stats(int(port), &st)
 		}
 		cur[b] = st.TxBytes
 	}

@@ -30,7 +30,13 @@ type dataPlane struct {
 	ifindexs []int // by port
 	spec     neighbours.HopSpec
 	loops    []*forwarder.Loop
-	slow     *slowpath.Responder
+	// Per queue: its worker, its ports (one per interface) and its CPU,
+	// which makeLoops makes a loop of.
+	workers    []*forwarder.Worker
+	queuePorts [][]*xsk.Port
+	cpus       []int
+	batch      int
+	slow       *slowpath.Responder
 	// slowPorts are the slow path's view of the ports, for run to make it.
 	slowPorts []slowpath.Port
 	slowIn    chan forwarder.SlowFrame
@@ -63,7 +69,8 @@ type portSpec struct {
 }
 
 // buildDataPlane resolves the interfaces, loads and attaches the XDP
-// program, opens the AF_XDP sockets and makes the loops. On error whatever
+// program, opens the AF_XDP sockets and makes the workers (makeLoops makes
+// the loops that drive them). On error whatever
 // was made is released again.
 func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *dataPlane, err error) {
 	d := &dataPlane{}
@@ -227,26 +234,35 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		}
 		d.closers = append(d.closers, d.inject.Close)
 	}
+	d.queuePorts, d.batch = portsByQueue, cfg.Forwarder.Batch
 	for q := 0; q < queues; q++ {
 		cpu := -1
 		if q < len(cfg.Forwarder.CPUs) {
 			cpu = cfg.Forwarder.CPUs[q]
 		}
-		l := &forwarder.Loop{
-			Worker: forwarder.NewWorker(d.plane), Ports: portsByQueue[q], CPU: cpu,
-			Batch: cfg.Forwarder.Batch, Slow: d.slowIn,
-		}
+		w := forwarder.NewWorker(d.plane)
 		if cfg.Probes.Enabled {
 			r := forwarder.NewSampleRing(cfg.Probes.SampleRing)
-			l.Worker.EnableSampling(forwarder.SamplerOptions{Ring: r, TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
+			w.EnableSampling(forwarder.SamplerOptions{Ring: r, TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
 			d.rings = append(d.rings, r)
-			if q == 0 {
-				l.Inject = d.inject
-			}
 		}
-		d.loops = append(d.loops, l)
+		d.workers = append(d.workers, w)
+		d.cpus = append(d.cpus, cpu)
 	}
 	return d, nil
+}
+
+// makeLoops makes one loop per queue, driving its worker and ports, that
+// hands probe replies to probeReply (nil: none). The first loop also sends
+// the probes (the inject ring, when probes are on).
+func (d *dataPlane) makeLoops(probeReply func(frame []byte, at int64)) {
+	for q, w := range d.workers {
+		opt := forwarder.LoopOptions{Batch: d.batch, Slow: d.slowIn, ProbeReply: probeReply}
+		if q == 0 {
+			opt.Inject = d.inject
+		}
+		d.loops = append(d.loops, forwarder.NewLoop(w, d.queuePorts[q], d.cpus[q], opt))
+	}
 }
 
 // trafficSampleEvery: one traffic sample per this many forwarded packets

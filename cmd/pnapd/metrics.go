@@ -55,9 +55,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for i, p := range s.d.plane.Ports {
 		name := s.portName(i)
-		for q, l := range s.d.loops {
+		for q, w := range s.d.workers {
 			var st forwarder.PortStats
-			l.Worker.Stats(i, &st)
+			w.Stats(i, &st)
 			qs := fmt.Sprint(q)
 			counter(descPortPackets, float64(st.RxPackets), name, p.Name, qs, "rx")
 			counter(descPortPackets, float64(st.TxPackets), name, p.Name, qs, "tx")

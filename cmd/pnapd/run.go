@@ -60,7 +60,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	errc := make(chan error, len(d.loops)+3)
+	errc := make(chan error, len(d.workers)+3)
 	neigh, err := neighbours.New(d.plane, d.spec, neighbours.Options{})
 	if err != nil {
 		return fmt.Errorf("next hops: %w", err)
@@ -94,6 +94,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		wg.Wait()
 		return err
 	}
+	d.makeLoops(ctl.probeReply())
 	dm := &daemon{cfg: cfg, fib: f, d: d, ctl: ctl, start: start, pins: map[netip.Prefix]optimizer.Pin{}}
 	if cfg.API.Listen != "" {
 		l, err := listenAPI(cfg.API)
@@ -165,8 +166,8 @@ wait:
 	}
 	for i, p := range d.plane.Ports {
 		var st forwarder.PortStats
-		for _, l := range d.loops {
-			l.Worker.Stats(i, &st)
+		for _, w := range d.workers {
+			w.Stats(i, &st)
 		}
 		var drops []any
 		for r, n := range st.Drops {
