@@ -4,5 +4,6 @@
 // Program owns its BPF program and maps and closes them; attaching it is
 // its caller's (a bpf_link, so the kernel detaches it with the process). It
 // must never drop what it cannot steer: a queue without a socket falls back
-// to the kernel (fail-open), and it never needs clang to build or run.
+// to the kernel (fail-open; only tests choose otherwise, through
+// Options.NoSocketAction), and it never needs clang to build or run.
 package steering
