@@ -4,7 +4,8 @@ GO        ?= go
 BIN       ?= bin
 # Packages whose tests exercise memory shared between goroutines run under
 # the race detector; the rest run plainly.
-RACE_PKGS  = ./fib/ ./forwarder/ ./probes/ ./optimizer/ ./daemon/
+RACE_PKGS  = ./fib/ ./forwarder/ ./forwarder/neighbours/ ./forwarder/slowpath/ \
+             ./forwarder/steering/ ./forwarder/xsk/ ./probes/ ./optimizer/ ./daemon/
 # Packages whose tests measure timing (the benchmark harness's smoke run,
 # the emulator's accuracy, the generator's pacing, the re-steer deadline,
 # what probes measure)

@@ -33,7 +33,7 @@ func (d *Daemon) status(*http.Request) (any, error) {
 	st := d.fib.Stats()
 	_, over := d.fib.Selections()
 	return Status{
-		Version: d.version, Config: cfg.Path, UptimeSec: time.Since(d.start).Seconds(), Workers: len(d.dp.loops),
+		Version: d.version, Config: cfg.Path, UptimeSec: time.Since(d.start).Seconds(), Workers: len(d.dp.workers),
 		IPv4Routes: st.IPv4Routes, IPv6Routes: st.IPv6Routes, Generation: d.fib.Load().Generation(), Overrides: over,
 		Probes: d.ctl.probes != nil, Optimizer: d.ctl.opt != nil, Ports: d.ports(), Backbones: d.backbones(),
 	}, nil
@@ -71,10 +71,10 @@ func (d *Daemon) ports() []PortStatus {
 	for i, p := range d.dp.plane.Ports {
 		pj := PortStatus{Name: d.portName(i), Interface: p.Name, Role: roleName(p.Role), Drops: map[string]uint64{}}
 		var total forwarder.PortStats
-		for q, l := range d.dp.loops {
+		for q, w := range d.dp.workers {
 			var st forwarder.PortStats
-			l.Worker.Stats(i, &st)
-			l.Worker.Stats(i, &total)
+			w.Stats(i, &st)
+			w.Stats(i, &total)
 			pj.Queues = append(pj.Queues, QueueCounters{Queue: q, RxPackets: st.RxPackets, RxBytes: st.RxBytes, TxPackets: st.TxPackets, TxBytes: st.TxBytes, Dropped: sum(st.Drops[:])})
 		}
 		pj.Total = QueueCounters{Queue: -1, RxPackets: total.RxPackets, RxBytes: total.RxBytes, TxPackets: total.TxPackets, TxBytes: total.TxBytes, Dropped: sum(total.Drops[:])}
@@ -140,11 +140,7 @@ func (d *Daemon) backbones() []BackboneStatus {
 		if hops != nil {
 			j.ResolvedV4, j.ResolvedV6 = hops.Backbone[i][0].Resolved, hops.Backbone[i][1].Resolved
 		}
-		var ps forwarder.PortStats
-		for _, l := range d.dp.loops {
-			l.Worker.Stats(int(d.dp.backbonePort[i]), &ps)
-		}
-		j.TxBytes = ps.TxBytes
+		j.TxBytes = d.dp.portStats(int(d.dp.backbonePort[i])).TxBytes
 		if i < len(ostat) {
 			j.Failed, j.RateBps, j.P95Bps = ostat[i].Failed, ostat[i].RateBps, ostat[i].P95Bps
 			if !ostat[i].FailedUntil.IsZero() && ostat[i].Failed {

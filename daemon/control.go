@@ -18,39 +18,29 @@ type control struct {
 	opt    *optimizer.Optimizer
 }
 
-// startProbes makes the probes, before the workers, which hand them probe
-// replies; they start measuring in startControl.
-func (d *Daemon) startProbes(context.Context) (func() error, error) {
+// startControl starts the probes and the optimizer. It runs before the
+// workers stage, whose loops hand probe replies to the probes.
+func (d *Daemon) startControl(context.Context) (func() error, error) {
 	cfg := d.cfg.Load()
-	d.ctl = &control{}
+	c := &control{}
+	d.ctl = c
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	stop := func() error { cancel(); wg.Wait(); return nil }
 	if !cfg.Probes.Enabled {
 		if cfg.Optimizer.Enabled {
 			d.log.Warn("optimizer off: it needs [probes] enabled; every prefix keeps its default backbone (or a pin)")
 		}
-		return func() error { return nil }, nil
+		return stop, nil
 	}
 	var dp probes.DataPlane
 	if d.dp.inject != nil {
 		dp = d.dp
 	}
-	d.ctl.probes = probes.New(cfg.Probes, d.fib, d.dp.rings, dp,
+	c.probes = probes.New(cfg.Probes, d.fib, d.dp.rings, dp,
 		probes.WithClock(forwarder.SampleClock),
 		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}),
 		probes.WithStore(probes.StoreOptions{Window: cfg.Probes.Window.Duration()}))
-	return func() error { return nil }, nil
-}
-
-// startControl runs the probes and the optimizer, once the workers whose
-// counters the optimizer reads exist.
-func (d *Daemon) startControl(context.Context) (func() error, error) {
-	cfg := d.cfg.Load()
-	c := d.ctl
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	stop := func() error { cancel(); wg.Wait(); return nil }
-	if c.probes == nil {
-		return stop, nil
-	}
 	d.goRun(&wg, "probes", func() error {
 		if err := c.probes.Run(ctx); err != nil && ctx.Err() == nil {
 			d.log.Error("probes stopped", "error", err)

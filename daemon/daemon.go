@@ -12,6 +12,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/neighbours"
 )
 
 // Options are what the command line gives the daemon besides the
@@ -39,7 +40,7 @@ type Daemon struct {
 	fib *fib.FIB
 
 	dp    *dataPlane
-	neigh *forwarder.Neighbours
+	neigh *neighbours.Tracker
 	slow  *slowPath
 	ctl   *control
 	pins  *pinTable
@@ -75,7 +76,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	for i := len(stops) - 1; i >= 0; i-- {
 		err = errors.Join(err, stops[i]())
 	}
-	if d.dp != nil && d.dp.loops != nil {
+	if d.dp != nil && d.dp.workers != nil {
 		d.logCounters()
 	}
 	return err
@@ -90,9 +91,8 @@ func (d *Daemon) stages() []stage {
 		{"neighbours", d.startNeighbours},
 		{"local addresses", d.startLocalAddrs},
 		{"slow path", d.startSlowPath},
-		{"probes", d.startProbes},
-		{"workers", d.startWorkers},
 		{"probes and optimizer", d.startControl},
+		{"workers", d.startWorkers},
 		{"status API", d.startAPI},
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/neighbours"
+	"github.com/pnap-project/pnap/forwarder/slowpath"
+	"github.com/pnap-project/pnap/forwarder/steering"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/probes"
 	"github.com/vishvananda/netlink"
 )
@@ -21,20 +25,24 @@ type dataPlane struct {
 	plane    *forwarder.Plane
 	ports    []portSpec
 	links    []netlink.Link // by port
-	spec     forwarder.HopSpec
-	steering []*forwarder.Steering
+	spec     neighbours.HopSpec
+	steering []*steering.Program
 	// byQueue holds, for each queue, that queue's socket of every port: one
 	// worker serves them all, so no ring has two producers.
-	byQueue   [][]*forwarder.Port
-	slowPorts []forwarder.SlowPort
+	byQueue   [][]*xsk.Port
+	slowPorts []slowpath.Port
 	// Sampling and active probes, when [probes] is enabled: one sample
 	// ring per worker, and the ring probe frames reach the first worker by.
 	rings  []*forwarder.SampleRing
 	inject *forwarder.InjectRing
 	// backbonePort is the plane's port index of each backbone, by BackboneID.
 	backbonePort []uint8
-	loops        []*forwarder.Loop
-	closers      []func() error
+	// workers and loops, one per queue: the workers exist from the data
+	// plane stage on (the optimizer reads their counters), the loops that
+	// drive them from the workers stage.
+	workers []*forwarder.Worker
+	loops   []*forwarder.Loop
+	closers []func() error
 	// stuck is set when a worker did not stop: nothing it may still use is
 	// released then.
 	stuck bool
@@ -72,8 +80,8 @@ func (dp *dataPlane) abandon() { dp.closers, dp.stuck = nil, true }
 // portStats sums port i's counters over every worker.
 func (dp *dataPlane) portStats(i int) forwarder.PortStats {
 	var st forwarder.PortStats
-	for _, l := range dp.loops {
-		l.Worker.Stats(i, &st)
+	for _, w := range dp.workers {
+		w.Stats(i, &st)
 	}
 	return st
 }
@@ -109,14 +117,13 @@ func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
 			return nil, err
 		}
 	}
-	if err := dp.openSlowPorts(); err != nil {
-		return nil, err
-	}
+	dp.makeSlowPorts()
 	if cfg.Probes.Enabled {
 		if err := dp.setUpProbes(cfg, local); err != nil {
 			return nil, err
 		}
 	}
+	dp.makeWorkers(cfg)
 	d.dp = dp
 	return dp.close, nil
 }
@@ -168,14 +175,14 @@ func (dp *dataPlane) resolvePorts(cfg *configs.Config, d *Daemon) error {
 	}
 	nc := len(cfg.Customers)
 	for i, c := range cfg.Customers {
-		dp.spec.Customers = append(dp.spec.Customers, forwarder.CustomerHop{
+		dp.spec.Customers = append(dp.spec.Customers, neighbours.CustomerHop{
 			Port: uint8(i), Ifindex: dp.links[i].Attrs().Index,
 			NextHop4: c.NextHopV4, NextHop6: c.NextHopV6,
 			Subnet4: c.AddressV4.Masked(), Subnet6: c.AddressV6.Masked(),
 		})
 	}
 	for i, b := range cfg.Backbones {
-		dp.spec.Backbones = append(dp.spec.Backbones, forwarder.BackboneHop{
+		dp.spec.Backbones = append(dp.spec.Backbones, neighbours.BackboneHop{
 			Port: uint8(nc + i), Ifindex: dp.links[nc+i].Attrs().Index,
 			Gateway4: b.GatewayV4, Gateway6: b.GatewayV6,
 		})
@@ -207,7 +214,7 @@ func portMTU(fw configs.Forwarder, attrs *netlink.LinkAttrs, d *Daemon) int {
 func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *Daemon) error {
 	p, fw := dp.ports[i], cfg.Forwarder
 	ifindex := dp.links[i].Attrs().Index
-	st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: fw.Queues})
+	st, err := steering.New(steering.Options{Queues: fw.Queues})
 	if err != nil {
 		return fmt.Errorf("%s: %w", p.iface, err)
 	}
@@ -223,11 +230,11 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 		return fmt.Errorf("%s: attaching XDP: %w", p.iface, err)
 	}
 	if len(dp.byQueue) == 0 {
-		dp.byQueue = make([][]*forwarder.Port, fw.Queues)
+		dp.byQueue = make([][]*xsk.Port, fw.Queues)
 	}
-	var sockets []*forwarder.Port
+	var sockets []*xsk.Port
 	for q := 0; q < fw.Queues; q++ {
-		port, err := forwarder.OpenPort(p.iface, ifindex, q, forwarder.PortOptions{Frames: fw.Frames, FrameSize: fw.FrameSize, RingSize: fw.RingSize})
+		port, err := xsk.Open(p.iface, ifindex, q, xsk.Options{Frames: fw.Frames, FrameSize: fw.FrameSize, RingSize: fw.RingSize})
 		if err != nil {
 			lk.Close()
 			return err
@@ -251,7 +258,7 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 }
 
 // preferBusyPoll makes the workers drive the interface's receive loop.
-func (dp *dataPlane) preferBusyPoll(iface string, sockets []*forwarder.Port, batch int) error {
+func (dp *dataPlane) preferBusyPoll(iface string, sockets []*xsk.Port, batch int) error {
 	restore, err := preferBusyPoll(iface)
 	if err != nil {
 		return err
@@ -265,19 +272,14 @@ func (dp *dataPlane) preferBusyPoll(iface string, sockets []*forwarder.Port, bat
 	return nil
 }
 
-// openSlowPorts opens each port's sender for ICMP errors, sourced from the
-// interface's own addresses.
-func (dp *dataPlane) openSlowPorts() error {
+// slowPorts describes each port to the slow path, which sends ICMP errors
+// from the interface's own addresses.
+func (dp *dataPlane) makeSlowPorts() {
 	for i, p := range dp.ports {
-		sp := forwarder.SlowPort{MAC: dp.plane.Ports[i].MAC, MTU: dp.plane.Ports[i].MTU}
+		sp := slowpath.Port{Name: p.iface, Ifindex: dp.links[i].Attrs().Index, MAC: dp.plane.Ports[i].MAC, MTU: dp.plane.Ports[i].MTU}
 		sp.Addr4, sp.Addr6 = ifaceAddrs(dp.links[i])
-		if err := sp.OpenSender(dp.links[i].Attrs().Index); err != nil {
-			return fmt.Errorf("%s: %w", p.iface, err)
-		}
-		dp.closers = append(dp.closers, sp.Close)
 		dp.slowPorts = append(dp.slowPorts, sp)
 	}
-	return nil
 }
 
 // setUpProbes makes the workers' sample rings and the probe inject ring,
@@ -301,6 +303,18 @@ func (dp *dataPlane) setUpProbes(cfg *configs.Config, local []netip.Addr) error 
 		dp.rings = append(dp.rings, forwarder.NewSampleRing(cfg.Probes.SampleRing))
 	}
 	return nil
+}
+
+// makeWorkers makes one worker per queue, sampling into that queue's ring
+// when probes are on.
+func (dp *dataPlane) makeWorkers(cfg *configs.Config) {
+	for q := range dp.byQueue {
+		w := forwarder.NewWorker(dp.plane)
+		if dp.rings != nil {
+			w.EnableSampling(forwarder.SamplerOptions{Ring: dp.rings[q], TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
+		}
+		dp.workers = append(dp.workers, w)
+	}
 }
 
 // Path and Transmit make the data plane the probes' way out: a backbone's

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/neighbours"
+	"github.com/pnap-project/pnap/forwarder/slowpath"
 )
 
 // workerStopTimeout is how long stopping waits for the workers; they leave
@@ -18,13 +20,12 @@ const workerStopTimeout = 2 * time.Second
 // startNeighbours resolves the next hops (gateways, customer hosts) and
 // follows their changes over netlink.
 func (d *Daemon) startNeighbours(context.Context) (func() error, error) {
-	done := make(chan struct{})
-	neigh := forwarder.NewNeighbours(d.dp.plane, d.dp.spec, nil)
-	if d.dp.plane.CurrentHops() == nil {
-		// NewNeighbours refused the spec; its Run says why.
-		return nil, fmt.Errorf("next hops: %w", neigh.Run(done))
+	neigh, err := neighbours.New(d.dp.plane, d.dp.spec, neighbours.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("next hops: %w", err)
 	}
 	d.neigh = neigh
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	d.goRun(&wg, "neighbours", func() error { return neigh.Run(done) })
 	return func() error { close(done); wg.Wait(); return nil }, nil
@@ -33,7 +34,7 @@ func (d *Daemon) startNeighbours(context.Context) (func() error, error) {
 // slowPath answers, off the workers, what needs the kernel's help or an
 // ICMP error.
 type slowPath struct {
-	path *forwarder.SlowPath
+	path *slowpath.Responder
 	in   chan forwarder.SlowFrame
 	done chan struct{}
 }
@@ -43,11 +44,13 @@ func (d *Daemon) startSlowPath(context.Context) (func() error, error) {
 	for i, l := range d.dp.links {
 		ifindex[i] = l.Attrs().Index
 	}
-	s := &slowPath{
-		path: &forwarder.SlowPath{Ports: d.dp.slowPorts, Resolve: func(port uint8, host netip.Addr) { d.neigh.Resolve(ifindex[port], host) }},
-		in:   make(chan forwarder.SlowFrame, 1024),
-		done: make(chan struct{}),
+	path, err := slowpath.New(d.dp.slowPorts, slowpath.Options{
+		Resolve: func(port uint8, host netip.Addr) { d.neigh.Resolve(ifindex[port], host) },
+	})
+	if err != nil {
+		return nil, err
 	}
+	s := &slowPath{path: path, in: make(chan forwarder.SlowFrame, 1024), done: make(chan struct{})}
 	go func() { s.path.Run(s.in); close(s.done) }()
 	d.slow = s
 	return func() error {
@@ -56,31 +59,28 @@ func (d *Daemon) startSlowPath(context.Context) (func() error, error) {
 		}
 		close(s.in)
 		<-s.done
-		return nil
+		return s.path.Close()
 	}, nil
 }
 
 // startWorkers makes one loop per queue, serving that queue of every port,
 // and runs each on its own locked thread.
 func (d *Daemon) startWorkers(context.Context) (func() error, error) {
-	cfg := d.cfg.Load()
-	fw := cfg.Forwarder
-	for q, ports := range d.dp.byQueue {
+	fw := d.cfg.Load().Forwarder
+	var probeReply func(frame []byte, at int64)
+	if p := d.ctl.probes; p != nil {
+		probeReply = func(frame []byte, at int64) { p.OfferReply(frame, at) }
+	}
+	for q, w := range d.dp.workers {
 		cpu := -1
 		if q < len(fw.CPUs) {
 			cpu = fw.CPUs[q]
 		}
-		l := &forwarder.Loop{Worker: forwarder.NewWorker(d.dp.plane), Ports: ports, CPU: cpu, Batch: fw.Batch, Slow: d.slow.in}
-		if d.dp.rings != nil {
-			l.Worker.EnableSampling(forwarder.SamplerOptions{Ring: d.dp.rings[q], TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
-			if q == 0 {
-				l.Inject = d.dp.inject
-			}
+		opt := forwarder.LoopOptions{Batch: fw.Batch, Slow: d.slow.in, ProbeReply: probeReply}
+		if q == 0 {
+			opt.Inject = d.dp.inject // the first loop sends the probes
 		}
-		if p := d.ctl.probes; p != nil {
-			l.ProbeReply = func(frame []byte, at int64) { p.OfferReply(frame, at) }
-		}
-		d.dp.loops = append(d.dp.loops, l)
+		d.dp.loops = append(d.dp.loops, forwarder.NewLoop(w, d.dp.byQueue[q], cpu, opt))
 	}
 	var wg sync.WaitGroup
 	for i, l := range d.dp.loops {

@@ -12,15 +12,15 @@ import (
 
 	"github.com/cilium/ebpf/link"
 	"github.com/pnap-project/pnap/configs"
-	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/vishvananda/netlink"
 )
 
 // attachXDP attaches with a bpf_link, so the kernel detaches the program
 // when pnapd exits, however it exits.
-func attachXDP(st *forwarder.Steering, ifindex int, mode configs.XDPMode) (link.Link, string, error) {
+func attachXDP(st *steering.Program, ifindex int, mode configs.XDPMode) (link.Link, string, error) {
 	try := func(flags link.XDPAttachFlags) (link.Link, error) {
-		return link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: ifindex, Flags: flags})
+		return link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: ifindex, Flags: flags})
 	}
 	switch mode {
 	case configs.XDPNative:

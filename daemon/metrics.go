@@ -81,9 +81,9 @@ func (c collector) collectPorts(m sink) {
 	d := c.d
 	for i, p := range d.dp.plane.Ports {
 		name := d.portName(i)
-		for q, l := range d.dp.loops {
+		for q, w := range d.dp.workers {
 			var st forwarder.PortStats
-			l.Worker.Stats(i, &st)
+			w.Stats(i, &st)
 			qs := fmt.Sprint(q)
 			m.counter(descPortPackets, float64(st.RxPackets), name, p.Name, qs, "rx")
 			m.counter(descPortPackets, float64(st.TxPackets), name, p.Name, qs, "tx")

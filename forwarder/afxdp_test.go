@@ -1,4 +1,4 @@
-package forwarder
+package forwarder_test
 
 import (
 	"bytes"
@@ -13,7 +13,10 @@ import (
 	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/fib"
-	"golang.org/x/sys/unix"
+	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/slowpath"
+	"github.com/pnap-project/pnap/forwarder/steering"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 )
 
 // afxdpLab is the test topology: a customer namespace, pnap's namespace with
@@ -24,9 +27,11 @@ type afxdpLab struct {
 	cust, pnap, bbA, bbB *lab.NS
 	cl, pc0, pb0, al     *lab.Link
 	pb1, bl              *lab.Link
-	plane                *Plane
-	loop                 *Loop
-	slow                 *SlowPath
+	plane                *forwarder.Plane
+	worker               *forwarder.Worker
+	ports                []*xsk.Port // indexed as in plane
+	loop                 *forwarder.Loop
+	slow                 *slowpath.Responder
 }
 
 // newBareLab builds the topology and addresses, without pnap.
@@ -58,8 +63,8 @@ func newAFXDPLab(t testing.TB) *afxdpLab { return newAFXDPLabCPU(t, -1) }
 func newAFXDPLabCPU(t testing.TB, cpu int) *afxdpLab { return newAFXDPLabWith(t, cpu, nil) }
 
 // newAFXDPLabWith is newAFXDPLabCPU with configure run on the plane and the
-// Loop before the Loop starts.
-func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxdpLab {
+// Loop's options before the Loop is made.
+func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *forwarder.LoopOptions)) *afxdpLab {
 	x := newBareLab(t)
 
 	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
@@ -83,22 +88,22 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxd
 		}
 	}
 	links := []*lab.Link{x.pc0, x.pb0, x.pb1}
-	x.plane = &Plane{Backbones: bb, Customers: cust}
+	x.plane = &forwarder.Plane{Backbones: bb, Customers: cust}
 	for i, l := range links {
-		role := RoleBackbone
+		role := forwarder.RoleBackbone
 		if i == 0 {
-			role = RoleCustomer
+			role = forwarder.RoleCustomer
 		}
-		x.plane.Ports = append(x.plane.Ports, PortInfo{Name: l.Name, MAC: MAC(l.MAC), MTU: 1500, Role: role})
+		x.plane.Ports = append(x.plane.Ports, forwarder.PortInfo{Name: l.Name, MAC: forwarder.MAC(l.MAC), MTU: 1500, Role: role})
 	}
-	h := &Hops{
-		Neigh4: map[[4]byte]MAC{{198, 18, 0, 7}: MAC(x.cl.MAC)},
-		Neigh6: map[[16]byte]MAC{netip.MustParseAddr("2001:2:0:1::7").As16(): MAC(x.cl.MAC)},
+	h := &forwarder.Hops{
+		Neigh4: map[[4]byte]forwarder.MAC{{198, 18, 0, 7}: forwarder.MAC(x.cl.MAC)},
+		Neigh6: map[[16]byte]forwarder.MAC{netip.MustParseAddr("2001:2:0:1::7").As16(): forwarder.MAC(x.cl.MAC)},
 	}
 	for f := 0; f < 2; f++ {
-		h.Backbone[0][f] = NextHop{Port: 1, MAC: MAC(x.al.MAC), Resolved: true}
-		h.Backbone[1][f] = NextHop{Port: 2, MAC: MAC(x.bl.MAC), Resolved: true}
-		h.Customer[0][f] = NextHop{Port: 0}
+		h.Backbone[0][f] = forwarder.NextHop{Port: 1, MAC: forwarder.MAC(x.al.MAC), Resolved: true}
+		h.Backbone[1][f] = forwarder.NextHop{Port: 2, MAC: forwarder.MAC(x.bl.MAC), Resolved: true}
+		h.Customer[0][f] = forwarder.NextHop{Port: 0}
 	}
 	h.SetSubnet(0, netip.MustParsePrefix("198.18.0.1/24"))
 	h.SetSubnet(0, netip.MustParsePrefix("2001:2:0:1::1/64"))
@@ -106,10 +111,10 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxd
 
 	// Program, attachment and sockets are made inside pnap's namespace,
 	// where the interface indexes mean these interfaces.
-	var ports []*Port
+	var ports []*xsk.Port
 	err = x.pnap.Do(func() error {
 		for _, l := range links {
-			st, err := NewSteering(SteeringOptions{Queues: 1})
+			st, err := steering.New(steering.Options{Queues: 1})
 			if err != nil {
 				return err
 			}
@@ -119,12 +124,12 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxd
 					return err
 				}
 			}
-			lk, err := link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: l.Index})
+			lk, err := link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: l.Index})
 			if err != nil {
 				return err
 			}
 			t.Cleanup(func() { lk.Close() })
-			p, err := OpenPort(l.Name, l.Index, 0, PortOptions{})
+			p, err := xsk.Open(l.Name, l.Index, 0, xsk.Options{})
 			if err != nil {
 				return err
 			}
@@ -139,28 +144,29 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*Plane, *Loop)) *afxd
 	if err != nil {
 		t.Fatal(err)
 	}
-	x.slow = &SlowPath{Ports: []SlowPort{
-		{MAC: MAC(x.pc0.MAC), Addr4: netip.MustParseAddr("198.18.0.1"), Addr6: netip.MustParseAddr("2001:2:0:1::1"), MTU: 1500},
-		{MAC: MAC(x.pb0.MAC), Addr4: netip.MustParseAddr("198.18.100.2"), MTU: 1500},
-		{MAC: MAC(x.pb1.MAC), Addr4: netip.MustParseAddr("198.18.101.2"), MTU: 1500},
-	}}
-	err = x.pnap.Do(func() error {
-		for i, l := range links {
-			if err := x.slow.Ports[i].OpenSender(l.Index); err != nil {
-				return err
-			}
-			t.Cleanup(func() { x.slow.Ports[i].Close() })
-		}
-		return nil
+	slowPorts := []slowpath.Port{
+		{MAC: forwarder.MAC(x.pc0.MAC), Addr4: netip.MustParseAddr("198.18.0.1"), Addr6: netip.MustParseAddr("2001:2:0:1::1"), MTU: 1500},
+		{MAC: forwarder.MAC(x.pb0.MAC), Addr4: netip.MustParseAddr("198.18.100.2"), MTU: 1500},
+		{MAC: forwarder.MAC(x.pb1.MAC), Addr4: netip.MustParseAddr("198.18.101.2"), MTU: 1500},
+	}
+	for i, l := range links {
+		slowPorts[i].Name, slowPorts[i].Ifindex = l.Name, l.Index
+	}
+	err = x.pnap.Do(func() (err error) {
+		x.slow, err = slowpath.New(slowPorts, slowpath.Options{})
+		return err
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	slowIn := make(chan SlowFrame, 64)
-	x.loop = &Loop{Worker: NewWorker(x.plane), Ports: ports, CPU: cpu, Slow: slowIn}
+	t.Cleanup(func() { x.slow.Close() })
+	slowIn := make(chan forwarder.SlowFrame, 64)
+	opt := forwarder.LoopOptions{Slow: slowIn}
 	if configure != nil {
-		configure(x.plane, x.loop)
+		configure(x.plane, &opt)
 	}
+	x.worker, x.ports = forwarder.NewWorker(x.plane), ports
+	x.loop = forwarder.NewLoop(x.worker, ports, cpu, opt)
 	done := make(chan error, 1)
 	go func() { done <- x.loop.Run() }()
 	slowDone := make(chan struct{})
@@ -223,7 +229,7 @@ func udpChecksumOK(t *testing.T, p gopacket.Packet) bool {
 		binary.BigEndian.PutUint16(pseudo[34:], uint16(len(udp.Contents)+len(udp.Payload)))
 	}
 	b := append(append(pseudo, udp.Contents...), udp.Payload...)
-	return checksum16(b) == 0xffff
+	return forwarder.Checksum16(b) == 0xffff
 }
 
 func TestForwardThroughAFXDP(t *testing.T) {
@@ -248,8 +254,8 @@ func TestForwardThroughAFXDP(t *testing.T) {
 		t.Fatalf("MACs %v -> %v, want %v -> %v", eth.SrcMAC, eth.DstMAC, x.pb0.MAC, x.al.MAC)
 	}
 	ip := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
-	if ip.TTL != 63 || !ipv4HeaderSumOK(ip.Contents) {
-		t.Fatalf("TTL %d (want 63), header checksum valid %v", ip.TTL, ipv4HeaderSumOK(ip.Contents))
+	if ip.TTL != 63 || !forwarder.IPv4HeaderSumOK(ip.Contents) {
+		t.Fatalf("TTL %d (want 63), header checksum valid %v", ip.TTL, forwarder.IPv4HeaderSumOK(ip.Contents))
 	}
 	if !udpChecksumOK(t, p) {
 		t.Fatalf("UDP checksum no longer valid: %x", p.Data())
@@ -285,7 +291,7 @@ func TestForwardThroughAFXDP(t *testing.T) {
 	expiring := lab.UDPFrame(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", []byte("pnap-ttl-1"))
 	expiring[22] = 1 // TTL
 	expiring[24], expiring[25] = 0, 0
-	binary.BigEndian.PutUint16(expiring[24:], ^checksum16(expiring[14:34]))
+	binary.BigEndian.PutUint16(expiring[24:], ^forwarder.Checksum16(expiring[14:34]))
 	if err := x.cl.SendFrame(expiring); err != nil {
 		t.Fatal(err)
 	}
@@ -302,8 +308,8 @@ func TestForwardThroughAFXDP(t *testing.T) {
 	if x.slow.Sent.Load() == 0 {
 		t.Fatal("slow path counted no ICMP error sent")
 	}
-	var st PortStats
-	x.loop.Worker.Stats(0, &st)
+	var st forwarder.PortStats
+	x.worker.Stats(0, &st)
 	if st.RxPackets < 2 {
 		t.Fatalf("customer port counted %d packets received", st.RxPackets)
 	}
@@ -318,30 +324,30 @@ func TestAFXDPEdgeCases(t *testing.T) {
 	mut := func(fn func(f []byte) []byte) []byte { return fn(append([]byte(nil), good...)) }
 	fixSum := func(f []byte) []byte {
 		f[24], f[25] = 0, 0
-		binary.BigEndian.PutUint16(f[24:], ^checksum16(f[14:34]))
+		binary.BigEndian.PutUint16(f[24:], ^forwarder.Checksum16(f[14:34]))
 		return f
 	}
 	cases := []struct {
 		name   string
 		frame  []byte
-		reason Reason
+		reason forwarder.Reason
 	}{
-		{"bad header checksum", mut(func(f []byte) []byte { f[24] ^= 0xff; return f }), ReasonMalformed},
-		{"IHL < 5", mut(func(f []byte) []byte { f[14] = 0x44; return fixSum(f) }), ReasonMalformed},
-		{"total length > frame", mut(func(f []byte) []byte { binary.BigEndian.PutUint16(f[16:], 1400); return fixSum(f) }), ReasonMalformed},
-		{"TTL 0", mut(func(f []byte) []byte { f[22] = 0; return fixSum(f) }), ReasonTTL},
-		{"no route", lab.UDPFrame(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "192.0.2.1", []byte("edge")), ReasonNoRoute},
+		{"bad header checksum", mut(func(f []byte) []byte { f[24] ^= 0xff; return f }), forwarder.ReasonMalformed},
+		{"IHL < 5", mut(func(f []byte) []byte { f[14] = 0x44; return fixSum(f) }), forwarder.ReasonMalformed},
+		{"total length > frame", mut(func(f []byte) []byte { binary.BigEndian.PutUint16(f[16:], 1400); return fixSum(f) }), forwarder.ReasonMalformed},
+		{"TTL 0", mut(func(f []byte) []byte { f[22] = 0; return fixSum(f) }), forwarder.ReasonTTL},
+		{"no route", lab.UDPFrame(t, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "192.0.2.1", []byte("edge")), forwarder.ReasonNoRoute},
 	}
 	for _, tc := range cases {
-		var before PortStats
-		x.loop.Worker.Stats(0, &before)
+		var before forwarder.PortStats
+		x.worker.Stats(0, &before)
 		if err := x.cl.SendFrame(tc.frame); err != nil {
 			t.Fatal(err)
 		}
 		deadline := time.Now().Add(2 * time.Second)
 		for {
-			var after PortStats
-			x.loop.Worker.Stats(0, &after)
+			var after forwarder.PortStats
+			x.worker.Stats(0, &after)
 			if after.Drops[tc.reason] > before.Drops[tc.reason] {
 				break
 			}
@@ -384,23 +390,77 @@ func TestAFXDPEdgeCases(t *testing.T) {
 	}
 }
 
-func TestPreferBusyPollSetsSocketOptions(t *testing.T) {
+// Forwarding still works with the worker driving NAPI (xsk's tests check
+// the socket options themselves).
+func TestForwardWithBusyPoll(t *testing.T) {
 	x := newAFXDPLab(t)
-	p := x.loop.Ports[0]
-	if err := p.PreferBusyPoll(20, 64); err != nil {
-		t.Fatal(err)
-	}
-	// SO_BUSY_POLL_BUDGET can be set but not read back (ENOPROTOOPT).
-	for opt, want := range map[int]int{unix.SO_PREFER_BUSY_POLL: 1, unix.SO_BUSY_POLL: 20} {
-		got, err := unix.GetsockoptInt(p.FD(), unix.SOL_SOCKET, opt)
-		if err != nil || got != want {
-			t.Fatalf("socket option %d = %d (%v), want %d", opt, got, err, want)
+	for _, p := range x.ports {
+		if err := p.PreferBusyPoll(20, 64); err != nil {
+			t.Fatal(err)
 		}
 	}
-	// Forwarding still works with the worker driving NAPI.
 	capA := x.al.Capture(t)
 	if err := x.cust.SendUDP(netip.MustParseAddrPort("198.18.0.7:40000"), netip.MustParseAddrPort("203.0.113.9:9"), []byte("busy-poll")); err != nil {
 		t.Fatal(err)
 	}
 	awaitUDP(t, capA, []byte("busy-poll"))
+}
+
+// End to end on AF_XDP: a frame put on a Loop's inject ring leaves by the
+// port it names at once (the Loop is idle in poll), and a reply to the probe
+// source reaches ProbeReply and not the customer.
+func TestInjectAndProbeReplyThroughAFXDP(t *testing.T) {
+	inj, err := forwarder.NewInjectRing(64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { inj.Close() })
+	replies := make(chan []byte, 8)
+	x := newAFXDPLabWith(t, -1, func(pl *forwarder.Plane, l *forwarder.LoopOptions) {
+		pl.SetProbeSources(netip.MustParseAddr("198.18.0.200"), netip.Addr{})
+		l.Inject = inj
+		l.ProbeReply = func(f []byte, at int64) {
+			select {
+			case replies <- append([]byte(nil), f...):
+			default:
+			}
+		}
+	})
+	atA := x.al.Capture(t)
+	probe := forwarder.ICMPEcho(t, "198.18.0.200", "203.0.113.9", true, 4242, 1)
+	copy(probe[0:6], x.al.MAC)
+	copy(probe[6:12], x.pb0.MAC)
+	time.Sleep(300 * time.Millisecond) // the Loop is now asleep in poll
+	start := time.Now()
+	if !inj.Send(1, probe) {
+		t.Fatal("inject refused")
+	}
+	awaitFrame(t, atA, "injected probe", func(p gopacket.Packet) bool {
+		e, ok := p.Layer(layers.LayerTypeICMPv4).(*layers.ICMPv4)
+		return ok && e.Id == 4242
+	})
+	if lat := time.Since(start); lat > 50*time.Millisecond {
+		t.Errorf("injected frame took %v to leave: the Loop was not woken", lat)
+	}
+
+	// The backbone answers the probe source; the customer must not see it.
+	atCust := x.cl.Capture(t)
+	x.bbA.AddRoute(t, "198.18.0.0/24", "198.18.100.2")
+	reply := forwarder.ICMPEcho(t, "203.0.113.9", "198.18.0.200", false, 4242, 1)
+	copy(reply[0:6], x.pb0.MAC)
+	copy(reply[6:12], x.al.MAC)
+	if err := x.al.SendFrame(reply); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case f := <-replies:
+		if !bytes.Equal(f[14:], reply[14:]) {
+			t.Fatal("ProbeReply got a different frame")
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the probe reply never reached ProbeReply")
+	}
+	if f, err := atCust.NextMatch(300*time.Millisecond, func(f []byte) bool { return bytes.Contains(f, reply[34:42]) }); err == nil && f != nil {
+		t.Fatal("the probe reply reached the customer")
+	}
 }

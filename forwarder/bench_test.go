@@ -130,7 +130,7 @@ func benchPlane(b testing.TB) ([]routes.Route, *Plane) {
 	pl.Ports = append(pl.Ports, PortInfo{Name: "bb-c", MTU: 1500, Role: RoleBackbone}, PortInfo{Name: "bb-d", MTU: 1500, Role: RoleBackbone})
 	h := *pl.CurrentHops()
 	for i := 0; i < 4; i++ {
-		h.Backbone[i][fam4] = NextHop{Port: uint8(1 + i), MAC: MAC{2, 0, 0, 0, 0xbb, byte(i)}, Resolved: true}
+		h.Backbone[i][Fam4] = NextHop{Port: uint8(1 + i), MAC: MAC{2, 0, 0, 0, 0xbb, byte(i)}, Resolved: true}
 	}
 	pl.SetHops(&h)
 	// Spread the selections over all four backbones.

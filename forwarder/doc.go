@@ -1,7 +1,12 @@
-// Package forwarder is pnap's data plane: AF_XDP ports, the XDP program that
-// steers transit traffic to them, one pinned worker per queue that looks each
-// packet up in the fib and rewrites it, and the neighbour table. Its fast path
-// never allocates, locks, makes a syscall or calls through an interface per
-// packet; anything unusual (ICMP errors, unresolved neighbours) is handed to
-// a slow path off the worker.
+// Package forwarder is pnap's fast path: one Worker per queue decides each
+// packet (parse, one batched fib lookup, rewrite in place), counts what it
+// drops and why, and samples what probes measure; a Loop drives a worker
+// over one queue of every AF_XDP port (xsk) and sends the probes queued on
+// its InjectRing. The kernel objects around it live in subpackages, one per
+// concept: xsk (AF_XDP sockets), steering (the XDP program and its maps),
+// neighbours (next hops over netlink) and slowpath (ICMP errors). The fast
+// path never allocates, locks, makes a syscall or calls through an
+// interface per packet; anything unusual (ICMP errors, unresolved
+// neighbours) is handed to the slow path off the worker, and it never
+// blocks on it.
 package forwarder

@@ -1,11 +1,10 @@
-package forwarder
+package forwarder_test
 
 import (
 	"runtime"
 
 	"encoding/binary"
 	"fmt"
-	"golang.org/x/sys/unix"
 	"math/rand/v2"
 	"net/netip"
 	"os"
@@ -16,9 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/bench/traffic"
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
 )
 
 // hitlessRoutes adds to the lab's backbone FIB 200 prefixes both backbones
@@ -193,12 +195,12 @@ func TestHitlessSwaps(t *testing.T) {
 	// its rings overflow whoever forwards, so that is only logged.)
 	var in, out uint64
 	for i := range x.plane.Ports {
-		var st PortStats
-		x.loop.Worker.Stats(i, &st)
+		var st forwarder.PortStats
+		x.worker.Stats(i, &st)
 		in, out = in+st.RxPackets, out+st.TxPackets
 		for r, n := range st.Drops {
 			if n > 0 {
-				t.Errorf("port %s dropped %d packets (%s) during the swaps", x.plane.Ports[i].Name, n, Reason(r))
+				t.Errorf("port %s dropped %d packets (%s) during the swaps", x.plane.Ports[i].Name, n, forwarder.Reason(r))
 			}
 		}
 	}
@@ -280,8 +282,8 @@ func BenchmarkHitlessSwaps(b *testing.B) {
 	// the kernel's rings, before the worker saw the frames).
 	workerTotals := func() (in, out uint64) {
 		for i := range x.plane.Ports {
-			var st PortStats
-			x.loop.Worker.Stats(i, &st)
+			var st forwarder.PortStats
+			x.worker.Stats(i, &st)
 			in, out = in+st.RxPackets, out+st.TxPackets
 		}
 		return

@@ -1,4 +1,4 @@
-package forwarder
+package forwarder_test
 
 import (
 	"encoding/binary"
@@ -12,6 +12,7 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
 	"golang.org/x/sys/unix"
 )
@@ -38,9 +39,7 @@ func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liv
 	g := &liveGenerator{ifindex: l.Index}
 	err := ns.Do(func() error {
 		var err error
-		g.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: asm.Instructions{
-			asm.Mov.Imm(asm.R0, xdpPass), asm.Return(),
-		}})
+		g.pass, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: lab.XDPPass})
 		if err != nil {
 			return err
 		}
@@ -117,7 +116,7 @@ func BenchmarkLabForwarding(b *testing.B) {
 					// Same lab and sockets, with the loop replaced by a bounce.
 					x.loop.Stop()
 					stop := make(chan struct{})
-					go Bounce(x.loop.Ports[0], x.loop.Ports[1], MAC(x.al.MAC), MAC(x.pb0.MAC), 1, stop)
+					go bounce.Run(x.ports[0], x.ports[1], [6]byte(x.al.MAC), [6]byte(x.pb0.MAC), 1, stop)
 					b.Cleanup(func() { close(stop) })
 				}
 				if mode != "kernel" && os.Getenv("PNAP_LAB_BUSYPOLL") == "1" {
@@ -185,7 +184,7 @@ func busyPoll(tb testing.TB, x *afxdpLab) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	for _, p := range x.loop.Ports {
+	for _, p := range x.ports {
 		if err := p.PreferBusyPoll(20, 64); err != nil {
 			tb.Fatal(err)
 		}

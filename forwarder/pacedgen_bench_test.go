@@ -1,4 +1,4 @@
-package forwarder
+package forwarder_test
 
 import (
 	"encoding/binary"
@@ -21,6 +21,9 @@ type pacedGen struct {
 	state *ebpf.Map // one value: next send time ns, interval ns, frames sent
 	paced *ebpf.Program
 }
+
+// xdpDrop is the XDP_DROP action (include/uapi/linux/bpf.h).
+const xdpDrop = 1
 
 const (
 	stateNext     = 0

@@ -34,10 +34,10 @@ type NextHop struct {
 	Resolved bool
 }
 
-// family indexes per-family arrays: 0 IPv4, 1 IPv6.
+// Fam4 and Fam6 index the per-family arrays of Hops: IPv4 and IPv6.
 const (
-	fam4 = 0
-	fam6 = 1
+	Fam4 = 0
+	Fam6 = 1
 )
 
 // Hops is an immutable snapshot of every next hop the fast path may use,

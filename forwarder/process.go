@@ -164,13 +164,13 @@ func (w *Worker) decide(v *batchView, in uint8, frames [][]byte, out []Decision)
 	if n4 > 0 {
 		v.bb.Forward4Batch(s.dst4[:n4], s.routes[:n4], s.bbs[:n4])
 		for k := 0; k < n4; k++ {
-			w.viaBackbone(v, &out[s.idx4[k]], &s.mac[s.idx4[k]], s.routes[k], s.bbs[k], fam4)
+			w.viaBackbone(v, &out[s.idx4[k]], &s.mac[s.idx4[k]], s.routes[k], s.bbs[k], Fam4)
 		}
 	}
 	if n6 > 0 {
 		v.bb.Forward6Batch(s.dst6[:n6], s.routes[:n6], s.bbs[:n6])
 		for k := 0; k < n6; k++ {
-			w.viaBackbone(v, &out[s.idx6[k]], &s.mac[s.idx6[k]], s.routes[k], s.bbs[k], fam6)
+			w.viaBackbone(v, &out[s.idx6[k]], &s.mac[s.idx6[k]], s.routes[k], s.bbs[k], Fam6)
 		}
 	}
 	for i, f := range frames {
@@ -259,7 +259,7 @@ func (w *Worker) parse4(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 }
 
 func (w *Worker) toCustomer4(v *batchView, c fib.BackboneID, dst uint32, d *Decision, mac *MAC) {
-	hop := v.hops.Customer[c][fam4]
+	hop := v.hops.Customer[c][Fam4]
 	if sub := v.hops.Subnet4[c]; sub.mask != 0 && dst&sub.mask == sub.addr {
 		m, ok := v.hops.Neigh4[[4]byte{byte(dst >> 24), byte(dst >> 16), byte(dst >> 8), byte(dst)}]
 		if !ok {
@@ -334,7 +334,7 @@ func (w *Worker) parse6(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 }
 
 func (w *Worker) toCustomer6(v *batchView, c fib.BackboneID, hi, lo uint64, raw []byte, d *Decision, mac *MAC) {
-	hop := v.hops.Customer[c][fam6]
+	hop := v.hops.Customer[c][Fam6]
 	if sub := v.hops.Subnet6[c]; sub.maskHi|sub.maskLo != 0 && hi&sub.maskHi == sub.hi && lo&sub.maskLo == sub.lo {
 		m, ok := v.hops.Neigh6[[16]byte(raw)]
 		if !ok {
@@ -421,5 +421,3 @@ func (w *Worker) finish(f []byte, d *Decision, mac *MAC) {
 		}
 	}
 }
-
-func drop(r Reason) Decision { return Decision{Action: ActDrop, Reason: r} }

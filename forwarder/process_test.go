@@ -10,6 +10,7 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder/internal/frametest"
 )
 
 // The test plane: port 0 faces customer "c0" (198.18.0.0/24 connected,
@@ -64,8 +65,8 @@ func testPlane(t testing.TB) *Plane {
 		h.Backbone[0][f] = NextHop{Port: 1, MAC: macGwA, Resolved: true}
 		h.Backbone[1][f] = NextHop{Port: 2, MAC: macGwB, Resolved: true}
 	}
-	h.Customer[0][fam4] = NextHop{Port: 0, MAC: macCustGw, Resolved: true}
-	h.Customer[0][fam6] = NextHop{Port: 0}
+	h.Customer[0][Fam4] = NextHop{Port: 0, MAC: macCustGw, Resolved: true}
+	h.Customer[0][Fam6] = NextHop{Port: 0}
 	h.SetSubnet(0, netip.MustParsePrefix("198.18.0.1/24"))
 	h.SetSubnet(0, netip.MustParsePrefix("2001:2:0:1::1/64"))
 	pl.SetHops(h)
@@ -82,38 +83,7 @@ type frameOpts struct {
 
 func udpFrame(t testing.TB, src, dst string, o frameOpts) []byte {
 	t.Helper()
-	if o.ttl == 0 {
-		o.ttl = 64
-	}
-	s, d := netip.MustParseAddr(src), netip.MustParseAddr(dst)
-	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(macCust[:]), DstMAC: net.HardwareAddr(macPort[0][:]), EthernetType: layers.EthernetTypeIPv4}
-	udp := &layers.UDP{SrcPort: 40000, DstPort: 53}
-	var ip gopacket.NetworkLayer
-	if s.Is4() {
-		ip4 := &layers.IPv4{Version: 4, IHL: 5, TTL: o.ttl, Protocol: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
-		if o.df {
-			ip4.Flags = layers.IPv4DontFragment
-		}
-		ip = ip4
-	} else {
-		eth.EthernetType = layers.EthernetTypeIPv6
-		ip = &layers.IPv6{Version: 6, HopLimit: o.ttl, NextHeader: layers.IPProtocolUDP, SrcIP: s.AsSlice(), DstIP: d.AsSlice()}
-	}
-	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
-		t.Fatal(err)
-	}
-	ls := []gopacket.SerializableLayer{eth}
-	if o.vlan {
-		et := eth.EthernetType
-		eth.EthernetType = layers.EthernetTypeDot1Q
-		ls = append(ls, &layers.Dot1Q{VLANIdentifier: 42, Type: et})
-	}
-	ls = append(ls, ip.(gopacket.SerializableLayer), udp, gopacket.Payload(make([]byte, o.payload)))
-	buf := gopacket.NewSerializeBuffer()
-	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, ls...); err != nil {
-		t.Fatal(err)
-	}
-	return append([]byte(nil), buf.Bytes()...)
+	return frametest.UDP(t, src, dst, frametest.Opts{Src: macCust, Dst: macPort[0], TTL: o.ttl, VLAN: o.vlan, Payload: o.payload, DF: o.df})
 }
 
 // process runs one frame through w as received on port in, addressed to
@@ -289,6 +259,28 @@ func TestDropsAreCountedByReason(t *testing.T) {
 	big = udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{payload: 1400})
 	if d := process(t, w, 0, big); d.Action != ActDrop || d.Reason != ReasonMTU {
 		t.Fatalf("packet over the MTU without DF: %+v", d)
+	}
+}
+
+// The decisions the slow path builds ICMP errors from (its tests start
+// from these): the reason, and where the IP header is, VLAN tag or not.
+func TestSlowDecisions(t *testing.T) {
+	w := NewWorker(testPlane(t))
+	for _, tc := range []struct {
+		name   string
+		frame  []byte
+		reason Reason
+		l3     uint8
+	}{
+		{"v4 TTL", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1}), ReasonTTL, 14},
+		{"v4 TTL on VLAN", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{ttl: 1, vlan: true}), ReasonTTL, 18},
+		{"v4 no route", udpFrame(t, "198.18.0.7", "192.0.2.1", frameOpts{}), ReasonNoRoute, 14},
+		{"v6 hop limit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 1}), ReasonTTL, 14},
+	} {
+		d := process(t, w, 0, tc.frame)
+		if want := (Decision{Action: ActSlow, Reason: tc.reason, L3: tc.l3}); d != want {
+			t.Errorf("%s: %+v, want %+v", tc.name, d, want)
+		}
 	}
 }
 

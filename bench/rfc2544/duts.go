@@ -13,9 +13,11 @@ import (
 
 	"github.com/cilium/ebpf/asm"
 	"github.com/cilium/ebpf/link"
+	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/bench/topo"
-	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/steering"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 )
 
 // The forwarders the report compares, by the names its JSON uses.
@@ -112,26 +114,26 @@ func startKernel(tb testing.TB, s *setup) {
 	x.Customer.AttachXDP(tb, lab.XDPPass)
 }
 
-// startBounce is the raw AF_XDP peer: forwarder.Bounce between the
+// startBounce is the raw AF_XDP peer: bounce.Run between the
 // customer port and backbone 0's, through pnap's own steering program and
 // ports, MAC rewrite only.
 func startBounce(tb testing.TB, s *setup) {
 	x := s.x
 	bb := x.Backbones[0]
-	var in, out *forwarder.Port
+	var in, out *xsk.Port
 	err := x.DUT.Do(func() error {
 		for _, l := range []*lab.Link{x.Customer, bb.Port} {
-			st, err := forwarder.NewSteering(forwarder.SteeringOptions{Queues: 1})
+			st, err := steering.New(steering.Options{Queues: 1})
 			if err != nil {
 				return err
 			}
 			tb.Cleanup(func() { st.Close() })
-			lk, err := link.AttachXDP(link.XDPOptions{Program: st.Program, Interface: l.Index})
+			lk, err := link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: l.Index})
 			if err != nil {
 				return err
 			}
 			tb.Cleanup(func() { lk.Close() })
-			p, err := forwarder.OpenPort(l.Name, l.Index, 0, forwarder.PortOptions{})
+			p, err := xsk.Open(l.Name, l.Index, 0, xsk.Options{})
 			if err != nil {
 				return err
 			}
@@ -153,7 +155,7 @@ func startBounce(tb testing.TB, s *setup) {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
-		forwarder.Bounce(in, out, forwarder.MAC(bb.Far.MAC), forwarder.MAC(bb.Port.MAC), dutCPU, stop)
+		bounce.Run(in, out, [6]byte(bb.Far.MAC), [6]byte(bb.Port.MAC), dutCPU, stop)
 		close(done)
 	}()
 	// Registered after the ports' cleanups, so it runs before them.

@@ -1,4 +1,4 @@
-package forwarder
+package neighbours
 
 import (
 	"maps"
@@ -9,6 +9,7 @@ import (
 
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
@@ -20,7 +21,7 @@ type neighLab struct {
 	pnap, bb, cust *lab.NS
 	pb, bl         *lab.Link // pnap's backbone end, bb's end
 	pc, cl         *lab.Link // pnap's customer end, the customer's end
-	plane          *Plane
+	plane          *forwarder.Plane
 }
 
 func newNeighLab(t *testing.T) *neighLab {
@@ -34,7 +35,7 @@ func newNeighLab(t *testing.T) *neighLab {
 	x.bl.AddAddr(t, "2001:2:0:100::1/64")
 	x.pc.AddAddr(t, "198.18.0.1/24")
 	x.pc.AddAddr(t, "2001:2:0:1::1/64")
-	x.plane = &Plane{Ports: []PortInfo{{Name: "c0", MAC: MAC(x.pc.MAC)}, {Name: "bb0", MAC: MAC(x.pb.MAC)}}}
+	x.plane = &forwarder.Plane{Ports: []forwarder.PortInfo{{Name: "c0", MAC: forwarder.MAC(x.pc.MAC)}, {Name: "bb0", MAC: forwarder.MAC(x.pb.MAC)}}}
 	return x
 }
 
@@ -74,7 +75,7 @@ func (x *neighLab) spec() HopSpec {
 
 // run starts n.Run (inside pnap's namespace when inNS) and stops it at
 // cleanup, checking that it returns nil promptly.
-func (x *neighLab) run(t *testing.T, n *Neighbours, inNS bool) {
+func (x *neighLab) run(t *testing.T, n *Tracker, inNS bool) {
 	stop := make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
@@ -98,7 +99,7 @@ func (x *neighLab) run(t *testing.T, n *Neighbours, inNS bool) {
 }
 
 // await polls the plane until ok holds for its current Hops.
-func await(t *testing.T, p *Plane, what string, ok func(*Hops) bool) *Hops {
+func await(t *testing.T, p *forwarder.Plane, what string, ok func(*forwarder.Hops) bool) *forwarder.Hops {
 	t.Helper()
 	deadline := time.Now().Add(3 * time.Second)
 	for {
@@ -117,27 +118,30 @@ func await(t *testing.T, p *Plane, what string, ok func(*Hops) bool) *Hops {
 }
 
 // cloneHops is a deep copy, to compare against later.
-func cloneHops(h *Hops) Hops {
+func cloneHops(h *forwarder.Hops) forwarder.Hops {
 	c := *h
 	c.Neigh4, c.Neigh6 = maps.Clone(h.Neigh4), maps.Clone(h.Neigh6)
 	return c
 }
 
-func sameHops(a, b *Hops) bool {
+func sameHops(a, b *forwarder.Hops) bool {
 	return a.Backbone == b.Backbone && a.Customer == b.Customer && a.Subnet4 == b.Subnet4 && a.Subnet6 == b.Subnet6 &&
 		maps.Equal(a.Neigh4, b.Neigh4) && maps.Equal(a.Neigh6, b.Neigh6)
 }
 
 func TestNeighboursResolveAndFollow(t *testing.T) {
 	x := newNeighLab(t)
-	var n *Neighbours
-	if err := x.pnap.Do(func() error { n = NewNeighbours(x.plane, x.spec(), x.pnap.Handle()); return nil }); err != nil {
+	var n *Tracker
+	err := x.pnap.Do(func() (err error) {
+		n, err = New(x.plane, x.spec(), Options{Handle: x.pnap.Handle(), OnError: func(err error) { t.Logf("OnError: %v", err) }})
+		return err
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	n.OnError = func(err error) { t.Logf("OnError: %v", err) }
 	first := x.plane.CurrentHops()
-	if first == nil || first.Backbone[0][fam4].Resolved || first.Backbone[0][fam4].Port != 1 {
-		t.Fatalf("NewNeighbours published %+v, want port 1 unresolved", first)
+	if first == nil || first.Backbone[0][forwarder.Fam4].Resolved || first.Backbone[0][forwarder.Fam4].Port != 1 {
+		t.Fatalf("New published %+v, want port 1 unresolved", first)
 	}
 	if have, want := n.Resolved(); have != 0 || want != 2 {
 		t.Fatalf("Resolved() = %d, %d before Run; want 0, 2", have, want)
@@ -147,13 +151,13 @@ func TestNeighboursResolveAndFollow(t *testing.T) {
 	x.run(t, n, true)
 
 	// 1. No traffic: only the resolve trigger can make the kernel ARP/ND.
-	bbMAC := MAC(x.bl.MAC)
-	h := await(t, x.plane, "both gateways resolved to bb's MAC", func(h *Hops) bool {
+	bbMAC := forwarder.MAC(x.bl.MAC)
+	h := await(t, x.plane, "both gateways resolved to bb's MAC", func(h *forwarder.Hops) bool {
 		b := h.Backbone[0]
-		return b[fam4].Resolved && b[fam6].Resolved && b[fam4].MAC == bbMAC && b[fam6].MAC == bbMAC
+		return b[forwarder.Fam4].Resolved && b[forwarder.Fam6].Resolved && b[forwarder.Fam4].MAC == bbMAC && b[forwarder.Fam6].MAC == bbMAC
 	})
-	if h.Backbone[0][fam4].Port != 1 || h.Backbone[0][fam6].Port != 1 {
-		t.Errorf("backbone ports %d/%d, want 1", h.Backbone[0][fam4].Port, h.Backbone[0][fam6].Port)
+	if h.Backbone[0][forwarder.Fam4].Port != 1 || h.Backbone[0][forwarder.Fam6].Port != 1 {
+		t.Errorf("backbone ports %d/%d, want 1", h.Backbone[0][forwarder.Fam4].Port, h.Backbone[0][forwarder.Fam6].Port)
 	}
 	if have, want := n.Resolved(); have != 2 || want != 2 {
 		t.Errorf("Resolved() = %d, %d; want 2, 2", have, want)
@@ -173,9 +177,9 @@ func TestNeighboursResolveAndFollow(t *testing.T) {
 	if err := x.bb.Handle().LinkSetHardwareAddr(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: x.bl.Index}}, newMAC); err != nil {
 		t.Fatal(err)
 	}
-	await(t, x.plane, "both gateways at bb's new MAC", func(h *Hops) bool {
+	await(t, x.plane, "both gateways at bb's new MAC", func(h *forwarder.Hops) bool {
 		b := h.Backbone[0]
-		return b[fam4].Resolved && b[fam6].Resolved && b[fam4].MAC == MAC(newMAC) && b[fam6].MAC == MAC(newMAC)
+		return b[forwarder.Fam4].Resolved && b[forwarder.Fam6].Resolved && b[forwarder.Fam4].MAC == forwarder.MAC(newMAC) && b[forwarder.Fam6].MAC == forwarder.MAC(newMAC)
 	})
 
 	// 4. What was published before is untouched.
@@ -196,9 +200,9 @@ func TestNeighboursResolveAndFollow(t *testing.T) {
 	if err := x.pnap.Handle().NeighDel(&netlink.Neigh{LinkIndex: x.pb.Index, IP: net.ParseIP("198.18.100.1")}); err != nil {
 		t.Fatal(err)
 	}
-	await(t, x.plane, "IPv4 gateway unresolved once gone", func(h *Hops) bool {
+	await(t, x.plane, "IPv4 gateway unresolved once gone", func(h *forwarder.Hops) bool {
 		b := h.Backbone[0]
-		return !b[fam4].Resolved && b[fam4].Port == 1 && b[fam6].Resolved
+		return !b[forwarder.Fam4].Resolved && b[forwarder.Fam4].Port == 1 && b[forwarder.Fam6].Resolved
 	})
 	if have, want := n.Resolved(); have != 1 || want != 2 {
 		t.Errorf("Resolved() = %d, %d; want 1, 2", have, want)
@@ -206,9 +210,9 @@ func TestNeighboursResolveAndFollow(t *testing.T) {
 	if err := x.bb.Handle().AddrAdd(bl, gw); err != nil {
 		t.Fatal(err)
 	}
-	await(t, x.plane, "IPv4 gateway resolved again once back", func(h *Hops) bool {
-		b := h.Backbone[0][fam4]
-		return b.Resolved && b.MAC == MAC(newMAC)
+	await(t, x.plane, "IPv4 gateway resolved again once back", func(h *forwarder.Hops) bool {
+		b := h.Backbone[0][forwarder.Fam4]
+		return b.Resolved && b.MAC == forwarder.MAC(newMAC)
 	})
 }
 
@@ -216,11 +220,12 @@ func TestNeighboursConnectedSubnet(t *testing.T) {
 	x := newNeighLab(t)
 	spec := x.spec()
 	spec.Customers[0].NextHop4 = netip.MustParseAddr("198.18.0.99") // never answers
-	n := NewNeighbours(x.plane, spec, x.pnap.Handle())
 	// Subscribe through the Namespace option rather than from inside Do.
 	ns := netns.NsHandle(x.pnap.FD())
-	n.Namespace = &ns
-	n.ResolveEvery = 100 * time.Millisecond
+	n, err := New(x.plane, spec, Options{Handle: x.pnap.Handle(), Namespace: &ns, ResolveEvery: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
 	x.run(t, n, false)
 
 	hostMAC := net.HardwareAddr{0x02, 0x00, 0x5e, 0x00, 0x53, 0x07}
@@ -231,8 +236,8 @@ func TestNeighboursConnectedSubnet(t *testing.T) {
 	x.pnap.AddNeigh(t, x.pb, "198.18.0.8", hostMAC)    // in the subnet, wrong port
 	x.pnap.AddNeigh(t, x.pc, "2001:2:0:1::7", hostMAC) // IPv6 subnet
 	x.pnap.AddNeigh(t, x.pc, "2001:2:0:2::7", hostMAC) // outside it
-	h := await(t, x.plane, "198.18.0.7 and 2001:2:0:1::7 in Neigh4/Neigh6", func(h *Hops) bool {
-		return h.Neigh4[[4]byte{198, 18, 0, 7}] == MAC(hostMAC) && h.Neigh6[netip.MustParseAddr("2001:2:0:1::7").As16()] == MAC(hostMAC)
+	h := await(t, x.plane, "198.18.0.7 and 2001:2:0:1::7 in Neigh4/Neigh6", func(h *forwarder.Hops) bool {
+		return h.Neigh4[[4]byte{198, 18, 0, 7}] == forwarder.MAC(hostMAC) && h.Neigh6[netip.MustParseAddr("2001:2:0:1::7").As16()] == forwarder.MAC(hostMAC)
 	})
 	if len(h.Neigh4) != 1 || len(h.Neigh6) != 1 {
 		t.Errorf("Neigh4 %v, Neigh6 %v; want only the two subnet hosts", h.Neigh4, h.Neigh6)
@@ -242,7 +247,7 @@ func TestNeighboursConnectedSubnet(t *testing.T) {
 			t.Errorf("customer family %d: %+v, want port 0 unresolved", f, c)
 		}
 	}
-	want := Hops{}
+	want := forwarder.Hops{}
 	want.SetSubnet(0, netip.MustParsePrefix("198.18.0.0/24"))
 	want.SetSubnet(0, netip.MustParsePrefix("2001:2:0:1::/64"))
 	if h.Subnet4[0] != want.Subnet4[0] || h.Subnet6[0] != want.Subnet6[0] {
@@ -256,7 +261,7 @@ func TestNeighboursConnectedSubnet(t *testing.T) {
 	if err := x.pnap.Handle().NeighDel(&netlink.Neigh{LinkIndex: x.pc.Index, IP: net.ParseIP("198.18.0.7")}); err != nil {
 		t.Fatal(err)
 	}
-	await(t, x.plane, "198.18.0.7 gone from Neigh4", func(h *Hops) bool {
+	await(t, x.plane, "198.18.0.7 gone from Neigh4", func(h *forwarder.Hops) bool {
 		_, ok := h.Neigh4[[4]byte{198, 18, 0, 7}]
 		return !ok
 	})
@@ -266,7 +271,7 @@ func TestNeighboursConnectedSubnet(t *testing.T) {
 }
 
 func TestNeighboursBadSpec(t *testing.T) {
-	p := &Plane{Ports: make([]PortInfo, 2)}
+	p := &forwarder.Plane{Ports: make([]forwarder.PortInfo, 2)}
 	for _, s := range []HopSpec{
 		{Backbones: []BackboneHop{{Port: 1, Ifindex: 1, Gateway4: netip.MustParseAddr("2001:2::1")}}},
 		{Backbones: []BackboneHop{{Port: 2, Ifindex: 1, Gateway4: netip.MustParseAddr("198.18.0.1")}}},
@@ -274,8 +279,7 @@ func TestNeighboursBadSpec(t *testing.T) {
 		{Customers: []CustomerHop{{Ifindex: 1, Subnet6: netip.MustParsePrefix("198.18.0.0/24")}}},
 		{Backbones: make([]BackboneHop, fib.MaxBackbones+1)},
 	} {
-		n := NewNeighbours(p, s, nil)
-		if err := n.Run(make(chan struct{})); err == nil {
+		if _, err := New(p, s, Options{}); err == nil {
 			t.Errorf("spec %+v accepted", s)
 		}
 		if p.CurrentHops() != nil {
@@ -286,9 +290,12 @@ func TestNeighboursBadSpec(t *testing.T) {
 
 func TestNeighboursCoalesce(t *testing.T) {
 	x := newNeighLab(t)
-	n := NewNeighbours(x.plane, x.spec(), x.pnap.Handle())
+	n, err := New(x.plane, x.spec(), Options{Handle: x.pnap.Handle()})
+	if err != nil {
+		t.Fatal(err)
+	}
 	x.run(t, n, true)
-	await(t, x.plane, "first dump published", func(*Hops) bool { return n.rebuilds.Load() >= 2 })
+	await(t, x.plane, "first dump published", func(*forwarder.Hops) bool { return n.rebuilds.Load() >= 2 })
 
 	// A burst of 250 neighbours: all of them arrive, in far fewer rebuilds.
 	mac := net.HardwareAddr{0x02, 0x00, 0x5e, 0x00, 0x53, 0x00}
@@ -297,7 +304,7 @@ func TestNeighboursCoalesce(t *testing.T) {
 	for i := 1; i <= 250; i++ {
 		x.pnap.AddNeigh(t, x.pc, netip.AddrFrom4([4]byte{198, 18, 0, byte(i)}).String(), mac)
 	}
-	await(t, x.plane, "250 subnet neighbours", func(h *Hops) bool { return len(h.Neigh4) == 250 })
+	await(t, x.plane, "250 subnet neighbours", func(h *forwarder.Hops) bool { return len(h.Neigh4) == 250 })
 	took := time.Since(start)
 	// Gateway resolution may add a few rebuilds of its own.
 	rebuilds := n.rebuilds.Load() - before

@@ -1,4 +1,4 @@
-package forwarder
+package steering
 
 import (
 	"errors"
@@ -9,11 +9,12 @@ import (
 	"github.com/cilium/ebpf"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
+	"github.com/pnap-project/pnap/forwarder/internal/frametest"
 )
 
-func loadSteering(t *testing.T) *Steering {
+func loadSteering(t *testing.T) *Program {
 	t.Helper()
-	s, err := NewSteering(SteeringOptions{NoSocketAction: xdpDrop})
+	s, err := New(Options{NoSocketAction: xdpDrop})
 	if err != nil {
 		if os.Geteuid() != 0 && os.Getenv("CI") == "" {
 			t.Skipf("loading an XDP program needs root or CAP_BPF: %v", err)
@@ -24,9 +25,9 @@ func loadSteering(t *testing.T) *Steering {
 	return s
 }
 
-func runXDP(t *testing.T, s *Steering, frame []byte) uint32 {
+func runXDP(t *testing.T, s *Program, frame []byte) uint32 {
 	t.Helper()
-	ret, err := s.Program.Run(&ebpf.RunOptions{Data: frame})
+	ret, err := s.XDP.Run(&ebpf.RunOptions{Data: frame})
 	if err != nil {
 		if errors.Is(err, ebpf.ErrNotSupported) {
 			t.Skipf("BPF_PROG_RUN not supported: %v", err)
@@ -36,9 +37,20 @@ func runXDP(t *testing.T, s *Steering, frame []byte) uint32 {
 	return ret
 }
 
+var (
+	macCust = [6]byte{0x02, 0, 0, 0, 0, 0x10}
+	macPort = [6]byte{0x02, 0, 0, 0, 0xaa, 0}
+)
+
+func udpFrame(t *testing.T, src, dst string, o frametest.Opts) []byte {
+	t.Helper()
+	o.Src, o.Dst = macCust, macPort
+	return frametest.UDP(t, src, dst, o)
+}
+
 func ndpFrame(t *testing.T) []byte {
 	t.Helper()
-	eth := &layers.Ethernet{SrcMAC: macCust[:], DstMAC: macPort[0][:], EthernetType: layers.EthernetTypeIPv6}
+	eth := &layers.Ethernet{SrcMAC: macCust[:], DstMAC: macPort[:], EthernetType: layers.EthernetTypeIPv6}
 	ip := &layers.IPv6{Version: 6, HopLimit: 255, NextHeader: layers.IPProtocolICMPv6,
 		SrcIP: netip.MustParseAddr("2001:2:0:1::7").AsSlice(), DstIP: netip.MustParseAddr("2001:2:0:1::1").AsSlice()}
 	icmp := &layers.ICMPv6{TypeCode: layers.CreateICMPv6TypeCode(layers.ICMPv6TypeNeighborSolicitation, 0)}
@@ -63,24 +75,24 @@ func TestSteeringVerdicts(t *testing.T) {
 	if err := s.AddLocal(netip.MustParseAddr("2001:2:0:1::1")); err != nil {
 		t.Fatal(err)
 	}
-	arp := udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{})
+	arp := udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{})
 	arp[12], arp[13] = 0x08, 0x06
 	cases := []struct {
 		name  string
 		frame []byte
 		want  uint32
 	}{
-		{"IPv4 transit", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{}), xdpDrop},
-		{"IPv4 transit, VLAN", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{vlan: true}), xdpDrop},
-		{"IPv6 transit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{}), xdpDrop},
-		{"IPv4 to the box", udpFrame(t, "198.18.0.7", "198.18.0.1", frameOpts{}), xdpPass},
-		{"IPv6 to the box", udpFrame(t, "2001:2:0:1::7", "2001:2:0:1::1", frameOpts{}), xdpPass},
+		{"IPv4 transit", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{}), xdpDrop},
+		{"IPv4 transit, VLAN", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{VLAN: true}), xdpDrop},
+		{"IPv6 transit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frametest.Opts{}), xdpDrop},
+		{"IPv4 to the box", udpFrame(t, "198.18.0.7", "198.18.0.1", frametest.Opts{}), xdpPass},
+		{"IPv6 to the box", udpFrame(t, "2001:2:0:1::7", "2001:2:0:1::1", frametest.Opts{}), xdpPass},
 		{"ARP", arp, xdpPass},
 		{"NDP", ndpFrame(t), xdpPass},
-		{"IPv4 multicast", udpFrame(t, "198.18.0.7", "224.0.0.5", frameOpts{}), xdpPass},
-		{"IPv6 multicast", udpFrame(t, "2001:2:0:1::7", "ff02::1", frameOpts{}), xdpPass},
+		{"IPv4 multicast", udpFrame(t, "198.18.0.7", "224.0.0.5", frametest.Opts{}), xdpPass},
+		{"IPv6 multicast", udpFrame(t, "2001:2:0:1::7", "ff02::1", frametest.Opts{}), xdpPass},
 		{"bare Ethernet header", arp[:14], xdpPass},
-		{"truncated IPv4", udpFrame(t, "198.18.0.7", "203.0.113.9", frameOpts{})[:20], xdpPass},
+		{"truncated IPv4", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{})[:20], xdpPass},
 	}
 	for _, tc := range cases {
 		if got := runXDP(t, s, tc.frame); got != tc.want {

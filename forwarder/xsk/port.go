@@ -1,4 +1,4 @@
-package forwarder
+package xsk
 
 import (
 	"fmt"
@@ -7,8 +7,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// PortOptions size one AF_XDP socket.
-type PortOptions struct {
+// Options size one AF_XDP socket. The zero value is usable.
+type Options struct {
 	// Frames is the UMEM size in frames, half for receiving and half for
 	// sending (asavie/xdp splits it so). Default 512.
 	Frames int
@@ -23,7 +23,7 @@ type PortOptions struct {
 	RingSize int
 }
 
-func (o *PortOptions) fill() error {
+func (o *Options) fill() error {
 	if o.Frames == 0 {
 		o.Frames = 512
 	}
@@ -46,17 +46,23 @@ func (o *PortOptions) fill() error {
 }
 
 // Port is one AF_XDP socket, bound to one queue of one interface. It owns
-// the socket's UMEM and rings; only the goroutine running its Loop uses it.
+// the socket's UMEM and rings; only one goroutine (the loop serving it) may
+// receive and send on it.
 type Port struct {
+	// Name, Ifindex and Queue say where the socket is bound; read only.
 	Name    string
 	Ifindex int
 	Queue   int
 	sock    *xdp.Socket
+	// rx are the descriptors of the frames handed out by Receive, given
+	// back by Release.
+	rx []xdp.Desc
 }
 
-// OpenPort binds an AF_XDP socket to queue of the interface ifindex (in the
-// calling thread's network namespace) and fills its fill ring.
-func OpenPort(name string, ifindex, queue int, opt PortOptions) (*Port, error) {
+// Open binds an AF_XDP socket to queue of the interface ifindex (in the
+// calling thread's network namespace) and fills its fill ring. name is for
+// errors and logs.
+func Open(name string, ifindex, queue int, opt Options) (*Port, error) {
 	if err := opt.fill(); err != nil {
 		return nil, fmt.Errorf("port %s: %w", name, err)
 	}
@@ -82,8 +88,72 @@ func (p *Port) FD() int { return p.sock.FD() }
 // Close closes the socket and unmaps its memory.
 func (p *Port) Close() error { return p.sock.Close() }
 
+// Receive takes up to len(frames) received frames off the RX ring and puts
+// them in frames, returning how many. The frames are the UMEM's own memory:
+// they may be rewritten in place, and stay valid until Release, which must
+// come before the next Receive.
+func (p *Port) Receive(frames [][]byte) int {
+	n := p.sock.NumReceived()
+	if n == 0 {
+		return 0
+	}
+	p.rx = p.sock.Receive(min(n, len(frames)))
+	for i, d := range p.rx {
+		frames[i] = p.sock.GetFrame(d)
+	}
+	return len(p.rx)
+}
+
+// Release gives the frames of the last Receive back to the kernel to
+// receive into.
+func (p *Port) Release() {
+	p.sock.Fill(p.rx)
+	p.rx = p.rx[:0]
+}
+
+// Send copies frames into free frames of the UMEM, puts them on the TX ring
+// and asks the kernel to send them. It returns how many went on the ring
+// and their bytes; the rest (at the end of frames) found no room and are
+// not sent. asavie/xdp gives each socket its own UMEM, so a frame received
+// on one port is always copied to leave by another.
+func (p *Port) Send(frames [][]byte) (sent int, bytes uint64) {
+	if c := p.sock.NumCompleted(); c > 0 {
+		p.sock.Complete(c)
+	}
+	txd := p.sock.GetDescs(len(frames), false)
+	for k := range txd {
+		txd[k].Len = uint32(copy(p.sock.GetFrame(txd[k]), frames[k]))
+	}
+	sent = transmit(p.sock, txd)
+	for k := range sent {
+		bytes += uint64(txd[k].Len)
+	}
+	p.kick()
+	return sent, bytes
+}
+
+// transmit puts descs on the TX ring. asavie/xdp's Transmit also makes one
+// sendto and panics on an errno it does not expect (ENOBUFS, ENXIO when the
+// link goes down); a data plane must not die of that, so the panic is caught
+// here, once per batch, and the frames count as not sent.
+func transmit(s *xdp.Socket, descs []xdp.Desc) (sent int) {
+	free := s.NumFreeTxSlots()
+	if len(descs) > free {
+		descs = descs[:free]
+	}
+	if len(descs) == 0 {
+		return 0
+	}
+	defer func() {
+		if recover() != nil {
+			sent = 0
+		}
+	}()
+	return s.Transmit(descs)
+}
+
 // kick asks the kernel to send what is on the TX ring. In copy mode one
-// sendto sends at most 32 frames, so the loop kicks until the ring drains.
+// sendto sends at most 32 frames, so it kicks until the ring drains.
 // asavie/xdp's Transmit makes exactly one sendto and panics on unexpected
 // errors, which is why this is done here.
 func (p *Port) kick() {

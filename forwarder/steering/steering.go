@@ -1,4 +1,4 @@
-package forwarder
+package steering
 
 import (
 	"errors"
@@ -15,7 +15,15 @@ const (
 	xdpPass = 2
 )
 
-// Steering is the XDP program that sends transit IPv4 and IPv6 to the
+// Header sizes the program parses.
+const (
+	ethHdrLen  = 14
+	vlanTagLen = 4
+	ipv4MinHdr = 20
+	ipv6HdrLen = 40
+)
+
+// Program is the XDP program that sends transit IPv4 and IPv6 to the
 // queue's AF_XDP socket, and everything else to the kernel: ARP, NDP,
 // multicast and packets addressed to the box itself. A queue without a
 // socket in the map falls back to XDP_PASS (bpf_redirect_map's default
@@ -23,15 +31,15 @@ const (
 //
 // It is written with cilium/ebpf's asm package so that neither building nor
 // running pnap needs clang.
-type Steering struct {
-	Program *ebpf.Program
-	XSKs    *ebpf.Map // queue index -> AF_XDP socket
-	Local4  *ebpf.Map // IPv4 addresses of the box (4-byte keys)
-	Local6  *ebpf.Map // IPv6 addresses of the box (16-byte keys)
+type Program struct {
+	XDP    *ebpf.Program // to attach to the interface
+	XSKs   *ebpf.Map     // queue index -> AF_XDP socket
+	Local4 *ebpf.Map     // IPv4 addresses of the box (4-byte keys)
+	Local6 *ebpf.Map     // IPv6 addresses of the box (16-byte keys)
 }
 
-// SteeringOptions size the maps. The zero value is usable.
-type SteeringOptions struct {
+// Options size the maps. The zero value is usable.
+type Options struct {
 	Queues     int // XSK map entries; default 64
 	LocalAddrs int // local address map entries per family; default 256
 	// NoSocketAction is what transit traffic gets when its queue has no
@@ -40,8 +48,8 @@ type SteeringOptions struct {
 	NoSocketAction uint32
 }
 
-// NewSteering creates the maps and loads the program.
-func NewSteering(opt SteeringOptions) (*Steering, error) {
+// New creates the maps and loads the program.
+func New(opt Options) (*Program, error) {
 	if opt.Queues <= 0 {
 		opt.Queues = 64
 	}
@@ -51,7 +59,7 @@ func NewSteering(opt SteeringOptions) (*Steering, error) {
 	if opt.NoSocketAction == 0 {
 		opt.NoSocketAction = xdpPass
 	}
-	s := &Steering{}
+	s := &Program{}
 	var err error
 	if s.XSKs, err = ebpf.NewMap(&ebpf.MapSpec{Name: "pnap_xsks", Type: ebpf.XSKMap, KeySize: 4, ValueSize: 4, MaxEntries: uint32(opt.Queues)}); err != nil {
 		return nil, fmt.Errorf("XSK map: %w", explainBPF(err))
@@ -64,7 +72,7 @@ func NewSteering(opt SteeringOptions) (*Steering, error) {
 		s.Close()
 		return nil, fmt.Errorf("local IPv6 map: %w", explainBPF(err))
 	}
-	s.Program, err = ebpf.NewProgram(&ebpf.ProgramSpec{
+	s.XDP, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "pnap_steer",
 		Type:         ebpf.XDP,
 		License:      "GPL",
@@ -78,7 +86,7 @@ func NewSteering(opt SteeringOptions) (*Steering, error) {
 }
 
 // AddLocal marks a as an address of the box: packets to it go to the kernel.
-func (s *Steering) AddLocal(a netip.Addr) error {
+func (s *Program) AddLocal(a netip.Addr) error {
 	one := uint8(1)
 	if a.Is4() {
 		k := a.As4()
@@ -89,7 +97,7 @@ func (s *Steering) AddLocal(a netip.Addr) error {
 }
 
 // RemoveLocal undoes AddLocal: a gone address's traffic is transit again.
-func (s *Steering) RemoveLocal(a netip.Addr) error {
+func (s *Program) RemoveLocal(a netip.Addr) error {
 	var err error
 	if a.Is4() {
 		err = s.Local4.Delete(a.As4())
@@ -103,15 +111,15 @@ func (s *Steering) RemoveLocal(a netip.Addr) error {
 }
 
 // SetSocket steers queue's transit traffic to the AF_XDP socket fd.
-func (s *Steering) SetSocket(queue int, fd int) error {
+func (s *Program) SetSocket(queue int, fd int) error {
 	return s.XSKs.Put(uint32(queue), uint32(fd))
 }
 
 // Close releases the program and maps (an attachment holds its own
 // reference to the program).
-func (s *Steering) Close() error {
+func (s *Program) Close() error {
 	var errs []error
-	for _, c := range []interface{ Close() error }{s.Program, s.XSKs, s.Local4, s.Local6} {
+	for _, c := range []interface{ Close() error }{s.XDP, s.XSKs, s.Local4, s.Local6} {
 		if c != nil && !isNilCloser(c) {
 			errs = append(errs, c.Close())
 		}

@@ -1,0 +1,38 @@
+package bounce
+
+import (
+	"runtime"
+
+	"github.com/pnap-project/pnap/forwarder/xsk"
+	"golang.org/x/sys/unix"
+)
+
+// Run sends every frame received on port in out of port out, rewritten to
+// go from MAC src to MAC dst, on a thread pinned to cpu, until stop closes.
+func Run(in, out *xsk.Port, dst, src [6]byte, cpu int, stop <-chan struct{}) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	unix.SchedSetaffinity(0, &set)
+	pfd := []unix.PollFd{{Fd: int32(in.FD()), Events: unix.POLLIN}}
+	frames := make([][]byte, 64)
+	for {
+		select {
+		case <-stop:
+			return
+		default:
+		}
+		unix.Poll(pfd, 100)
+		n := in.Receive(frames)
+		if n == 0 {
+			continue
+		}
+		for _, f := range frames[:n] {
+			copy(f[0:6], dst[:])
+			copy(f[6:12], src[:])
+		}
+		out.Send(frames[:n])
+		in.Release()
+	}
+}

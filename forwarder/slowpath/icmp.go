@@ -1,0 +1,165 @@
+package slowpath
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
+	"github.com/pnap-project/pnap/forwarder"
+)
+
+// Header sizes the slow path parses.
+const (
+	ethHdrLen  = 14
+	vlanTagLen = 4
+	ipv4MinHdr = 20
+	ipv6HdrLen = 40
+)
+
+// ErrNoICMP: the packet must not be answered with an ICMP error.
+var ErrNoICMP = errors.New("no ICMP error is sent for this packet")
+
+// owedICMP applies RFC 1812 4.3.2.7 and RFC 4443 2.4(e): no error about an
+// ICMP error, about a non-first fragment, or to a source that is not one
+// host (multicast, broadcast, unspecified, loopback). Without this, two
+// routers can answer each other's errors until the rate limit stops them.
+func owedICMP(ip []byte) bool {
+	switch ip[0] >> 4 {
+	case 4:
+		ihl := int(ip[0]&0x0f) * 4
+		if binary.BigEndian.Uint16(ip[6:8])&0x1fff != 0 {
+			return false
+		}
+		if ip[9] == 1 && len(ip) > ihl {
+			switch ip[ihl] { // ICMP type: destination unreachable, source quench, redirect, time exceeded, parameter problem
+			case 3, 4, 5, 11, 12:
+				return false
+			}
+		}
+		src := netip.AddrFrom4([4]byte(ip[12:16]))
+		return !(src.IsMulticast() || src.IsUnspecified() || src.IsLoopback() || src == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || ip[12] == 0)
+	case 6:
+		if len(ip) < ipv6HdrLen {
+			return false
+		}
+		if ip[6] == 58 && len(ip) > ipv6HdrLen && ip[ipv6HdrLen] < 128 { // an ICMPv6 error
+			return false
+		}
+		src := netip.AddrFrom16([16]byte(ip[8:24]))
+		return !(src.IsMulticast() || src.IsUnspecified() || src.IsLoopback())
+	}
+	return false
+}
+
+// ICMPError builds the ICMP or ICMPv6 error owed to the sender of frame
+// (as received, L3 at d.L3): time exceeded for ReasonTTL, destination
+// unreachable (no route) for ReasonNoRoute, fragmentation needed / packet too
+// big with mtu for ReasonMTU. It comes from portMAC and srcIP (the receiving
+// port's own address, of the frame's family) and goes back to the frame's
+// source MAC.
+func ICMPError(frame []byte, d forwarder.Decision, portMAC forwarder.MAC, srcIP netip.Addr, mtu int) ([]byte, error) {
+	l3 := int(d.L3)
+	if l3 < ethHdrLen || len(frame) < l3+ipv4MinHdr {
+		return nil, errors.New("frame too short for an ICMP error")
+	}
+	ipPkt := frame[l3:]
+	if !owedICMP(ipPkt) {
+		return nil, ErrNoICMP
+	}
+	var (
+		et  layers.EthernetType
+		l34 []gopacket.SerializableLayer
+		err error
+	)
+	switch ipPkt[0] >> 4 {
+	case 4:
+		et = layers.EthernetTypeIPv4
+		l34, err = icmp4Error(ipPkt, d.Reason, srcIP, mtu)
+	case 6:
+		et = layers.EthernetTypeIPv6
+		l34, err = icmp6Error(ipPkt, d.Reason, srcIP, mtu)
+	default:
+		return nil, errors.New("not an IP packet")
+	}
+	if err != nil {
+		return nil, err
+	}
+	buf := gopacket.NewSerializeBuffer()
+	opts := gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}
+	if err := gopacket.SerializeLayers(buf, opts, append(replyL2(frame, l3, portMAC, et), l34...)...); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// replyL2 is the answer's Ethernet header, from portMAC back to the frame's
+// source, on the VLAN the packet came in on, carrying et.
+func replyL2(frame []byte, l3 int, portMAC forwarder.MAC, et layers.EthernetType) []gopacket.SerializableLayer {
+	eth := &layers.Ethernet{SrcMAC: net.HardwareAddr(portMAC[:]), DstMAC: net.HardwareAddr(append([]byte(nil), frame[6:12]...)), EthernetType: et}
+	if l3 != ethHdrLen+vlanTagLen {
+		return []gopacket.SerializableLayer{eth}
+	}
+	eth.EthernetType = layers.EthernetTypeDot1Q
+	dot1q := &layers.Dot1Q{VLANIdentifier: binary.BigEndian.Uint16(frame[14:16]) & 0x0fff, Priority: frame[14] >> 5, Type: et}
+	return []gopacket.SerializableLayer{eth, dot1q}
+}
+
+// icmp4Error is the IPv4 header, ICMP header and quote of the error owed
+// for the IPv4 packet ipPkt.
+func icmp4Error(ipPkt []byte, r forwarder.Reason, srcIP netip.Addr, mtu int) ([]gopacket.SerializableLayer, error) {
+	if !srcIP.Is4() {
+		return nil, fmt.Errorf("IPv4 error needs an IPv4 source, have %v", srcIP)
+	}
+	ihl := int(ipPkt[0]&0x0f) * 4
+	// The original header and 8 bytes of data (RFC 792); RFC 1812 allows
+	// more, up to 576 bytes in all.
+	quote := ipPkt[:min(len(ipPkt), ihl+8)]
+	icmp := &layers.ICMPv4{}
+	switch r {
+	case forwarder.ReasonTTL:
+		icmp.TypeCode = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeTimeExceeded, layers.ICMPv4CodeTTLExceeded)
+	case forwarder.ReasonNoRoute:
+		icmp.TypeCode = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet)
+	case forwarder.ReasonMTU:
+		icmp.TypeCode = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded)
+		icmp.Seq = uint16(mtu) // next-hop MTU sits where echo's sequence does (RFC 1191)
+	default:
+		return nil, fmt.Errorf("no ICMP error for %v", r)
+	}
+	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4,
+		SrcIP: srcIP.AsSlice(), DstIP: net.IP(append([]byte(nil), ipPkt[12:16]...))}
+	return []gopacket.SerializableLayer{ip, icmp, gopacket.Payload(quote)}, nil
+}
+
+// icmp6Error is the IPv6 header, ICMPv6 header and quote of the error owed
+// for the IPv6 packet ipPkt.
+func icmp6Error(ipPkt []byte, r forwarder.Reason, srcIP netip.Addr, mtu int) ([]gopacket.SerializableLayer, error) {
+	if len(ipPkt) < ipv6HdrLen || !srcIP.Is6() {
+		return nil, fmt.Errorf("IPv6 error needs a whole header and an IPv6 source, have %v", srcIP)
+	}
+	// As much of the packet as fits in the minimum MTU (RFC 4443 2.4).
+	quote := ipPkt[:min(len(ipPkt), 1280-ipv6HdrLen-8)]
+	icmp := &layers.ICMPv6{}
+	var rest [4]byte
+	switch r {
+	case forwarder.ReasonTTL:
+		icmp.TypeCode = layers.CreateICMPv6TypeCode(layers.ICMPv6TypeTimeExceeded, layers.ICMPv6CodeHopLimitExceeded)
+	case forwarder.ReasonNoRoute:
+		icmp.TypeCode = layers.CreateICMPv6TypeCode(layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodeNoRouteToDst)
+	case forwarder.ReasonMTU:
+		icmp.TypeCode = layers.CreateICMPv6TypeCode(layers.ICMPv6TypePacketTooBig, 0)
+		rest = [4]byte{byte(mtu >> 24), byte(mtu >> 16), byte(mtu >> 8), byte(mtu)}
+	default:
+		return nil, fmt.Errorf("no ICMPv6 error for %v", r)
+	}
+	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6,
+		SrcIP: srcIP.AsSlice(), DstIP: net.IP(append([]byte(nil), ipPkt[8:24]...))}
+	if err := icmp.SetNetworkLayerForChecksum(ip); err != nil {
+		return nil, err
+	}
+	return []gopacket.SerializableLayer{ip, icmp, gopacket.Payload(append(rest[:], quote...))}, nil
+}
