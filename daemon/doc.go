@@ -1,5 +1,5 @@
-// Package daemon is pnapd: it turns a loaded configuration into running
-// components and runs them until told to stop. It translates configuration
+// Package daemon runs pnapd from a loaded configuration: it turns the
+// configuration into running components and runs them until told to stop. It translates configuration
 // values into each component's own Options, builds the FIB from the route
 // sources, then starts the components in stages (data plane, neighbours,
 // slow path, probes and optimizer, workers, status API), each of which

@@ -1,6 +1,7 @@
-// Command pnapd is the pnap daemon and its operator tools: it loads the TOML
-// configuration, builds the per-backbone FIB from the configured route
-// sources, attaches the XDP program and AF_XDP sockets to the configured
-// interfaces and forwards until SIGINT or SIGTERM. It only wires packages
-// together; it holds no forwarding or routing logic of its own.
+// Command pnapd is the pnap daemon's command line and its operator tools:
+// flags and subcommands, `run` (which hands the loaded configuration to
+// package daemon, with signals as its stop and reload), `check` and
+// `fib lookup` offline, and the status API's client with its printing
+// (status, fib show, decisions, pin, unpin). It holds no forwarding,
+// routing or wiring logic of its own: that is daemon's and below.
 package main
