@@ -162,56 +162,9 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 	if size != 0 {
 		row.FrameBytes = max(size, traffic.MinFrameBytes(fam))
 	}
-	src := x.Host4.Addr()
-	if fam == 6 {
-		src = x.Host6.Addr()
-	}
-	gen := traffic.NewGenerator(tb, x.Source, x.SourceLink, traffic.Spec{
-		SrcMAC: x.SourceLink.MAC, DstMAC: x.Customer.MAC, Src: src, Dsts: dests,
-		FrameBytes: row.FrameBytes, IMIX: row.IMIX, SrcPort: 40000, DstPort: 9,
-	})
-	trial := func(rate float64, d time.Duration) (Trial, error) {
-		if err := rx.Reset(); err != nil {
-			return Trial{}, err
-		}
-		sent, err := gen.Run(genCPU, rate, d)
-		if err != nil {
-			return Trial{}, err
-		}
-		time.Sleep(100 * time.Millisecond) // let queues drain before counting
-		st, err := rx.Stats()
-		if err != nil {
-			return Trial{}, err
-		}
-		t := Trial{Sent: sent.Packets, Dups: st.Duplicates, P50: st.LatencyP50, P99: st.LatencyP99, Max: st.LatencyMax}
-		for _, c := range st.LatencyCDF {
-			t.CDF = append(t.CDF, CDFPoint{c.Latency, c.Fraction})
-		}
-		t.Received = st.Packets - st.Duplicates
-		if t.Received < t.Sent {
-			t.Lost = t.Sent - t.Received
-		}
-		if sent.Took > 0 {
-			t.Offered = float64(sent.Packets) / sent.Took.Seconds()
-		}
-		return t, nil
-	}
-	// Warm up until frames get through: the forwarder resolves its next
-	// hop (pnapd asks the kernel on the first packet), caches fill.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		w, err := trial(10_000, 200*time.Millisecond)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if w.Received > 0 && w.Lost == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			tb.Fatalf("%s %s: frames do not get through after 10 s of warm-up (last: %d sent, %d received)", fwd, row.Family, w.Sent, w.Received)
-		}
-	}
-	over, err := trial(0, opt.Trial)
+	r := &rig{rx: rx, gen: newGenerator(tb, x, fam, row, dests)}
+	r.warmUp(tb, fwd, row.Family)
+	over, err := r.trial(0, opt.Trial)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -221,22 +174,7 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 	if row.OverloadPPS <= 0 {
 		tb.Fatalf("%s %s %d B: nothing got through under overload", fwd, row.Family, row.FrameBytes)
 	}
-	// A failed trial with little loss runs once more: this VM stalls its
-	// vCPUs for 1-5 ms several times a second (bench/emu measured it with
-	// a SCHED_FIFO canary), and one stall overflows the 256-frame veth
-	// rings at any rate, whoever forwards. Heavy loss is not retried.
-	best, all, err := Search(searchStart, over.Offered, opt.Steps, opt.Tolerance, func(rate float64) (Trial, error) {
-		t, err := trial(rate, opt.Trial)
-		if err != nil || t.LossRatio() <= opt.Tolerance || t.LossRatio() > retryBelow {
-			return t, err
-		}
-		row.Retried++
-		again, err := trial(rate, opt.Trial)
-		if err == nil && again.LossRatio() < t.LossRatio() {
-			t = again
-		}
-		return t, err
-	})
+	best, all, err := Search(searchStart, over.Offered, opt.Steps, opt.Tolerance, r.retrying(opt, &row.Retried))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -250,6 +188,96 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 	}
 	row.Mbps = best.Offered * bits / 1e6
 	return row
+}
+
+// newGenerator sends row's frames from the lab's source host to dests,
+// through the customer side of the forwarder.
+func newGenerator(tb testing.TB, x *topo.Topology, fam int, row Row, dests []netip.Addr) *traffic.Generator {
+	tb.Helper()
+	src := x.Host4.Addr()
+	if fam == 6 {
+		src = x.Host6.Addr()
+	}
+	return traffic.NewGenerator(tb, x.Source, x.SourceLink, traffic.Spec{
+		SrcMAC: x.SourceLink.MAC, DstMAC: x.Customer.MAC, Src: src, Dsts: dests,
+		FrameBytes: row.FrameBytes, IMIX: row.IMIX, SrcPort: 40000, DstPort: 9,
+	})
+}
+
+// rig is the generator and receiver of one forwarder, family and size:
+// every trial of a search runs on the same pair.
+type rig struct {
+	rx  *traffic.Receiver
+	gen *traffic.Generator
+}
+
+// trial offers rate (0: unpaced) for d and counts what arrived.
+func (r *rig) trial(rate float64, d time.Duration) (Trial, error) {
+	if err := r.rx.Reset(); err != nil {
+		return Trial{}, err
+	}
+	sent, err := r.gen.Run(genCPU, rate, d)
+	if err != nil {
+		return Trial{}, err
+	}
+	time.Sleep(100 * time.Millisecond) // let queues drain before counting
+	st, err := r.rx.Stats()
+	if err != nil {
+		return Trial{}, err
+	}
+	t := Trial{Sent: sent.Packets, Dups: st.Duplicates, P50: st.LatencyP50, P99: st.LatencyP99, Max: st.LatencyMax}
+	for _, c := range st.LatencyCDF {
+		t.CDF = append(t.CDF, CDFPoint{c.Latency, c.Fraction})
+	}
+	t.Received = st.Packets - st.Duplicates
+	if t.Received < t.Sent {
+		t.Lost = t.Sent - t.Received
+	}
+	if sent.Took > 0 {
+		t.Offered = float64(sent.Packets) / sent.Took.Seconds()
+	}
+	return t, nil
+}
+
+// warmUp offers a low rate until frames get through: the forwarder
+// resolves its next hop (pnapd asks the kernel on the first packet),
+// caches fill.
+func (r *rig) warmUp(tb testing.TB, fwd, family string) {
+	tb.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		w, err := r.trial(10_000, 200*time.Millisecond)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if w.Received > 0 && w.Lost == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%s %s: frames do not get through after 10 s of warm-up (last: %d sent, %d received)", fwd, family, w.Sent, w.Received)
+		}
+	}
+}
+
+// retrying is the search's trial, counting reruns in retried.
+//
+// A failed trial with little loss runs once more: this VM stalls its
+// vCPUs for 1-5 ms several times a second (bench/emu measured it with
+// a SCHED_FIFO canary), and one stall overflows the 256-frame veth
+// rings at any rate, whoever forwards. Heavy loss is not retried.
+func (r *rig) retrying(opt *Options, retried *int) func(rate float64) (Trial, error) {
+	return func(rate float64) (Trial, error) {
+		t, err := r.trial(rate, opt.Trial)
+		if err != nil || t.LossRatio() <= opt.Tolerance || t.LossRatio() > retryBelow {
+			return t, err
+		}
+		*retried++
+		again, err := r.trial(rate, opt.Trial)
+		if err == nil && again.LossRatio() < t.LossRatio() {
+			t = again
+		}
+		return t, err
+	}
 }
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
