@@ -110,24 +110,41 @@ type Layout struct {
 // crossings seen. near lists pairs that should stand close too (the steps
 // of a highlighted path that no import joins).
 func Arrange(g Graph, layer map[string]int, near [][2]string) Layout {
-	var l Layout
-	l.Of = map[string]int{}
+	l := newLayout(g, layer)
+	up, down := l.route(g, layer)
+	l.Rows = l.uncross(up, down, l.partners(near))
+	return l
+}
+
+// newLayout puts every package of g in the row of its layer, rows in
+// g.Nodes order; edges come later.
+func newLayout(g Graph, layer map[string]int) Layout {
+	l := Layout{Of: map[string]int{}}
 	top := 0
 	for _, n := range g.Nodes() {
 		top = max(top, layer[n])
 	}
 	l.Rows = make([][]int, top+1)
-	add := func(it Item, row int) int {
-		l.Items = append(l.Items, it)
-		l.Row = append(l.Row, row)
-		l.Rows[row] = append(l.Rows[row], len(l.Items)-1)
-		return len(l.Items) - 1
-	}
 	for _, n := range g.Nodes() {
-		l.Of[n] = add(Item{Pkg: n}, layer[n])
+		l.Of[n] = l.add(Item{Pkg: n}, layer[n])
 	}
-	up := make([][]int, len(l.Items)) // neighbours one row up
-	down := make([][]int, len(l.Items))
+	return l
+}
+
+// add appends it to row and returns its index.
+func (l *Layout) add(it Item, row int) int {
+	l.Items = append(l.Items, it)
+	l.Row = append(l.Row, row)
+	l.Rows[row] = append(l.Rows[row], len(l.Items)-1)
+	return len(l.Items) - 1
+}
+
+// route adds g's imports as Edges, with a passing item in every row an
+// edge skips, so that every link the sweeps see joins adjacent rows. It
+// returns each item's neighbours one row up and one row down.
+func (l *Layout) route(g Graph, layer map[string]int) (up, down [][]int) {
+	up = make([][]int, len(l.Items))
+	down = make([][]int, len(l.Items))
 	link := func(hi, lo int) {
 		down[hi] = append(down[hi], lo)
 		up[lo] = append(up[lo], hi)
@@ -139,7 +156,7 @@ func Arrange(g Graph, layer map[string]int, near [][2]string) Layout {
 			e := Edge{From: n, To: m}
 			prev := l.Of[n]
 			for r := layer[n] - 1; r > layer[m]; r-- {
-				it := add(Item{Edge: len(l.Edges)}, r)
+				it := l.add(Item{Edge: len(l.Edges)}, r)
 				up = append(up, nil)
 				down = append(down, nil)
 				link(prev, it)
@@ -150,7 +167,13 @@ func Arrange(g Graph, layer map[string]int, near [][2]string) Layout {
 			l.Edges = append(l.Edges, e)
 		}
 	}
-	side := make([][]int, len(l.Items)) // same row, to stand close to
+	return up, down
+}
+
+// partners are, for each item, the items of its own row that near asks it
+// to stand close to; a pair in different rows cannot, and is dropped.
+func (l *Layout) partners(near [][2]string) [][]int {
+	side := make([][]int, len(l.Items))
 	for _, p := range near {
 		a, okA := l.Of[p[0]]
 		b, okB := l.Of[p[1]]
@@ -159,52 +182,70 @@ func Arrange(g Graph, layer map[string]int, near [][2]string) Layout {
 			side[b] = append(side[b], a)
 		}
 	}
+	return side
+}
 
-	pos := make([]float64, len(l.Items))
-	setPos := func(row []int) {
-		for i, it := range row {
-			pos[it] = (float64(i) + 0.5) / float64(len(row))
-		}
-	}
+// uncross runs the sweeps over l.Rows, in place, and returns a copy of the
+// rows as they stood when they crossed least: a sweep can make things
+// worse, so the last order is not necessarily the best.
+func (l *Layout) uncross(up, down, side [][]int) [][]int {
+	s := sweep{pos: make([]float64, len(l.Items)), side: side}
 	for _, row := range l.Rows {
-		setPos(row)
+		s.spread(row)
 	}
-	sortRow := func(row []int, by [][]int) {
-		key := make(map[int]float64, len(row))
-		for _, it := range row {
-			key[it] = pos[it]
-			if ns := by[it]; len(ns) > 0 {
-				s := 0.0
-				for _, n := range ns {
-					s += pos[n]
-				}
-				key[it] = s / float64(len(ns))
-			}
-		}
-		// A same-row partner pulls an item halfway towards it.
-		for _, it := range row {
-			for _, o := range side[it] {
-				key[it] = (key[it] + key[o]) / 2
-			}
-		}
-		sort.SliceStable(row, func(i, j int) bool { return key[row[i]] < key[row[j]] })
-		setPos(row)
-	}
+	top := len(l.Rows) - 1
 	best := l.clone()
 	bestX := l.crossings(down)
 	for range 12 {
 		for r := top - 1; r >= 0; r-- {
-			sortRow(l.Rows[r], up)
+			s.sortRow(l.Rows[r], up)
 		}
 		for r := 1; r <= top; r++ {
-			sortRow(l.Rows[r], down)
+			s.sortRow(l.Rows[r], down)
 		}
 		if x := l.crossings(down); x < bestX {
 			best, bestX = l.clone(), x
 		}
 	}
-	l.Rows = best
-	return l
+	return best
+}
+
+// A sweep holds each item's position in its row, 0 to 1, so that rows of
+// different lengths compare, and the same-row partners of each item.
+type sweep struct {
+	pos  []float64
+	side [][]int
+}
+
+// spread sets the positions of row's items evenly, in row order.
+func (s *sweep) spread(row []int) {
+	for i, it := range row {
+		s.pos[it] = (float64(i) + 0.5) / float64(len(row))
+	}
+}
+
+// sortRow orders row, in place, by the mean position of each item's
+// neighbours in by (an item without any keeps its own).
+func (s *sweep) sortRow(row []int, by [][]int) {
+	key := make(map[int]float64, len(row))
+	for _, it := range row {
+		key[it] = s.pos[it]
+		if ns := by[it]; len(ns) > 0 {
+			sum := 0.0
+			for _, n := range ns {
+				sum += s.pos[n]
+			}
+			key[it] = sum / float64(len(ns))
+		}
+	}
+	// A same-row partner pulls an item halfway towards it.
+	for _, it := range row {
+		for _, o := range s.side[it] {
+			key[it] = (key[it] + key[o]) / 2
+		}
+	}
+	sort.SliceStable(row, func(i, j int) bool { return key[row[i]] < key[row[j]] })
+	s.spread(row)
 }
 
 func (l *Layout) clone() [][]int {
