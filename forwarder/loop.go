@@ -7,6 +7,8 @@ import (
 
 	"github.com/asavie/xdp"
 	"golang.org/x/sys/unix"
+
+	"github.com/pnap-project/pnap/internal/monotime"
 )
 
 // Loop is one worker thread: it serves one queue of every port (receive,
@@ -25,7 +27,7 @@ type Loop struct {
 	// send; it wakes the Loop from poll.
 	Inject *InjectRing
 	// ProbeReply, when set, is given every frame answering a probe
-	// (ActProbe) with the time it was received on SampleClock's clock. The
+	// (ActProbe) with the time it was received, from monotime.Now. The
 	// frame is only valid during the call: copy it. It must not block.
 	ProbeReply func(frame []byte, at int64)
 
@@ -139,7 +141,7 @@ func (l *Loop) serve(in uint8, p *Port, frames [][]byte, decisions []Decision, p
 			perPort[ds[i].Port] = append(perPort[ds[i].Port], i)
 		case ActProbe:
 			if l.ProbeReply != nil {
-				l.ProbeReply(fs[i], SampleClock())
+				l.ProbeReply(fs[i], monotime.Now())
 			}
 		case ActSlow:
 			if l.Slow != nil {

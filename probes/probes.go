@@ -8,6 +8,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/internal/monotime"
 )
 
 // Probes runs measurement: one goroutine (Run) drains the forwarder's sample
@@ -59,9 +60,9 @@ type settings struct {
 	replyQueue int
 }
 
-// WithClock sets the monotonic clock, in nanoseconds, that the forwarder
-// stamps Samples and replies with; the default counts from process start
-// and is right only if the forwarder uses Monotime too.
+// WithClock replaces the monotonic clock, in nanoseconds, that Samples and
+// replies are stamped with: a test's fake clock. The default, monotime.Now,
+// is the one the forwarder stamps with.
 func WithClock(now func() int64) Option { return func(s *settings) { s.now = now } }
 
 // WithStore sizes the Store. By default MaxPairs is top_prefixes × (one
@@ -82,12 +83,6 @@ func WithTick(d time.Duration) Option { return func(s *settings) { s.tick = d } 
 // takes them. Default 1024.
 func WithReplyQueue(n int) Option { return func(s *settings) { s.replyQueue = n } }
 
-var epoch = time.Now()
-
-// Monotime is the default clock: monotonic nanoseconds since the process
-// started.
-func Monotime() int64 { return int64(time.Since(epoch)) }
-
 // clock reads the monotonic clock and turns its readings into wall time
 // for Snapshot.
 type clock struct {
@@ -98,7 +93,7 @@ type clock struct {
 
 func newClock(now func() int64) clock {
 	if now == nil {
-		now = Monotime
+		now = monotime.Now
 	}
 	return clock{now: now, mono0: now(), wall0: time.Now()}
 }

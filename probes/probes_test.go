@@ -9,6 +9,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/internal/monotime"
 )
 
 // echoDP answers every probe from another goroutine after 2 ms of real
@@ -33,7 +34,7 @@ func (d *echoDP) Transmit(b fib.BackboneID, frame []byte) bool {
 	d.wg.Add(1)
 	time.AfterFunc(2*time.Millisecond, func() {
 		defer d.wg.Done()
-		d.p.OfferReply(reply, Monotime())
+		d.p.OfferReply(reply, monotime.Now())
 	})
 	return true
 }
@@ -50,7 +51,7 @@ func TestRun(t *testing.T) {
 	p.rings = []sampleSource{ring}
 	dp.p = p
 
-	now := Monotime()
+	now := monotime.Now()
 	syn := outS(forwarder.SampleSYN, now, r, 1)
 	syn.Seq = 1
 	sa := inS(forwarder.SampleSYNACK, now+ms(25))

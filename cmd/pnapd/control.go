@@ -37,7 +37,6 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 		dp = d
 	}
 	c.probes = probes.New(cfg.Probes, f, d.rings, dp,
-		probes.WithClock(forwarder.SampleClock),
 		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}),
 		probes.WithStore(probes.StoreOptions{Window: cfg.Probes.Window.Duration()}))
 	for _, l := range d.loops {
