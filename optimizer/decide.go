@@ -38,42 +38,6 @@ func (o *Optimizer) measure(ps *probes.PrefixStats, b fib.BackboneID) Choice {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// defaultOf is the backbone the fib selects for route r by default among
-// holders h: lowest preference, then shortest known AS path, then lowest
-// id (fib's defaultSelection). Path lengths are only fetched on a
-// preference tie, which configured preferences (100 + 10*index) never have.
-func (o *Optimizer) defaultOf(r fib.RouteID, h fib.HolderSet) fib.BackboneID {
-	best, bestLen := -1, -2 // -2: not fetched
-	pathLen := func(b int) int {
-		if l := o.fib.PathLen(r, fib.BackboneID(b)); l >= 0 {
-			return l
-		}
-		return 255 // unknown ranks after any known length, as in fib
-	}
-	for b := range o.bb {
-		if !h.Has(fib.BackboneID(b)) {
-			continue
-		}
-		if best < 0 {
-			best = b
-			continue
-		}
-		pb, pc := o.bb[best].pref, o.bb[b].pref
-		switch {
-		case pc < pb:
-			best, bestLen = b, -2
-		case pc == pb:
-			if bestLen == -2 {
-				bestLen = pathLen(best)
-			}
-			if l := pathLen(b); l < bestLen {
-				best, bestLen = b, l
-			}
-		}
-	}
-	return fib.BackboneID(max(best, 0))
-}
-
 // clearWin is the hysteresis: a move must win by MinImprovementMs and by
 // MinImprovementPct of the current score, so two backbones within noise of
 // each other never trade a prefix back and forth.
@@ -229,7 +193,7 @@ func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 		return // nothing to choose from
 	}
 	cur := e.Backbone
-	def := o.defaultOf(e.Route, e.Holders)
+	def := o.fib.DefaultAmong(e.Route, e.Holders)
 	if cur != def && !tracked {
 		// Overridden by someone else (the API) or before a restart: it
 		// takes a slot like ours.
@@ -441,7 +405,7 @@ func (o *Optimizer) reconcile(now time.Time) {
 			delete(o.tracked, p)
 			continue
 		}
-		def := o.defaultOf(e.Route, e.Holders)
+		def := o.fib.DefaultAmong(e.Route, e.Holders)
 		o.setOverride(&st, e.Backbone != def)
 		st.seen = o.gen
 		if !st.override {

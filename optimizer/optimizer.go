@@ -131,7 +131,6 @@ type settings struct {
 // backbone is the optimizer's view of one fib backbone.
 type backbone struct {
 	name        string
-	pref        int
 	cost        float64 // ms
 	commitBps   float64 // 0: none
 	capacityBps float64 // 0: unknown
@@ -232,7 +231,7 @@ func New(cfg configs.Optimizer, backbones []configs.Backbone, f *fib.FIB, src So
 	fbs := f.Backbones()
 	bb := make([]backbone, len(fbs))
 	for i, b := range fbs {
-		bb[i] = backbone{name: b.Name, pref: b.Preference, rate: newRateWindow(opt.RateWindow)}
+		bb[i] = backbone{name: b.Name, rate: newRateWindow(opt.RateWindow)}
 	}
 	for _, c := range backbones {
 		id, ok := f.BackboneID(c.Name)
