@@ -180,7 +180,7 @@ type evictable struct {
 // worse would undo every noise-driven move one hold-down later.
 func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 	p := ps.Prefix
-	if o.pinned(p) {
+	if o.pins.Has(p) {
 		return
 	}
 	e, ok := o.fib.Route(p)
@@ -385,7 +385,7 @@ func (o *Optimizer) resolveCap(now time.Time) {
 func (o *Optimizer) reconcile(now time.Time) {
 	nowNs := now.UnixNano()
 	for p, st := range o.tracked {
-		if o.pinned(p) {
+		if o.pins.Has(p) {
 			delete(o.tracked, p) // the operator's now; counted again after Unpin
 			continue
 		}

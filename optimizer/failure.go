@@ -77,7 +77,7 @@ func (o *Optimizer) evacuate(now time.Time, snap *probes.Snapshot) {
 		})
 		for _, p := range o.sweep {
 			e, ok := o.fib.Route(p)
-			if !ok || e.Backbone != b || o.pinned(p) {
+			if !ok || e.Backbone != b || o.pins.Has(p) {
 				continue
 			}
 			others := e.Holders &^ failed

@@ -181,8 +181,7 @@ type Optimizer struct {
 
 	overrides atomic.Int64
 
-	pinMu sync.Mutex
-	pins  map[netip.Prefix]Pin
+	pins *Pins
 
 	mu       sync.Mutex // guards what readers outside Step see
 	events   eventRing
@@ -247,15 +246,19 @@ func New(cfg configs.Optimizer, backbones []configs.Backbone, f *fib.FIB, src So
 		cfg: s, opt: opt, fib: f, src: src, traffic: traffic,
 		bb:      bb,
 		tracked: map[netip.Prefix]pstate{},
-		pins:    map[netip.Prefix]Pin{},
 		rateBuf: make([]float64, opt.RateWindow),
 		snapIdx: map[netip.Prefix]int{},
 		events:  eventRing{buf: make([]Event, opt.Events)},
 		status:  make([]BackboneStatus, len(bb)),
 	}
+	o.pins = newPins(f, opt.Now, o.record)
 	o.publish(time.Time{})
 	return o, nil
 }
+
+// Pins are the operator's pins, which the optimizer leaves alone; pinning
+// and unpinning through them is logged as events.
+func (o *Optimizer) Pins() *Pins { return o.pins }
 
 // Run calls Step every Interval until ctx is done.
 func (o *Optimizer) Run(ctx context.Context) {

@@ -14,7 +14,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pnap-project/pnap/configs"
@@ -31,10 +30,6 @@ type daemon struct {
 	d     *dataPlane
 	ctl   *control
 	start time.Time
-
-	// Pins made while the optimizer is off go straight to the FIB.
-	pinMu sync.Mutex
-	pins  map[netip.Prefix]optimizer.Pin
 }
 
 // apiError is a request the API refuses, with its HTTP status.
@@ -332,7 +327,7 @@ func (s *daemon) fibShow(r *http.Request) (any, error) {
 	def := s.fib.DefaultAmong(e.Route, e.Holders)
 	j.Default = s.cfg.Backbones[def].Name
 	switch {
-	case s.isPinned(p):
+	case s.ctl.pins.Has(p):
 		j.Why = "pinned"
 	case e.Backbone != def:
 		j.Why = "optimizer"
@@ -452,30 +447,11 @@ type pinJSON struct {
 }
 
 func (s *daemon) pinList() []pinJSON {
-	var pins []optimizer.Pin
-	if s.ctl.opt != nil {
-		pins = s.ctl.opt.Pins()
-	} else {
-		s.pinMu.Lock()
-		for _, p := range s.pins {
-			pins = append(pins, p)
-		}
-		s.pinMu.Unlock()
-	}
 	out := []pinJSON{}
-	for _, p := range pins {
+	for _, p := range s.ctl.pins.List() {
 		out = append(out, pinJSON{Prefix: p.Prefix.String(), Backbone: p.Name, Since: p.Since.UTC().Format(time.RFC3339)})
 	}
 	return out
-}
-
-func (s *daemon) isPinned(p netip.Prefix) bool {
-	for _, x := range s.pinList() {
-		if x.Prefix == p.String() {
-			return true
-		}
-	}
-	return false
 }
 
 func (s *daemon) pin(r *http.Request) (any, error) {
@@ -500,16 +476,7 @@ func (s *daemon) pin(r *http.Request) (any, error) {
 	if !e.Holders.Has(b) {
 		return nil, &apiError{http.StatusConflict, fmt.Sprintf("backbone %q holds no route for %v", req.Backbone, p)}
 	}
-	if s.ctl.opt != nil {
-		err = s.ctl.opt.Pin(p, b)
-	} else {
-		s.pinMu.Lock()
-		if err = s.fib.Select(p, b); err == nil {
-			s.pins[p] = optimizer.Pin{Prefix: p, Backbone: b, Name: req.Backbone, Since: time.Now()}
-		}
-		s.pinMu.Unlock()
-	}
-	if err != nil {
+	if err := s.ctl.pins.Pin(p, b); err != nil {
 		return nil, &apiError{http.StatusConflict, err.Error()}
 	}
 	return pinJSON{Prefix: p.String(), Backbone: req.Backbone}, nil
@@ -521,17 +488,7 @@ func (s *daemon) unpin(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, badRequest("prefix %q is not a prefix", q)
 	}
-	var was bool
-	if s.ctl.opt != nil {
-		was, err = s.ctl.opt.Unpin(p)
-	} else {
-		s.pinMu.Lock()
-		if _, was = s.pins[p]; was {
-			delete(s.pins, p)
-			err = s.fib.ResetSelection(p)
-		}
-		s.pinMu.Unlock()
-	}
+	was, err := s.ctl.pins.Unpin(p)
 	if err != nil {
 		return nil, &apiError{http.StatusConflict, err.Error()}
 	}

@@ -14,18 +14,20 @@ import (
 )
 
 // control is pnapd's control plane: probes measuring, the optimizer
-// deciding. Either may be off ([probes] / [optimizer] enabled = false).
+// deciding, the operator's pins. Probes and the optimizer may be off
+// ([probes] / [optimizer] enabled = false); pins never are.
 type control struct {
 	probes *probes.Probes
 	opt    *optimizer.Optimizer
 	rates  *backboneRates
+	pins   *optimizer.Pins // the optimizer's, when it runs
 }
 
 // startControl starts probes and the optimizer on d. They stop when ctx is
 // cancelled; wg waits for them. Call it before the workers run: it sets the
 // loops' probe-reply hand-off.
 func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, f *fib.FIB, d *dataPlane, log *slog.Logger) (*control, error) {
-	c := &control{rates: &backboneRates{d: d}}
+	c := &control{rates: &backboneRates{d: d}, pins: optimizer.NewPins(f)}
 	if !cfg.Probes.Enabled {
 		if cfg.Optimizer.Enabled {
 			log.Warn("optimizer off: it needs [probes] enabled; every prefix keeps its default backbone (or a pin)")
@@ -57,7 +59,7 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 	if err != nil {
 		return nil, err
 	}
-	c.opt = o
+	c.opt, c.pins = o, o.Pins()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()

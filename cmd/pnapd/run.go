@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/pnap-project/pnap/optimizer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -87,7 +86,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		wg.Wait()
 		return err
 	}
-	dm := &daemon{cfg: cfg, fib: f, d: d, ctl: ctl, start: start, pins: map[netip.Prefix]optimizer.Pin{}}
+	dm := &daemon{cfg: cfg, fib: f, d: d, ctl: ctl, start: start}
 	if cfg.API.Listen != "" {
 		l, err := listenAPI(cfg.API)
 		if err != nil {
