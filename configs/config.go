@@ -24,6 +24,19 @@ type Config struct {
 	Probes    Probes
 	Optimizer Optimizer
 	API       API
+
+	at positions // where each key is written, for Line
+}
+
+// Line returns the line of the file that sets key, a path as the file nests
+// it: "probes.timeout", "backbone[1].cost", "probes.tcp_ports[0]". It lets
+// whoever checks a value after Load point at the line to change. For a key
+// the file does not set, written is false and line is that of the nearest
+// enclosing table the file writes (0 when none is): where a message about
+// a default belongs.
+func (c *Config) Line(key string) (line int, written bool) {
+	_, written = c.at[key]
+	return c.at.where(key).line, written
 }
 
 // BackboneByName returns the backbone called name.

@@ -41,7 +41,7 @@ func Parse(data []byte, path string) (*Config, error) {
 	if err := d.result(); err != nil {
 		return nil, err
 	}
-	c.Path = path
+	c.Path, c.at = path, d.at
 	return c, nil
 }
 

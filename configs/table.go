@@ -51,14 +51,7 @@ func (d *decoder) ok() bool { return d.err == nil }
 
 // where returns the position of path or, for a value that is not written
 // (a default), of the nearest enclosing table that is.
-func (d *decoder) where(path string) pos {
-	for {
-		if p, ok := d.at[path]; ok || path == "" {
-			return p
-		}
-		path = parent(path)
-	}
-}
+func (d *decoder) where(path string) pos { return d.at.where(path) }
 
 // errAt records a value error at the line of path.
 func (d *decoder) errAt(path, prefix, format string, args ...any) {
