@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/internal/monotime"
@@ -46,8 +45,12 @@ func TestRun(t *testing.T) {
 	r := routeOf(t, f, "198.51.100.0/24")
 	dp := &echoDP{t: t}
 	ring := &fakeRing{}
-	p := New(configs.Probes{Interval: configs.Duration(300 * time.Millisecond), Timeout: configs.Duration(200 * time.Millisecond),
-		SourceV4: probeSrc4}, f, nil, dp)
+	o := DefaultOptions()
+	o.Interval, o.Timeout, o.SourceV4 = 300*time.Millisecond, 200*time.Millisecond, probeSrc4
+	p, err := New(o, f, nil, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.rings = []sampleSource{ring}
 	dp.p = p
 
@@ -99,7 +102,12 @@ func TestRun(t *testing.T) {
 
 func TestOfferReplyFull(t *testing.T) {
 	f := newFIB(t, 1, nil)
-	p := New(configs.Probes{}, f, []*forwarder.SampleRing{forwarder.NewSampleRing(16)}, nil, WithReplyQueue(2))
+	o := DefaultOptions()
+	o.ReplyQueue = 2
+	p, err := New(o, f, []*forwarder.SampleRing{forwarder.NewSampleRing(16)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	frame := make([]byte, 1500) // longer than a slot: cut, not refused
 	for i, want := range []bool{true, true, false} {
 		if got := p.OfferReply(frame, 0); got != want {

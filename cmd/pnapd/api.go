@@ -505,7 +505,7 @@ func (s *daemon) unpin(r *http.Request) (any, error) {
 // configuration stays.
 func (s *daemon) reload(path string, log *slog.Logger) {
 	start := time.Now()
-	cfg, err := configs.Load(path)
+	cfg, _, err := loadConfig(path)
 	if err == nil {
 		err = reloadable(s.cfg, cfg)
 	}

@@ -24,7 +24,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := configs.Load(*cpath)
+	cfg, _, err := loadConfig(*cpath)
 	if err != nil {
 		return err
 	}
@@ -55,19 +55,19 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 
 // configCommand parses the flags of a command whose only flag is -c FILE and
 // loads that configuration.
-func configCommand(name string, args []string, stderr io.Writer) (*configs.Config, string, error) {
+func configCommand(name string, args []string, stderr io.Writer) (*configs.Config, options, string, error) {
 	fs := newFlags(name, "pnapd "+name+" -c FILE", stderr)
 	path := fs.String("c", "", "configuration `file` (TOML)")
 	if err := parse(fs, args); err != nil {
-		return nil, "", err
+		return nil, options{}, "", err
 	}
 	if *path == "" {
 		fmt.Fprintf(stderr, "pnapd %s: -c FILE is required\n", name)
 		fs.Usage()
-		return nil, "", errUsage
+		return nil, options{}, "", errUsage
 	}
-	cfg, err := configs.Load(*path)
-	return cfg, *path, err
+	cfg, opts, err := loadConfig(*path)
+	return cfg, opts, *path, err
 }
 
 // humanBytes prints n in KiB below a MiB and in MiB above.

@@ -15,8 +15,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-
-	"github.com/pnap-project/pnap/configs"
 )
 
 // defaultConfig is where the systemd unit keeps the configuration; the
@@ -41,7 +39,7 @@ func clientFlags(fs *flag.FlagSet) (cfg, api, token *string, asJSON *bool) {
 
 func newAPIClient(cfgPath, api, token string) (*apiClient, error) {
 	if api == "" {
-		cfg, err := configs.Load(cfgPath)
+		cfg, _, err := loadConfig(cfgPath)
 		if err != nil {
 			return nil, fmt.Errorf("%w (or give --api host:port)", err)
 		}

@@ -26,7 +26,7 @@ type control struct {
 // startControl starts probes and the optimizer on d. They stop when ctx is
 // cancelled; wg waits for them. Call it before the workers run: it sets the
 // loops' probe-reply hand-off.
-func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, f *fib.FIB, d *dataPlane, log *slog.Logger) (*control, error) {
+func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, opts options, f *fib.FIB, d *dataPlane, log *slog.Logger) (*control, error) {
 	c := &control{rates: &backboneRates{d: d}, pins: optimizer.NewPins(f)}
 	if !cfg.Probes.Enabled {
 		if cfg.Optimizer.Enabled {
@@ -38,9 +38,10 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 	if d.inject != nil {
 		dp = d
 	}
-	c.probes = probes.New(cfg.Probes, f, d.rings, dp,
-		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}),
-		probes.WithStore(probes.StoreOptions{Window: cfg.Probes.Window.Duration()}))
+	var err error
+	if c.probes, err = probes.New(opts.probes, f, d.rings, dp); err != nil {
+		return nil, err
+	}
 	for _, l := range d.loops {
 		l.ProbeReply = func(frame []byte, at int64) { c.probes.OfferReply(frame, at) }
 	}
@@ -51,7 +52,8 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 			log.Error("probes stopped", "error", err)
 		}
 	}()
-	log.Info("probes", "top_prefixes", cfg.Probes.TopPrefixes, "interval", cfg.Probes.Interval, "source_v4", cfg.Probes.SourceV4, "source_v6", cfg.Probes.SourceV6)
+	po := opts.probes
+	log.Info("probes", "top_prefixes", po.TopPrefixes, "interval", po.Interval, "source_v4", po.SourceV4, "source_v6", po.SourceV6)
 	if !cfg.Optimizer.Enabled {
 		return c, nil
 	}

@@ -59,7 +59,7 @@ type portSpec struct {
 // buildDataPlane resolves the interfaces, loads and attaches the XDP
 // program, opens the AF_XDP sockets and makes the loops. On error whatever
 // was made is released again.
-func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *dataPlane, err error) {
+func buildDataPlane(cfg *configs.Config, po probes.Options, bb *fib.FIB, log *slog.Logger) (_ *dataPlane, err error) {
 	d := &dataPlane{}
 	defer func() {
 		if err != nil {
@@ -213,8 +213,8 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 		d.backbonePort = append(d.backbonePort, uint8(nc+i))
 	}
 	if cfg.Probes.Enabled {
-		d.plane.SetProbeSources(cfg.Probes.SourceV4, cfg.Probes.SourceV6)
-		for _, a := range []netip.Addr{cfg.Probes.SourceV4, cfg.Probes.SourceV6} {
+		d.plane.SetProbeSources(po.SourceV4, po.SourceV6)
+		for _, a := range []netip.Addr{po.SourceV4, po.SourceV6} {
 			for _, l := range local {
 				if a.IsValid() && a == l {
 					return nil, fmt.Errorf("[probes] source %v is an address of this box: its replies would go to the kernel, not to pnapd; use an address routed to pnapd but not configured on any interface", a)
@@ -236,7 +236,7 @@ func buildDataPlane(cfg *configs.Config, bb *fib.FIB, log *slog.Logger) (_ *data
 			Batch: cfg.Forwarder.Batch, Slow: d.slowIn,
 		}
 		if cfg.Probes.Enabled {
-			r := forwarder.NewSampleRing(cfg.Probes.SampleRing)
+			r := forwarder.NewSampleRing(po.SampleRing)
 			l.Worker.EnableSampling(forwarder.SamplerOptions{Ring: r, TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
 			d.rings = append(d.rings, r)
 			if q == 0 {

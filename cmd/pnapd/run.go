@@ -22,7 +22,7 @@ import (
 )
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
-	cfg, path, err := configCommand("run", args, stderr)
+	cfg, opts, path, err := configCommand("run", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP) // before anything slow: an early SIGHUP must not kill pnapd
 	defer signal.Stop(hup)
 	defer signal.Stop(sig)
-	d, err := buildDataPlane(cfg, f, log)
+	d, err := buildDataPlane(cfg, opts.probes, f, log)
 	if err != nil {
 		return err
 	}
@@ -80,7 +80,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	ctl, err := startControl(ctx, &wg, cfg, f, d, log)
+	ctl, err := startControl(ctx, &wg, cfg, opts, f, d, log)
 	if err != nil {
 		close(stop)
 		wg.Wait()

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"errors"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/internal/setting"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// options are what the components are started with: each one's defaults,
+// overridden by what the configuration file sets. configs says what the
+// file holds and where; the components own their defaults and rules; this
+// is the one place that puts the two together.
+type options struct {
+	probes probes.Options
+}
+
+// loadConfig loads the configuration file at path and translates it into
+// the components' options. Any wrong value, whether configs or a component
+// refuses it, comes back as one *configs.Error at its file:line.
+func loadConfig(path string) (*configs.Config, options, error) {
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return nil, options{}, err
+	}
+	opts, err := translate(cfg)
+	if err != nil {
+		return nil, options{}, err
+	}
+	return cfg, opts, nil
+}
+
+// translate makes the components' options from cfg and validates them.
+func translate(cfg *configs.Config) (options, error) {
+	var o options
+	var err error
+	if o.probes, err = probesOptions(cfg); err != nil {
+		return options{}, err
+	}
+	return o, nil
+}
+
+// probesOptions is [probes] over probes.DefaultOptions.
+func probesOptions(cfg *configs.Config) (probes.Options, error) {
+	o := probes.DefaultOptions()
+	c := &cfg.Probes
+	take(cfg, "probes.top_prefixes", &o.TopPrefixes, c.TopPrefixes)
+	take(cfg, "probes.interval", &o.Interval, c.Interval.Duration())
+	take(cfg, "probes.timeout", &o.Timeout, c.Timeout.Duration())
+	take(cfg, "probes.rate_per_backbone", &o.RatePerBackbone, c.RatePerBackbone)
+	take(cfg, "probes.source_v4", &o.SourceV4, c.SourceV4)
+	take(cfg, "probes.source_v6", &o.SourceV6, c.SourceV6)
+	take(cfg, "probes.tcp_ports", &o.TCPPorts, c.TCPPorts)
+	take(cfg, "probes.sample_ring", &o.SampleRing, c.SampleRing)
+	take(cfg, "probes.flow_table", &o.FlowTable, c.FlowTable)
+	take(cfg, "probes.window", &o.Window, c.Window.Duration())
+	o.Traffic.SampleEvery = trafficSampleEvery // what the workers are told
+	return o, located(cfg, "probes", "probes", o.Validate())
+}
+
+// take sets *dst to v, the value the file gives key, when the file sets
+// key; otherwise *dst keeps the component's default.
+func take[T any](cfg *configs.Config, key string, dst *T, v T) {
+	if _, written := cfg.Line(key); written {
+		*dst = v
+	}
+}
+
+// located turns a component's refusal of a setting in the file's table
+// (a path such as "probes" or "backbone[1]") into a *configs.Error at the
+// line that sets it. For a rule about several settings that is the first
+// one the file sets; for a default, the table's line. name is how the
+// message calls the table, as configs' messages do.
+func located(cfg *configs.Config, table, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := &configs.Error{File: cfg.Path, Msg: name + ": " + err.Error()}
+	var se *setting.Error
+	if !errors.As(err, &se) || len(se.Keys) == 0 {
+		return e
+	}
+	e.Line, _ = cfg.Line(table + "." + se.Keys[0])
+	for _, k := range se.Keys {
+		if line, written := cfg.Line(table + "." + k); written {
+			e.Line = line
+			break
+		}
+	}
+	return e
+}
