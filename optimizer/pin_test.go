@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/probes"
 )
@@ -15,7 +14,7 @@ import (
 // and through its backbone failing; Unpin hands it back to the default and
 // to the optimizer, which then moves it as usual.
 func TestPinHoldsAgainstOptimizer(t *testing.T) {
-	r := newRig(t, 2, testConfig(), nil, Options{})
+	r := newRig(t, 2, testOptions())
 	p, q := pfx(0), pfx(1)
 	r.src.set(p, bbA, 50, 0, 50)
 	r.src.set(p, bbB, 10, 0, 50)
@@ -62,7 +61,7 @@ func TestPinHoldsAgainstOptimizer(t *testing.T) {
 // Pinning to a backbone that holds no route for the prefix is refused and
 // leaves nothing pinned.
 func TestPinRefusesNonHolder(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	only := pfx(7)
 	if err := r.f.Add(bbA, only, 1); err != nil {
 		t.Fatal(err)
@@ -78,21 +77,21 @@ func TestPinRefusesNonHolder(t *testing.T) {
 // A reloaded cost changes the next decision: b's 10 ms win over a
 // disappears under a 20 ms cost.
 func TestSetBackbonesAppliesCost(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.src.set(p, bbA, 30, 0, 50)
 	r.src.set(p, bbB, 10, 0, 50)
-	if err := r.o.SetBackbones([]configs.Backbone{{Name: "b", Cost: 25}}); err != nil {
+	if err := r.o.SetBackbones([]Backbone{{Name: "b", Cost: 25}}); err != nil {
 		t.Fatal(err)
 	}
 	r.step(time.Second)
 	r.expectSel(p, bbA)
-	if err := r.o.SetBackbones([]configs.Backbone{{Name: "b", Cost: 0}}); err != nil {
+	if err := r.o.SetBackbones([]Backbone{{Name: "b", Cost: 0}}); err != nil {
 		t.Fatal(err)
 	}
 	r.step(time.Second)
 	r.expectSel(p, bbB)
-	if err := r.o.SetBackbones([]configs.Backbone{{Name: "nope"}}); err == nil {
+	if err := r.o.SetBackbones([]Backbone{{Name: "nope"}}); err == nil {
 		t.Fatal("an unknown backbone was accepted")
 	}
 }

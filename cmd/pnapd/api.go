@@ -505,7 +505,7 @@ func (s *daemon) unpin(r *http.Request) (any, error) {
 // configuration stays.
 func (s *daemon) reload(path string, log *slog.Logger) {
 	start := time.Now()
-	cfg, _, err := loadConfig(path)
+	cfg, opts, err := loadConfig(path)
 	if err == nil {
 		err = reloadable(s.cfg, cfg)
 	}
@@ -519,7 +519,7 @@ func (s *daemon) reload(path string, log *slog.Logger) {
 		return
 	}
 	if s.ctl.opt != nil {
-		if err := s.ctl.opt.SetBackbones(cfg.Backbones); err != nil {
+		if err := s.ctl.opt.SetBackbones(opts.optimizer.Backbones); err != nil {
 			log.Error("reload: backbone parameters not applied", "error", err)
 		}
 	}

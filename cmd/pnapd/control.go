@@ -57,7 +57,7 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 	if !cfg.Optimizer.Enabled {
 		return c, nil
 	}
-	o, err := optimizer.New(cfg.Optimizer, cfg.Backbones, f, c.probes, c.rates, optimizer.Options{})
+	o, err := optimizer.New(opts.optimizer, f, c.probes, c.rates)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,8 @@ func startControl(ctx context.Context, wg *sync.WaitGroup, cfg *configs.Config, 
 		defer wg.Done()
 		o.Run(ctx)
 	}()
-	log.Info("optimizer", "interval", cfg.Optimizer.Interval, "statistic", cfg.Optimizer.Statistic, "hold_down", cfg.Optimizer.HoldDown)
+	oo := opts.optimizer
+	log.Info("optimizer", "interval", oo.Interval, "statistic", oo.Statistic, "hold_down", oo.HoldDown)
 	return c, nil
 }
 

@@ -3,8 +3,11 @@ package main
 import (
 	"errors"
 
+	"fmt"
+
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/internal/setting"
+	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
 )
 
@@ -13,7 +16,8 @@ import (
 // file holds and where; the components own their defaults and rules; this
 // is the one place that puts the two together.
 type options struct {
-	probes probes.Options
+	probes    probes.Options
+	optimizer optimizer.Options
 }
 
 // loadConfig loads the configuration file at path and translates it into
@@ -31,14 +35,35 @@ func loadConfig(path string) (*configs.Config, options, error) {
 	return cfg, opts, nil
 }
 
-// translate makes the components' options from cfg and validates them.
+// translate makes the components' options from cfg and validates them, in
+// the order the file is read: backbones, [probes], [optimizer].
 func translate(cfg *configs.Config) (options, error) {
 	var o options
-	var err error
+	bbs, err := backboneOptions(cfg)
+	if err != nil {
+		return options{}, err
+	}
 	if o.probes, err = probesOptions(cfg); err != nil {
 		return options{}, err
 	}
+	if o.optimizer, err = optimizerOptions(cfg, bbs); err != nil {
+		return options{}, err
+	}
 	return o, nil
+}
+
+// backboneOptions are the optimizer's parameters of every [[backbone]].
+// Their zero values are the defaults, so they are taken as they are.
+func backboneOptions(cfg *configs.Config) ([]optimizer.Backbone, error) {
+	var out []optimizer.Backbone
+	for i, c := range cfg.Backbones {
+		b := optimizer.Backbone{Name: c.Name, Cost: c.Cost, CommitMbps: c.CommitMbps, CapacityMbps: c.CapacityMbps}
+		if err := located(cfg, fmt.Sprintf("backbone[%d]", i), fmt.Sprintf("backbone %q", c.Name), b.Validate()); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
 }
 
 // probesOptions is [probes] over probes.DefaultOptions.
@@ -57,6 +82,24 @@ func probesOptions(cfg *configs.Config) (probes.Options, error) {
 	take(cfg, "probes.window", &o.Window, c.Window.Duration())
 	o.Traffic.SampleEvery = trafficSampleEvery // what the workers are told
 	return o, located(cfg, "probes", "probes", o.Validate())
+}
+
+// optimizerOptions is [optimizer] over optimizer.DefaultOptions, with the
+// backbones' parameters.
+func optimizerOptions(cfg *configs.Config, bbs []optimizer.Backbone) (optimizer.Options, error) {
+	o := optimizer.DefaultOptions()
+	c := &cfg.Optimizer
+	take(cfg, "optimizer.interval", &o.Interval, c.Interval.Duration())
+	take(cfg, "optimizer.statistic", &o.Statistic, optimizer.Statistic(c.Statistic))
+	take(cfg, "optimizer.loss_penalty_ms", &o.LossPenaltyMs, c.LossPenaltyMs)
+	take(cfg, "optimizer.min_improvement_ms", &o.MinImprovementMs, c.MinImprovementMs)
+	take(cfg, "optimizer.min_improvement_pct", &o.MinImprovementPct, c.MinImprovementPct)
+	take(cfg, "optimizer.min_samples", &o.MinSamples, c.MinSamples)
+	take(cfg, "optimizer.hold_down", &o.HoldDown, c.HoldDown.Duration())
+	take(cfg, "optimizer.max_overrides", &o.MaxOverrides, c.MaxOverrides)
+	take(cfg, "optimizer.failure_hold", &o.FailureHold, c.FailureHold.Duration())
+	o.Backbones = bbs
+	return o, located(cfg, "optimizer", "optimizer", o.Validate())
 }
 
 // take sets *dst to v, the value the file gives key, when the file sets
