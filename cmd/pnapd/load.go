@@ -170,7 +170,7 @@ func reloadable(old, cur *configs.Config) error {
 	if fmt.Sprint(old.Forwarder) != fmt.Sprint(cur.Forwarder) {
 		errs = append(errs, errors.New("[forwarder] changed"))
 	}
-	if fmt.Sprint(old.Probes) != fmt.Sprint(cur.Probes) || fmt.Sprint(old.API) != fmt.Sprint(cur.API) || fmt.Sprint(old.Optimizer) != fmt.Sprint(cur.Optimizer) {
+	if controlChanged(old, cur) || fmt.Sprint(old.API) != fmt.Sprint(cur.API) {
 		errs = append(errs, errors.New("[probes], [optimizer] or [api] changed"))
 	}
 	if len(errs) > 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/internal/setting"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
@@ -39,6 +40,9 @@ func loadConfig(path string) (*configs.Config, options, error) {
 // the order the file is read: backbones, [probes], [optimizer].
 func translate(cfg *configs.Config) (options, error) {
 	var o options
+	if err := fitsFIB(cfg); err != nil {
+		return options{}, err
+	}
 	bbs, err := backboneOptions(cfg)
 	if err != nil {
 		return options{}, err
@@ -50,6 +54,22 @@ func translate(cfg *configs.Config) (options, error) {
 		return options{}, err
 	}
 	return o, nil
+}
+
+// fitsFIB checks that the backbones, and the customer ports, fit in a FIB:
+// the forwarder keeps customer routes in one too, a "backbone" per port.
+func fitsFIB(cfg *configs.Config) error {
+	for _, t := range []struct {
+		table string
+		n     int
+	}{{"backbone", len(cfg.Backbones)}, {"customer", len(cfg.Customers)}} {
+		if t.n > fib.MaxBackbones {
+			line, _ := cfg.Line(fmt.Sprintf("%s[%d]", t.table, fib.MaxBackbones)) // the first too many
+			return &configs.Error{File: cfg.Path, Line: line,
+				Msg: fmt.Sprintf("%d %ss are configured; at most %d are supported", t.n, t.table, fib.MaxBackbones)}
+		}
+	}
+	return nil
 }
 
 // backboneOptions are the optimizer's parameters of every [[backbone]].
@@ -100,6 +120,19 @@ func optimizerOptions(cfg *configs.Config, bbs []optimizer.Backbone) (optimizer.
 	take(cfg, "optimizer.failure_hold", &o.FailureHold, c.FailureHold.Duration())
 	o.Backbones = bbs
 	return o, located(cfg, "optimizer", "optimizer", o.Validate())
+}
+
+// controlChanged reports whether [probes] or [optimizer] differ between old
+// and cur as the daemon runs them, defaults applied: writing a default out
+// is no change. The backbones' parameters are left out: a reload applies
+// them.
+func controlChanged(old, cur *configs.Config) bool {
+	o, oerr := translate(old)
+	c, cerr := translate(cur)
+	o.optimizer.Backbones, c.optimizer.Backbones = nil, nil
+	return oerr != nil || cerr != nil || fmt.Sprint(o) != fmt.Sprint(c) ||
+		old.Probes.Enabled != cur.Probes.Enabled || old.Probes.TCPTSRateLimit != cur.Probes.TCPTSRateLimit ||
+		old.Optimizer.Enabled != cur.Optimizer.Enabled
 }
 
 // take sets *dst to v, the value the file gives key, when the file sets
