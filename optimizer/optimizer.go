@@ -104,6 +104,7 @@ type Optimizer struct {
 	snapIdx   map[netip.Prefix]int
 	proposals []proposal
 	evictable []evictable
+	cands     []Choice // one prefix's, in decide
 
 	overrides atomic.Int64
 
@@ -156,6 +157,7 @@ func New(opt Options, f *fib.FIB, src Source, traffic TrafficSource) (*Optimizer
 		bb:      bb,
 		tracked: map[netip.Prefix]pstate{},
 		rateBuf: make([]float64, opt.RateWindow),
+		cands:   make([]Choice, 0, fib.MaxBackbones),
 		snapIdx: map[netip.Prefix]int{},
 		events:  eventRing{buf: make([]Event, opt.Events)},
 		status:  make([]BackboneStatus, len(bb)),
