@@ -90,7 +90,7 @@ func New(opt Options, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane) (
 		// Every probed pair plus as many passive-only ones.
 		MaxPairs: min(max(opt.TopPrefixes*(nb+1), 1024), 65536),
 		// Passive handshakes may take longer than a probe may.
-		MaxRTT: max(4*time.Second, 2*opt.Timeout),
+		MaxRTT: max(defaultMaxRTT, 2*opt.Timeout),
 	}, f.Prefix, p.clock.now)
 	p.traffic = NewTraffic(opt.Traffic)
 	p.matcher = newMatcher(p.store, p.traffic, opt.FlowTable, opt.Timeout, &p.c)
@@ -187,7 +187,7 @@ func (p *Probes) sweep(now int64) {
 }
 
 // OfferReply hands over a frame addressed to the probe source, received at
-// monotonic time at (the clock of WithClock). It copies the frame's first
+// monotonic time at (on Options.Now's clock). It copies the frame's first
 // bytes into a bounded queue and returns false, dropping the frame, if
 // the queue is full. It never blocks: a forwarder worker calls it.
 func (p *Probes) OfferReply(frame []byte, at int64) bool {
