@@ -8,14 +8,12 @@ import (
 	"time"
 )
 
-// Limits on the number of [[backbone]] and [[customer]] tables.
-const (
-	MaxBackbones = 24
-	MaxCustomers = 24 // the forwarder keeps customer routes in a fib.FIB, one "backbone" per port
-)
-
-// Config is a loaded, validated configuration. Every field holds its final
-// value: defaults are filled in and relative paths are made absolute.
+// Config is a loaded configuration. Values are checked for their type and
+// for the rules of the file itself, relative paths are made absolute, and
+// the settings configs owns have their defaults; the settings a component
+// owns (Probes, Optimizer and the backbones' Cost, CommitMbps and
+// CapacityMbps) are as written, zero when not, and that component's
+// Options supply the defaults and check them.
 type Config struct {
 	Path      string // the file it was loaded from, as given to Load or Parse
 	Forwarder Forwarder
@@ -24,6 +22,19 @@ type Config struct {
 	Probes    Probes
 	Optimizer Optimizer
 	API       API
+
+	at positions // where each key is written, for Line
+}
+
+// Line returns the line of the file that sets key, a path as the file nests
+// it: "probes.timeout", "backbone[1].cost", "probes.tcp_ports[0]". It lets
+// whoever checks a value after Load point at the line to change. For a key
+// the file does not set, written is false and line is that of the nearest
+// enclosing table the file writes (0 when none is): where a message about
+// a default belongs.
+func (c *Config) Line(key string) (line int, written bool) {
+	_, written = c.at[key]
+	return c.at.where(key).line, written
 }
 
 // BackboneByName returns the backbone called name.
@@ -74,9 +85,11 @@ type Backbone struct {
 	// preferred, ties go to the earlier backbone. Default 100 + 10*index.
 	Preference int
 
-	Cost         float64 // cost: milliseconds added to this backbone's score; default 0
-	CommitMbps   float64 // commit_mbps: committed rate; 0 (default) means none
-	CapacityMbps float64 // capacity_mbps: link capacity; 0 (default) means unknown; >= CommitMbps when both set
+	// The optimizer's parameters (optimizer.Backbone), as written; their
+	// zero values are its defaults.
+	Cost         float64 // cost: milliseconds added to this backbone's score
+	CommitMbps   float64 // commit_mbps: committed rate
+	CapacityMbps float64 // capacity_mbps: link capacity
 
 	Static     []netip.Prefix // static: canonical prefixes
 	RouteFiles []RouteFile    // [[backbone.route_file]]
@@ -107,56 +120,43 @@ type Customer struct {
 	NextHopV6 netip.Addr // next_hop_v6: as NextHopV4
 }
 
-// Probes is [probes]: latency measurement of the busiest prefixes.
+// Probes is [probes]: latency measurement of the busiest prefixes. Enabled
+// and TCPTSRateLimit have their defaults; the rest are probes.Options
+// settings, as written: zero (nil TCPPorts) when not.
 type Probes struct {
-	Enabled         bool       // enabled: default true
-	TopPrefixes     int        // top_prefixes: how many of the busiest prefixes to probe; default 1000, 1..1000000
-	Interval        Duration   // interval: default 10s
-	Timeout         Duration   // timeout: default 2s, < Interval
-	RatePerBackbone int        // rate_per_backbone: probes per second; default 100, 1..100000
-	SourceV4        netip.Addr // source_v4: invalid when unset
-	SourceV6        netip.Addr // source_v6: invalid when unset
-	TCPPorts        []int      // tcp_ports: default [443, 80]
-	SampleRing      int        // sample_ring: samples kept; default 4096, power of two
-	FlowTable       int        // flow_table: flows tracked for passive RTT; default 65536
-	TCPTSRateLimit  Duration   // tcp_ts_rate_limit: minimum gap between TCP timestamp samples of a flow; default 100ms
-	// Window is how much history the measurements cover: a backbone's RTT
-	// and loss for a prefix are those of the last Window/2 to Window, so a
-	// shorter window reacts sooner to a change and a longer one is steadier.
-	// window: default 30s.
-	Window Duration
+	Enabled bool // enabled: default true
+	// TCPTSRateLimit (tcp_ts_rate_limit) is the forwarder sampler's
+	// minimum gap between TCP timestamp samples of a flow; default 100ms.
+	TCPTSRateLimit Duration
+
+	TopPrefixes     int        // top_prefixes
+	Interval        Duration   // interval
+	Timeout         Duration   // timeout
+	RatePerBackbone int        // rate_per_backbone
+	SourceV4        netip.Addr // source_v4
+	SourceV6        netip.Addr // source_v6
+	TCPPorts        []int      // tcp_ports; empty but not nil when written empty
+	SampleRing      int        // sample_ring
+	FlowTable       int        // flow_table
+	Window          Duration   // window
 }
 
-// Optimizer is [optimizer]: choosing a backbone per prefix from measurements.
+// Optimizer is [optimizer]: choosing a backbone per prefix from
+// measurements. Enabled has its default; the rest are optimizer.Options
+// settings, as written: zero when not.
 type Optimizer struct {
-	Enabled   bool      // enabled: default true
-	Interval  Duration  // interval: how often to re-decide; default 1s
-	Statistic Statistic // statistic: default StatisticP50
+	Enabled bool // enabled: default true
 
-	// LossPenaltyMs is milliseconds added to a score per percentage point
-	// of loss. Default 100.
-	LossPenaltyMs float64
-
-	// A prefix moves only when the new backbone is better by both
-	// MinImprovementMs (default 5) and MinImprovementPct percent
-	// (default 10) of the current score.
-	MinImprovementMs  float64
-	MinImprovementPct float64
-
-	MinSamples   int      // min_samples: samples needed before a backbone's score counts; default 10
-	HoldDown     Duration // hold_down: minimum time between moves of one prefix; default 60s
-	MaxOverrides int      // max_overrides: prefixes routed away from their default; default 10000
-	FailureHold  Duration // failure_hold: how long a failed backbone is avoided; default 30s
+	Interval          Duration // interval
+	Statistic         string   // statistic
+	LossPenaltyMs     float64  // loss_penalty_ms
+	MinImprovementMs  float64  // min_improvement_ms
+	MinImprovementPct float64  // min_improvement_pct
+	MinSamples        int      // min_samples
+	HoldDown          Duration // hold_down
+	MaxOverrides      int      // max_overrides
+	FailureHold       Duration // failure_hold
 }
-
-// Statistic is how a backbone's latency samples are summarised.
-type Statistic string
-
-// The statistic values.
-const (
-	StatisticP50 Statistic = "p50" // median: robust to outliers
-	StatisticMin Statistic = "min" // minimum: closest to the path's propagation delay
-)
 
 // API is [api]: the HTTP control and metrics endpoint.
 type API struct {

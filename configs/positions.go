@@ -20,6 +20,17 @@ type pos struct{ line, col int }
 // over values, descending into arrays and inline tables.
 type positions map[string]pos
 
+// where returns the position of path or, for a value that is not written
+// (a default), of the nearest enclosing table that is.
+func (at positions) where(path string) pos {
+	for {
+		if p, ok := at[path]; ok || path == "" {
+			return p
+		}
+		path = parent(path)
+	}
+}
+
 // child is the path of key inside the table at path. Keys that would make
 // the path ambiguous are quoted.
 func child(path, key string) string {

@@ -122,3 +122,28 @@ func FuzzScanPositions(f *testing.F) {
 		scanPositions(src)
 	})
 }
+
+func TestLine(t *testing.T) {
+	src := backbone + "cost = 3\n\n[probes]\ninterval = \"5s\"\ntcp_ports = [\n  443,\n  8443,\n]\n"
+	c, err := Parse([]byte(src), "x.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		key     string
+		line    int
+		written bool
+	}{
+		{"backbone[0].cost", 6, true},
+		{"backbone[0].capacity_mbps", 2, false}, // the [[backbone]] header
+		{"probes.interval", 9, true},
+		{"probes.tcp_ports[1]", 12, true},
+		{"probes.timeout", 8, false},
+		{"optimizer.hold_down", 0, false},
+	}
+	for _, tt := range tests {
+		if line, written := c.Line(tt.key); line != tt.line || written != tt.written {
+			t.Errorf("Line(%q) = %d, %v; want %d, %v", tt.key, line, written, tt.line, tt.written)
+		}
+	}
+}

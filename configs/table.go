@@ -51,14 +51,7 @@ func (d *decoder) ok() bool { return d.err == nil }
 
 // where returns the position of path or, for a value that is not written
 // (a default), of the nearest enclosing table that is.
-func (d *decoder) where(path string) pos {
-	for {
-		if p, ok := d.at[path]; ok || path == "" {
-			return p
-		}
-		path = parent(path)
-	}
-}
+func (d *decoder) where(path string) pos { return d.at.where(path) }
 
 // errAt records a value error at the line of path.
 func (d *decoder) errAt(path, prefix, format string, args ...any) {
@@ -307,7 +300,8 @@ func between(lo, hi int64) string {
 	return fmt.Sprintf("use %d to %d", lo, hi)
 }
 
-// float reads a finite number >= 0. Integers are accepted: cost = 5.
+// float reads a number, integers included: cost = 5. Which numbers are
+// allowed (NaN, inf, negative) is the owning component's rule.
 func (t *table) float(key string, dst *float64) {
 	v, ok := t.value(key)
 	if !ok {
@@ -321,10 +315,6 @@ func (t *table) float(key string, dst *float64) {
 		f = v
 	default:
 		t.typeErr(key, "a number", v)
-		return
-	}
-	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0 {
-		t.errf(key, "%s = %v is out of range; use a number of 0 or more", key, f)
 		return
 	}
 	*dst = f
@@ -512,9 +502,9 @@ func (t *table) elemErr(key string, i int, format string, args ...any) {
 	t.d.errAt(elem(child(t.path, key), i), t.name, format, args...)
 }
 
-// ints reads an array of distinct integers in [lo, hi]; ok is false when
-// key is absent or wrong.
-func (t *table) ints(key string, lo, hi int) (_ []int, ok bool) {
+// intList reads an array of integers; ok is false when key is absent or
+// wrong. Written empty, it is empty but not nil.
+func (t *table) intList(key string) (_ []int, ok bool) {
 	vs, ok := t.list(key)
 	if !ok {
 		return nil, false
@@ -522,20 +512,34 @@ func (t *table) ints(key string, lo, hi int) (_ []int, ok bool) {
 	out := make([]int, 0, len(vs))
 	for i, v := range vs {
 		n, ok := v.(int64)
-		switch {
-		case !ok:
+		if !ok {
 			t.elemErr(key, i, "%s must hold integers, not %s", key, describe(v))
-		case n < int64(lo) || n > int64(hi):
+			return nil, false
+		}
+		out = append(out, int(n))
+	}
+	return out, true
+}
+
+// ints reads an array of distinct integers in [lo, hi]; ok is false when
+// key is absent or wrong.
+func (t *table) ints(key string, lo, hi int) (_ []int, ok bool) {
+	ns, ok := t.intList(key)
+	if !ok {
+		return nil, false
+	}
+	for i, n := range ns {
+		switch {
+		case n < lo || n > hi:
 			t.elemErr(key, i, "%s value %d is out of range; %s", key, n, between(int64(lo), int64(hi)))
-		case slices.Contains(out, int(n)):
+		case slices.Contains(ns[:i], n):
 			t.elemErr(key, i, "%s lists %d twice; remove one", key, n)
 		default:
-			out = append(out, int(n))
 			continue
 		}
 		return nil, false
 	}
-	return out, true
+	return ns, true
 }
 
 // prefixes reads an array of distinct canonical prefixes of any family;

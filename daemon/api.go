@@ -9,13 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"os"
 	"strings"
 	"time"
 
 	"github.com/pnap-project/pnap/configs"
-	"github.com/pnap-project/pnap/optimizer"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -116,7 +114,6 @@ func listenAPI(a configs.API) (net.Listener, error) {
 // Stopping shuts the server down within a second.
 func (d *Daemon) startAPI(context.Context) (func() error, error) {
 	cfg := d.cfg.Load()
-	d.pins = &pinTable{fib: d.fib, opt: d.ctl.opt, m: map[netip.Prefix]optimizer.Pin{}}
 	if cfg.API.Listen == "" {
 		return func() error { return nil }, nil
 	}

@@ -44,7 +44,7 @@ func (d *Daemon) fibShow(r *http.Request) (any, error) {
 	def := d.fib.DefaultAmong(e.Route, e.Holders)
 	j.Default = cfg.Backbones[def].Name
 	switch {
-	case d.isPinned(p):
+	case d.ctl.pins.Has(p):
 		j.Why = "pinned"
 	case e.Backbone != def:
 		j.Why = "optimizer"
@@ -166,19 +166,10 @@ type Pin struct {
 
 func (d *Daemon) pinList() []Pin {
 	out := []Pin{}
-	for _, p := range d.pins.list() {
+	for _, p := range d.ctl.pins.List() {
 		out = append(out, Pin{Prefix: p.Prefix.String(), Backbone: p.Name, Since: p.Since.UTC().Format(time.RFC3339)})
 	}
 	return out
-}
-
-func (d *Daemon) isPinned(p netip.Prefix) bool {
-	for _, x := range d.pinList() {
-		if x.Prefix == p.String() {
-			return true
-		}
-	}
-	return false
 }
 
 func (d *Daemon) pin(r *http.Request) (any, error) {
@@ -203,7 +194,7 @@ func (d *Daemon) pin(r *http.Request) (any, error) {
 	if !e.Holders.Has(b) {
 		return nil, &apiError{http.StatusConflict, fmt.Sprintf("backbone %q holds no route for %v", req.Backbone, p)}
 	}
-	if err := d.pins.pin(p, b, req.Backbone); err != nil {
+	if err := d.ctl.pins.Pin(p, b); err != nil {
 		return nil, &apiError{http.StatusConflict, err.Error()}
 	}
 	return Pin{Prefix: p.String(), Backbone: req.Backbone}, nil
@@ -215,7 +206,7 @@ func (d *Daemon) unpin(r *http.Request) (any, error) {
 	if err != nil {
 		return nil, badRequest("prefix %q is not a prefix", q)
 	}
-	was, err := d.pins.unpin(p)
+	was, err := d.ctl.pins.Unpin(p)
 	if err != nil {
 		return nil, &apiError{http.StatusConflict, err.Error()}
 	}

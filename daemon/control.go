@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/fib"
-	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
 )
@@ -16,13 +15,14 @@ import (
 type control struct {
 	probes *probes.Probes
 	opt    *optimizer.Optimizer
+	pins   *optimizer.Pins // the optimizer's, when it runs
 }
 
 // startControl starts the probes and the optimizer. It runs before the
 // workers stage, whose loops hand probe replies to the probes.
 func (d *Daemon) startControl(context.Context) (func() error, error) {
-	cfg := d.cfg.Load()
-	c := &control{}
+	cfg, plan := d.cfg.Load(), d.plan
+	c := &control{pins: optimizer.NewPins(d.fib)}
 	d.ctl = c
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -37,28 +37,30 @@ func (d *Daemon) startControl(context.Context) (func() error, error) {
 	if d.dp.inject != nil {
 		dp = d.dp
 	}
-	c.probes = probes.New(cfg.Probes, d.fib, d.dp.rings, dp,
-		probes.WithClock(forwarder.SampleClock),
-		probes.WithTraffic(probes.TrafficOptions{SampleEvery: trafficSampleEvery}),
-		probes.WithStore(probes.StoreOptions{Window: cfg.Probes.Window.Duration()}))
+	var err error
+	if c.probes, err = probes.New(plan.probes, d.fib, d.dp.rings, dp); err != nil {
+		return nil, err
+	}
 	d.goRun(&wg, "probes", func() error {
 		if err := c.probes.Run(ctx); err != nil && ctx.Err() == nil {
 			d.log.Error("probes stopped", "error", err)
 		}
 		return nil
 	})
-	d.log.Info("probes", "top_prefixes", cfg.Probes.TopPrefixes, "interval", cfg.Probes.Interval, "source_v4", cfg.Probes.SourceV4, "source_v6", cfg.Probes.SourceV6)
+	po := plan.probes
+	d.log.Info("probes", "top_prefixes", po.TopPrefixes, "interval", po.Interval, "source_v4", po.SourceV4, "source_v6", po.SourceV6)
 	if !cfg.Optimizer.Enabled {
 		return stop, nil
 	}
-	o, err := optimizer.New(cfg.Optimizer, cfg.Backbones, d.fib, c.probes, &backboneRates{dp: d.dp}, optimizer.Options{})
+	o, err := optimizer.New(plan.optimizer, d.fib, c.probes, &backboneRates{dp: d.dp})
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	c.opt = o
+	c.opt, c.pins = o, o.Pins()
 	d.goRun(&wg, "optimizer", func() error { o.Run(ctx); return nil })
-	d.log.Info("optimizer", "interval", cfg.Optimizer.Interval, "statistic", cfg.Optimizer.Statistic, "hold_down", cfg.Optimizer.HoldDown)
+	oo := plan.optimizer
+	d.log.Info("optimizer", "interval", oo.Interval, "statistic", oo.Statistic, "hold_down", oo.HoldDown)
 	return stop, nil
 }
 

@@ -37,13 +37,15 @@ type Daemon struct {
 	// cfg is replaced whole by a reload, never written in place, so the API
 	// reads a consistent configuration without a lock.
 	cfg atomic.Pointer[configs.Config]
-	fib *fib.FIB
+	// plan is the components' options, made from the configuration Run
+	// started with.
+	plan plan
+	fib  *fib.FIB
 
 	dp    *dataPlane
 	neigh *neighbours.Tracker
 	slow  *slowPath
 	ctl   *control
-	pins  *pinTable
 
 	// errc carries the failure of any component that runs on its own
 	// goroutine; the first one stops pnapd.
@@ -66,7 +68,12 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 		d.log = slog.New(slog.DiscardHandler)
 	}
 	d.cfg.Store(cfg)
-	stops, err := startStages(ctx, d.stages())
+	var err error
+	if d.plan, err = newPlan(cfg); err != nil {
+		return err
+	}
+	var stops []func() error
+	stops, err = startStages(ctx, d.stages())
 	if err == nil && ctx.Err() == nil {
 		d.log.Info("forwarding", "workers", len(d.dp.loops), "ports", len(d.dp.plane.Ports))
 		err = d.serve(ctx, opts.Reloads)

@@ -55,8 +55,8 @@ func TestStartStagesStopsWhenCancelled(t *testing.T) {
 }
 
 func TestReloadable(t *testing.T) {
-	base := func() *configs.Config {
-		cfg, err := configs.Parse([]byte(reloadBase), "/etc/pnapd/pnapd.toml")
+	parse := func(extra string) *configs.Config {
+		cfg, err := configs.Parse([]byte(reloadBase+extra), "/etc/pnapd/pnapd.toml")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -64,32 +64,34 @@ func TestReloadable(t *testing.T) {
 	}
 	cases := []struct {
 		name   string
+		extra  string // appended to the file
 		edit   func(c *configs.Config)
 		refuse string // "" when the change reloads
 	}{
-		{"nothing", func(*configs.Config) {}, ""},
-		{"routes and cost", func(c *configs.Config) {
+		{"nothing", "", func(*configs.Config) {}, ""},
+		{"a default written out", "[probes]\ntcp_ports = [443, 80]\n", func(*configs.Config) {}, ""},
+		{"routes and cost", "", func(c *configs.Config) {
 			c.Backbones[0].Static = append(c.Backbones[0].Static, netip.MustParsePrefix("198.51.100.0/24"))
 			c.Backbones[0].Cost = 3
 		}, ""},
-		{"same customer routes, new slice", func(c *configs.Config) {
+		{"same customer routes, new slice", "", func(c *configs.Config) {
 			c.Customers[0].Routes = slices.Clone(c.Customers[0].Routes)
 		}, ""},
-		{"customer route", func(c *configs.Config) {
+		{"customer route", "", func(c *configs.Config) {
 			c.Customers[0].Routes = append(c.Customers[0].Routes, netip.MustParsePrefix("192.0.2.128/25"))
 		}, `customer "cust" changed`},
-		{"worker CPUs", func(c *configs.Config) { c.Forwarder.CPUs = []int{1} }, "[forwarder] changed"},
-		{"probe ports", func(c *configs.Config) { c.Probes.TCPPorts = []int{22} }, "[probes]"},
-		{"gateway", func(c *configs.Config) {
+		{"worker CPUs", "", func(c *configs.Config) { c.Forwarder.CPUs = []int{1} }, "[forwarder] changed"},
+		{"probe ports", "[probes]\ntcp_ports = [22]\n", func(*configs.Config) {}, "[probes]"},
+		{"gateway", "", func(c *configs.Config) {
 			c.Backbones[0].GatewayV4 = netip.MustParseAddr("203.0.113.9")
 		}, "interface or gateway changed"},
-		{"a backbone less", func(c *configs.Config) { c.Backbones = c.Backbones[:1] }, "number of backbones"},
+		{"a backbone less", "", func(c *configs.Config) { c.Backbones = c.Backbones[:1] }, "number of backbones"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			cur := base()
+			cur := parse(tc.extra)
 			tc.edit(cur)
-			err := reloadable(base(), cur)
+			err := reloadable(parse(""), cur)
 			switch {
 			case tc.refuse == "" && err != nil:
 				t.Fatalf("refused: %v", err)

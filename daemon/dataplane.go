@@ -119,7 +119,7 @@ func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
 	}
 	dp.makeSlowPorts()
 	if cfg.Probes.Enabled {
-		if err := dp.setUpProbes(cfg, local); err != nil {
+		if err := dp.setUpProbes(d.plan.probes, local); err != nil {
 			return nil, err
 		}
 	}
@@ -284,15 +284,15 @@ func (dp *dataPlane) makeSlowPorts() {
 
 // setUpProbes makes the workers' sample rings and the probe inject ring,
 // and tells the plane which sources probe replies come back to.
-func (dp *dataPlane) setUpProbes(cfg *configs.Config, local []netip.Addr) error {
-	for _, a := range []netip.Addr{cfg.Probes.SourceV4, cfg.Probes.SourceV6} {
+func (dp *dataPlane) setUpProbes(po probes.Options, local []netip.Addr) error {
+	for _, a := range []netip.Addr{po.SourceV4, po.SourceV6} {
 		for _, l := range local {
 			if a.IsValid() && a == l {
 				return fmt.Errorf("[probes] source %v is an address of this box: its replies would go to the kernel, not to pnapd; use an address routed to pnapd but not configured on any interface", a)
 			}
 		}
 	}
-	dp.plane.SetProbeSources(cfg.Probes.SourceV4, cfg.Probes.SourceV6)
+	dp.plane.SetProbeSources(po.SourceV4, po.SourceV6)
 	inject, err := forwarder.NewInjectRing(1024)
 	if err != nil {
 		return err
@@ -300,7 +300,7 @@ func (dp *dataPlane) setUpProbes(cfg *configs.Config, local []netip.Addr) error 
 	dp.inject = inject
 	dp.closers = append(dp.closers, inject.Close)
 	for range dp.byQueue {
-		dp.rings = append(dp.rings, forwarder.NewSampleRing(cfg.Probes.SampleRing))
+		dp.rings = append(dp.rings, forwarder.NewSampleRing(po.SampleRing))
 	}
 	return nil
 }

@@ -20,6 +20,10 @@ func (d *Daemon) reload() {
 	old := d.cfg.Load()
 	path := old.Path
 	cfg, err := configs.Load(path)
+	var p plan
+	if err == nil {
+		p, err = newPlan(cfg)
+	}
 	if err == nil {
 		err = reloadable(old, cfg)
 	}
@@ -33,7 +37,7 @@ func (d *Daemon) reload() {
 		return
 	}
 	if d.ctl.opt != nil {
-		if err := d.ctl.opt.SetBackbones(cfg.Backbones); err != nil {
+		if err := d.ctl.opt.SetBackbones(p.optimizer.Backbones); err != nil {
 			d.log.Error("reload: backbone parameters not applied", "error", err)
 		}
 	}
@@ -76,7 +80,7 @@ func reloadable(old, cur *configs.Config) error {
 	if !reflect.DeepEqual(old.Forwarder, cur.Forwarder) {
 		errs = append(errs, errors.New("[forwarder] changed"))
 	}
-	if !reflect.DeepEqual(old.Probes, cur.Probes) || old.API != cur.API || old.Optimizer != cur.Optimizer {
+	if controlChanged(old, cur) || old.API != cur.API {
 		errs = append(errs, errors.New("[probes], [optimizer] or [api] changed"))
 	}
 	if len(errs) > 0 {

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/pnap-project/pnap/forwarder/xsk"
+	"github.com/pnap-project/pnap/internal/monotime"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +37,7 @@ type LoopOptions struct {
 	// send; it wakes the Loop from poll.
 	Inject *InjectRing
 	// ProbeReply, when set, is given every frame answering a probe
-	// (ActProbe) with the time it was received on SampleClock's clock. The
+	// (ActProbe) with the time it was received, from monotime.Now. The
 	// frame is only valid during the call: copy it. It must not block.
 	ProbeReply func(frame []byte, at int64)
 }
@@ -140,7 +141,7 @@ func (l *Loop) serve(in uint8, p *xsk.Port, frames [][]byte, decisions []Decisio
 			perPort[ds[i].Port] = append(perPort[ds[i].Port], fs[i][ds[i].Skip:ds[i].End])
 		case ActProbe:
 			if l.opt.ProbeReply != nil {
-				l.opt.ProbeReply(fs[i], SampleClock())
+				l.opt.ProbeReply(fs[i], monotime.Now())
 			}
 		case ActSlow:
 			if l.opt.Slow != nil {

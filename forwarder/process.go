@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/internal/monotime"
 )
 
 // Action is what becomes of one packet.
@@ -118,7 +119,7 @@ func (w *Worker) Process(in uint8, frames [][]byte, out []Decision) {
 	var rxBytes uint64
 	var drops [numReasons]uint64
 	if s := w.sampler; s != nil {
-		s.in, s.inbound, s.now = in, port.Role == RoleBackbone, SampleClock()
+		s.in, s.inbound, s.now = in, port.Role == RoleBackbone, monotime.Now()
 	}
 	for k := 0; k < len(frames); k += chunk {
 		fs := frames[k:min(k+chunk, len(frames))]

@@ -49,7 +49,6 @@ type sampler struct {
 	every    uint32
 	count    uint32
 	limit    int64
-	epoch    time.Time
 	ts       [tsSets][tsWays]tsSlot
 	received uint64
 }
@@ -57,7 +56,7 @@ type sampler struct {
 // EnableSampling makes the worker hand packet metadata to opt.Ring. Call it
 // before the worker runs.
 func (w *Worker) EnableSampling(opt SamplerOptions) {
-	s := &sampler{ring: opt.Ring, every: opt.TrafficEvery, limit: int64(opt.TSRateLimit), epoch: sampleEpoch}
+	s := &sampler{ring: opt.Ring, every: opt.TrafficEvery, limit: int64(opt.TSRateLimit)}
 	if s.every == 0 {
 		s.every = 64
 	}
@@ -66,13 +65,6 @@ func (w *Worker) EnableSampling(opt SamplerOptions) {
 	}
 	w.sampler = s
 }
-
-// sampleEpoch is the zero of Sample.Time, shared by every worker and by
-// SampleClock so that samples from different workers compare.
-var sampleEpoch = time.Now()
-
-// SampleClock is the current time on Sample.Time's clock.
-func SampleClock() int64 { return int64(time.Since(sampleEpoch)) }
 
 // worthSampling is finish's quick test, small enough to inline: could the
 // frame carry a sample (a TCP SYN or options, an ICMP message)? Most frames

@@ -4,7 +4,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/probes"
 )
@@ -48,12 +47,12 @@ func benchRig(b *testing.B, n int, measured bool) (*fib.FIB, *benchSource, *Opti
 		}
 		src.snap.Prefixes = append(src.snap.Prefixes, ps)
 	}
-	cfg := testConfig()
-	cfg.MaxOverrides = n
-	cfg.FailureHold = configs.Duration(time.Nanosecond)
-	bbs := []configs.Backbone{{Name: "a", CommitMbps: 10000}, {Name: "b", CapacityMbps: 40000}}
+	opt := testOptions()
+	opt.MaxOverrides = n
+	opt.FailureHold = time.Nanosecond
+	opt.Backbones = []Backbone{{Name: "a", CommitMbps: 10000}, {Name: "b", CapacityMbps: 40000}}
 	tr := fakeTraffic{0: 1e9, 1: 2e9, 2: 3e9, 3: 4e9}
-	o, err := New(cfg, bbs, f, src, tr, Options{})
+	o, err := New(opt, f, src, tr)
 	if err != nil {
 		b.Fatal(err)
 	}

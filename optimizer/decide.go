@@ -38,42 +38,6 @@ func (o *Optimizer) measure(ps *probes.PrefixStats, b fib.BackboneID) Choice {
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-// defaultOf is the backbone the fib selects for route r by default among
-// holders h: lowest preference, then shortest known AS path, then lowest
-// id (fib's defaultSelection). Path lengths are only fetched on a
-// preference tie, which configured preferences (100 + 10*index) never have.
-func (o *Optimizer) defaultOf(r fib.RouteID, h fib.HolderSet) fib.BackboneID {
-	best, bestLen := -1, -2 // -2: not fetched
-	pathLen := func(b int) int {
-		if l := o.fib.PathLen(r, fib.BackboneID(b)); l >= 0 {
-			return l
-		}
-		return 255 // unknown ranks after any known length, as in fib
-	}
-	for b := range o.bb {
-		if !h.Has(fib.BackboneID(b)) {
-			continue
-		}
-		if best < 0 {
-			best = b
-			continue
-		}
-		pb, pc := o.bb[best].pref, o.bb[b].pref
-		switch {
-		case pc < pb:
-			best, bestLen = b, -2
-		case pc == pb:
-			if bestLen == -2 {
-				bestLen = pathLen(best)
-			}
-			if l := pathLen(b); l < bestLen {
-				best, bestLen = b, l
-			}
-		}
-	}
-	return fib.BackboneID(max(best, 0))
-}
-
 // clearWin is the hysteresis: a move must win by MinImprovementMs and by
 // MinImprovementPct of the current score, so two backbones within noise of
 // each other never trade a prefix back and forth.
@@ -209,27 +173,62 @@ type evictable struct {
 	keep     float64
 }
 
+// decision is one measured prefix being decided.
+type decision struct {
+	p       netip.Prefix
+	e       fib.Entry // e.Backbone is where it is
+	def     fib.BackboneID
+	st      pstate // valid when tracked
+	tracked bool
+	// The scores of where it is and of its default, and the measured
+	// holders that have not failed, best first (Optimizer.cands).
+	curC, defC Choice
+	cands      []Choice
+	bps        float64 // its traffic
+}
+
 // decide handles one measured prefix: a clear win moves it (new overrides
 // wait for resolveCap), otherwise a prefix on a backbone above its commit
 // is shed to one not much worse. The way back to the default is a clear
 // win like any other: returning whenever the default merely scored no
 // worse would undo every noise-driven move one hold-down later.
 func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
-	p := ps.Prefix
-	if o.pinned(p) {
+	var d decision
+	if !o.admit(now, ps.Prefix, &d) || !o.score(now, ps, &d) {
 		return
+	}
+	if c, win, ok := o.clearWinner(&d); ok {
+		o.moveOrPropose(now, &d, c, win, o.reason(d.curC, c))
+		return
+	}
+	if c, ok := o.shedTarget(&d); ok {
+		o.moveOrPropose(now, &d, c, d.curC.Score-c.Score, CommitExceeded)
+		return
+	}
+	if d.e.Backbone != d.def && d.defC.Measured {
+		o.evictable = append(o.evictable, evictable{p: d.p, e: d.e, cur: d.curC, def: d.defC, bps: d.bps, keep: d.defC.Score - d.curC.Score})
+	}
+}
+
+// admit fills in d for prefix p and reports whether p is the optimizer's to
+// decide now: not pinned, still routed, with a choice of holders, not
+// moved already this Step, and neither stranded on a failed backbone nor
+// in hold-down. It brings p's remembered state up to date on the way.
+func (o *Optimizer) admit(now time.Time, p netip.Prefix, d *decision) bool {
+	if o.pins.Has(p) {
+		return false
 	}
 	e, ok := o.fib.Route(p)
 	if !ok {
 		o.pending.Gone++
-		return
+		return false
 	}
 	st, tracked := o.tracked[p]
 	if e.Holders.Len() < 2 && !tracked {
-		return // nothing to choose from
+		return false // nothing to choose from
 	}
 	cur := e.Backbone
-	def := o.defaultOf(e.Route, e.Holders)
+	def := o.fib.DefaultAmong(e.Route, e.Holders)
 	if cur != def && !tracked {
 		// Overridden by someone else (the API) or before a restart: it
 		// takes a slot like ours.
@@ -237,7 +236,7 @@ func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 	}
 	if tracked {
 		if st.seen == o.gen {
-			return // moved already this Step (evacuated)
+			return false // moved already this Step (evacuated)
 		}
 		o.setOverride(&st, cur != def)
 		st.seen = o.gen
@@ -248,38 +247,42 @@ func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 		if tracked {
 			o.tracked[p] = st
 		}
-		return
+		return false
 	}
+	*d = decision{p: p, e: e, def: def, st: st, tracked: tracked}
+	return true
+}
 
-	var buf [fib.MaxBackbones]Choice
-	cands := buf[:0]
-	var curC, defC Choice
+// score measures d's holders that have not failed and sorts the measured
+// ones best first. It reports whether where the prefix is has a score:
+// without one there is no clear win to see, and only failure moves it.
+func (o *Optimizer) score(now time.Time, ps *probes.PrefixStats, d *decision) bool {
+	cur := d.e.Backbone
+	d.cands = o.cands[:0]
 	for b := range o.bb {
 		id := fib.BackboneID(b)
-		if !e.Holders.Has(id) || o.bb[b].failed(now) {
+		if !d.e.Holders.Has(id) || o.bb[b].failed(now) {
 			continue
 		}
 		c := o.measure(ps, id)
 		switch id {
 		case cur:
-			curC = c
-		case def:
-			defC = c
+			d.curC = c
+		case d.def:
+			d.defC = c
 		}
 		if c.Measured {
-			cands = append(cands, c)
+			d.cands = append(d.cands, c)
 		}
 	}
-	if tracked {
-		if curC.Measured {
-			st.measured = now.UnixNano()
+	if d.tracked {
+		if d.curC.Measured {
+			d.st.measured = now.UnixNano()
 		}
-		o.tracked[p] = st // before any move, which updates it
+		o.tracked[d.p] = d.st // before any move, which updates it
 	}
-	if !curC.Measured {
-		// Without a score for where it is there is no clear win to see;
-		// only failure moves an unmeasured prefix.
-		return
+	if !d.curC.Measured {
+		return false
 	}
 	// Best first; on a tie the current backbone, then the default, so that
 	// equal scores never move anything.
@@ -287,12 +290,12 @@ func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 		switch c.Backbone {
 		case cur:
 			return 0
-		case def:
+		case d.def:
 			return 1
 		}
 		return 2
 	}
-	slices.SortFunc(cands, func(a, b Choice) int {
+	slices.SortFunc(d.cands, func(a, b Choice) int {
 		switch {
 		case a.Score < b.Score:
 			return -1
@@ -304,56 +307,64 @@ func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 		}
 		return int(a.Backbone) - int(b.Backbone)
 	})
-	bps := ps.Traffic * o.cfg.bitsPerPacket
+	d.bps = ps.Traffic * o.cfg.bitsPerPacket
+	return true
+}
 
-	for _, c := range cands {
-		win := curC.Score - c.Score
-		if c.Backbone == cur || !o.clearWin(win, curC.Score) {
+// clearWinner returns the best holder that wins clearly over where d's
+// prefix is and fits its limits, and its win, counting the better ones
+// that do not fit.
+func (o *Optimizer) clearWinner(d *decision) (Choice, float64, bool) {
+	for _, c := range d.cands {
+		win := d.curC.Score - c.Score
+		if c.Backbone == d.e.Backbone || !o.clearWin(win, d.curC.Score) {
 			break // sorted: nothing further wins more
 		}
-		if f := o.fits(c.Backbone, bps, win); f != fitOK {
+		if f := o.fits(c.Backbone, d.bps, win); f != fitOK {
 			o.countBlocked(f)
 			continue
 		}
-		r := o.reason(curC, c)
-		if cur == def && c.Backbone != def {
-			o.shift(cur, c.Backbone, bps)
-			o.proposals = append(o.proposals, proposal{p: p, e: e, def: def, from: curC, to: c, bps: bps, win: win, reason: r})
-			return
+		return c, win, true
+	}
+	return Choice{}, 0, false
+}
+
+// shedTarget returns where to shed d's prefix when its backbone runs above
+// its commit: the best other holder less than CommitWinMs worse that
+// stays strictly under its own commit, so that shedding does not just move
+// the overage elsewhere.
+func (o *Optimizer) shedTarget(d *decision) (Choice, bool) {
+	if !o.overCommit(d.e.Backbone) || d.bps <= 0 {
+		return Choice{}, false
+	}
+	for _, c := range d.cands {
+		if c.Backbone == d.e.Backbone {
+			continue
 		}
-		if o.move(now, p, e, def, curC, c, r) {
-			o.shift(cur, c.Backbone, bps)
+		if c.Score-d.curC.Score >= o.cfg.commitWinMs {
+			break
 		}
+		if o.fits(c.Backbone, d.bps, 0) == fitOK {
+			return c, true
+		}
+	}
+	return Choice{}, false
+}
+
+// moveOrPropose takes d's prefix to c. A new override (off the default)
+// waits for resolveCap, which applies the Step's largest wins within
+// MaxOverrides; its traffic is shifted now so that later checks in the
+// Step see it. Any other move (back to the default, or from one override
+// to another) takes no new slot and is made at once.
+func (o *Optimizer) moveOrPropose(now time.Time, d *decision, c Choice, win float64, r Reason) {
+	cur := d.e.Backbone
+	if cur == d.def && c.Backbone != d.def {
+		o.shift(cur, c.Backbone, d.bps)
+		o.proposals = append(o.proposals, proposal{p: d.p, e: d.e, def: d.def, from: d.curC, to: c, bps: d.bps, win: win, reason: r})
 		return
 	}
-
-	if o.overCommit(cur) && bps > 0 {
-		for _, c := range cands {
-			if c.Backbone == cur {
-				continue
-			}
-			if c.Score-curC.Score >= o.cfg.commitWinMs {
-				break
-			}
-			// Strictly under the target's own commit: shedding must not
-			// just move the overage elsewhere.
-			if o.fits(c.Backbone, bps, 0) != fitOK {
-				continue
-			}
-			if cur == def && c.Backbone != def {
-				o.shift(cur, c.Backbone, bps)
-				o.proposals = append(o.proposals, proposal{p: p, e: e, def: def, from: curC, to: c, bps: bps, win: curC.Score - c.Score, reason: CommitExceeded})
-				return
-			}
-			if o.move(now, p, e, def, curC, c, CommitExceeded) {
-				o.shift(cur, c.Backbone, bps)
-			}
-			return
-		}
-	}
-
-	if cur != def && defC.Measured {
-		o.evictable = append(o.evictable, evictable{p: p, e: e, cur: curC, def: defC, bps: bps, keep: defC.Score - curC.Score})
+	if o.move(now, d.p, d.e, d.def, d.curC, c, r) {
+		o.shift(cur, c.Backbone, d.bps)
 	}
 }
 
@@ -421,7 +432,7 @@ func (o *Optimizer) resolveCap(now time.Time) {
 func (o *Optimizer) reconcile(now time.Time) {
 	nowNs := now.UnixNano()
 	for p, st := range o.tracked {
-		if o.pinned(p) {
+		if o.pins.Has(p) {
 			delete(o.tracked, p) // the operator's now; counted again after Unpin
 			continue
 		}
@@ -441,7 +452,7 @@ func (o *Optimizer) reconcile(now time.Time) {
 			delete(o.tracked, p)
 			continue
 		}
-		def := o.defaultOf(e.Route, e.Holders)
+		def := o.fib.DefaultAmong(e.Route, e.Holders)
 		o.setOverride(&st, e.Backbone != def)
 		st.seen = o.gen
 		if !st.override {

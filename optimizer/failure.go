@@ -77,7 +77,7 @@ func (o *Optimizer) evacuate(now time.Time, snap *probes.Snapshot) {
 		})
 		for _, p := range o.sweep {
 			e, ok := o.fib.Route(p)
-			if !ok || e.Backbone != b || o.pinned(p) {
+			if !ok || e.Backbone != b || o.pins.Has(p) {
 				continue
 			}
 			others := e.Holders &^ failed
@@ -101,10 +101,10 @@ func (o *Optimizer) evacuate(now time.Time, snap *probes.Snapshot) {
 				}
 			}
 			if !to.Measured {
-				d := o.defaultOf(e.Route, others)
+				d := o.fib.DefaultAmong(e.Route, others)
 				to = Choice{Backbone: d, Name: o.bb[d].name}
 			}
-			if o.move(now, p, e, o.defaultOf(e.Route, e.Holders), from, to, BackboneFailed) {
+			if o.move(now, p, e, o.fib.DefaultAmong(e.Route, e.Holders), from, to, BackboneFailed) {
 				o.shift(b, to.Backbone, bps)
 			}
 		}

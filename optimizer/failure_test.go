@@ -5,15 +5,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/probes"
 )
 
 func TestBackboneFailure(t *testing.T) {
-	cfg := testConfig()
-	cfg.HoldDown = configs.Duration(10 * time.Second)
-	r := newRig(t, 6, cfg, nil, Options{})
+	opt := testOptions()
+	opt.HoldDown = 10 * time.Second
+	r := newRig(t, 6, opt)
 	only := netip.MustParsePrefix("10.99.0.0/24") // a is its only holder
 	if err := r.f.Add(bbA, only, 1); err != nil {
 		t.Fatal(err)
@@ -87,7 +86,7 @@ func TestBackboneFailure(t *testing.T) {
 }
 
 func TestFailureSweepsNewRoutes(t *testing.T) {
-	r := newRig(t, 2, testConfig(), nil, Options{})
+	r := newRig(t, 2, testOptions())
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 40, ProbesLost: 20, Loss: 0.5}
 	r.step(time.Second)
 	r.expectSel(pfx(0), bbB)
@@ -105,7 +104,7 @@ func TestFailureSweepsNewRoutes(t *testing.T) {
 }
 
 func TestFailureNeedsEnoughProbes(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 19, ProbesLost: 19, Loss: 1}
 	r.step(time.Second)
 	r.expectSel(pfx(0), bbA)
@@ -121,7 +120,7 @@ func TestFailureLastRoundLost(t *testing.T) {
 	f := newFIB(t, 2)
 	src := roundSource{newSource()}
 	src.rounds = map[fib.BackboneID]Round{bbA: {Sent: 10, Lost: 9}}
-	o, err := New(testConfig(), nil, f, src, nil, Options{})
+	o, err := New(testOptions(), f, src, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

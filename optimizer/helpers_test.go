@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/probes"
 )
@@ -21,19 +20,14 @@ const (
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func testConfig() configs.Optimizer {
-	return configs.Optimizer{
-		Enabled:           true,
-		Interval:          configs.Duration(time.Second),
-		Statistic:         configs.StatisticP50,
-		LossPenaltyMs:     100,
-		MinImprovementMs:  5,
-		MinImprovementPct: 10,
-		MinSamples:        10,
-		HoldDown:          configs.Duration(60 * time.Second),
-		MaxOverrides:      100,
-		FailureHold:       configs.Duration(30 * time.Second),
-	}
+// testOptions are the defaults with the [optimizer] settings the tests are
+// written for spelled out, and room for 100 overrides.
+func testOptions() Options {
+	o := DefaultOptions()
+	o.Interval, o.Statistic, o.LossPenaltyMs = time.Second, StatisticP50, 100
+	o.MinImprovementMs, o.MinImprovementPct, o.MinSamples = 5, 10, 10
+	o.HoldDown, o.MaxOverrides, o.FailureHold = 60*time.Second, 100, 30*time.Second
+	return o
 }
 
 func pfx(i int) netip.Prefix {
@@ -136,10 +130,10 @@ type rig struct {
 	now time.Time
 }
 
-func newRig(t testing.TB, n int, cfg configs.Optimizer, bbs []configs.Backbone, opt Options) *rig {
+func newRig(t testing.TB, n int, opt Options) *rig {
 	t.Helper()
 	r := &rig{t: t, f: newFIB(t, n), src: newSource(), tr: fakeTraffic{}, now: t0}
-	o, err := New(cfg, bbs, r.f, r.src, r.tr, opt)
+	o, err := New(opt, r.f, r.src, r.tr)
 	if err != nil {
 		t.Fatal(err)
 	}

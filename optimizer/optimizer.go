@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/probes"
 )
@@ -42,78 +41,7 @@ var (
 	_ RoundSource = (*probes.Probes)(nil)
 )
 
-// Options are the optimizer's tunables that are not in the configuration
-// file. The zero value is usable.
-type Options struct {
-	// Now is the clock Run passes to Step. Default time.Now.
-	Now func() time.Time
-	// RateWindow is how many rate samples (one per Step) the 95th
-	// percentile of a backbone's rate is taken over. Default 300: five
-	// minutes at the default one-second interval.
-	RateWindow int
-	// MeanPacketBytes converts a prefix's packets per second
-	// (PrefixStats.Traffic) into bits per second for the commit and
-	// capacity checks. Default 1000: above the simple-IMIX mean (340
-	// bytes) and near the large-packet-dominated mix transit carries
-	// toward eyeballs, so a move's load is overestimated rather than
-	// under: the checks err on the side of not moving.
-	MeanPacketBytes float64
-	// CommitWinMs is the win, in ms of score, that justifies moving a
-	// prefix onto a backbone that would then run above its commit, and
-	// the most a prefix may lose when shed from a backbone above its
-	// commit. Default 50: a path that much better (a continent's detour)
-	// is worth burst pricing; ordinary differences between transits in
-	// one metro are a few ms and are not.
-	CommitWinMs float64
-	// A backbone fails when, over the store's window, at least
-	// FailMinProbes probes were sent and at least FailLoss of them were
-	// lost, or when a whole round of at least FailRoundMin probes was
-	// lost (RoundSource). Defaults 0.5, 20 and 10: at a 10 % baseline
-	// loss, 10 or more lost of 20 has probability 7e-6 and 10 of 10
-	// 1e-10, so a noisy but working backbone is not failed.
-	FailLoss      float64
-	FailMinProbes uint64
-	FailRoundMin  uint64
-	// StaleAfter is how long an override may go without measurements
-	// (its prefix left the snapshot) before it returns to the default,
-	// so that overrides nobody measures do not hold MaxOverrides slots
-	// forever. Default 10 minutes.
-	StaleAfter time.Duration
-	// Events is how many events are kept. Default 10000.
-	Events int
-}
-
-func (o *Options) fill() {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	if o.RateWindow <= 0 {
-		o.RateWindow = 300
-	}
-	if o.MeanPacketBytes <= 0 {
-		o.MeanPacketBytes = 1000
-	}
-	if o.CommitWinMs <= 0 {
-		o.CommitWinMs = 50
-	}
-	if o.FailLoss <= 0 {
-		o.FailLoss = 0.5
-	}
-	if o.FailMinProbes == 0 {
-		o.FailMinProbes = 20
-	}
-	if o.FailRoundMin == 0 {
-		o.FailRoundMin = 10
-	}
-	if o.StaleAfter <= 0 {
-		o.StaleAfter = 10 * time.Minute
-	}
-	if o.Events <= 0 {
-		o.Events = 10000
-	}
-}
-
-// settings is configs.Optimizer in the units Step works in.
+// settings are Options in the units Step works in.
 type settings struct {
 	interval      time.Duration
 	useMin        bool // statistic = min, else p50
@@ -130,13 +58,10 @@ type settings struct {
 
 // backbone is the optimizer's view of one fib backbone.
 type backbone struct {
-	name        string
-	pref        int
-	cost        float64 // ms
-	commitBps   float64 // 0: none
-	capacityBps float64 // 0: unknown
-	rate        rateWindow
-	last, p95   float64 // bits/s as of this Step
+	name string
+	params
+	rate      rateWindow
+	last, p95 float64 // bits/s as of this Step
 	// delta is the traffic, bits/s, this Step has moved onto the backbone
 	// (negative: off it), so that moves within one Step see each other.
 	delta       float64
@@ -179,11 +104,11 @@ type Optimizer struct {
 	snapIdx   map[netip.Prefix]int
 	proposals []proposal
 	evictable []evictable
+	cands     []Choice // one prefix's, in decide
 
 	overrides atomic.Int64
 
-	pinMu sync.Mutex
-	pins  map[netip.Prefix]Pin
+	pins *Pins
 
 	mu       sync.Mutex // guards what readers outside Step see
 	events   eventRing
@@ -191,72 +116,80 @@ type Optimizer struct {
 	status   []BackboneStatus
 }
 
-// New makes an optimizer for f. backbones are the configured ones (for
-// Cost, CommitMbps, CapacityMbps), matched to f's backbones by name; a fib
-// backbone not among them has no cost and no limits. traffic may be nil:
-// every backbone then carries nothing and the commit and capacity checks
-// pass.
-func New(cfg configs.Optimizer, backbones []configs.Backbone, f *fib.FIB, src Source, traffic TrafficSource, opt Options) (*Optimizer, error) {
+// New makes an optimizer for f, reading measurements from src. traffic may
+// be nil: every backbone then carries nothing and the commit and capacity
+// checks pass. It refuses Options that do not Validate and backbones that
+// are not in f.
+func New(opt Options, f *fib.FIB, src Source, traffic TrafficSource) (*Optimizer, error) {
 	if f == nil || src == nil {
 		return nil, fmt.Errorf("optimizer: need a FIB and a measurement source")
 	}
-	opt.fill()
-	s := settings{
-		interval:      cfg.Interval.Duration(),
-		lossPenalty:   cfg.LossPenaltyMs,
-		minImpMs:      cfg.MinImprovementMs,
-		minImpFrac:    cfg.MinImprovementPct / 100,
-		holdDown:      cfg.HoldDown.Duration(),
-		maxOverrides:  cfg.MaxOverrides,
-		failureHold:   cfg.FailureHold.Duration(),
-		commitWinMs:   opt.CommitWinMs,
-		bitsPerPacket: opt.MeanPacketBytes * 8,
+	if err := opt.Validate(); err != nil {
+		return nil, fmt.Errorf("optimizer: %w", err)
 	}
-	switch cfg.Statistic {
-	case configs.StatisticP50, "":
-	case configs.StatisticMin:
-		s.useMin = true
-	default:
-		return nil, fmt.Errorf("optimizer: statistic %q; use %q or %q", cfg.Statistic, configs.StatisticP50, configs.StatisticMin)
-	}
-	if cfg.MinSamples < 1 {
-		return nil, fmt.Errorf("optimizer: min_samples %d; use 1 or more", cfg.MinSamples)
-	}
-	s.minSamples = uint64(cfg.MinSamples)
-	if cfg.MaxOverrides < 0 || cfg.LossPenaltyMs < 0 || cfg.MinImprovementMs < 0 || cfg.MinImprovementPct < 0 || cfg.MinImprovementPct >= 100 {
-		return nil, fmt.Errorf("optimizer: max_overrides, loss_penalty_ms, min_improvement_ms must not be negative and min_improvement_pct must be in [0, 100)")
-	}
-	if s.interval <= 0 {
-		s.interval = time.Second
+	params, err := paramsOf(f, opt.Backbones)
+	if err != nil {
+		return nil, err
 	}
 	fbs := f.Backbones()
 	bb := make([]backbone, len(fbs))
 	for i, b := range fbs {
-		bb[i] = backbone{name: b.Name, pref: b.Preference, rate: newRateWindow(opt.RateWindow)}
+		bb[i] = backbone{name: b.Name, rate: newRateWindow(opt.RateWindow)}
 	}
-	for _, c := range backbones {
-		id, ok := f.BackboneID(c.Name)
-		if !ok {
-			return nil, fmt.Errorf("optimizer: backbone %q is not in the FIB", c.Name)
-		}
-		if c.Cost < 0 || c.CommitMbps < 0 || c.CapacityMbps < 0 {
-			return nil, fmt.Errorf("optimizer: backbone %q: cost, commit_mbps and capacity_mbps must not be negative", c.Name)
-		}
-		bb[id].cost, bb[id].commitBps, bb[id].capacityBps = c.Cost, c.CommitMbps*1e6, c.CapacityMbps*1e6
+	for id, p := range params {
+		bb[id].params = p
 	}
 	o := &Optimizer{
-		cfg: s, opt: opt, fib: f, src: src, traffic: traffic,
+		cfg: settings{
+			interval:      opt.Interval,
+			useMin:        opt.Statistic == StatisticMin,
+			lossPenalty:   opt.LossPenaltyMs,
+			minImpMs:      opt.MinImprovementMs,
+			minImpFrac:    opt.MinImprovementPct / 100,
+			minSamples:    uint64(opt.MinSamples),
+			holdDown:      opt.HoldDown,
+			maxOverrides:  opt.MaxOverrides,
+			failureHold:   opt.FailureHold,
+			commitWinMs:   opt.CommitWinMs,
+			bitsPerPacket: opt.MeanPacketBytes * 8,
+		},
+		opt: opt, fib: f, src: src, traffic: traffic,
 		bb:      bb,
 		tracked: map[netip.Prefix]pstate{},
-		pins:    map[netip.Prefix]Pin{},
 		rateBuf: make([]float64, opt.RateWindow),
+		cands:   make([]Choice, 0, fib.MaxBackbones),
 		snapIdx: map[netip.Prefix]int{},
 		events:  eventRing{buf: make([]Event, opt.Events)},
 		status:  make([]BackboneStatus, len(bb)),
 	}
+	o.pins = newPins(f, opt.Now, o.record)
 	o.publish(time.Time{})
 	return o, nil
 }
+
+// params are a backbone's parameters in the units Step works in.
+type params struct {
+	cost        float64 // ms
+	commitBps   float64 // 0: none
+	capacityBps float64 // 0: unknown
+}
+
+// paramsOf finds each of bs, already validated, in f.
+func paramsOf(f *fib.FIB, bs []Backbone) (map[fib.BackboneID]params, error) {
+	out := make(map[fib.BackboneID]params, len(bs))
+	for _, b := range bs {
+		id, ok := f.BackboneID(b.Name)
+		if !ok {
+			return nil, fmt.Errorf("optimizer: backbone %q is not in the FIB", b.Name)
+		}
+		out[id] = params{b.Cost, b.CommitMbps * 1e6, b.CapacityMbps * 1e6}
+	}
+	return out, nil
+}
+
+// Pins are the operator's pins, which the optimizer leaves alone; pinning
+// and unpinning through them is logged as events.
+func (o *Optimizer) Pins() *Pins { return o.pins }
 
 // Run calls Step every Interval until ctx is done.
 func (o *Optimizer) Run(ctx context.Context) {
@@ -367,26 +300,23 @@ func (o *Optimizer) Backbones() []BackboneStatus {
 	return append([]BackboneStatus(nil), o.status...)
 }
 
-// SetBackbones applies new backbone parameters (cost, commit, capacity;
-// matched by name) from a reloaded configuration. It takes effect from the
-// next Step.
-func (o *Optimizer) SetBackbones(backbones []configs.Backbone) error {
-	type params struct{ cost, commit, capacity float64 }
-	next := make(map[fib.BackboneID]params, len(backbones))
-	for _, c := range backbones {
-		id, ok := o.fib.BackboneID(c.Name)
-		if !ok {
-			return fmt.Errorf("optimizer: backbone %q is not in the FIB", c.Name)
+// SetBackbones applies new backbone parameters (matched by name) from a
+// reloaded configuration, from the next Step on. Backbones left out keep
+// theirs. It refuses them all if one is wrong.
+func (o *Optimizer) SetBackbones(bs []Backbone) error {
+	for _, b := range bs {
+		if err := b.Validate(); err != nil {
+			return fmt.Errorf("optimizer: backbone %q: %w", b.Name, err)
 		}
-		if c.Cost < 0 || c.CommitMbps < 0 || c.CapacityMbps < 0 {
-			return fmt.Errorf("optimizer: backbone %q: cost, commit_mbps and capacity_mbps must not be negative", c.Name)
-		}
-		next[id] = params{c.Cost, c.CommitMbps * 1e6, c.CapacityMbps * 1e6}
+	}
+	next, err := paramsOf(o.fib, bs)
+	if err != nil {
+		return err
 	}
 	o.stepMu.Lock()
 	defer o.stepMu.Unlock()
 	for id, p := range next {
-		o.bb[id].cost, o.bb[id].commitBps, o.bb[id].capacityBps = p.cost, p.commit, p.capacity
+		o.bb[id].params = p
 	}
 	return nil
 }

@@ -7,12 +7,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 )
 
 func TestHysteresis(t *testing.T) {
-	r := newRig(t, 2, testConfig(), nil, Options{})
+	r := newRig(t, 2, testOptions())
 	p, q := pfx(0), pfx(1)
 	// p: b is 3 ms better (under MinImprovementMs). q: b is 6 ms better
 	// on 100 ms (under MinImprovementPct).
@@ -38,7 +37,7 @@ func TestHysteresis(t *testing.T) {
 }
 
 func TestMinSamples(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.src.set(p, bbA, 50, 0, 50)
 	r.src.set(p, bbB, 10, 0, 9)
@@ -50,7 +49,7 @@ func TestMinSamples(t *testing.T) {
 }
 
 func TestCurrentUnmeasuredStays(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.src.set(p, bbA, 50, 0, 3) // too few to score
 	r.src.set(p, bbB, 10, 0, 50)
@@ -63,7 +62,7 @@ func TestCurrentUnmeasuredStays(t *testing.T) {
 
 func TestTotalLossCountsAsSamples(t *testing.T) {
 	// Every probe through a lost: no RTT, but the 100 % loss must move it.
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.src.set(p, bbA, 0, 1, 30)
 	r.src.set(p, bbB, 40, 0, 30)
@@ -75,7 +74,7 @@ func TestTotalLossCountsAsSamples(t *testing.T) {
 }
 
 func TestHoldDown(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.src.set(p, bbA, 50, 0, 50)
 	r.src.set(p, bbB, 30, 0, 50)
@@ -91,7 +90,7 @@ func TestHoldDown(t *testing.T) {
 }
 
 func TestBackToDefault(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.src.set(p, bbA, 50, 0, 50)
 	r.src.set(p, bbB, 30, 0, 50)
@@ -114,9 +113,9 @@ func TestBackToDefault(t *testing.T) {
 }
 
 func TestMaxOverrides(t *testing.T) {
-	cfg := testConfig()
-	cfg.MaxOverrides = 2
-	r := newRig(t, 6, cfg, nil, Options{})
+	opt := testOptions()
+	opt.MaxOverrides = 2
+	r := newRig(t, 6, opt)
 	// Wins of 10, 20, 30, 40 ms on a 100 ms default: only the two largest
 	// get the two slots.
 	for i, win := range []float64{10, 20, 30, 40} {
@@ -157,8 +156,9 @@ func TestMaxOverrides(t *testing.T) {
 }
 
 func TestCommitLimit(t *testing.T) {
-	bbs := []configs.Backbone{{Name: "b", CommitMbps: 100}}
-	r := newRig(t, 2, testConfig(), bbs, Options{RateWindow: 10})
+	opt := testOptions()
+	opt.Backbones, opt.RateWindow = []Backbone{{Name: "b", CommitMbps: 100}}, 10
+	r := newRig(t, 2, opt)
 	r.tr[bbB] = 92e6
 	p, q := pfx(0), pfx(1)
 	// 10 Mbit/s onto b at 92: 102 > 100. A 10 ms win does not justify it.
@@ -186,8 +186,9 @@ func TestCommitLimit(t *testing.T) {
 }
 
 func TestCapacityLimit(t *testing.T) {
-	bbs := []configs.Backbone{{Name: "b", CapacityMbps: 100}}
-	r := newRig(t, 1, testConfig(), bbs, Options{RateWindow: 10})
+	opt := testOptions()
+	opt.Backbones, opt.RateWindow = []Backbone{{Name: "b", CapacityMbps: 100}}, 10
+	r := newRig(t, 1, opt)
 	r.tr[bbB] = 95e6
 	p := pfx(0)
 	r.src.set(p, bbA, 300, 0, 50)
@@ -205,8 +206,9 @@ func TestCapacityLimit(t *testing.T) {
 }
 
 func TestCapacityCountsMovesWithinAStep(t *testing.T) {
-	bbs := []configs.Backbone{{Name: "b", CapacityMbps: 100}}
-	r := newRig(t, 5, testConfig(), bbs, Options{RateWindow: 10})
+	opt := testOptions()
+	opt.Backbones, opt.RateWindow = []Backbone{{Name: "b", CapacityMbps: 100}}, 10
+	r := newRig(t, 5, opt)
 	r.tr[bbB] = 60e6
 	for i := range 5 {
 		r.src.set(pfx(i), bbA, 50, 0, 50)
@@ -227,8 +229,9 @@ func TestCapacityCountsMovesWithinAStep(t *testing.T) {
 }
 
 func TestCommitShedding(t *testing.T) {
-	bbs := []configs.Backbone{{Name: "a", CommitMbps: 100}}
-	r := newRig(t, 3, testConfig(), bbs, Options{RateWindow: 10})
+	opt := testOptions()
+	opt.Backbones, opt.RateWindow = []Backbone{{Name: "a", CommitMbps: 100}}, 10
+	r := newRig(t, 3, opt)
 	r.tr[bbA] = 120e6
 	for i := range 3 {
 		r.src.set(pfx(i), bbA, 20, 0, 50)
@@ -257,8 +260,9 @@ func TestCommitShedding(t *testing.T) {
 }
 
 func TestCostShiftsChoice(t *testing.T) {
-	bbs := []configs.Backbone{{Name: "b", Cost: 20}}
-	r := newRig(t, 2, testConfig(), bbs, Options{})
+	opt := testOptions()
+	opt.Backbones = []Backbone{{Name: "b", Cost: 20}}
+	r := newRig(t, 2, opt)
 	p, q := pfx(0), pfx(1)
 	// b is 10 ms faster, but costs 20: a stays.
 	r.src.set(p, bbA, 30, 0, 50)
@@ -272,8 +276,9 @@ func TestCostShiftsChoice(t *testing.T) {
 	r.expectSel(q, bbC)
 
 	// Equal RTTs, a expensive: the move is for cost.
-	bbs = []configs.Backbone{{Name: "a", Cost: 30}}
-	r = newRig(t, 1, testConfig(), bbs, Options{})
+	opt = testOptions()
+	opt.Backbones = []Backbone{{Name: "a", Cost: 30}}
+	r = newRig(t, 1, opt)
 	r.src.set(p, bbA, 20, 0, 50)
 	r.src.set(p, bbB, 20, 0, 50)
 	r.step(time.Second)
@@ -284,7 +289,9 @@ func TestCostShiftsChoice(t *testing.T) {
 }
 
 func TestEvents(t *testing.T) {
-	r := newRig(t, 3, testConfig(), nil, Options{Events: 2})
+	opt := testOptions()
+	opt.Events = 2
+	r := newRig(t, 3, opt)
 	r.src.set(pfx(0), bbA, 50, 0, 40)
 	r.src.set(pfx(0), bbB, 20, 0, 30)
 	r.src.set(pfx(1), bbA, 20, 0.10, 100) // 20 + 1000
@@ -322,9 +329,9 @@ func TestEvents(t *testing.T) {
 }
 
 func TestStatisticMin(t *testing.T) {
-	cfg := testConfig()
-	cfg.Statistic = configs.StatisticMin
-	r := newRig(t, 1, cfg, nil, Options{})
+	opt := testOptions()
+	opt.Statistic = StatisticMin
+	r := newRig(t, 1, opt)
 	p := pfx(0)
 	r.src.set(p, bbA, 30, 0, 50)
 	r.src.set(p, bbB, 20, 0, 50)
@@ -337,9 +344,9 @@ func TestStatisticMin(t *testing.T) {
 // TestNoFlapping: two backbones whose RTTs differ by noise only never
 // trade the prefix, even with a short hold-down.
 func TestNoFlapping(t *testing.T) {
-	cfg := testConfig()
-	cfg.HoldDown = configs.Duration(time.Second)
-	r := newRig(t, 1, cfg, nil, Options{})
+	opt := testOptions()
+	opt.HoldDown = time.Second
+	r := newRig(t, 1, opt)
 	p := pfx(0)
 	rng := rand.New(rand.NewPCG(1, 2))
 	noise := func() float64 { return 20 + 2*(2*rng.Float64()-1) } // 18..22 ms: differences under MinImprovementMs
@@ -356,7 +363,7 @@ func TestNoFlapping(t *testing.T) {
 // TestNoisyMovesRespectHoldDown: with noise wide enough to cross the
 // hysteresis now and then, moves still come at most once per hold-down.
 func TestNoisyMovesRespectHoldDown(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	rng := rand.New(rand.NewPCG(3, 4))
 	noise := func() float64 { return 20 + 10*(2*rng.Float64()-1) } // 10..30 ms
@@ -377,7 +384,7 @@ func TestNoisyMovesRespectHoldDown(t *testing.T) {
 }
 
 func TestRouteGone(t *testing.T) {
-	r := newRig(t, 2, testConfig(), nil, Options{})
+	r := newRig(t, 2, testOptions())
 	r.src.set(pfx(0), bbA, 50, 0, 50)
 	r.src.set(pfx(0), bbB, 20, 0, 50)
 	r.step(time.Second)
@@ -414,7 +421,9 @@ func TestRouteGone(t *testing.T) {
 }
 
 func TestStaleOverride(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{StaleAfter: 5 * time.Minute})
+	opt := testOptions()
+	opt.StaleAfter = 5 * time.Minute
+	r := newRig(t, 1, opt)
 	p := pfx(0)
 	r.src.set(p, bbA, 50, 0, 50)
 	r.src.set(p, bbB, 20, 0, 50)
@@ -433,17 +442,19 @@ func TestStaleOverride(t *testing.T) {
 func TestNewRejects(t *testing.T) {
 	f := newFIB(t, 0)
 	src := newSource()
-	cfg := testConfig()
-	if _, err := New(cfg, []configs.Backbone{{Name: "x"}}, f, src, nil, Options{}); err == nil {
+	opt := testOptions()
+	opt.Backbones = []Backbone{{Name: "x"}}
+	if _, err := New(opt, f, src, nil); err == nil {
 		t.Error("unknown backbone accepted")
 	}
-	cfg.Statistic = "p90"
-	if _, err := New(cfg, nil, f, src, nil, Options{}); err == nil {
+	opt = testOptions()
+	opt.Statistic = "p90"
+	if _, err := New(opt, f, src, nil); err == nil {
 		t.Error("statistic p90 accepted")
 	}
-	cfg = testConfig()
-	cfg.MinSamples = 0
-	if _, err := New(cfg, nil, f, src, nil, Options{}); err == nil {
+	opt = testOptions()
+	opt.MinSamples = 0
+	if _, err := New(opt, f, src, nil); err == nil {
 		t.Error("min_samples 0 accepted")
 	}
 }
@@ -451,16 +462,16 @@ func TestNewRejects(t *testing.T) {
 // TestRunConcurrentReaders runs the loop on the real clock while readers
 // poll: for the race detector.
 func TestRunConcurrentReaders(t *testing.T) {
-	cfg := testConfig()
-	cfg.Interval = configs.Duration(time.Millisecond)
-	cfg.HoldDown = configs.Duration(time.Millisecond)
+	opt := testOptions()
+	opt.Interval = time.Millisecond
+	opt.HoldDown = time.Millisecond
 	f := newFIB(t, 4)
 	src := newSource()
 	for i := range 4 {
 		src.set(pfx(i), bbA, 50, 0, 50)
 		src.set(pfx(i), bbB, 20, 0, 50)
 	}
-	o, err := New(cfg, nil, f, src, fakeTraffic{}, Options{})
+	o, err := New(opt, f, src, fakeTraffic{})
 	if err != nil {
 		t.Fatal(err)
 	}

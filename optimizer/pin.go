@@ -3,7 +3,8 @@ package optimizer
 import (
 	"fmt"
 	"net/netip"
-	"sort"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/pnap-project/pnap/fib"
@@ -19,62 +20,93 @@ type Pin struct {
 	Since    time.Time
 }
 
+// Pins are the operator's pins and their effect in the FIB: pinning selects
+// the backbone, unpinning returns the prefix to its default. The one Pins
+// of a daemon serves the status API whether or not an optimizer runs, so
+// that a pin made while the optimizer is off is still one it respects.
+// Its methods may be called from any goroutine.
+type Pins struct {
+	fib    *fib.FIB
+	now    func() time.Time
+	record func(Event) // the optimizer's event log; nil without one
+
+	mu sync.Mutex // held across the FIB change, so pins and FIB agree
+	m  map[netip.Prefix]Pin
+}
+
+// NewPins makes the pins of f for a daemon that runs no optimizer. An
+// Optimizer makes its own (Optimizer.Pins), which also logs pin events.
+func NewPins(f *fib.FIB) *Pins { return newPins(f, time.Now, nil) }
+
+func newPins(f *fib.FIB, now func() time.Time, record func(Event)) *Pins {
+	return &Pins{fib: f, now: now, record: record, m: map[netip.Prefix]Pin{}}
+}
+
 // Pin selects backbone b for prefix p in the FIB and keeps the optimizer
 // off it until Unpin. p must be a prefix in the FIB held by b.
-func (o *Optimizer) Pin(p netip.Prefix, b fib.BackboneID) error {
-	if int(b) >= len(o.bb) {
+func (s *Pins) Pin(p netip.Prefix, b fib.BackboneID) error {
+	bbs := s.fib.Backbones()
+	if int(b) >= len(bbs) {
 		return fmt.Errorf("no backbone %d", b)
 	}
-	o.pinMu.Lock()
-	defer o.pinMu.Unlock()
+	name := bbs[b].Name
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	// Pinned first, so a Step running meanwhile already leaves it alone.
-	old, had := o.pins[p]
-	o.pins[p] = Pin{Prefix: p, Backbone: b, Name: o.bb[b].name, Since: o.opt.Now()}
-	if err := o.fib.Select(p, b); err != nil {
+	old, had := s.m[p]
+	s.m[p] = Pin{Prefix: p, Backbone: b, Name: name, Since: s.now()}
+	if err := s.fib.Select(p, b); err != nil {
 		if had {
-			o.pins[p] = old
+			s.m[p] = old
 		} else {
-			delete(o.pins, p)
+			delete(s.m, p)
 		}
 		return err
 	}
-	o.record(Event{Time: o.opt.Now(), Prefix: p, To: Choice{Backbone: b, Name: o.bb[b].name}, Reason: Pinned})
+	s.log(Event{Time: s.now(), Prefix: p, To: Choice{Backbone: b, Name: name}, Reason: Pinned})
 	return nil
 }
 
 // Unpin returns p to its default backbone and to the optimizer. It reports
 // whether p was pinned.
-func (o *Optimizer) Unpin(p netip.Prefix) (bool, error) {
-	o.pinMu.Lock()
-	defer o.pinMu.Unlock()
-	pin, ok := o.pins[p]
+func (s *Pins) Unpin(p netip.Prefix) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pin, ok := s.m[p]
 	if !ok {
 		return false, nil
 	}
-	delete(o.pins, p)
-	if err := o.fib.ResetSelection(p); err != nil {
+	delete(s.m, p)
+	if err := s.fib.ResetSelection(p); err != nil {
 		return true, err
 	}
-	o.record(Event{Time: o.opt.Now(), Prefix: p, From: Choice{Backbone: pin.Backbone, Name: pin.Name}, Reason: Unpinned})
+	s.log(Event{Time: s.now(), Prefix: p, From: Choice{Backbone: pin.Backbone, Name: pin.Name}, Reason: Unpinned})
 	return true, nil
 }
 
-// Pins lists the pinned prefixes, in prefix order.
-func (o *Optimizer) Pins() []Pin {
-	o.pinMu.Lock()
-	out := make([]Pin, 0, len(o.pins))
-	for _, p := range o.pins {
+// List returns the pins in prefix order (netip.Prefix.Compare: 9.0.0.0/8
+// before 10.0.0.0/8, IPv4 before IPv6).
+func (s *Pins) List() []Pin {
+	s.mu.Lock()
+	out := make([]Pin, 0, len(s.m))
+	for _, p := range s.m {
 		out = append(out, p)
 	}
-	o.pinMu.Unlock()
-	sort.Slice(out, func(i, j int) bool { return out[i].Prefix.String() < out[j].Prefix.String() })
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Pin) int { return a.Prefix.Compare(b.Prefix) })
 	return out
 }
 
-// pinned reports whether p is pinned (Step's check).
-func (o *Optimizer) pinned(p netip.Prefix) bool {
-	o.pinMu.Lock()
-	_, ok := o.pins[p]
-	o.pinMu.Unlock()
+// Has reports whether p is pinned.
+func (s *Pins) Has(p netip.Prefix) bool {
+	s.mu.Lock()
+	_, ok := s.m[p]
+	s.mu.Unlock()
 	return ok
+}
+
+func (s *Pins) log(e Event) {
+	if s.record != nil {
+		s.record(e)
+	}
 }

@@ -1,10 +1,12 @@
 package optimizer
 
 import (
+	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/probes"
 )
 
@@ -12,14 +14,14 @@ import (
 // and through its backbone failing; Unpin hands it back to the default and
 // to the optimizer, which then moves it as usual.
 func TestPinHoldsAgainstOptimizer(t *testing.T) {
-	r := newRig(t, 2, testConfig(), nil, Options{})
+	r := newRig(t, 2, testOptions())
 	p, q := pfx(0), pfx(1)
 	r.src.set(p, bbA, 50, 0, 50)
 	r.src.set(p, bbB, 10, 0, 50)
 	r.src.set(p, bbC, 60, 0, 50)
 	r.src.set(q, bbA, 50, 0, 50)
 	r.src.set(q, bbB, 10, 0, 50)
-	if err := r.o.Pin(p, bbC); err != nil {
+	if err := r.o.Pins().Pin(p, bbC); err != nil {
 		t.Fatal(err)
 	}
 	r.expectSel(p, bbC)
@@ -31,18 +33,18 @@ func TestPinHoldsAgainstOptimizer(t *testing.T) {
 	r.src.backbones[bbC] = probes.BackboneStats{ProbesSent: 100, ProbesLost: 90, Loss: 0.9}
 	r.step(time.Second)
 	r.expectSel(p, bbC)
-	if pins := r.o.Pins(); len(pins) != 1 || pins[0].Prefix != p || pins[0].Name != "c" {
+	if pins := r.o.Pins().List(); len(pins) != 1 || pins[0].Prefix != p || pins[0].Name != "c" {
 		t.Fatalf("pins %+v", pins)
 	}
 
 	delete(r.src.backbones, bbC)
-	if ok, err := r.o.Unpin(p); !ok || err != nil {
+	if ok, err := r.o.Pins().Unpin(p); !ok || err != nil {
 		t.Fatalf("unpin: %v %v", ok, err)
 	}
 	r.expectSel(p, bbA) // back to the default at once
 	r.step(time.Second)
 	r.expectSel(p, bbB) // and the optimizer's again
-	if ok, _ := r.o.Unpin(p); ok {
+	if ok, _ := r.o.Pins().Unpin(p); ok {
 		t.Fatal("unpinned twice")
 	}
 	var reasons []Reason
@@ -59,15 +61,15 @@ func TestPinHoldsAgainstOptimizer(t *testing.T) {
 // Pinning to a backbone that holds no route for the prefix is refused and
 // leaves nothing pinned.
 func TestPinRefusesNonHolder(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	only := pfx(7)
 	if err := r.f.Add(bbA, only, 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := r.o.Pin(only, bbB); err == nil {
+	if err := r.o.Pins().Pin(only, bbB); err == nil {
 		t.Fatal("pinned to a backbone without a route")
 	}
-	if len(r.o.Pins()) != 0 {
+	if len(r.o.Pins().List()) != 0 {
 		t.Fatal("a refused pin was kept")
 	}
 }
@@ -75,21 +77,60 @@ func TestPinRefusesNonHolder(t *testing.T) {
 // A reloaded cost changes the next decision: b's 10 ms win over a
 // disappears under a 20 ms cost.
 func TestSetBackbonesAppliesCost(t *testing.T) {
-	r := newRig(t, 1, testConfig(), nil, Options{})
+	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.src.set(p, bbA, 30, 0, 50)
 	r.src.set(p, bbB, 10, 0, 50)
-	if err := r.o.SetBackbones([]configs.Backbone{{Name: "b", Cost: 25}}); err != nil {
+	if err := r.o.SetBackbones([]Backbone{{Name: "b", Cost: 25}}); err != nil {
 		t.Fatal(err)
 	}
 	r.step(time.Second)
 	r.expectSel(p, bbA)
-	if err := r.o.SetBackbones([]configs.Backbone{{Name: "b", Cost: 0}}); err != nil {
+	if err := r.o.SetBackbones([]Backbone{{Name: "b", Cost: 0}}); err != nil {
 		t.Fatal(err)
 	}
 	r.step(time.Second)
 	r.expectSel(p, bbB)
-	if err := r.o.SetBackbones([]configs.Backbone{{Name: "nope"}}); err == nil {
+	if err := r.o.SetBackbones([]Backbone{{Name: "nope"}}); err == nil {
 		t.Fatal("an unknown backbone was accepted")
+	}
+}
+
+// Without an optimizer, Pins alone select and reset in the FIB, and list
+// in prefix order, not string order: 9.0.0.0/8 before 10.0.0.0/8.
+func TestPinsWithoutOptimizer(t *testing.T) {
+	f := newFIB(t, 0)
+	var want []netip.Prefix
+	for _, s := range []string{"9.0.0.0/8", "10.0.0.0/8", "10.0.0.0/16", "2001:db8::/32"} {
+		want = append(want, netip.MustParsePrefix(s))
+	}
+	for _, p := range want {
+		for _, b := range []fib.BackboneID{bbA, bbB} {
+			if err := f.Add(b, p, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	pins := NewPins(f)
+	for _, i := range []int{3, 1, 2, 0} {
+		if err := pins.Pin(want[i], bbB); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []netip.Prefix
+	for _, p := range pins.List() {
+		got = append(got, p.Prefix)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("pins listed %v, want %v", got, want)
+	}
+	if e, _ := f.Route(want[1]); e.Backbone != bbB || !pins.Has(want[1]) {
+		t.Fatalf("pinned %v is on %d", want[1], e.Backbone)
+	}
+	if ok, err := pins.Unpin(want[1]); !ok || err != nil {
+		t.Fatalf("unpin: %v %v", ok, err)
+	}
+	if e, _ := f.Route(want[1]); e.Backbone != bbA || pins.Has(want[1]) {
+		t.Fatalf("unpinned %v is on %d, pinned %v", want[1], e.Backbone, pins.Has(want[1]))
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
 )
@@ -40,12 +39,20 @@ type pendingReply struct {
 	frame []byte
 }
 
-func newLab(t *testing.T, cfg configs.Probes, f *fib.FIB) *lab {
+// newLab makes Probes on a fake clock and data plane, with DefaultOptions
+// changed by set.
+func newLab(t *testing.T, set func(o *Options), f *fib.FIB) *lab {
 	l := &lab{t: t, clk: &fakeClock{}, f: f, ring: &fakeRing{}, rng: rand.New(rand.NewPCG(1, 2))}
 	l.clk.set(sec(100))
 	l.dp = &fakeDP{clock: l.clk, noPath: map[fib.BackboneID]bool{}}
 	l.dp.onTX = l.network
-	l.p = New(cfg, f, nil, l.dp, WithClock(l.clk.now), WithStore(StoreOptions{Window: time.Hour}), WithReplyQueue(4096))
+	o := DefaultOptions()
+	o.Now, o.Window, o.ReplyQueue = l.clk.now, time.Hour, 4096
+	set(&o)
+	var err error
+	if l.p, err = New(o, f, nil, l.dp); err != nil {
+		t.Fatal(err)
+	}
 	l.p.rings = []sampleSource{l.ring}
 	l.rec = &recorder{next: l.p.store}
 	l.p.prober.sink = l.rec
@@ -109,11 +116,11 @@ func TestActive(t *testing.T) {
 		holders[p] = nil
 	}
 	f := newFIB(t, nb, holders)
-	cfg := configs.Probes{
-		TopPrefixes: 100, Interval: configs.Duration(time.Second), Timeout: configs.Duration(300 * time.Millisecond),
-		RatePerBackbone: 200, SourceV4: probeSrc4, SourceV6: probeSrc6, TCPPorts: []int{443, 80},
-	}
-	l := newLab(t, cfg, f)
+	const rate = 200 // per backbone
+	l := newLab(t, func(o *Options) {
+		o.TopPrefixes, o.Interval, o.Timeout = 100, time.Second, 300*time.Millisecond
+		o.RatePerBackbone, o.SourceV4, o.SourceV6, o.TCPPorts = rate, probeSrc4, probeSrc6, []int{443, 80}
+	}, f)
 	l.dp.noPath[3] = true
 	l.delay = []time.Duration{10 * time.Millisecond, 30 * time.Millisecond, 60 * time.Millisecond, 0}
 	l.loss = []float64{0, 0.02, 0.10, 0}
@@ -228,7 +235,7 @@ func TestActive(t *testing.T) {
 	// period (less a tick) apart.
 	for b, ts := range times {
 		for i := range ts {
-			if j := i + cfg.RatePerBackbone + 1; j < len(ts) && ts[j]-ts[i] < sec(1) {
+			if j := i + rate + 1; j < len(ts) && ts[j]-ts[i] < sec(1) {
 				t.Fatalf("backbone %d: %d probes within %v", b, j-i+1, time.Duration(ts[j]-ts[i]))
 			}
 			if i > 0 && ts[i]-ts[i-1] < ms(5-1) {
@@ -279,8 +286,10 @@ func TestActive(t *testing.T) {
 // first round's two probes went out.
 func newOneLab(t *testing.T) (*lab, []probeInfo) {
 	f := newFIB(t, 1, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
-	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
-		SourceV4: probeSrc4, RatePerBackbone: 1000}, f)
+	l := newLab(t, func(o *Options) {
+		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
+		o.SourceV4, o.RatePerBackbone = probeSrc4, 1000
+	}, f)
 	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 1)
 	l.run(1100 * time.Millisecond)
 	if len(l.dp.frames) != 2 {
@@ -348,8 +357,10 @@ func TestActiveReplies(t *testing.T) {
 
 func TestActiveIPv6Replies(t *testing.T) {
 	f := newFIB(t, 2, map[string][]fib.BackboneID{"2001:db8:5::/48": nil})
-	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
-		SourceV6: probeSrc6, SourceV4: probeSrc4, RatePerBackbone: 1000}, f)
+	l := newLab(t, func(o *Options) {
+		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
+		o.SourceV6, o.SourceV4, o.RatePerBackbone = probeSrc6, probeSrc4, 1000
+	}, f)
 	l.delay = []time.Duration{3 * time.Millisecond, 4 * time.Millisecond}
 	l.loss = []float64{0, 0}
 	l.traffic("2001:db8:5::/48", "2001:db8:5::80", 6, 80, 1)
@@ -374,8 +385,10 @@ func TestActiveRateBudget(t *testing.T) {
 		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
 	}
 	f := newFIB(t, 1, holders)
-	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
-		SourceV4: probeSrc4, RatePerBackbone: 10}, f)
+	l := newLab(t, func(o *Options) {
+		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
+		o.SourceV4, o.RatePerBackbone = probeSrc4, 10
+	}, f)
 	for i := range 10 {
 		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
 	}
@@ -397,8 +410,10 @@ func TestActiveRateBudget(t *testing.T) {
 
 func TestActiveTXFull(t *testing.T) {
 	f := newFIB(t, 1, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
-	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
-		SourceV4: probeSrc4}, f)
+	l := newLab(t, func(o *Options) {
+		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
+		o.SourceV4 = probeSrc4
+	}, f)
 	l.dp.full = true
 	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 1)
 	l.run(2 * time.Second)
@@ -411,8 +426,10 @@ func TestActiveTXFull(t *testing.T) {
 // Without a source address of the prefix's family nothing is probed.
 func TestActiveNoSource(t *testing.T) {
 	f := newFIB(t, 1, map[string][]fib.BackboneID{"2001:db8::/32": nil})
-	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(500 * time.Millisecond),
-		SourceV4: probeSrc4}, f)
+	l := newLab(t, func(o *Options) {
+		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
+		o.SourceV4 = probeSrc4
+	}, f)
 	l.traffic("2001:db8::/32", "2001:db8::1", 6, 443, 1)
 	l.run(1500 * time.Millisecond)
 	if c := l.p.Counters(); c.NoSource != 1 || len(l.dp.frames) != 0 {
@@ -448,8 +465,10 @@ func TestFlowIdentity(t *testing.T) {
 // LastRound tallies the last round once all its probes have ended.
 func TestLastRound(t *testing.T) {
 	f := newFIB(t, 2, map[string][]fib.BackboneID{"203.0.113.0/24": nil, "198.51.100.0/24": nil})
-	l := newLab(t, configs.Probes{Interval: configs.Duration(time.Second), Timeout: configs.Duration(300 * time.Millisecond),
-		SourceV4: probeSrc4, RatePerBackbone: 1000}, f)
+	l := newLab(t, func(o *Options) {
+		o.Interval, o.Timeout = time.Second, 300*time.Millisecond
+		o.SourceV4, o.RatePerBackbone = probeSrc4, 1000
+	}, f)
 	l.delay = []time.Duration{5 * time.Millisecond, 5 * time.Millisecond}
 	l.loss = []float64{0, 1} // backbone 1 has failed
 	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 2)

@@ -2,10 +2,10 @@ package probes
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
 )
@@ -48,46 +48,6 @@ type replySlot struct {
 	buf [replyBytes]byte
 }
 
-// Option adjusts Probes beyond the [probes] configuration.
-type Option func(*settings)
-
-type settings struct {
-	now        func() int64
-	tick       time.Duration
-	store      StoreOptions
-	traffic    TrafficOptions
-	replyQueue int
-}
-
-// WithClock sets the monotonic clock, in nanoseconds, that the forwarder
-// stamps Samples and replies with; the default counts from process start
-// and is right only if the forwarder uses Monotime too.
-func WithClock(now func() int64) Option { return func(s *settings) { s.now = now } }
-
-// WithStore sizes the Store. By default MaxPairs is top_prefixes × (one
-// more than the number of backbones), clamped to 1024..65536: every
-// probed pair plus as many passive-only ones.
-func WithStore(o StoreOptions) Option { return func(s *settings) { s.store = o } }
-
-// WithTraffic tunes the traffic ranking; SampleEvery should be the
-// forwarder's 1-in-N traffic sampling.
-func WithTraffic(o TrafficOptions) Option { return func(s *settings) { s.traffic = o } }
-
-// WithTick sets how often Run drains the rings and paces probes. Default
-// 1ms: a 4096-sample ring then overflows only above 4 M samples/s per
-// worker, and probes go out within 1 ms of their slot.
-func WithTick(d time.Duration) Option { return func(s *settings) { s.tick = d } }
-
-// WithReplyQueue sets how many reply frames OfferReply can hold until Run
-// takes them. Default 1024.
-func WithReplyQueue(n int) Option { return func(s *settings) { s.replyQueue = n } }
-
-var epoch = time.Now()
-
-// Monotime is the default clock: monotonic nanoseconds since the process
-// started.
-func Monotime() int64 { return int64(time.Since(epoch)) }
-
 // clock reads the monotonic clock and turns its readings into wall time
 // for Snapshot.
 type clock struct {
@@ -97,96 +57,58 @@ type clock struct {
 }
 
 func newClock(now func() int64) clock {
-	if now == nil {
-		now = Monotime
-	}
 	return clock{now: now, mono0: now(), wall0: time.Now()}
 }
 
 func (c clock) wall(t int64) time.Time { return c.wall0.Add(time.Duration(t - c.mono0)) }
 
-// New makes Probes for the configured [probes] section. rings are the
-// forwarder workers' sample rings; dp is the data plane active probes go
-// out through, nil for passive measurement only. Zero fields of cfg take
-// the configuration's defaults.
-func New(cfg configs.Probes, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane, opt ...Option) *Probes {
-	cfg = withDefaults(cfg)
-	var set settings
-	for _, o := range opt {
-		o(&set)
-	}
-	if set.tick <= 0 {
-		set.tick = time.Millisecond
-	}
-	if set.replyQueue <= 0 {
-		set.replyQueue = 1024
+// New makes Probes. rings are the forwarder workers' sample rings; dp is
+// the data plane active probes go out through, nil for passive
+// measurement only. It refuses Options that do not Validate.
+func New(opt Options, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane) (*Probes, error) {
+	if err := opt.Validate(); err != nil {
+		return nil, fmt.Errorf("probes: %w", err)
 	}
 	nb := len(f.Backbones())
-	if set.store.MaxPairs <= 0 {
-		set.store.MaxPairs = min(max(cfg.TopPrefixes*(nb+1), 1024), 65536)
-	}
-	if set.store.MaxRTT <= 0 {
-		set.store.MaxRTT = max(4*time.Second, 2*cfg.Timeout.Duration())
-	}
 	p := &Probes{
-		clock:     newClock(set.now),
-		tick:      set.tick,
-		replies:   make(chan *replySlot, set.replyQueue),
-		freeSlots: make(chan *replySlot, set.replyQueue),
+		clock:     newClock(opt.Now),
+		tick:      opt.Tick,
+		replies:   make(chan *replySlot, opt.ReplyQueue),
+		freeSlots: make(chan *replySlot, opt.ReplyQueue),
 	}
-	batch := 0
+	batch := 0 // a ring's worth, so one Read can empty a full ring
 	for _, r := range rings {
 		p.rings = append(p.rings, r)
-		batch = max(batch, cfg.SampleRing)
+		batch = opt.SampleRing
 	}
 	p.batch = make([]forwarder.Sample, max(batch, 1024))
-	for range set.replyQueue {
+	for range opt.ReplyQueue {
 		p.freeSlots <- new(replySlot)
 	}
-	p.store = NewStore(set.store, f.Prefix, p.clock.now)
-	p.traffic = NewTraffic(set.traffic)
-	p.matcher = newMatcher(p.store, p.traffic, cfg.FlowTable, cfg.Timeout.Duration(), &p.c)
+	p.store = NewStore(StoreOptions{
+		Window: opt.Window,
+		// Every probed pair plus as many passive-only ones.
+		MaxPairs: min(max(opt.TopPrefixes*(nb+1), 1024), 65536),
+		// Passive handshakes may take longer than a probe may.
+		MaxRTT: max(defaultMaxRTT, 2*opt.Timeout),
+	}, f.Prefix, p.clock.now)
+	p.traffic = NewTraffic(opt.Traffic)
+	p.matcher = newMatcher(p.store, p.traffic, opt.FlowTable, opt.Timeout, &p.c)
 	if dp != nil {
 		// Room for every probe of a timeout's worth at the full rate.
-		out := cfg.RatePerBackbone * nb * int(cfg.Timeout.Duration()/time.Second+1)
+		out := opt.RatePerBackbone * nb * int(opt.Timeout/time.Second+1)
 		p.prober = newProber(proberConfig{
-			top:             cfg.TopPrefixes,
-			interval:        cfg.Interval.Duration(),
-			timeout:         cfg.Timeout.Duration(),
-			ratePerBackbone: cfg.RatePerBackbone,
-			src4:            cfg.SourceV4,
-			src6:            cfg.SourceV6,
-			port:            uint16(cfg.TCPPorts[0]),
+			top:             opt.TopPrefixes,
+			interval:        opt.Interval,
+			timeout:         opt.Timeout,
+			ratePerBackbone: opt.RatePerBackbone,
+			src4:            opt.SourceV4,
+			src6:            opt.SourceV6,
+			port:            uint16(opt.TCPPorts[0]),
 			maxOutstanding:  min(max(out, 1024), 1<<20),
 		}, f, dp, p.traffic, p.store, &p.c)
 	}
-	return p
-}
-
-// withDefaults fills zero fields with the defaults configs applies.
-func withDefaults(c configs.Probes) configs.Probes {
-	if c.TopPrefixes <= 0 {
-		c.TopPrefixes = 1000
-	}
-	if c.Interval <= 0 {
-		c.Interval = configs.Duration(10 * time.Second)
-	}
-	if c.Timeout <= 0 {
-		c.Timeout = configs.Duration(2 * time.Second)
-	}
-	if c.RatePerBackbone <= 0 {
-		c.RatePerBackbone = 100
-	}
-	if len(c.TCPPorts) == 0 {
-		c.TCPPorts = []int{443, 80}
-	}
-	if c.SampleRing <= 0 {
-		c.SampleRing = 4096
-	}
-	if c.FlowTable <= 0 {
-		c.FlowTable = 65536
-	}
-	return c
+	return p, nil
 }
 
 // Run measures until ctx is done.
@@ -265,7 +187,7 @@ func (p *Probes) sweep(now int64) {
 }
 
 // OfferReply hands over a frame addressed to the probe source, received at
-// monotonic time at (the clock of WithClock). It copies the frame's first
+// monotonic time at (on Options.Now's clock). It copies the frame's first
 // bytes into a bounded queue and returns false, dropping the frame, if
 // the queue is full. It never blocks: a forwarder worker calls it.
 func (p *Probes) OfferReply(frame []byte, at int64) bool {

@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/internal/monotime"
 )
 
 // echoDP answers every probe from another goroutine after 2 ms of real
@@ -33,7 +33,7 @@ func (d *echoDP) Transmit(b fib.BackboneID, frame []byte) bool {
 	d.wg.Add(1)
 	time.AfterFunc(2*time.Millisecond, func() {
 		defer d.wg.Done()
-		d.p.OfferReply(reply, Monotime())
+		d.p.OfferReply(reply, monotime.Now())
 	})
 	return true
 }
@@ -45,12 +45,16 @@ func TestRun(t *testing.T) {
 	r := routeOf(t, f, "198.51.100.0/24")
 	dp := &echoDP{t: t}
 	ring := &fakeRing{}
-	p := New(configs.Probes{Interval: configs.Duration(300 * time.Millisecond), Timeout: configs.Duration(200 * time.Millisecond),
-		SourceV4: probeSrc4}, f, nil, dp)
+	o := DefaultOptions()
+	o.Interval, o.Timeout, o.SourceV4 = 300*time.Millisecond, 200*time.Millisecond, probeSrc4
+	p, err := New(o, f, nil, dp)
+	if err != nil {
+		t.Fatal(err)
+	}
 	p.rings = []sampleSource{ring}
 	dp.p = p
 
-	now := Monotime()
+	now := monotime.Now()
 	syn := outS(forwarder.SampleSYN, now, r, 1)
 	syn.Seq = 1
 	sa := inS(forwarder.SampleSYNACK, now+ms(25))
@@ -98,7 +102,12 @@ func TestRun(t *testing.T) {
 
 func TestOfferReplyFull(t *testing.T) {
 	f := newFIB(t, 1, nil)
-	p := New(configs.Probes{}, f, []*forwarder.SampleRing{forwarder.NewSampleRing(16)}, nil, WithReplyQueue(2))
+	o := DefaultOptions()
+	o.ReplyQueue = 2
+	p, err := New(o, f, []*forwarder.SampleRing{forwarder.NewSampleRing(16)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	frame := make([]byte, 1500) // longer than a slot: cut, not refused
 	for i, want := range []bool{true, true, false} {
 		if got := p.OfferReply(frame, 0); got != want {

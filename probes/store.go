@@ -16,17 +16,21 @@ import (
 type StoreOptions struct {
 	// Window is how much history a pair's figures cover. Each pair keeps
 	// two histograms that rotate every Window/2, so a Snapshot covers
-	// between the last Window/2 and the last Window. Default 30s.
+	// between the last Window/2 and the last Window. Default
+	// DefaultOptions().Window.
 	Window time.Duration
 	// MaxPairs bounds the (prefix, backbone) pairs kept; when full, the
 	// least recently updated pair is evicted. One pair costs about 22 KB
 	// (two histograms of 1408 counters at the default MaxRTT). Default 8192.
 	MaxPairs int
 	// MaxRTT is the largest RTT a histogram resolves; larger samples are
-	// recorded as MaxRTT. Default 4s: twice the default probe timeout, for
-	// passive handshakes that take longer than a probe may.
+	// recorded as MaxRTT. Default defaultMaxRTT.
 	MaxRTT time.Duration
 }
+
+// defaultMaxRTT is twice the default probe timeout, for passive handshakes
+// that take longer than a probe may.
+const defaultMaxRTT = 4 * time.Second
 
 // Histogram resolution: 2 significant digits (at most 1% error) above
 // 8.4 ms and 32.8 µs steps below, a WAN RTT's precision for ~11 KB per
@@ -136,13 +140,13 @@ type bbRec struct {
 // monotonic clock that sample times are read from (nanoseconds).
 func NewStore(opt StoreOptions, resolve func(fib.RouteID) netip.Prefix, now func() int64) *Store {
 	if opt.Window <= 0 {
-		opt.Window = 30 * time.Second
+		opt.Window = DefaultOptions().Window
 	}
 	if opt.MaxPairs <= 0 {
 		opt.MaxPairs = 8192
 	}
 	if opt.MaxRTT <= 0 {
-		opt.MaxRTT = 4 * time.Second
+		opt.MaxRTT = defaultMaxRTT
 	}
 	s := &Store{
 		half:     int64(opt.Window / 2),

@@ -22,7 +22,7 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := configs.Load(*cpath)
+	cfg, err := daemon.LoadConfig(*cpath)
 	if err != nil {
 		return err
 	}
@@ -64,7 +64,7 @@ func configCommand(name string, args []string, stderr io.Writer) (*configs.Confi
 		fs.Usage()
 		return nil, "", errUsage
 	}
-	cfg, err := configs.Load(*path)
+	cfg, err := daemon.LoadConfig(*path)
 	return cfg, *path, err
 }
 

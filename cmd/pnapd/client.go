@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"github.com/pnap-project/pnap/daemon"
 	"io"
 	"net"
 	"net/http"
@@ -17,7 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/daemon"
 )
 
 // defaultConfig is where the systemd unit keeps the configuration; the
@@ -42,7 +41,7 @@ func clientFlags(fs *flag.FlagSet) (cfg, api, token *string, asJSON *bool) {
 
 func newAPIClient(cfgPath, api, token string) (*apiClient, error) {
 	if api == "" {
-		cfg, err := configs.Load(cfgPath)
+		cfg, err := daemon.LoadConfig(cfgPath)
 		if err != nil {
 			return nil, fmt.Errorf("%w (or give --api host:port)", err)
 		}

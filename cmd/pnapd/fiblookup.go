@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/daemon"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/routes"
@@ -56,7 +55,7 @@ number and exit status 1.`, stderr)
 	}
 	var f *fib.FIB
 	if *cfgPath != "" {
-		cfg, err := configs.Load(*cfgPath)
+		cfg, err := daemon.LoadConfig(*cfgPath)
 		if err != nil {
 			return err
 		}

@@ -129,3 +129,23 @@ func TestRunNamesMissingInterface(t *testing.T) {
 		t.Fatalf("run: exit %d, stderr %q", code, errs)
 	}
 }
+
+// pnapd check reports a value a component refuses like one configs
+// refuses: one line, file:line and the key.
+func TestCheckReportsComponentRuleOnOneLine(t *testing.T) {
+	path := writeFile(t, t.TempDir(), "bad.toml", backboneTOML+"\n[optimizer]\nstatistic = \"mean\"\n")
+	code, _, errs := runCmd(t, "", "check", "-c", path)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1", code)
+	}
+	if strings.Count(strings.TrimSpace(errs), "\n") != 0 || !strings.Contains(errs, "bad.toml:8") || !strings.Contains(errs, "statistic") {
+		t.Fatalf("error is not one line naming file, line and key: %q", errs)
+	}
+}
+
+const backboneTOML = `
+[[backbone]]
+name = "uunet"
+interface = "eth1"
+gateway_v4 = "192.0.2.1"
+`

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"github.com/pnap-project/pnap/daemon"
 	"io"
 	"net"
 	"net/netip"
@@ -14,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/pnap-project/pnap/daemon"
 
 	"github.com/pnap-project/pnap/bench/emu"
 	"github.com/pnap-project/pnap/bench/lab"

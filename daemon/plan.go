@@ -1,0 +1,174 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/internal/setting"
+	"github.com/pnap-project/pnap/optimizer"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// plan is what the components are started with: each one's defaults,
+// overridden by what the configuration file sets. configs says what the
+// file holds and where; the components own their defaults and rules; this
+// is the one place that puts the two together.
+type plan struct {
+	probes    probes.Options
+	optimizer optimizer.Options
+}
+
+// LoadConfig loads the configuration file at path and checks that every
+// component accepts its settings. Any wrong value, whether configs or a
+// component refuses it, comes back as one *configs.Error at its file:line.
+func LoadConfig(path string) (*configs.Config, error) {
+	cfg, err := configs.Load(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := newPlan(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// newPlan makes the components' options from cfg and validates them, in
+// the order the file is read: backbones, [probes], [optimizer].
+func newPlan(cfg *configs.Config) (plan, error) {
+	var o plan
+	if err := fitsFIB(cfg); err != nil {
+		return plan{}, err
+	}
+	bbs, err := backboneOptions(cfg)
+	if err != nil {
+		return plan{}, err
+	}
+	if o.probes, err = probesOptions(cfg); err != nil {
+		return plan{}, err
+	}
+	if o.optimizer, err = optimizerOptions(cfg, bbs); err != nil {
+		return plan{}, err
+	}
+	return o, nil
+}
+
+// fitsFIB checks that the backbones, and the customer ports, fit in a FIB:
+// the forwarder keeps customer routes in one too, a "backbone" per port.
+func fitsFIB(cfg *configs.Config) error {
+	for _, t := range []struct {
+		table string
+		n     int
+	}{{"backbone", len(cfg.Backbones)}, {"customer", len(cfg.Customers)}} {
+		if t.n > fib.MaxBackbones {
+			line, _ := cfg.Line(fmt.Sprintf("%s[%d]", t.table, fib.MaxBackbones)) // the first too many
+			return &configs.Error{File: cfg.Path, Line: line,
+				Msg: fmt.Sprintf("%d %ss are configured; at most %d are supported", t.n, t.table, fib.MaxBackbones)}
+		}
+	}
+	return nil
+}
+
+// backboneOptions are the optimizer's parameters of every [[backbone]].
+// Their zero values are the defaults, so they are taken as they are.
+func backboneOptions(cfg *configs.Config) ([]optimizer.Backbone, error) {
+	var out []optimizer.Backbone
+	for i, c := range cfg.Backbones {
+		b := optimizer.Backbone{Name: c.Name, Cost: c.Cost, CommitMbps: c.CommitMbps, CapacityMbps: c.CapacityMbps}
+		if err := located(cfg, fmt.Sprintf("backbone[%d]", i), fmt.Sprintf("backbone %q", c.Name), b.Validate()); err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+// probesOptions is [probes] over probes.DefaultOptions.
+func probesOptions(cfg *configs.Config) (probes.Options, error) {
+	o := probes.DefaultOptions()
+	c := &cfg.Probes
+	take(cfg, "probes.top_prefixes", &o.TopPrefixes, c.TopPrefixes)
+	take(cfg, "probes.interval", &o.Interval, c.Interval.Duration())
+	take(cfg, "probes.timeout", &o.Timeout, c.Timeout.Duration())
+	take(cfg, "probes.rate_per_backbone", &o.RatePerBackbone, c.RatePerBackbone)
+	take(cfg, "probes.source_v4", &o.SourceV4, c.SourceV4)
+	take(cfg, "probes.source_v6", &o.SourceV6, c.SourceV6)
+	take(cfg, "probes.tcp_ports", &o.TCPPorts, c.TCPPorts)
+	take(cfg, "probes.sample_ring", &o.SampleRing, c.SampleRing)
+	take(cfg, "probes.flow_table", &o.FlowTable, c.FlowTable)
+	take(cfg, "probes.window", &o.Window, c.Window.Duration())
+	o.Traffic.SampleEvery = trafficSampleEvery // what the workers are told
+	return o, located(cfg, "probes", "probes", o.Validate())
+}
+
+// optimizerOptions is [optimizer] over optimizer.DefaultOptions, with the
+// backbones' parameters.
+func optimizerOptions(cfg *configs.Config, bbs []optimizer.Backbone) (optimizer.Options, error) {
+	o := optimizer.DefaultOptions()
+	c := &cfg.Optimizer
+	take(cfg, "optimizer.interval", &o.Interval, c.Interval.Duration())
+	take(cfg, "optimizer.statistic", &o.Statistic, optimizer.Statistic(c.Statistic))
+	take(cfg, "optimizer.loss_penalty_ms", &o.LossPenaltyMs, c.LossPenaltyMs)
+	take(cfg, "optimizer.min_improvement_ms", &o.MinImprovementMs, c.MinImprovementMs)
+	take(cfg, "optimizer.min_improvement_pct", &o.MinImprovementPct, c.MinImprovementPct)
+	take(cfg, "optimizer.min_samples", &o.MinSamples, c.MinSamples)
+	take(cfg, "optimizer.hold_down", &o.HoldDown, c.HoldDown.Duration())
+	take(cfg, "optimizer.max_overrides", &o.MaxOverrides, c.MaxOverrides)
+	take(cfg, "optimizer.failure_hold", &o.FailureHold, c.FailureHold.Duration())
+	o.Backbones = bbs
+	return o, located(cfg, "optimizer", "optimizer", o.Validate())
+}
+
+// controlChanged reports whether [probes] or [optimizer] differ between old
+// and cur as the daemon runs them, defaults applied: writing a default out
+// is no change. The backbones' parameters are left out: a reload applies
+// them.
+func controlChanged(old, cur *configs.Config) bool {
+	o, oerr := newPlan(old)
+	c, cerr := newPlan(cur)
+	if oerr != nil || cerr != nil {
+		return true
+	}
+	// Clocks are functions, which never compare equal; both plans take the
+	// components' defaults for them.
+	o.optimizer.Backbones, c.optimizer.Backbones = nil, nil
+	o.optimizer.Now, c.optimizer.Now = nil, nil
+	o.probes.Now, c.probes.Now = nil, nil
+	return !reflect.DeepEqual(o, c) ||
+		old.Probes.Enabled != cur.Probes.Enabled || old.Probes.TCPTSRateLimit != cur.Probes.TCPTSRateLimit ||
+		old.Optimizer.Enabled != cur.Optimizer.Enabled
+}
+
+// take sets *dst to v, the value the file gives key, when the file sets
+// key; otherwise *dst keeps the component's default.
+func take[T any](cfg *configs.Config, key string, dst *T, v T) {
+	if _, written := cfg.Line(key); written {
+		*dst = v
+	}
+}
+
+// located turns a component's refusal of a setting in the file's table
+// (a path such as "probes" or "backbone[1]") into a *configs.Error at the
+// line that sets it. For a rule about several settings that is the first
+// one the file sets; for a default, the table's line. name is how the
+// message calls the table, as configs' messages do.
+func located(cfg *configs.Config, table, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	e := &configs.Error{File: cfg.Path, Msg: name + ": " + err.Error()}
+	var se *setting.Error
+	if !errors.As(err, &se) || len(se.Keys) == 0 {
+		return e
+	}
+	e.Line, _ = cfg.Line(table + "." + se.Keys[0])
+	for _, k := range se.Keys {
+		if line, written := cfg.Line(table + "." + k); written {
+			e.Line = line
+			break
+		}
+	}
+	return e
+}

@@ -1,0 +1,187 @@
+package daemon
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/optimizer"
+)
+
+// parseOptions translates the configuration src, named x.toml in dir.
+func parseOptions(t *testing.T, dir, src string) (plan, error) {
+	t.Helper()
+	cfg, err := configs.Parse([]byte(src), filepath.Join(dir, "x.toml"))
+	if err != nil {
+		t.Fatalf("configs refused it: %v", err)
+	}
+	return newPlan(cfg)
+}
+
+// The defaults of [probes] and [optimizer] are the components'; the values
+// are those configs' TestDefaults checked when configs filled them in.
+func TestCheckDefaultsFromComponents(t *testing.T) {
+	const src = `
+[[backbone]]
+name = "a"
+interface = "eth1"
+gateway_v4 = "192.0.2.1"
+
+[[backbone]]
+name = "b"
+interface = "eth2"
+gateway_v6 = "2001:db8::1"
+`
+	o, err := parseOptions(t, t.TempDir(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := o.probes
+	if p.TopPrefixes != 1000 || p.Interval != 10*time.Second || p.Timeout != 2*time.Second ||
+		p.RatePerBackbone != 100 || !reflect.DeepEqual(p.TCPPorts, []int{443, 80}) || p.SampleRing != 4096 ||
+		p.FlowTable != 65536 || p.Window != 30*time.Second || p.SourceV4.IsValid() || p.SourceV6.IsValid() {
+		t.Errorf("probes %+v", p)
+	}
+	q := o.optimizer
+	if q.Interval != time.Second || q.Statistic != optimizer.StatisticP50 || q.LossPenaltyMs != 100 ||
+		q.MinImprovementMs != 5 || q.MinImprovementPct != 10 || q.MinSamples != 10 || q.HoldDown != 60*time.Second ||
+		q.MaxOverrides != 10000 || q.FailureHold != 30*time.Second {
+		t.Errorf("optimizer %+v", q)
+	}
+	if want := []optimizer.Backbone{{Name: "a"}, {Name: "b"}}; !reflect.DeepEqual(q.Backbones, want) {
+		t.Errorf("backbones %+v, want %+v", q.Backbones, want)
+	}
+}
+
+// What the file writes replaces the default, zero included.
+func TestCheckWrittenValuesWin(t *testing.T) {
+	src := backboneTOML + "cost = 2.5\ncommit_mbps = 100\n" +
+		"[probes]\ntop_prefixes = 7\ntcp_ports = [8443]\nwindow = \"1m\"\n" +
+		"[optimizer]\nloss_penalty_ms = 0\nmin_improvement_ms = 0\nstatistic = \"min\"\n"
+	o, err := parseOptions(t, t.TempDir(), src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := o.probes; p.TopPrefixes != 7 || !reflect.DeepEqual(p.TCPPorts, []int{8443}) || p.Window != time.Minute || p.Interval != 10*time.Second {
+		t.Errorf("probes %+v", p)
+	}
+	q := o.optimizer
+	if q.LossPenaltyMs != 0 || q.MinImprovementMs != 0 || q.MinImprovementPct != 10 || q.Statistic != optimizer.StatisticMin {
+		t.Errorf("optimizer %+v", q)
+	}
+	if want := []optimizer.Backbone{{Name: "uunet", Cost: 2.5, CommitMbps: 100}}; !reflect.DeepEqual(q.Backbones, want) {
+		t.Errorf("backbones %+v, want %+v", q.Backbones, want)
+	}
+}
+
+const backboneTOML = `
+[[backbone]]
+name = "uunet"
+interface = "eth1"
+gateway_v4 = "192.0.2.1"
+`
+
+// Moved from configs' TestMessages with the rules they check.
+func TestCheckComponentMessages(t *testing.T) {
+	dir := t.TempDir()
+	tests := []struct{ src, want string }{
+		{backboneTOML + "[probes]\ntcp_ports = []", `:7: probes: tcp_ports is empty`},
+		{backboneTOML + "[probes]\nsample_ring = 1000", `:7: probes: sample_ring = 1000 is not a power of two; use 512 or 1024`},
+		{backboneTOML + "[optimizer]\nloss_penalty_ms = nan", `:7: optimizer: loss_penalty_ms = NaN is out of range`},
+		// A rule about two settings points at the one written.
+		{backboneTOML + "[probes]\ninterval = \"1s\"", `:7: probes: timeout = "2s" is not shorter than interval = "1s"`},
+	}
+	for _, tt := range tests {
+		_, err := parseOptions(t, dir, tt.src)
+		if err == nil {
+			t.Errorf("%s: accepted", tt.src)
+			continue
+		}
+		if got := strings.TrimPrefix(err.Error(), filepath.Join(dir, "x.toml")); !strings.HasPrefix(got, tt.want) {
+			t.Errorf("%s\ngot  %s\nwant %s", tt.src, got, tt.want)
+		}
+	}
+}
+
+// TestCheckBroken loads every file in testdata/broken, the configurations that
+// configs accepts and a component refuses (moved from configs' corpus with
+// their rules). Each starts with "# want: <substring of the error>" and
+// may follow it with "# line: N".
+func TestCheckBroken(t *testing.T) {
+	files, err := filepath.Glob("testdata/broken/*.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) < 7 {
+		t.Fatalf("only %d broken configs", len(files))
+	}
+	for _, file := range files {
+		t.Run(filepath.Base(file), func(t *testing.T) {
+			data, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines := strings.Split(string(data), "\n")
+			want, ok := strings.CutPrefix(lines[0], "# want: ")
+			if !ok {
+				t.Fatal(`the first line must be "# want: <substring>"`)
+			}
+			line := 0
+			if s, ok := strings.CutPrefix(lines[1], "# line: "); ok {
+				if line, err = strconv.Atoi(s); err != nil {
+					t.Fatal(err)
+				}
+			}
+
+			_, err = LoadConfig(file)
+			if err == nil {
+				t.Fatalf("loaded; want an error containing %q", want)
+			}
+			msg := err.Error()
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q\ndoes not contain %q", msg, want)
+			}
+			if !strings.HasPrefix(msg, file+":") {
+				t.Errorf("error %q does not start with the file name", msg)
+			}
+			if strings.ContainsAny(msg, "\r\n") {
+				t.Errorf("error %q is not one line", msg)
+			}
+			var e *configs.Error
+			if !errors.As(err, &e) {
+				t.Fatalf("error %T is not a *configs.Error", err)
+			}
+			if line != 0 && (e.Line != line || !strings.HasPrefix(msg, file+":"+strconv.Itoa(line)+":")) {
+				t.Errorf("error %q is at line %d; want line %d", msg, e.Line, line)
+			}
+		})
+	}
+}
+
+// A reload that writes a default out, or changes a backbone's cost, needs
+// no restart; one that changes what probes run with does.
+func TestCheckReloadableControl(t *testing.T) {
+	parse := func(src string) *configs.Config {
+		cfg, err := configs.Parse([]byte(src), "x.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	old := parse(backboneTOML)
+	if controlChanged(old, parse(backboneTOML+"cost = 3\n[probes]\ntop_prefixes = 1000\n[optimizer]\nstatistic = \"p50\"\n")) {
+		t.Error("defaults written out, or a cost, count as a change")
+	}
+	if !controlChanged(old, parse(backboneTOML+"[probes]\ntop_prefixes = 10\n")) {
+		t.Error("a new top_prefixes is not a change")
+	}
+	if !controlChanged(old, parse(backboneTOML+"[optimizer]\nenabled = false\n")) {
+		t.Error("disabling the optimizer is not a change")
+	}
+}
