@@ -121,12 +121,12 @@ type Customer struct {
 }
 
 // Probes is [probes]: latency measurement of the busiest prefixes. Enabled
-// and TCPTSRateLimit have their defaults; the rest are probes.Options
-// settings, as written: zero (nil TCPPorts) when not.
+// has its default; the rest are settings of probes.Options and of the
+// forwarder's sampler, as written: zero (nil TCPPorts) when not.
 type Probes struct {
 	Enabled bool // enabled: default true
 	// TCPTSRateLimit (tcp_ts_rate_limit) is the forwarder sampler's
-	// minimum gap between TCP timestamp samples of a flow; default 100ms.
+	// minimum gap between TCP timestamp samples of a flow.
 	TCPTSRateLimit Duration
 
 	TopPrefixes     int        // top_prefixes

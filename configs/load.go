@@ -12,7 +12,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 	"unicode"
 
 	"github.com/BurntSushi/toml"
@@ -310,11 +309,11 @@ func backboneNamed(bs []Backbone, name string) string {
 	return ""
 }
 
-// probes reads [probes]. Besides enabled and tcp_ts_rate_limit its
-// settings are probes.Options': only their types are checked here, and
+// probes reads [probes]. Besides enabled its settings are probes.Options'
+// and the forwarder sampler's: only their types are checked here, and
 // unwritten ones stay zero for the component's defaults.
 func (d *decoder) probes(t *table) Probes {
-	p := Probes{Enabled: true, TCPTSRateLimit: Duration(100 * time.Millisecond)}
+	p := Probes{Enabled: true}
 	t.bool("enabled", &p.Enabled)
 	t.int("top_prefixes", &p.TopPrefixes, math.MinInt, math.MaxInt)
 	t.duration("interval", &p.Interval)

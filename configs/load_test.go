@@ -122,7 +122,7 @@ gateway_v6 = "2001:db8::1"
 		// The other [probes] and [optimizer] settings are the components':
 		// unwritten, they stay zero here, and cmd/pnapd's
 		// TestCheckDefaultsFromComponents checks their defaults.
-		Probes:    Probes{Enabled: true, TCPTSRateLimit: Duration(100 * time.Millisecond)},
+		Probes:    Probes{Enabled: true},
 		Optimizer: Optimizer{Enabled: true},
 		API:       API{Listen: "127.0.0.1:9180", Metrics: true, MetricsTopPrefixes: 20},
 	}

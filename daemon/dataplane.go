@@ -123,7 +123,7 @@ func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
 			return nil, err
 		}
 	}
-	dp.makeWorkers(cfg)
+	dp.makeWorkers(d.plan.sampler)
 	d.dp = dp
 	return dp.close, nil
 }
@@ -307,11 +307,13 @@ func (dp *dataPlane) setUpProbes(po probes.Options, local []netip.Addr) error {
 
 // makeWorkers makes one worker per queue, sampling into that queue's ring
 // when probes are on.
-func (dp *dataPlane) makeWorkers(cfg *configs.Config) {
+func (dp *dataPlane) makeWorkers(sampler forwarder.SamplerOptions) {
 	for q := range dp.byQueue {
 		w := forwarder.NewWorker(dp.plane)
 		if dp.rings != nil {
-			w.EnableSampling(forwarder.SamplerOptions{Ring: dp.rings[q], TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()})
+			so := sampler
+			so.Ring = dp.rings[q]
+			w.EnableSampling(so)
 		}
 		dp.workers = append(dp.workers, w)
 	}

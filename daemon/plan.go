@@ -7,6 +7,7 @@ import (
 
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/internal/setting"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
@@ -17,6 +18,8 @@ import (
 // file holds and where; the components own their defaults and rules; this
 // is the one place that puts the two together.
 type plan struct {
+	// sampler is the workers' in-band sampling, less the ring each gets.
+	sampler   forwarder.SamplerOptions
 	probes    probes.Options
 	optimizer optimizer.Options
 }
@@ -49,6 +52,7 @@ func newPlan(cfg *configs.Config) (plan, error) {
 	if o.probes, err = probesOptions(cfg); err != nil {
 		return plan{}, err
 	}
+	o.sampler = forwarder.SamplerOptions{TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()}
 	if o.optimizer, err = optimizerOptions(cfg, bbs); err != nil {
 		return plan{}, err
 	}
@@ -137,7 +141,7 @@ func controlChanged(old, cur *configs.Config) bool {
 	o.optimizer.Now, c.optimizer.Now = nil, nil
 	o.probes.Now, c.probes.Now = nil, nil
 	return !reflect.DeepEqual(o, c) ||
-		old.Probes.Enabled != cur.Probes.Enabled || old.Probes.TCPTSRateLimit != cur.Probes.TCPTSRateLimit ||
+		old.Probes.Enabled != cur.Probes.Enabled ||
 		old.Optimizer.Enabled != cur.Optimizer.Enabled
 }
 
