@@ -372,9 +372,9 @@ func TestSuggest(t *testing.T) {
 	}
 }
 
-// FuzzParse checks that any document gives a config or an *Error of one
-// line, without panicking.
-func FuzzParse(f *testing.F) {
+// addDocuments seeds a fuzz corpus with the example configurations and the
+// broken documents.
+func addDocuments(f *testing.F) {
 	files, _ := filepath.Glob("examples/*.toml")
 	more, _ := filepath.Glob("testdata/broken/*.toml")
 	for _, file := range append(files, more...) {
@@ -384,6 +384,12 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(string(data))
 	}
+}
+
+// FuzzParse checks that any document gives a config or an *Error of one
+// line, without panicking.
+func FuzzParse(f *testing.F) {
+	addDocuments(f)
 	f.Fuzz(func(t *testing.T, src string) {
 		_, err := Parse([]byte(src), "examples/fuzz.toml")
 		if err == nil {

@@ -239,44 +239,38 @@ func (s *scanner) value(path string) {
 	case '"', '\'':
 		s.skipString()
 	case '[':
-		s.i++
-		for n := 0; ; {
-			s.skipSpace(true)
-			if s.eof() {
-				return
-			}
-			switch s.src[s.i] {
-			case ']':
-				s.i++
-				return
-			case ',':
-				s.i++
-			default:
-				e := elem(path, n)
-				s.mark(e, s.here())
-				s.value(e)
-				n++
-			}
-		}
+		n := 0
+		s.items(']', func() {
+			e := elem(path, n)
+			s.mark(e, s.here())
+			s.value(e)
+			n++
+		})
 	case '{':
-		s.i++
-		for {
-			s.skipSpace(true)
-			if s.eof() {
-				return
-			}
-			switch s.src[s.i] {
-			case '}':
-				s.i++
-				return
-			case ',':
-				s.i++
-			default:
-				s.keyValue(path)
-			}
-		}
+		s.items('}', func() { s.keyValue(path) })
 	default:
 		s.skipScalar()
+	}
+}
+
+// items skips the comma-separated items of an array or inline table, from
+// its opening bracket to end, calling item at the start of each.
+func (s *scanner) items(end byte, item func()) {
+	s.i++
+	for {
+		s.skipSpace(true)
+		if s.eof() {
+			return
+		}
+		switch s.src[s.i] {
+		case end:
+			s.i++
+			return
+		case ',':
+			s.i++
+		default:
+			item()
+		}
 	}
 }
 

@@ -1,8 +1,6 @@
 package configs
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/BurntSushi/toml"
@@ -106,15 +104,7 @@ func TestScanPositionsBOM(t *testing.T) {
 // anything: it is meant for documents toml accepted, but must not hang
 // the daemon on a document toml's next version accepts and it does not.
 func FuzzScanPositions(f *testing.F) {
-	files, _ := filepath.Glob("examples/*.toml")
-	more, _ := filepath.Glob("testdata/broken/*.toml")
-	for _, file := range append(files, more...) {
-		data, err := os.ReadFile(file)
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(string(data))
-	}
+	addDocuments(f)
 	f.Add("[[a]")
 	f.Add("[")
 	f.Add("a = \"\"\"x")

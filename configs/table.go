@@ -242,15 +242,23 @@ func (t *table) tables(key, name string) []*table {
 	return ts
 }
 
-// integer reads an integer in [lo, hi].
-func (t *table) integer(key string, lo, hi int64) (int64, bool) {
+// valueAs is value for one type of value: ok is false when key is absent
+// or holds another type, which is an error saying it must be want.
+func valueAs[T any](t *table, key, want string) (x T, ok bool) {
 	v, ok := t.value(key)
 	if !ok {
-		return 0, false
+		return x, false
 	}
-	n, ok := v.(int64)
+	if x, ok = v.(T); !ok {
+		t.typeErr(key, want, v)
+	}
+	return x, ok
+}
+
+// integer reads an integer in [lo, hi].
+func (t *table) integer(key string, lo, hi int64) (int64, bool) {
+	n, ok := valueAs[int64](t, key, "an integer")
 	if !ok {
-		t.typeErr(key, "an integer", v)
 		return 0, false
 	}
 	if n < lo || n > hi {
@@ -321,29 +329,15 @@ func (t *table) float(key string, dst *float64) {
 }
 
 func (t *table) bool(key string, dst *bool) {
-	v, ok := t.value(key)
-	if !ok {
-		return
+	if b, ok := valueAs[bool](t, key, "true or false"); ok {
+		*dst = b
 	}
-	b, ok := v.(bool)
-	if !ok {
-		t.typeErr(key, "true or false", v)
-		return
-	}
-	*dst = b
 }
 
 // str returns the string at key; ok is false when it is absent or is not a
 // string, which is an error.
 func (t *table) str(key string) (s string, ok bool) {
-	v, ok := t.value(key)
-	if !ok {
-		return "", false
-	}
-	if s, ok = v.(string); !ok {
-		t.typeErr(key, "a string", v)
-	}
-	return s, ok
+	return valueAs[string](t, key, "a string")
 }
 
 func (t *table) string(key string, dst *string) {
@@ -370,13 +364,8 @@ func oneOf[T ~string](t *table, key string, dst *T, values ...T) {
 }
 
 func (t *table) duration(key string, dst *Duration) {
-	v, ok := t.value(key)
+	s, ok := valueAs[string](t, key, `a duration string like "10s"`)
 	if !ok {
-		return
-	}
-	s, ok := v.(string)
-	if !ok {
-		t.typeErr(key, `a duration string like "10s"`, v)
 		return
 	}
 	if err := dst.UnmarshalText([]byte(s)); err != nil {
@@ -485,16 +474,7 @@ func (t *table) prefix(key string, dst *netip.Prefix, f family, canonical bool) 
 
 // list reads an array.
 func (t *table) list(key string) ([]any, bool) {
-	v, ok := t.value(key)
-	if !ok {
-		return nil, false
-	}
-	vs, ok := v.([]any)
-	if !ok {
-		t.typeErr(key, "an array", v)
-		return nil, false
-	}
-	return vs, true
+	return valueAs[[]any](t, key, "an array")
 }
 
 // elemErr records a value error at element i of key.

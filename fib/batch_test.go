@@ -8,15 +8,23 @@ import (
 	"github.com/pnap-project/pnap/internal/shareddata"
 )
 
-func TestForward4BatchMatchesForward(t *testing.T) {
-	rs := loadTable(t, shareddata.IPv4Full)
+// batchSetup builds a FIB of two backbones that both hold the table in
+// file, every third route selected via backbone 1, and draws the addresses
+// to look up.
+func batchSetup(t *testing.T, file string) (*FIB, []netip.Addr) {
+	t.Helper()
+	rs := loadTable(t, file)
 	f := buildFIB(t, 2, rs)
 	for i := 0; i < len(rs); i += 3 {
 		if err := f.Select(rs[i].Prefix, 1); err != nil {
 			t.Fatal(err)
 		}
 	}
-	addrs := probeAddrs(rs, 100000, 9)
+	return f, probeAddrs(rs, 100000, 9)
+}
+
+func TestForward4BatchMatchesForward(t *testing.T) {
+	f, addrs := batchSetup(t, shareddata.IPv4Full)
 	var dsts []uint32
 	for _, a := range addrs {
 		if a.Is4() {
@@ -40,15 +48,9 @@ func TestForward4BatchMatchesForward(t *testing.T) {
 }
 
 func TestForward6BatchMatchesForward(t *testing.T) {
-	rs := loadTable(t, shareddata.IPv6Full)
-	f := buildFIB(t, 2, rs)
-	for i := 0; i < len(rs); i += 3 {
-		if err := f.Select(rs[i].Prefix, 1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	f, addrs := batchSetup(t, shareddata.IPv6Full)
 	var dsts [][2]uint64
-	for _, a := range probeAddrs(rs, 100000, 9) {
+	for _, a := range addrs {
 		b := a.As16()
 		dsts = append(dsts, [2]uint64{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])})
 	}

@@ -154,23 +154,7 @@ func BenchmarkMemory(b *testing.B) {
 				n := float64(len(rs))
 				build := func(backbones int) (*FIB, float64) {
 					h0 := heapAlloc()
-					f, err := New(testBackbones(backbones), Options{MaxRoutes: len(rs) + 1024})
-					if err != nil {
-						b.Fatal(err)
-					}
-					err = f.Update(func(tx *Txn) error {
-						for bb := 0; bb < backbones; bb++ {
-							for _, r := range rs {
-								if err := tx.Add(BackboneID(bb), r.Prefix, r.PathLen); err != nil {
-									return err
-								}
-							}
-						}
-						return nil
-					})
-					if err != nil {
-						b.Fatal(err)
-					}
+					f := buildFIBWith(b, Options{MaxRoutes: len(rs) + 1024}, backbones, rs)
 					return f, float64(heapAlloc() - h0)
 				}
 				f, one := build(1)

@@ -63,7 +63,13 @@ func probeAddrs(rs []routes.Route, n int, seed uint64) []netip.Addr {
 // buildFIB gives every backbone every route of the tables, in one Update.
 func buildFIB(tb testing.TB, nBackbones int, tables ...[]routes.Route) *FIB {
 	tb.Helper()
-	f, err := New(testBackbones(nBackbones), Options{})
+	return buildFIBWith(tb, Options{}, nBackbones, tables...)
+}
+
+// buildFIBWith is buildFIB with options other than the defaults.
+func buildFIBWith(tb testing.TB, opts Options, nBackbones int, tables ...[]routes.Route) *FIB {
+	tb.Helper()
+	f, err := New(testBackbones(nBackbones), opts)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func TestDelayAccuracy(t *testing.T) {
 	}
 	for i := 1; ; i++ {
 		st0 := e.Stats()
-		wait0, cpu0 := runDelay(t, e.tid.Load()), threadCPU(t, e.tid.Load())
+		cpu0, wait0 := schedstat(t, e.tid.Load())
 		r := newReceiver(t, w.lb, hcpu, s.seq, count)
 		c := startCanary(ecpu)
 		start := time.Now()
@@ -65,7 +65,8 @@ func TestDelayAccuracy(t *testing.T) {
 		took := time.Since(start)
 		time.Sleep(delay + 50*time.Millisecond)
 		c.finish()
-		wait, cpu := runDelay(t, e.tid.Load())-wait0, threadCPU(t, e.tid.Load())-cpu0
+		cpu, wait := schedstat(t, e.tid.Load())
+		cpu, wait = cpu-cpu0, wait-wait0
 		rdrops := r.finish()
 		st := e.Stats()
 		if r.err != nil || c.err != nil {

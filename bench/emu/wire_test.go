@@ -215,9 +215,10 @@ func TestClose(t *testing.T) {
 		t.Errorf("GOMAXPROCS %d while running, want %d", p, procs0+1)
 	}
 	// Idle: nothing queued, nothing arriving.
-	cpu0 := threadCPU(t, e.tid.Load())
+	cpu0, _ := schedstat(t, e.tid.Load())
 	time.Sleep(500 * time.Millisecond)
-	idle := threadCPU(t, e.tid.Load()) - cpu0
+	cpu1, _ := schedstat(t, e.tid.Load())
+	idle := cpu1 - cpu0
 	t.Logf("idle for 500 ms: %v of CPU", idle)
 	if idle > 5*time.Millisecond {
 		t.Errorf("idle emulator used %v of CPU in 500 ms, want (almost) none", idle)
@@ -263,31 +264,19 @@ func openFDs(t *testing.T) int {
 	return len(ents)
 }
 
-// threadCPU returns the CPU time a thread of this process has used.
-func threadCPU(t *testing.T, tid int64) time.Duration {
+// schedstat returns the CPU time a thread of this process has used and how
+// long it has waited for a CPU while runnable.
+func schedstat(t *testing.T, tid int64) (cpu, wait time.Duration) {
 	t.Helper()
 	b, err := os.ReadFile("/proc/self/task/" + strconv.FormatInt(tid, 10) + "/schedstat")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := strconv.ParseInt(strings.Fields(string(b))[0], 10, 64)
-	if err != nil {
-		t.Fatal(err)
+	var ns [2]int64
+	for i, f := range strings.Fields(string(b))[:2] {
+		if ns[i], err = strconv.ParseInt(f, 10, 64); err != nil {
+			t.Fatal(err)
+		}
 	}
-	return time.Duration(ns)
-}
-
-// runDelay returns how long a thread of this process has waited for a CPU
-// while runnable.
-func runDelay(t *testing.T, tid int64) time.Duration {
-	t.Helper()
-	b, err := os.ReadFile("/proc/self/task/" + strconv.FormatInt(tid, 10) + "/schedstat")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns, err := strconv.ParseInt(strings.Fields(string(b))[1], 10, 64)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ns)
+	return time.Duration(ns[0]), time.Duration(ns[1])
 }

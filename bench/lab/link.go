@@ -173,16 +173,22 @@ func (l *Link) nl() netlink.Link {
 // ioctl ETHTOOL_STXCSUM, run inside l's namespace; like `ethtool -K l tx on|off`).
 // Connect already turns it off.
 func (l *Link) SetTxChecksum(on bool) error {
+	return l.ethtoolSet(unix.ETHTOOL_STXCSUM, "tx", on)
+}
+
+// ethtoolSet turns the feature that ethtool set command cmd controls on or
+// off inside l's namespace; feature names it in errors, as ethtool -K does.
+func (l *Link) ethtoolSet(cmd uint32, feature string, on bool) error {
 	v := uint32(0)
 	if on {
 		v = 1
 	}
 	err := l.NS.Do(func() error {
-		_, err := ethtool(l.Name, unix.ETHTOOL_STXCSUM, v)
+		_, err := ethtool(l.Name, cmd, v)
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("ethtool tx %v on %s: %w", on, l, err)
+		return fmt.Errorf("ethtool %s %v on %s: %w", feature, on, l, err)
 	}
 	return nil
 }
@@ -258,18 +264,7 @@ func (l *Link) SetThreadedNAPI(on bool) error {
 // the device a NAPI poll loop, which it otherwise has only while an XDP program
 // is attached (needed to accept XDP-redirected frames, and for threaded NAPI).
 func (l *Link) SetGRO(on bool) error {
-	v := uint32(0)
-	if on {
-		v = 1
-	}
-	err := l.NS.Do(func() error {
-		_, err := ethtool(l.Name, unix.ETHTOOL_SGRO, v)
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("ethtool gro %v on %s: %w", on, l, err)
-	}
-	return nil
+	return l.ethtoolSet(unix.ETHTOOL_SGRO, "gro", on)
 }
 
 // PinNAPI turns on threaded NAPI for l and pins its NAPI kernel threads

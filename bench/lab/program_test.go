@@ -3,11 +3,8 @@
 package lab
 
 import (
-	"bufio"
 	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -81,35 +78,12 @@ func TestMainInterrupt(t *testing.T) {
 		os.Exit(1)
 	}
 	RequireRoot(t)
-	cmd := exec.Command(os.Args[0], "-test.run", "^TestMainInterrupt$")
-	cmd.Env = append(os.Environ(), "LAB_TEST_MAIN_CHILD=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	var dir, ns string
-	sc := bufio.NewScanner(out)
-	for sc.Scan() {
-		if f := strings.Fields(sc.Text()); len(f) == 3 && f[0] == "ready" {
-			dir, ns = f[1], f[2]
-			break
-		}
-	}
-	if dir == "" {
+	cmd, ready := startChild(t, "TestMainInterrupt", "LAB_TEST_MAIN_CHILD=1")
+	if ready == nil {
 		t.Fatal("child never reported its TempDir and namespace")
 	}
-	if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
-		t.Fatal(err)
-	}
-	err = cmd.Wait()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 130 {
-		t.Fatalf("child exit: %v, want status 130", err)
-	}
+	dir, ns := ready[0], ready[1]
+	interrupt(t, cmd)
 	for _, p := range []string{dir, "/run/netns/" + ns} {
 		if _, err := os.Stat(p); !os.IsNotExist(err) {
 			t.Errorf("%s left behind after SIGINT (stat: %v)", p, err)

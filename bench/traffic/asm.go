@@ -5,6 +5,7 @@ package traffic
 import (
 	"encoding/binary"
 
+	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
 )
 
@@ -33,6 +34,19 @@ func storeBytes(dst asm.Register, off int, b []byte) asm.Instructions {
 		}
 	}
 	return ins
+}
+
+// mapLookup looks up the key stored at [RFP+key] in m: R0 then points at
+// the value, or the program jumps to miss when there is none. R1 to R5 are
+// clobbered, as by any helper call.
+func mapLookup(m *ebpf.Map, key int16, miss string) asm.Instructions {
+	return asm.Instructions{
+		asm.LoadMapPtr(asm.R1, m.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, int32(key)),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, miss),
+	}
 }
 
 // be16 is v as a native-endian load of its network-order bytes reads it.

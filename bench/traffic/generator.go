@@ -327,11 +327,9 @@ func (s spec) generatorProgram(state, dsts *ebpf.Map) asm.Instructions {
 		asm.FnKtimeGetNs.Call(),
 		asm.Mov.Reg(asm.R7, asm.R0),
 		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, state.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
+	}
+	ins = append(ins, mapLookup(state, -4, "drop")...)
+	ins = append(ins,
 		asm.Mov.Reg(asm.R8, asm.R0),
 		asm.LoadMem(asm.R1, asm.R8, stEnd, asm.DWord),
 		asm.JGE.Reg(asm.R7, asm.R1, "drop"), // past the end of the Run
@@ -361,7 +359,7 @@ func (s spec) generatorProgram(state, dsts *ebpf.Map) asm.Instructions {
 		asm.JNE.Imm(asm.R9, 0, "notfirst"),
 		asm.StoreMem(asm.R8, stFirst, asm.R7, asm.DWord),
 		asm.StoreMem(asm.R8, stLast, asm.R7, asm.DWord).WithSymbol("notfirst"),
-	}
+	)
 	if len(s.sizes) > 1 {
 		// IMIX: shrink the template (the largest size) to this frame's
 		// size. Live-frames mode resets the length before the next run.
@@ -401,12 +399,8 @@ func (s spec) generatorProgram(state, dsts *ebpf.Map) asm.Instructions {
 	}
 	pick[0] = pick[0].WithSymbol("pickdst")
 	ins = append(ins, pick...)
+	ins = append(ins, mapLookup(dsts, -8, "drop")...)
 	ins = append(ins,
-		asm.LoadMapPtr(asm.R1, dsts.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -8),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
 		asm.Mov.Reg(asm.R8, asm.R0),
 		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word), // data
 		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word), // data_end

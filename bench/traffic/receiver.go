@@ -234,11 +234,9 @@ func receiverProgram(stats, seen *ebpf.Map) asm.Instructions {
 		asm.Mov.Imm(asm.R1, 0), // a send time in the future: garbage, count 0
 		asm.Mov.Reg(asm.R8, asm.R1).WithSymbol("latok"),
 		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
-		asm.LoadMapPtr(asm.R1, stats.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -4),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "drop"),
+	)
+	ins = append(ins, mapLookup(stats, -4, "drop")...)
+	ins = append(ins,
 		asm.Mov.Reg(asm.R6, asm.R0),
 		// Per-CPU: plain read-modify-write is safe (XDP does not nest on a CPU).
 		asm.LoadMem(asm.R1, asm.R6, rxPackets, asm.DWord),
@@ -267,11 +265,9 @@ func receiverProgram(stats, seen *ebpf.Map) asm.Instructions {
 		asm.RSh.Imm(asm.R1, seenValueBits),
 		asm.And.Imm(asm.R1, 1<<(seenSlotBits-seenValueBits)-1),
 		asm.StoreMem(asm.RFP, -8, asm.R1, asm.Word),
-		asm.LoadMapPtr(asm.R1, seen.FD()),
-		asm.Mov.Reg(asm.R2, asm.RFP),
-		asm.Add.Imm(asm.R2, -8),
-		asm.FnMapLookupElem.Call(),
-		asm.JEq.Imm(asm.R0, 0, "order"),
+	)
+	ins = append(ins, mapLookup(seen, -8, "order")...)
+	ins = append(ins,
 		asm.Mov.Reg(asm.R1, asm.R7),
 		asm.And.Imm(asm.R1, 1<<seenValueBits-1),
 		asm.LSh.Imm(asm.R1, 2),

@@ -25,15 +25,22 @@ func tagged(s spec, size int, seq uint32, ts uint64, vlan bool) []byte {
 	return f
 }
 
-// TestReceiverCounts feeds the receiver program crafted frames with
-// BPF_PROG_RUN on one CPU: a repeated and out-of-order sequence numbers,
-// both families, a VLAN tag, and frames it must pass untouched.
-func TestReceiverCounts(t *testing.T) {
+// resetReceiver loads a receiver (as root) and zeroes its counters.
+func resetReceiver(t *testing.T) *Receiver {
+	t.Helper()
 	lab.RequireRoot(t)
 	r := NewReceiver(t)
 	if err := r.Reset(); err != nil {
 		t.Fatal(err)
 	}
+	return r
+}
+
+// TestReceiverCounts feeds the receiver program crafted frames with
+// BPF_PROG_RUN on one CPU: a repeated and out-of-order sequence numbers,
+// both families, a VLAN tag, and frames it must pass untouched.
+func TestReceiverCounts(t *testing.T) {
+	r := resetReceiver(t)
 	v4, _ := testSpec(IPv4, 1, 64).check()
 	v6, _ := testSpec(IPv6, 1, 82).check()
 	// run is called on onCPU's goroutine: Errorf, not Fatal.
@@ -193,11 +200,7 @@ func TestHistogram(t *testing.T) {
 // the same frame: the per-CPU counters must add up, and the shared
 // duplicate table must let exactly one copy through.
 func TestReceiverBothCPUs(t *testing.T) {
-	lab.RequireRoot(t)
-	r := NewReceiver(t)
-	if err := r.Reset(); err != nil {
-		t.Fatal(err)
-	}
+	r := resetReceiver(t)
 	v, _ := testSpec(IPv4, 1, 64).check()
 	f := tagged(v, 64, 12345, monotonic(), false)
 	const n = 200_000
