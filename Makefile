@@ -57,7 +57,7 @@ demo:
 # The architecture picture: pnap's packages in layers by import depth, their
 # imports, and the paths of a packet and of a decision, from go list.
 arch:
-	$(GO) run ./internal/archplot -o docs/architecture.png
+	$(GO) run ./internal/archplot -o docs/architecture.png -omit bench,internal/shareddata,internal/archplot,forwarder/internal/frametest
 
 clean:
 	rm -rf $(BIN)

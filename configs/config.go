@@ -49,12 +49,15 @@ func (c *Config) BackboneByName(name string) (*Backbone, bool) {
 
 // Forwarder is [forwarder]: the AF_XDP data plane.
 type Forwarder struct {
-	Queues    int     // queues: RX queues served per interface; default 1, 1..64
-	CPUs      []int   // cpus: CPU ids to pin workers to; empty means unpinned
-	Batch     int     // batch: packets per ring operation; default 64, 1..1024
-	FrameSize int     // frame_size: UMEM frame bytes; 2048 (default) or 4096
-	Frames    int     // frames: UMEM frames per socket; default 512, power of two, 64..1<<20
-	RingSize  int     // ring_size: descriptors per ring; default 256, power of two, <= Frames/2
+	Queues int   // queues: RX queues served per interface; default 1, 1..64
+	CPUs   []int // cpus: CPU ids to pin workers to; empty means unpinned
+	// Batch (batch), FrameSize (frame_size), Frames (frames) and RingSize
+	// (ring_size) are settings of forwarder.LoopOptions and xsk.Options,
+	// as written: zero when not.
+	Batch     int
+	FrameSize int
+	Frames    int
+	RingSize  int
 	XDPMode   XDPMode // xdp_mode: default XDPAuto
 	MTU       int     // mtu: default 1500, 576..9000
 	// BusyPoll (busy_poll, default false) lets each worker run its

@@ -6,7 +6,7 @@
 // API's listener), and keeps where each key is written (Config.Line), so
 // that a mistake comes back as a one-line *Error naming the file, the line
 // and what to change. The settings a component owns (probes.Options,
-// optimizer.Options) it hands over as written: their defaults and rules
+// optimizer.Options, xsk.Options, the loops' batch) it hands over as written: their defaults and rules
 // are the component's, never repeated here. It only checks that route and
 // MRT files exist: it never reads routes, opens sockets or touches
 // interfaces, and it imports nothing else from this project.

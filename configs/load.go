@@ -57,30 +57,18 @@ func (d *decoder) config(root *table) *Config {
 }
 
 func (d *decoder) forwarder(t *table) Forwarder {
-	f := Forwarder{
-		Queues:    1,
-		Batch:     64,
-		FrameSize: 2048,
-		Frames:    512,
-		RingSize:  256,
-		XDPMode:   XDPAuto,
-		MTU:       1500,
-	}
+	// batch, frame_size, frames and ring_size are the forwarder's and its
+	// sockets' settings: only their types are checked here, and unwritten
+	// ones stay zero for the components' defaults.
+	f := Forwarder{Queues: 1, XDPMode: XDPAuto, MTU: 1500}
 	t.int("queues", &f.Queues, 1, 64)
 	// Whether the CPUs exist is checked when workers start: the config may
 	// be validated on another machine.
 	f.CPUs, _ = t.ints("cpus", 0, math.MaxInt)
-	t.int("batch", &f.Batch, 1, 1024)
+	t.int("batch", &f.Batch, math.MinInt, math.MaxInt)
 	t.int("frame_size", &f.FrameSize, math.MinInt, math.MaxInt)
-	if d.ok() && f.FrameSize != 2048 && f.FrameSize != 4096 {
-		t.errf("frame_size", "frame_size = %d is not supported; use 2048 or 4096", f.FrameSize)
-	}
-	t.powerOfTwo("frames", &f.Frames, 64, 1<<20)
-	t.powerOfTwo("ring_size", &f.RingSize, 1, 1<<20)
-	if d.ok() && 2*f.RingSize > f.Frames {
-		// Half the UMEM receives, half sends; each half must hold a ring.
-		t.errf(t.firstSet("ring_size", "frames"), "ring_size = %d needs frames >= %d (half the frames receive, half send); lower ring_size or raise frames", f.RingSize, 2*f.RingSize)
-	}
+	t.int("frames", &f.Frames, math.MinInt, math.MaxInt)
+	t.int("ring_size", &f.RingSize, math.MinInt, math.MaxInt)
 	oneOf(t, "xdp_mode", &f.XDPMode, XDPAuto, XDPNative, XDPGeneric)
 	t.int("mtu", &f.MTU, 576, 9000)
 	t.bool("busy_poll", &f.BusyPoll)

@@ -111,7 +111,7 @@ gateway_v6 = "2001:db8::1"
 	want := &Config{
 		Path: "defaults.toml",
 		Forwarder: Forwarder{
-			Queues: 1, Batch: 64, FrameSize: 2048, Frames: 512, RingSize: 256,
+			Queues:  1,
 			XDPMode: XDPAuto, MTU: 1500,
 		},
 		Backbones: []Backbone{

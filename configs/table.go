@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"fmt"
 	"math"
-	"math/bits"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -273,31 +272,6 @@ func (t *table) int(key string, dst *int, lo, hi int) {
 	if n, ok := t.integer(key, int64(lo), int64(hi)); ok {
 		*dst = int(n)
 	}
-}
-
-// powerOfTwo reads an integer in [lo, hi] that must be a power of two.
-func (t *table) powerOfTwo(key string, dst *int, lo, hi int) {
-	n, ok := t.integer(key, int64(lo), int64(hi))
-	if !ok {
-		return
-	}
-	if n&(n-1) != 0 {
-		below := int64(1) << (bits.Len64(uint64(n)) - 1)
-		t.errf(key, "%s = %d is not a power of two; use %d or %d", key, n, below, below*2)
-		return
-	}
-	*dst = int(n)
-}
-
-// firstSet returns the first of keys that is written in t, else the first
-// key, so that an error about a combination points at a written setting.
-func (t *table) firstSet(keys ...string) string {
-	for _, k := range keys {
-		if _, ok := t.m[k]; ok {
-			return k
-		}
-	}
-	return keys[0]
 }
 
 // between says which values are allowed.

@@ -69,7 +69,8 @@ func TestReloadable(t *testing.T) {
 		refuse string // "" when the change reloads
 	}{
 		{"nothing", "", func(*configs.Config) {}, ""},
-		{"a default written out", "[probes]\ntcp_ports = [443, 80]\n", func(*configs.Config) {}, ""},
+		{"a default written out", "[probes]\ntcp_ports = [443, 80]\n[forwarder]\nframes = 512\n", func(*configs.Config) {}, ""},
+		{"socket size", "[forwarder]\nframes = 1024\n", func(*configs.Config) {}, "[forwarder] sizes"},
 		{"routes and cost", "", func(c *configs.Config) {
 			c.Backbones[0].Static = append(c.Backbones[0].Static, netip.MustParsePrefix("198.51.100.0/24"))
 			c.Backbones[0].Cost = 3

@@ -200,8 +200,8 @@ func portMTU(fw configs.Forwarder, attrs *netlink.LinkAttrs, d *Daemon) int {
 	if attrs.MTU > 0 && attrs.MTU < mtu {
 		mtu = attrs.MTU
 	}
-	if fit := fw.FrameSize - ethVLANHeader; mtu > fit {
-		d.log.Warn("MTU lowered to what fits in a frame", "interface", attrs.Name, "mtu", fit, "configured", mtu, "frame_size", fw.FrameSize)
+	if fit := d.plan.socket.FrameSize - ethVLANHeader; mtu > fit {
+		d.log.Warn("MTU lowered to what fits in a frame", "interface", attrs.Name, "mtu", fit, "configured", mtu, "frame_size", d.plan.socket.FrameSize)
 		mtu = fit
 	}
 	return mtu
@@ -234,7 +234,7 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 	}
 	var sockets []*xsk.Port
 	for q := 0; q < fw.Queues; q++ {
-		port, err := xsk.Open(p.iface, ifindex, q, xsk.Options{Frames: fw.Frames, FrameSize: fw.FrameSize, RingSize: fw.RingSize})
+		port, err := xsk.Open(p.iface, ifindex, q, d.plan.socket)
 		if err != nil {
 			lk.Close()
 			return err
@@ -249,7 +249,7 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 	}
 	dp.closers = append(dp.closers, lk.Close)
 	if fw.BusyPoll {
-		if err := dp.preferBusyPoll(p.iface, sockets, fw.Batch); err != nil {
+		if err := dp.preferBusyPoll(p.iface, sockets, d.plan.batch); err != nil {
 			return err
 		}
 	}

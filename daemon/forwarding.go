@@ -76,7 +76,7 @@ func (d *Daemon) startWorkers(context.Context) (func() error, error) {
 		if q < len(fw.CPUs) {
 			cpu = fw.CPUs[q]
 		}
-		opt := forwarder.LoopOptions{Batch: fw.Batch, Slow: d.slow.in, ProbeReply: probeReply}
+		opt := forwarder.LoopOptions{Batch: d.plan.batch, Slow: d.slow.in, ProbeReply: probeReply}
 		if q == 0 {
 			opt.Inject = d.dp.inject // the first loop sends the probes
 		}

@@ -8,6 +8,7 @@ import (
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/internal/setting"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
@@ -18,6 +19,9 @@ import (
 // file holds and where; the components own their defaults and rules; this
 // is the one place that puts the two together.
 type plan struct {
+	// socket sizes every AF_XDP socket; batch is the loops' batch.
+	socket xsk.Options
+	batch  int
 	// sampler is the workers' in-band sampling, less the ring each gets.
 	sampler   forwarder.SamplerOptions
 	probes    probes.Options
@@ -43,6 +47,9 @@ func LoadConfig(path string) (*configs.Config, error) {
 func newPlan(cfg *configs.Config) (plan, error) {
 	var o plan
 	if err := fitsFIB(cfg); err != nil {
+		return plan{}, err
+	}
+	if err := forwarderOptions(cfg, &o); err != nil {
 		return plan{}, err
 	}
 	bbs, err := backboneOptions(cfg)
@@ -73,6 +80,19 @@ func fitsFIB(cfg *configs.Config) error {
 		}
 	}
 	return nil
+}
+
+// forwarderOptions is [forwarder]'s socket sizes over xsk's defaults and
+// its batch over the loops'.
+func forwarderOptions(cfg *configs.Config, o *plan) error {
+	f := &cfg.Forwarder
+	o.socket = xsk.DefaultOptions()
+	take(cfg, "forwarder.frames", &o.socket.Frames, f.Frames)
+	take(cfg, "forwarder.frame_size", &o.socket.FrameSize, f.FrameSize)
+	take(cfg, "forwarder.ring_size", &o.socket.RingSize, f.RingSize)
+	o.batch = forwarder.DefaultBatch
+	take(cfg, "forwarder.batch", &o.batch, f.Batch)
+	return located(cfg, "forwarder", "forwarder", setting.First(o.socket.Validate(), forwarder.ValidateBatch(o.batch)))
 }
 
 // backboneOptions are the optimizer's parameters of every [[backbone]].
@@ -125,11 +145,11 @@ func optimizerOptions(cfg *configs.Config, bbs []optimizer.Backbone) (optimizer.
 	return o, located(cfg, "optimizer", "optimizer", o.Validate())
 }
 
-// controlChanged reports whether [probes] or [optimizer] differ between old
+// planChanged reports whether the components' settings differ between old
 // and cur as the daemon runs them, defaults applied: writing a default out
 // is no change. The backbones' parameters are left out: a reload applies
 // them.
-func controlChanged(old, cur *configs.Config) bool {
+func planChanged(old, cur *configs.Config) bool {
 	o, oerr := newPlan(old)
 	c, cerr := newPlan(cur)
 	if oerr != nil || cerr != nil {

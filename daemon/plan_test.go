@@ -175,13 +175,13 @@ func TestCheckReloadableControl(t *testing.T) {
 		return cfg
 	}
 	old := parse(backboneTOML)
-	if controlChanged(old, parse(backboneTOML+"cost = 3\n[probes]\ntop_prefixes = 1000\n[optimizer]\nstatistic = \"p50\"\n")) {
+	if planChanged(old, parse(backboneTOML+"cost = 3\n[probes]\ntop_prefixes = 1000\n[optimizer]\nstatistic = \"p50\"\n")) {
 		t.Error("defaults written out, or a cost, count as a change")
 	}
-	if !controlChanged(old, parse(backboneTOML+"[probes]\ntop_prefixes = 10\n")) {
+	if !planChanged(old, parse(backboneTOML+"[probes]\ntop_prefixes = 10\n")) {
 		t.Error("a new top_prefixes is not a change")
 	}
-	if !controlChanged(old, parse(backboneTOML+"[optimizer]\nenabled = false\n")) {
+	if !planChanged(old, parse(backboneTOML+"[optimizer]\nenabled = false\n")) {
 		t.Error("disabling the optimizer is not a change")
 	}
 }

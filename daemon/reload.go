@@ -77,11 +77,14 @@ func reloadable(old, cur *configs.Config) error {
 			}
 		}
 	}
-	if !reflect.DeepEqual(old.Forwarder, cur.Forwarder) {
+	if !reflect.DeepEqual(daemonSettings(old.Forwarder), daemonSettings(cur.Forwarder)) {
 		errs = append(errs, errors.New("[forwarder] changed"))
 	}
-	if controlChanged(old, cur) || old.API != cur.API {
-		errs = append(errs, errors.New("[probes], [optimizer] or [api] changed"))
+	if planChanged(old, cur) {
+		errs = append(errs, errors.New("[forwarder] sizes, [probes] or [optimizer] changed"))
+	}
+	if old.API != cur.API {
+		errs = append(errs, errors.New("[api] changed"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("these need a restart: %w", errors.Join(errs...))
@@ -92,4 +95,11 @@ func reloadable(old, cur *configs.Config) error {
 func sameCustomer(o, n configs.Customer) bool {
 	return o.Name == n.Name && o.Interface == n.Interface && o.AddressV4 == n.AddressV4 && o.AddressV6 == n.AddressV6 &&
 		o.NextHopV4 == n.NextHopV4 && o.NextHopV6 == n.NextHopV6 && slices.Equal(o.Routes, n.Routes)
+}
+
+// daemonSettings is [forwarder] less the settings the plan compares (as
+// the components run them, defaults applied).
+func daemonSettings(f configs.Forwarder) configs.Forwarder {
+	f.Batch, f.FrameSize, f.Frames, f.RingSize = 0, 0, 0, 0
+	return f
 }

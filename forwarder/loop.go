@@ -7,6 +7,7 @@ import (
 
 	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/internal/monotime"
+	"github.com/pnap-project/pnap/internal/setting"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,7 +29,7 @@ type Loop struct {
 // much it takes at once. The zero value is usable.
 type LoopOptions struct {
 	// Batch is the most frames taken off one port's RX ring at a time;
-	// default 64.
+	// 1 to MaxBatch, default DefaultBatch.
 	Batch int
 	// Slow receives copies of frames owed an ICMP error (ActSlow); a full
 	// channel, or none, means the frame is only dropped.
@@ -42,11 +43,27 @@ type LoopOptions struct {
 	ProbeReply func(frame []byte, at int64)
 }
 
+// DefaultBatch and MaxBatch bound LoopOptions.Batch. 64 amortises a ring
+// operation's syscall and cache misses over enough frames without holding
+// a batch's latency long at low rates.
+const (
+	DefaultBatch = 64
+	MaxBatch     = 1024
+)
+
+// ValidateBatch says why n cannot be a Batch; zero is the default.
+func ValidateBatch(n int) error {
+	if n == 0 {
+		return nil
+	}
+	return setting.Int("batch", n, 1, MaxBatch)
+}
+
 // NewLoop makes the loop that serves ports, indexed as in w's Plane, with
 // w, on a thread pinned to cpu when cpu >= 0.
 func NewLoop(w *Worker, ports []*xsk.Port, cpu int, opt LoopOptions) *Loop {
 	if opt.Batch <= 0 {
-		opt.Batch = 64
+		opt.Batch = DefaultBatch
 	}
 	return &Loop{w: w, ports: ports, cpu: cpu, opt: opt}
 }

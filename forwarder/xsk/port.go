@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/asavie/xdp"
+	"github.com/pnap-project/pnap/internal/setting"
 	"golang.org/x/sys/unix"
 )
 
@@ -23,24 +24,37 @@ type Options struct {
 	RingSize int
 }
 
-func (o *Options) fill() error {
+// DefaultOptions are the sizes a zero Options stands for.
+func DefaultOptions() Options { return Options{Frames: 512, FrameSize: 2048, RingSize: 256} }
+
+// fill replaces zero sizes with the defaults.
+func (o *Options) fill() {
+	d := DefaultOptions()
 	if o.Frames == 0 {
-		o.Frames = 512
+		o.Frames = d.Frames
 	}
 	if o.FrameSize == 0 {
-		o.FrameSize = 2048
+		o.FrameSize = d.FrameSize
 	}
 	if o.RingSize == 0 {
-		o.RingSize = 256
+		o.RingSize = d.RingSize
 	}
-	pow2 := func(n int) bool { return n > 0 && n&(n-1) == 0 }
-	switch {
-	case o.FrameSize != 2048 && o.FrameSize != 4096:
-		return fmt.Errorf("frame size %d: use 2048 or 4096", o.FrameSize)
-	case !pow2(o.RingSize) || !pow2(o.Frames):
-		return fmt.Errorf("frames %d and ring size %d must be powers of two", o.Frames, o.RingSize)
-	case o.RingSize*2 > o.Frames:
-		return fmt.Errorf("ring size %d needs at least %d frames (half receive, half send)", o.RingSize, o.RingSize*2)
+}
+
+// Validate says which size the kernel or the ring split would refuse; zero
+// sizes are the defaults. Errors name the setting as pnapd's [forwarder]
+// table does.
+func (o Options) Validate() error {
+	o.fill()
+	if o.FrameSize != 2048 && o.FrameSize != 4096 {
+		return setting.Errorf("frame_size", "frame_size = %d is not supported; use 2048 or 4096", o.FrameSize)
+	}
+	if err := setting.First(setting.PowerOfTwo("frames", o.Frames, 64, 1<<20), setting.PowerOfTwo("ring_size", o.RingSize, 1, 1<<20)); err != nil {
+		return err
+	}
+	if 2*o.RingSize > o.Frames {
+		// Half the UMEM receives, half sends; each half must hold a ring.
+		return &setting.Error{Keys: []string{"ring_size", "frames"}, Msg: fmt.Sprintf("ring_size = %d needs frames >= %d (half the frames receive, half send); lower ring_size or raise frames", o.RingSize, 2*o.RingSize)}
 	}
 	return nil
 }
@@ -63,7 +77,8 @@ type Port struct {
 // calling thread's network namespace) and fills its fill ring. name is for
 // errors and logs.
 func Open(name string, ifindex, queue int, opt Options) (*Port, error) {
-	if err := opt.fill(); err != nil {
+	opt.fill()
+	if err := opt.Validate(); err != nil {
 		return nil, fmt.Errorf("port %s: %w", name, err)
 	}
 	sock, err := xdp.NewSocket(ifindex, queue, &xdp.SocketOptions{
