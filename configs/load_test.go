@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -129,59 +128,6 @@ gateway_v6 = "2001:db8::1"
 	c.at = nil // where keys are written is TestLine's
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
-	}
-}
-
-// TestBroken loads every file in testdata/broken. Each starts with
-// "# want: <substring of the error>" and may follow it with "# line: N".
-func TestBroken(t *testing.T) {
-	files, err := filepath.Glob("testdata/broken/*.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 15 {
-		t.Fatalf("only %d broken configs", len(files))
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines := strings.Split(string(data), "\n")
-			want, ok := strings.CutPrefix(lines[0], "# want: ")
-			if !ok {
-				t.Fatal(`the first line must be "# want: <substring>"`)
-			}
-			line := 0
-			if s, ok := strings.CutPrefix(lines[1], "# line: "); ok {
-				if line, err = strconv.Atoi(s); err != nil {
-					t.Fatal(err)
-				}
-			}
-
-			_, err = Load(file)
-			if err == nil {
-				t.Fatalf("loaded; want an error containing %q", want)
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, want) {
-				t.Errorf("error %q\ndoes not contain %q", msg, want)
-			}
-			if !strings.HasPrefix(msg, file+":") {
-				t.Errorf("error %q does not start with the file name", msg)
-			}
-			if strings.ContainsAny(msg, "\r\n") {
-				t.Errorf("error %q is not one line", msg)
-			}
-			var e *Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T is not an *Error", err)
-			}
-			if line != 0 && (e.Line != line || !strings.HasPrefix(msg, file+":"+strconv.Itoa(line)+":")) {
-				t.Errorf("error %q is at line %d; want line %d", msg, e.Line, line)
-			}
-		})
 	}
 }
 

@@ -1,16 +1,14 @@
 package daemon
 
 import (
-	"errors"
-	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pnap-project/pnap/configs"
+	"github.com/pnap-project/pnap/configs/configtest"
 	"github.com/pnap-project/pnap/optimizer"
 )
 
@@ -111,57 +109,12 @@ func TestCheckComponentMessages(t *testing.T) {
 
 // TestCheckBroken loads every file in testdata/broken, the configurations that
 // configs accepts and a component refuses (moved from configs' corpus with
-// their rules). Each starts with "# want: <substring of the error>" and
-// may follow it with "# line: N".
+// their rules), as configs' TestBroken loads its own.
 func TestCheckBroken(t *testing.T) {
-	files, err := filepath.Glob("testdata/broken/*.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(files) < 7 {
-		t.Fatalf("only %d broken configs", len(files))
-	}
-	for _, file := range files {
-		t.Run(filepath.Base(file), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			lines := strings.Split(string(data), "\n")
-			want, ok := strings.CutPrefix(lines[0], "# want: ")
-			if !ok {
-				t.Fatal(`the first line must be "# want: <substring>"`)
-			}
-			line := 0
-			if s, ok := strings.CutPrefix(lines[1], "# line: "); ok {
-				if line, err = strconv.Atoi(s); err != nil {
-					t.Fatal(err)
-				}
-			}
-
-			_, err = LoadConfig(file)
-			if err == nil {
-				t.Fatalf("loaded; want an error containing %q", want)
-			}
-			msg := err.Error()
-			if !strings.Contains(msg, want) {
-				t.Errorf("error %q\ndoes not contain %q", msg, want)
-			}
-			if !strings.HasPrefix(msg, file+":") {
-				t.Errorf("error %q does not start with the file name", msg)
-			}
-			if strings.ContainsAny(msg, "\r\n") {
-				t.Errorf("error %q is not one line", msg)
-			}
-			var e *configs.Error
-			if !errors.As(err, &e) {
-				t.Fatalf("error %T is not a *configs.Error", err)
-			}
-			if line != 0 && (e.Line != line || !strings.HasPrefix(msg, file+":"+strconv.Itoa(line)+":")) {
-				t.Errorf("error %q is at line %d; want line %d", msg, e.Line, line)
-			}
-		})
-	}
+	configtest.Broken(t, "testdata/broken", 7, func(file string) error {
+		_, err := LoadConfig(file)
+		return err
+	})
 }
 
 // A reload that writes a default out, or changes a backbone's cost, needs

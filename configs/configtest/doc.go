@@ -1,0 +1,5 @@
+// Package configtest holds what the tests of configs and of the packages
+// that check a configuration further (daemon) share: the runner of a corpus
+// of broken configuration files. It is for tests only: no non-test code
+// imports it, and it never writes a file.
+package configtest
