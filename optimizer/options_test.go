@@ -1,43 +1,24 @@
 package optimizer
 
 import (
-	"errors"
 	"math"
-	"slices"
-	"strings"
 	"testing"
 
-	"github.com/pnap-project/pnap/internal/setting"
+	"github.com/pnap-project/pnap/internal/setting/settingtest"
 )
 
 func TestOptionsValidate(t *testing.T) {
-	if err := DefaultOptions().Validate(); err != nil {
-		t.Fatalf("defaults: %v", err)
-	}
-	tests := []struct {
-		set  func(o *Options)
-		keys []string
-		msg  string
-	}{
-		{func(o *Options) { o.Statistic = "mean" }, []string{"statistic"}, `statistic = "mean" is not allowed; use one of "p50", "min"`},
-		{func(o *Options) { o.LossPenaltyMs = math.NaN() }, []string{"loss_penalty_ms"}, "loss_penalty_ms = NaN is out of range"},
-		{func(o *Options) { o.MinImprovementPct = 100 }, []string{"min_improvement_pct"}, "min_improvement_pct = 100 would never be met; use less than 100"},
-		{func(o *Options) { o.MinSamples = 0 }, []string{"min_samples"}, "min_samples = 0 is out of range; use 1 or more"},
-		{func(o *Options) { o.MaxOverrides = 0 }, []string{"max_overrides"}, "max_overrides = 0 is out of range"},
-		{func(o *Options) { o.FailLoss = 0 }, []string{"FailLoss"}, "FailLoss = 0 is out of range"},
-		{func(o *Options) { o.Backbones = []Backbone{{Name: "uunet", Cost: -1}} }, []string{"cost"}, `backbone "uunet": cost = -1 is out of range; use a number of 0 or more`},
-		{func(o *Options) { o.Backbones = []Backbone{{Name: "uunet", CommitMbps: 2000, CapacityMbps: 1000}} }, []string{"commit_mbps"},
-			`backbone "uunet": commit_mbps = 2000 is more than capacity_mbps = 1000`},
-	}
-	for _, tt := range tests {
-		o := DefaultOptions()
-		tt.set(&o)
-		err := o.Validate()
-		var e *setting.Error
-		if !errors.As(err, &e) || !slices.Equal(e.Keys, tt.keys) || !strings.HasPrefix(err.Error(), tt.msg) {
-			t.Errorf("got %v, want keys %q and %q", err, tt.keys, tt.msg)
-		}
-	}
+	settingtest.Validate(t, DefaultOptions, []settingtest.Case[Options]{
+		{Set: func(o *Options) { o.Statistic = "mean" }, Keys: []string{"statistic"}, Msg: `statistic = "mean" is not allowed; use one of "p50", "min"`},
+		{Set: func(o *Options) { o.LossPenaltyMs = math.NaN() }, Keys: []string{"loss_penalty_ms"}, Msg: "loss_penalty_ms = NaN is out of range"},
+		{Set: func(o *Options) { o.MinImprovementPct = 100 }, Keys: []string{"min_improvement_pct"}, Msg: "min_improvement_pct = 100 would never be met; use less than 100"},
+		{Set: func(o *Options) { o.MinSamples = 0 }, Keys: []string{"min_samples"}, Msg: "min_samples = 0 is out of range; use 1 or more"},
+		{Set: func(o *Options) { o.MaxOverrides = 0 }, Keys: []string{"max_overrides"}, Msg: "max_overrides = 0 is out of range"},
+		{Set: func(o *Options) { o.FailLoss = 0 }, Keys: []string{"FailLoss"}, Msg: "FailLoss = 0 is out of range"},
+		{Set: func(o *Options) { o.Backbones = []Backbone{{Name: "uunet", Cost: -1}} }, Keys: []string{"cost"}, Msg: `backbone "uunet": cost = -1 is out of range; use a number of 0 or more`},
+		{Set: func(o *Options) { o.Backbones = []Backbone{{Name: "uunet", CommitMbps: 2000, CapacityMbps: 1000}} }, Keys: []string{"commit_mbps"},
+			Msg: `backbone "uunet": commit_mbps = 2000 is more than capacity_mbps = 1000`},
+	})
 }
 
 func TestSetBackbonesRefusesWrongValues(t *testing.T) {
