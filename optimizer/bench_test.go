@@ -17,23 +17,7 @@ func (s *benchSource) Snapshot() probes.Snapshot { return s.snap }
 // benchRig: n prefixes held by four backbones, measured or not. b beats a
 // clearly for three prefixes in seven, so Step keeps ~3n/7 overrides.
 func benchRig(b *testing.B, n int, measured bool) (*fib.FIB, *benchSource, *Optimizer) {
-	f, err := fib.New([]fib.Backbone{{Name: "a", Preference: 100}, {Name: "b", Preference: 110}, {Name: "c", Preference: 120}, {Name: "d", Preference: 130}}, fib.Options{MaxRoutes: 1 << 16})
-	if err != nil {
-		b.Fatal(err)
-	}
-	err = f.Update(func(tx *fib.Txn) error {
-		for i := range n {
-			for bb := range 4 {
-				if err := tx.Add(fib.BackboneID(bb), pfx(i), 2); err != nil {
-					return err
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
+	f := newFIB(b, 4, n)
 	src := &benchSource{snap: probes.Snapshot{Backbones: map[fib.BackboneID]probes.BackboneStats{}}}
 	for i := range n {
 		if !measured {

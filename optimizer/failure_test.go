@@ -20,9 +20,7 @@ func TestBackboneFailure(t *testing.T) {
 	// pfx(0), pfx(1) measured (c beats b); pfx(2..4) not measured at all;
 	// pfx(5) already on c.
 	for _, p := range []netip.Prefix{pfx(0), pfx(1)} {
-		r.src.set(p, bbA, 20, 0, 50)
-		r.src.set(p, bbB, 40, 0, 50)
-		r.src.set(p, bbC, 30, 0, 50)
+		r.measure(p, 20, 40, 30)
 	}
 	if err := r.f.Select(pfx(5), bbC); err != nil {
 		t.Fatal(err)
@@ -88,8 +86,7 @@ func TestBackboneFailure(t *testing.T) {
 func TestFailureSweepsNewRoutes(t *testing.T) {
 	r := newRig(t, 2, testOptions())
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 40, ProbesLost: 20, Loss: 0.5}
-	r.step(time.Second)
-	r.expectSel(pfx(0), bbB)
+	r.stepExpect(time.Second, pfx(0), bbB)
 	// a and b announce a new prefix while a is failed: the fib selects a
 	// by default; the next Step moves it.
 	p := netip.MustParsePrefix("192.0.2.0/24")
@@ -99,25 +96,22 @@ func TestFailureSweepsNewRoutes(t *testing.T) {
 		}
 	}
 	r.expectSel(p, bbA)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.stepExpect(time.Second, p, bbB)
 }
 
 func TestFailureNeedsEnoughProbes(t *testing.T) {
 	r := newRig(t, 1, testOptions())
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 19, ProbesLost: 19, Loss: 1}
-	r.step(time.Second)
-	r.expectSel(pfx(0), bbA)
+	r.stepExpect(time.Second, pfx(0), bbA)
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 100, ProbesLost: 49, Loss: 0.49}
-	r.step(time.Second)
-	r.expectSel(pfx(0), bbA)
+	r.stepExpect(time.Second, pfx(0), bbA)
 	if c := r.o.Counters(); c.Failures != 0 {
 		t.Fatalf("Failures = %d", c.Failures)
 	}
 }
 
 func TestFailureLastRoundLost(t *testing.T) {
-	f := newFIB(t, 2)
+	f := newFIB(t, 3, 2)
 	src := roundSource{newSource()}
 	src.rounds = map[fib.BackboneID]Round{bbA: {Sent: 10, Lost: 9}}
 	o, err := New(testOptions(), f, src, nil)

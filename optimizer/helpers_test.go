@@ -34,17 +34,21 @@ func pfx(i int) netip.Prefix {
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24)
 }
 
-// newFIB makes a FIB with backbones a, b, c (preferences 100, 110, 120)
-// and n prefixes pfx(0..n-1) held by all three.
-func newFIB(t testing.TB, n int) *fib.FIB {
+// newFIB makes a FIB with backbones a, b, c, ... (preferences 100, 110,
+// 120, ...) and n prefixes pfx(0..n-1) held by all of them.
+func newFIB(t testing.TB, backbones, n int) *fib.FIB {
 	t.Helper()
-	f, err := fib.New([]fib.Backbone{{Name: "a", Preference: 100}, {Name: "b", Preference: 110}, {Name: "c", Preference: 120}}, fib.Options{MaxRoutes: 1 << 16})
+	var bbs []fib.Backbone
+	for b := range backbones {
+		bbs = append(bbs, fib.Backbone{Name: string(rune('a' + b)), Preference: 100 + 10*b})
+	}
+	f, err := fib.New(bbs, fib.Options{MaxRoutes: 1 << 16})
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = f.Update(func(tx *fib.Txn) error {
 		for i := range n {
-			for b := range 3 {
+			for b := range backbones {
 				if err := tx.Add(fib.BackboneID(b), pfx(i), 2); err != nil {
 					return err
 				}
@@ -111,6 +115,14 @@ func (s *fakeSource) set(p netip.Prefix, b fib.BackboneID, rttMs, loss float64, 
 	ps.Backbones[b] = st
 }
 
+// measure records lossless RTTs of 50 samples for prefix p on a, b, c in
+// turn, as many as rttMs gives.
+func (r *rig) measure(p netip.Prefix, rttMs ...float64) {
+	for b, ms := range rttMs {
+		r.src.set(p, fib.BackboneID(b), ms, 0, 50)
+	}
+}
+
 // setTraffic sets p's traffic in Mbit/s at the default 1000-byte packets.
 func (s *fakeSource) setTraffic(p netip.Prefix, mbps float64) {
 	s.prefixes[p].Traffic = mbps * 1e6 / 8000
@@ -132,7 +144,7 @@ type rig struct {
 
 func newRig(t testing.TB, n int, opt Options) *rig {
 	t.Helper()
-	r := &rig{t: t, f: newFIB(t, n), src: newSource(), tr: fakeTraffic{}, now: t0}
+	r := &rig{t: t, f: newFIB(t, 3, n), src: newSource(), tr: fakeTraffic{}, now: t0}
 	o, err := New(opt, r.f, r.src, r.tr)
 	if err != nil {
 		t.Fatal(err)
@@ -141,10 +153,30 @@ func newRig(t testing.TB, n int, opt Options) *rig {
 	return r
 }
 
+// limitRig is newRig of n prefixes with backbone b limited as lim says
+// (its Name filled in) over a rate window of 10 samples, and carrying bps.
+func limitRig(t testing.TB, n int, b fib.BackboneID, lim Backbone, bps float64) *rig {
+	t.Helper()
+	opt := testOptions()
+	lim.Name = string(rune('a' + b))
+	opt.Backbones, opt.RateWindow = []Backbone{lim}, 10
+	r := newRig(t, n, opt)
+	r.tr[b] = bps
+	return r
+}
+
 // step advances the clock by d and runs one Step.
 func (r *rig) step(d time.Duration) {
 	r.now = r.now.Add(d)
 	r.o.Step(r.now)
+}
+
+// stepExpect advances the clock by d, runs one Step, and expects p
+// selected on want.
+func (r *rig) stepExpect(d time.Duration, p netip.Prefix, want fib.BackboneID) {
+	r.t.Helper()
+	r.step(d)
+	r.expectSel(p, want)
 }
 
 func (r *rig) selected(p netip.Prefix) fib.BackboneID {

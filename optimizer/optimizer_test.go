@@ -15,10 +15,8 @@ func TestHysteresis(t *testing.T) {
 	p, q := pfx(0), pfx(1)
 	// p: b is 3 ms better (under MinImprovementMs). q: b is 6 ms better
 	// on 100 ms (under MinImprovementPct).
-	r.src.set(p, bbA, 20, 0, 50)
-	r.src.set(p, bbB, 17, 0, 50)
-	r.src.set(q, bbA, 100, 0, 50)
-	r.src.set(q, bbB, 94, 0, 50)
+	r.measure(p, 20, 17)
+	r.measure(q, 100, 94)
 	r.step(time.Second)
 	r.expectSel(p, bbA)
 	r.expectSel(q, bbA)
@@ -41,11 +39,9 @@ func TestMinSamples(t *testing.T) {
 	p := pfx(0)
 	r.src.set(p, bbA, 50, 0, 50)
 	r.src.set(p, bbB, 10, 0, 9)
-	r.step(time.Second)
-	r.expectSel(p, bbA)
+	r.stepExpect(time.Second, p, bbA)
 	r.src.set(p, bbB, 10, 0, 10)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.stepExpect(time.Second, p, bbB)
 }
 
 func TestCurrentUnmeasuredStays(t *testing.T) {
@@ -66,8 +62,7 @@ func TestTotalLossCountsAsSamples(t *testing.T) {
 	p := pfx(0)
 	r.src.set(p, bbA, 0, 1, 30)
 	r.src.set(p, bbB, 40, 0, 30)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.stepExpect(time.Second, p, bbB)
 	if e := r.o.Events(1)[0]; e.Reason != LowerLoss {
 		t.Fatalf("reason %v, want lower-loss", e.Reason)
 	}
@@ -76,34 +71,25 @@ func TestTotalLossCountsAsSamples(t *testing.T) {
 func TestHoldDown(t *testing.T) {
 	r := newRig(t, 1, testOptions())
 	p := pfx(0)
-	r.src.set(p, bbA, 50, 0, 50)
-	r.src.set(p, bbB, 30, 0, 50)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.measure(p, 50, 30)
+	r.stepExpect(time.Second, p, bbB)
 	r.src.set(p, bbC, 10, 0, 50)
-	r.step(30 * time.Second)
-	r.expectSel(p, bbB) // 30 s after the move: held down
-	r.step(29 * time.Second)
-	r.expectSel(p, bbB)
-	r.step(time.Second) // 60 s after
-	r.expectSel(p, bbC)
+	r.stepExpect(30*time.Second, p, bbB) // 30 s after the move: held down
+	r.stepExpect(29*time.Second, p, bbB)
+	r.stepExpect(time.Second, p, bbC) // 60 s after
 }
 
 func TestBackToDefault(t *testing.T) {
 	r := newRig(t, 1, testOptions())
 	p := pfx(0)
-	r.src.set(p, bbA, 50, 0, 50)
-	r.src.set(p, bbB, 30, 0, 50)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.measure(p, 50, 30)
+	r.stepExpect(time.Second, p, bbB)
 	// The default becomes as good: not a clear win, nothing moves.
 	r.src.set(p, bbA, 30, 0, 50)
-	r.step(time.Minute)
-	r.expectSel(p, bbB)
+	r.stepExpect(time.Minute, p, bbB)
 	// Clearly better: back, through ResetSelection, releasing the override.
 	r.src.set(p, bbA, 20, 0, 50)
-	r.step(time.Second)
-	r.expectSel(p, bbA)
+	r.stepExpect(time.Second, p, bbA)
 	if got := r.o.Overrides(); got != 0 {
 		t.Fatalf("Overrides() = %d after return, want 0", got)
 	}
@@ -119,8 +105,7 @@ func TestMaxOverrides(t *testing.T) {
 	// Wins of 10, 20, 30, 40 ms on a 100 ms default: only the two largest
 	// get the two slots.
 	for i, win := range []float64{10, 20, 30, 40} {
-		r.src.set(pfx(i), bbA, 100, 0, 50)
-		r.src.set(pfx(i), bbB, 100-win, 0, 50)
+		r.measure(pfx(i), 100, 100-win)
 	}
 	r.step(time.Second)
 	r.expectSel(pfx(0), bbA)
@@ -132,17 +117,13 @@ func TestMaxOverrides(t *testing.T) {
 	}
 	// At the cap, replacing an override is allowed: c beats b for pfx(2).
 	r.src.set(pfx(2), bbC, 50, 0, 50)
-	r.step(time.Minute)
-	r.expectSel(pfx(2), bbC)
+	r.stepExpect(time.Minute, pfx(2), bbC)
 	// A new win of 33 ms is not 5 ms more than the smallest kept (30):
 	// nothing is displaced. (pfx(2) now keeps 50 ms, pfx(3) 40 ms.)
-	r.src.set(pfx(4), bbA, 100, 0, 50)
-	r.src.set(pfx(4), bbB, 67, 0, 50)
-	r.step(time.Second)
-	r.expectSel(pfx(4), bbA)
+	r.measure(pfx(4), 100, 67)
+	r.stepExpect(time.Second, pfx(4), bbA)
 	// A win of 60 ms displaces the smallest, pfx(3)'s 40 ms.
-	r.src.set(pfx(5), bbA, 100, 0, 50)
-	r.src.set(pfx(5), bbB, 40, 0, 50)
+	r.measure(pfx(5), 100, 40)
 	r.step(time.Second)
 	r.expectSel(pfx(5), bbB)
 	r.expectSel(pfx(3), bbA)
@@ -156,28 +137,20 @@ func TestMaxOverrides(t *testing.T) {
 }
 
 func TestCommitLimit(t *testing.T) {
-	opt := testOptions()
-	opt.Backbones, opt.RateWindow = []Backbone{{Name: "b", CommitMbps: 100}}, 10
-	r := newRig(t, 2, opt)
-	r.tr[bbB] = 92e6
+	r := limitRig(t, 2, bbB, Backbone{CommitMbps: 100}, 92e6)
 	p, q := pfx(0), pfx(1)
 	// 10 Mbit/s onto b at 92: 102 > 100. A 10 ms win does not justify it.
-	r.src.set(p, bbA, 30, 0, 50)
-	r.src.set(p, bbB, 20, 0, 50)
+	r.measure(p, 30, 20)
 	r.src.setTraffic(p, 10)
-	r.step(time.Second)
-	r.expectSel(p, bbA)
+	r.stepExpect(time.Second, p, bbA)
 	if c := r.o.Counters(); c.BlockedCommit == 0 {
 		t.Fatal("no move blocked by the commit")
 	}
 	// A 60 ms win does (CommitWinMs 50).
-	r.src.set(p, bbA, 130, 0, 50)
-	r.src.set(p, bbB, 70, 0, 50)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.measure(p, 130, 70)
+	r.stepExpect(time.Second, p, bbB)
 	// A small prefix that fits under the commit moves on an ordinary win.
-	r.src.set(q, bbA, 30, 0, 50)
-	r.src.set(q, bbB, 20, 0, 50)
+	r.measure(q, 30, 20)
 	r.src.setTraffic(q, 5)
 	r.tr[bbB] = 90e6
 	r.step(time.Second)
@@ -186,33 +159,23 @@ func TestCommitLimit(t *testing.T) {
 }
 
 func TestCapacityLimit(t *testing.T) {
-	opt := testOptions()
-	opt.Backbones, opt.RateWindow = []Backbone{{Name: "b", CapacityMbps: 100}}, 10
-	r := newRig(t, 1, opt)
-	r.tr[bbB] = 95e6
+	r := limitRig(t, 1, bbB, Backbone{CapacityMbps: 100}, 95e6)
 	p := pfx(0)
-	r.src.set(p, bbA, 300, 0, 50)
-	r.src.set(p, bbB, 20, 0, 50) // 280 ms better: still never over capacity
+	r.measure(p, 300, 20) // 280 ms better: still never over capacity
 	r.src.setTraffic(p, 10)
-	r.step(time.Second)
-	r.expectSel(p, bbA)
+	r.stepExpect(time.Second, p, bbA)
 	if c := r.o.Counters(); c.BlockedCapacity == 0 {
 		t.Fatal("no move blocked by capacity")
 	}
 	// c, worse than b but a clear win over a, takes it instead.
 	r.src.set(p, bbC, 40, 0, 50)
-	r.step(time.Second)
-	r.expectSel(p, bbC)
+	r.stepExpect(time.Second, p, bbC)
 }
 
 func TestCapacityCountsMovesWithinAStep(t *testing.T) {
-	opt := testOptions()
-	opt.Backbones, opt.RateWindow = []Backbone{{Name: "b", CapacityMbps: 100}}, 10
-	r := newRig(t, 5, opt)
-	r.tr[bbB] = 60e6
+	r := limitRig(t, 5, bbB, Backbone{CapacityMbps: 100}, 60e6)
 	for i := range 5 {
-		r.src.set(pfx(i), bbA, 50, 0, 50)
-		r.src.set(pfx(i), bbB, 10, 0, 50)
+		r.measure(pfx(i), 50, 10)
 		r.src.setTraffic(pfx(i), 15)
 	}
 	r.step(time.Second)
@@ -229,13 +192,9 @@ func TestCapacityCountsMovesWithinAStep(t *testing.T) {
 }
 
 func TestCommitShedding(t *testing.T) {
-	opt := testOptions()
-	opt.Backbones, opt.RateWindow = []Backbone{{Name: "a", CommitMbps: 100}}, 10
-	r := newRig(t, 3, opt)
-	r.tr[bbA] = 120e6
+	r := limitRig(t, 3, bbA, Backbone{CommitMbps: 100}, 120e6)
 	for i := range 3 {
-		r.src.set(pfx(i), bbA, 20, 0, 50)
-		r.src.set(pfx(i), bbB, 30, 0, 50) // 10 ms worse: under CommitWinMs
+		r.measure(pfx(i), 20, 30) // 10 ms worse: under CommitWinMs
 		r.src.setTraffic(pfx(i), 15-float64(i))
 	}
 	r.step(time.Second)
@@ -265,12 +224,9 @@ func TestCostShiftsChoice(t *testing.T) {
 	r := newRig(t, 2, opt)
 	p, q := pfx(0), pfx(1)
 	// b is 10 ms faster, but costs 20: a stays.
-	r.src.set(p, bbA, 30, 0, 50)
-	r.src.set(p, bbB, 20, 0, 50)
+	r.measure(p, 30, 20)
 	// For q, c is as fast as b and costs nothing: q goes to c, not b.
-	r.src.set(q, bbA, 50, 0, 50)
-	r.src.set(q, bbB, 10, 0, 50)
-	r.src.set(q, bbC, 12, 0, 50)
+	r.measure(q, 50, 10, 12)
 	r.step(time.Second)
 	r.expectSel(p, bbA)
 	r.expectSel(q, bbC)
@@ -279,10 +235,8 @@ func TestCostShiftsChoice(t *testing.T) {
 	opt = testOptions()
 	opt.Backbones = []Backbone{{Name: "a", Cost: 30}}
 	r = newRig(t, 1, opt)
-	r.src.set(p, bbA, 20, 0, 50)
-	r.src.set(p, bbB, 20, 0, 50)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.measure(p, 20, 20)
+	r.stepExpect(time.Second, p, bbB)
 	if e := r.o.Events(1)[0]; e.Reason != LowerCost {
 		t.Fatalf("reason %v, want lower-cost", e.Reason)
 	}
@@ -333,8 +287,7 @@ func TestStatisticMin(t *testing.T) {
 	opt.Statistic = StatisticMin
 	r := newRig(t, 1, opt)
 	p := pfx(0)
-	r.src.set(p, bbA, 30, 0, 50)
-	r.src.set(p, bbB, 20, 0, 50)
+	r.measure(p, 30, 20)
 	r.step(time.Second)
 	if e := r.o.Events(1)[0]; e.From.RTT != 29*time.Millisecond || e.To.Score != 19 {
 		t.Fatalf("event %+v: want min RTTs", e)
@@ -351,8 +304,7 @@ func TestNoFlapping(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	noise := func() float64 { return 20 + 2*(2*rng.Float64()-1) } // 18..22 ms: differences under MinImprovementMs
 	for range 1000 {
-		r.src.set(p, bbA, noise(), 0, 50)
-		r.src.set(p, bbB, noise(), 0, 50)
+		r.measure(p, noise(), noise())
 		r.step(time.Second)
 	}
 	if n := moves(r.o.Counters()); n != 0 {
@@ -368,8 +320,7 @@ func TestNoisyMovesRespectHoldDown(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	noise := func() float64 { return 20 + 10*(2*rng.Float64()-1) } // 10..30 ms
 	for range 1000 {
-		r.src.set(p, bbA, noise(), 0, 50)
-		r.src.set(p, bbB, noise(), 0, 50)
+		r.measure(p, noise(), noise())
 		r.step(time.Second)
 	}
 	es := r.o.Events(1000)
@@ -385,10 +336,8 @@ func TestNoisyMovesRespectHoldDown(t *testing.T) {
 
 func TestRouteGone(t *testing.T) {
 	r := newRig(t, 2, testOptions())
-	r.src.set(pfx(0), bbA, 50, 0, 50)
-	r.src.set(pfx(0), bbB, 20, 0, 50)
-	r.step(time.Second)
-	r.expectSel(pfx(0), bbB)
+	r.measure(pfx(0), 50, 20)
+	r.stepExpect(time.Second, pfx(0), bbB)
 	// Withdrawn from every backbone while measured and overridden.
 	for b := range 3 {
 		if _, err := r.f.Withdraw(fib.BackboneID(b), pfx(0)); err != nil {
@@ -406,15 +355,12 @@ func TestRouteGone(t *testing.T) {
 	}
 	// b withdraws the route it was selected for: fib falls back to a,
 	// and the override is no longer counted.
-	r.src.set(pfx(1), bbA, 50, 0, 50)
-	r.src.set(pfx(1), bbB, 20, 0, 50)
-	r.step(time.Second)
-	r.expectSel(pfx(1), bbB)
+	r.measure(pfx(1), 50, 20)
+	r.stepExpect(time.Second, pfx(1), bbB)
 	if _, err := r.f.Withdraw(bbB, pfx(1)); err != nil {
 		t.Fatal(err)
 	}
-	r.step(time.Second)
-	r.expectSel(pfx(1), bbA)
+	r.stepExpect(time.Second, pfx(1), bbA)
 	if got := r.o.Overrides(); got != 0 {
 		t.Fatalf("Overrides() = %d after b withdrew, want 0", got)
 	}
@@ -425,22 +371,18 @@ func TestStaleOverride(t *testing.T) {
 	opt.StaleAfter = 5 * time.Minute
 	r := newRig(t, 1, opt)
 	p := pfx(0)
-	r.src.set(p, bbA, 50, 0, 50)
-	r.src.set(p, bbB, 20, 0, 50)
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.measure(p, 50, 20)
+	r.stepExpect(time.Second, p, bbB)
 	delete(r.src.prefixes, p) // no longer among the busiest
-	r.step(4 * time.Minute)
-	r.expectSel(p, bbB)
-	r.step(time.Minute)
-	r.expectSel(p, bbA)
+	r.stepExpect(4*time.Minute, p, bbB)
+	r.stepExpect(time.Minute, p, bbA)
 	if r.o.Overrides() != 0 {
 		t.Fatal("stale override still counted")
 	}
 }
 
 func TestNewRejects(t *testing.T) {
-	f := newFIB(t, 0)
+	f := newFIB(t, 3, 0)
 	src := newSource()
 	opt := testOptions()
 	opt.Backbones = []Backbone{{Name: "x"}}
@@ -465,7 +407,7 @@ func TestRunConcurrentReaders(t *testing.T) {
 	opt := testOptions()
 	opt.Interval = time.Millisecond
 	opt.HoldDown = time.Millisecond
-	f := newFIB(t, 4)
+	f := newFIB(t, 3, 4)
 	src := newSource()
 	for i := range 4 {
 		src.set(pfx(i), bbA, 50, 0, 50)

@@ -16,11 +16,8 @@ import (
 func TestPinHoldsAgainstOptimizer(t *testing.T) {
 	r := newRig(t, 2, testOptions())
 	p, q := pfx(0), pfx(1)
-	r.src.set(p, bbA, 50, 0, 50)
-	r.src.set(p, bbB, 10, 0, 50)
-	r.src.set(p, bbC, 60, 0, 50)
-	r.src.set(q, bbA, 50, 0, 50)
-	r.src.set(q, bbB, 10, 0, 50)
+	r.measure(p, 50, 10, 60)
+	r.measure(q, 50, 10)
 	if err := r.o.Pins().Pin(p, bbC); err != nil {
 		t.Fatal(err)
 	}
@@ -31,8 +28,7 @@ func TestPinHoldsAgainstOptimizer(t *testing.T) {
 
 	// c fails: every other prefix would leave it; the pinned one stays.
 	r.src.backbones[bbC] = probes.BackboneStats{ProbesSent: 100, ProbesLost: 90, Loss: 0.9}
-	r.step(time.Second)
-	r.expectSel(p, bbC)
+	r.stepExpect(time.Second, p, bbC)
 	if pins := r.o.Pins().List(); len(pins) != 1 || pins[0].Prefix != p || pins[0].Name != "c" {
 		t.Fatalf("pins %+v", pins)
 	}
@@ -41,9 +37,8 @@ func TestPinHoldsAgainstOptimizer(t *testing.T) {
 	if ok, err := r.o.Pins().Unpin(p); !ok || err != nil {
 		t.Fatalf("unpin: %v %v", ok, err)
 	}
-	r.expectSel(p, bbA) // back to the default at once
-	r.step(time.Second)
-	r.expectSel(p, bbB) // and the optimizer's again
+	r.expectSel(p, bbA)               // back to the default at once
+	r.stepExpect(time.Second, p, bbB) // and the optimizer's again
 	if ok, _ := r.o.Pins().Unpin(p); ok {
 		t.Fatal("unpinned twice")
 	}
@@ -79,18 +74,15 @@ func TestPinRefusesNonHolder(t *testing.T) {
 func TestSetBackbonesAppliesCost(t *testing.T) {
 	r := newRig(t, 1, testOptions())
 	p := pfx(0)
-	r.src.set(p, bbA, 30, 0, 50)
-	r.src.set(p, bbB, 10, 0, 50)
+	r.measure(p, 30, 10)
 	if err := r.o.SetBackbones([]Backbone{{Name: "b", Cost: 25}}); err != nil {
 		t.Fatal(err)
 	}
-	r.step(time.Second)
-	r.expectSel(p, bbA)
+	r.stepExpect(time.Second, p, bbA)
 	if err := r.o.SetBackbones([]Backbone{{Name: "b", Cost: 0}}); err != nil {
 		t.Fatal(err)
 	}
-	r.step(time.Second)
-	r.expectSel(p, bbB)
+	r.stepExpect(time.Second, p, bbB)
 	if err := r.o.SetBackbones([]Backbone{{Name: "nope"}}); err == nil {
 		t.Fatal("an unknown backbone was accepted")
 	}
@@ -99,7 +91,7 @@ func TestSetBackbonesAppliesCost(t *testing.T) {
 // Without an optimizer, Pins alone select and reset in the FIB, and list
 // in prefix order, not string order: 9.0.0.0/8 before 10.0.0.0/8.
 func TestPinsWithoutOptimizer(t *testing.T) {
-	f := newFIB(t, 0)
+	f := newFIB(t, 3, 0)
 	var want []netip.Prefix
 	for _, s := range []string{"9.0.0.0/8", "10.0.0.0/8", "10.0.0.0/16", "2001:db8::/32"} {
 		want = append(want, netip.MustParsePrefix(s))
