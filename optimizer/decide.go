@@ -1,6 +1,7 @@
 package optimizer
 
 import (
+	"cmp"
 	"errors"
 	"net/netip"
 	"slices"
@@ -296,16 +297,10 @@ func (o *Optimizer) score(now time.Time, ps *probes.PrefixStats, d *decision) bo
 		return 2
 	}
 	slices.SortFunc(d.cands, func(a, b Choice) int {
-		switch {
-		case a.Score < b.Score:
-			return -1
-		case a.Score > b.Score:
-			return 1
+		if c := cmp.Compare(a.Score, b.Score); c != 0 {
+			return c
 		}
-		if ra, rb := rank(a), rank(b); ra != rb {
-			return ra - rb
-		}
-		return int(a.Backbone) - int(b.Backbone)
+		return cmp.Or(rank(a)-rank(b), int(a.Backbone)-int(b.Backbone))
 	})
 	d.bps = ps.Traffic * o.cfg.bitsPerPacket
 	return true
@@ -379,23 +374,13 @@ func (o *Optimizer) resolveCap(now time.Time) {
 	if len(o.proposals) == 0 {
 		return
 	}
+	// Largest win first, smallest kept win first; by prefix on a tie, so
+	// that runs repeat.
 	slices.SortFunc(o.proposals, func(a, b proposal) int {
-		switch {
-		case a.win > b.win:
-			return -1
-		case a.win < b.win:
-			return 1
-		}
-		return a.p.Addr().Compare(b.p.Addr()) // deterministic
+		return cmp.Or(cmp.Compare(b.win, a.win), a.p.Addr().Compare(b.p.Addr()))
 	})
 	slices.SortFunc(o.evictable, func(a, b evictable) int {
-		switch {
-		case a.keep < b.keep:
-			return -1
-		case a.keep > b.keep:
-			return 1
-		}
-		return a.p.Addr().Compare(b.p.Addr())
+		return cmp.Or(cmp.Compare(a.keep, b.keep), a.p.Addr().Compare(b.p.Addr()))
 	})
 	ev := o.evictable
 	for _, pr := range o.proposals {
