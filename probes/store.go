@@ -105,6 +105,14 @@ func (c *counts) add(o counts) {
 	c.addMin(o.min)
 }
 
+// loss is the share of the probes sent that were lost; 0 before any.
+func (c *counts) loss() float64 {
+	if c.sent == 0 {
+		return 0
+	}
+	return float64(c.lost) / float64(c.sent)
+}
+
 func (c *counts) addMin(v int64) {
 	if v > 0 && (c.min == 0 || v < c.min) {
 		c.min = v
@@ -464,16 +472,13 @@ func (s *Store) Snapshot() Snapshot {
 		if !bb.cSum.recorded {
 			continue
 		}
-		st := BackboneStats{
+		snap.Backbones[fib.BackboneID(i)] = BackboneStats{
 			ProbesSent:  bb.cSum.sent,
 			ProbesLost:  bb.cSum.lost,
 			Unreachable: bb.cSum.unreach,
+			Loss:        bb.cSum.loss(),
 			Updated:     s.clock.wall(bb.updated),
 		}
-		if st.ProbesSent > 0 {
-			st.Loss = float64(st.ProbesLost) / float64(st.ProbesSent)
-		}
-		snap.Backbones[fib.BackboneID(i)] = st
 	}
 	return snap
 }
@@ -484,10 +489,8 @@ func (s *Store) stats(p *pair) Stats {
 		Sent:        p.cSum.sent,
 		Lost:        p.cSum.lost,
 		Unreachable: p.cSum.unreach,
+		Loss:        p.cSum.loss(),
 		Updated:     s.clock.wall(p.updated),
-	}
-	if st.Sent > 0 {
-		st.Loss = float64(st.Lost) / float64(st.Sent)
 	}
 	if h := p.sum; h.TotalCount() > 0 {
 		// ValueAtQuantile takes a percentage, not a fraction.
