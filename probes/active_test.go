@@ -59,6 +59,13 @@ func newLab(t *testing.T, set func(o *Options), f *fib.FIB) *lab {
 	return l
 }
 
+// oneSecondV4 has newLab probe once a second from probeSrc4, a probe
+// timing out after 500 ms.
+func oneSecondV4(o *Options) {
+	o.Interval, o.Timeout = time.Second, 500*time.Millisecond
+	o.SourceV4 = probeSrc4
+}
+
 // network answers a probe after its backbone's delay, unless it is lost.
 func (l *lab) network(s sent) {
 	if l.delay == nil {
@@ -287,8 +294,8 @@ func TestActive(t *testing.T) {
 func newOneLab(t *testing.T) (*lab, []probeInfo) {
 	f := newFIB(t, 1, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
 	l := newLab(t, func(o *Options) {
-		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
-		o.SourceV4, o.RatePerBackbone = probeSrc4, 1000
+		oneSecondV4(o)
+		o.RatePerBackbone = 1000
 	}, f)
 	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 1)
 	l.run(1100 * time.Millisecond)
@@ -358,8 +365,8 @@ func TestActiveReplies(t *testing.T) {
 func TestActiveIPv6Replies(t *testing.T) {
 	f := newFIB(t, 2, map[string][]fib.BackboneID{"2001:db8:5::/48": nil})
 	l := newLab(t, func(o *Options) {
-		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
-		o.SourceV6, o.SourceV4, o.RatePerBackbone = probeSrc6, probeSrc4, 1000
+		oneSecondV4(o)
+		o.SourceV6, o.RatePerBackbone = probeSrc6, 1000
 	}, f)
 	l.delay = []time.Duration{3 * time.Millisecond, 4 * time.Millisecond}
 	l.loss = []float64{0, 0}
@@ -386,8 +393,8 @@ func TestActiveRateBudget(t *testing.T) {
 	}
 	f := newFIB(t, 1, holders)
 	l := newLab(t, func(o *Options) {
-		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
-		o.SourceV4, o.RatePerBackbone = probeSrc4, 10
+		oneSecondV4(o)
+		o.RatePerBackbone = 10
 	}, f)
 	for i := range 10 {
 		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
@@ -410,10 +417,7 @@ func TestActiveRateBudget(t *testing.T) {
 
 func TestActiveTXFull(t *testing.T) {
 	f := newFIB(t, 1, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
-	l := newLab(t, func(o *Options) {
-		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
-		o.SourceV4 = probeSrc4
-	}, f)
+	l := newLab(t, oneSecondV4, f)
 	l.dp.full = true
 	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 1)
 	l.run(2 * time.Second)
@@ -426,10 +430,7 @@ func TestActiveTXFull(t *testing.T) {
 // Without a source address of the prefix's family nothing is probed.
 func TestActiveNoSource(t *testing.T) {
 	f := newFIB(t, 1, map[string][]fib.BackboneID{"2001:db8::/32": nil})
-	l := newLab(t, func(o *Options) {
-		o.Interval, o.Timeout = time.Second, 500*time.Millisecond
-		o.SourceV4 = probeSrc4
-	}, f)
+	l := newLab(t, oneSecondV4, f)
 	l.traffic("2001:db8::/32", "2001:db8::1", 6, 443, 1)
 	l.run(1500 * time.Millisecond)
 	if c := l.p.Counters(); c.NoSource != 1 || len(l.dp.frames) != 0 {
