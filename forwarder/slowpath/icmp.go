@@ -108,6 +108,24 @@ func replyL2(frame []byte, l3 int, portMAC forwarder.MAC, et layers.EthernetType
 	return []gopacket.SerializableLayer{eth, dot1q}
 }
 
+// errorTypes is the ICMP and the ICMPv6 type and code of the error owed
+// for r: time exceeded, no route to the network, packet too big (RFC 792,
+// 1191; RFC 4443). ok is false when r owes none.
+func errorTypes(r forwarder.Reason) (v4 layers.ICMPv4TypeCode, v6 layers.ICMPv6TypeCode, ok bool) {
+	switch r {
+	case forwarder.ReasonTTL:
+		return layers.CreateICMPv4TypeCode(layers.ICMPv4TypeTimeExceeded, layers.ICMPv4CodeTTLExceeded),
+			layers.CreateICMPv6TypeCode(layers.ICMPv6TypeTimeExceeded, layers.ICMPv6CodeHopLimitExceeded), true
+	case forwarder.ReasonNoRoute:
+		return layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet),
+			layers.CreateICMPv6TypeCode(layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodeNoRouteToDst), true
+	case forwarder.ReasonMTU:
+		return layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded),
+			layers.CreateICMPv6TypeCode(layers.ICMPv6TypePacketTooBig, 0), true
+	}
+	return 0, 0, false
+}
+
 // icmp4Error is the IPv4 header, ICMP header and quote of the error owed
 // for the IPv4 packet ipPkt.
 func icmp4Error(ipPkt []byte, r forwarder.Reason, srcIP netip.Addr, mtu int) ([]gopacket.SerializableLayer, error) {
@@ -118,17 +136,13 @@ func icmp4Error(ipPkt []byte, r forwarder.Reason, srcIP netip.Addr, mtu int) ([]
 	// The original header and 8 bytes of data (RFC 792); RFC 1812 allows
 	// more, up to 576 bytes in all.
 	quote := ipPkt[:min(len(ipPkt), ihl+8)]
-	icmp := &layers.ICMPv4{}
-	switch r {
-	case forwarder.ReasonTTL:
-		icmp.TypeCode = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeTimeExceeded, layers.ICMPv4CodeTTLExceeded)
-	case forwarder.ReasonNoRoute:
-		icmp.TypeCode = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeNet)
-	case forwarder.ReasonMTU:
-		icmp.TypeCode = layers.CreateICMPv4TypeCode(layers.ICMPv4TypeDestinationUnreachable, layers.ICMPv4CodeFragmentationNeeded)
-		icmp.Seq = uint16(mtu) // next-hop MTU sits where echo's sequence does (RFC 1191)
-	default:
+	tc, _, ok := errorTypes(r)
+	if !ok {
 		return nil, fmt.Errorf("no ICMP error for %v", r)
+	}
+	icmp := &layers.ICMPv4{TypeCode: tc}
+	if r == forwarder.ReasonMTU {
+		icmp.Seq = uint16(mtu) // next-hop MTU sits where echo's sequence does (RFC 1191)
 	}
 	ip := &layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolICMPv4,
 		SrcIP: srcIP.AsSlice(), DstIP: net.IP(append([]byte(nil), ipPkt[12:16]...))}
@@ -143,18 +157,14 @@ func icmp6Error(ipPkt []byte, r forwarder.Reason, srcIP netip.Addr, mtu int) ([]
 	}
 	// As much of the packet as fits in the minimum MTU (RFC 4443 2.4).
 	quote := ipPkt[:min(len(ipPkt), 1280-ipv6HdrLen-8)]
-	icmp := &layers.ICMPv6{}
-	var rest [4]byte
-	switch r {
-	case forwarder.ReasonTTL:
-		icmp.TypeCode = layers.CreateICMPv6TypeCode(layers.ICMPv6TypeTimeExceeded, layers.ICMPv6CodeHopLimitExceeded)
-	case forwarder.ReasonNoRoute:
-		icmp.TypeCode = layers.CreateICMPv6TypeCode(layers.ICMPv6TypeDestinationUnreachable, layers.ICMPv6CodeNoRouteToDst)
-	case forwarder.ReasonMTU:
-		icmp.TypeCode = layers.CreateICMPv6TypeCode(layers.ICMPv6TypePacketTooBig, 0)
-		rest = [4]byte{byte(mtu >> 24), byte(mtu >> 16), byte(mtu >> 8), byte(mtu)}
-	default:
+	_, tc, ok := errorTypes(r)
+	if !ok {
 		return nil, fmt.Errorf("no ICMPv6 error for %v", r)
+	}
+	icmp := &layers.ICMPv6{TypeCode: tc}
+	var rest [4]byte
+	if r == forwarder.ReasonMTU {
+		rest = [4]byte{byte(mtu >> 24), byte(mtu >> 16), byte(mtu >> 8), byte(mtu)} // Packet Too Big's MTU field
 	}
 	ip := &layers.IPv6{Version: 6, HopLimit: 64, NextHeader: layers.IPProtocolICMPv6,
 		SrcIP: srcIP.AsSlice(), DstIP: net.IP(append([]byte(nil), ipPkt[8:24]...))}
