@@ -24,10 +24,8 @@ func TestBothWays(t *testing.T) {
 	w := newWire(t)
 	w.a.Sysctl(t, "net/ipv6/conf/va/disable_ipv6", "0")
 	w.b.Sysctl(t, "net/ipv6/conf/vb/disable_ipv6", "0")
-	w.la.AddAddr(t, "198.18.0.1/24")
-	w.lb.AddAddr(t, "198.18.0.2/24")
-	w.la.AddAddr(t, "2001:2::1/64")
-	w.lb.AddAddr(t, "2001:2::2/64")
+	w.la.AddAddr(t, "198.18.0.1/24", "2001:2::1/64")
+	w.lb.AddAddr(t, "198.18.0.2/24", "2001:2::2/64")
 	e := New(t, w.e, w.ea, w.eb, Params{Delay: 5 * time.Millisecond}, Params{Delay: 5 * time.Millisecond})
 
 	for _, c := range []struct {

@@ -27,10 +27,8 @@ func pair(t *testing.T) (a, b *NS, la, lb *Link) {
 	a = NewNS(t, "laba")
 	b = NewNS(t, "labb")
 	la, lb = Connect(t, a, "va", b, "vb", VethOpts{})
-	la.AddAddr(t, "198.18.0.1/24")
-	lb.AddAddr(t, "198.18.0.2/24")
-	la.AddAddr(t, "2001:2::1/64")
-	lb.AddAddr(t, "2001:2::2/64")
+	la.AddAddr(t, "198.18.0.1/24", "2001:2::1/64")
+	lb.AddAddr(t, "198.18.0.2/24", "2001:2::2/64")
 	return a, b, la, lb
 }
 

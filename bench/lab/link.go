@@ -141,25 +141,27 @@ func waitOperUp(tb testing.TB, links ...*Link) {
 // String returns "name@namespace".
 func (l *Link) String() string { return l.Name + "@" + l.NS.Name }
 
-// AddAddr adds an address with its prefix length, e.g. "198.18.0.1/24" or
-// "2001:2::1/64", to l. IPv6 addresses are added with IFA_F_NODAD so they are
-// usable at once instead of staying tentative for about a second of
-// duplicate address detection. It fails tb on error.
-func (l *Link) AddAddr(tb testing.TB, prefix string) {
+// AddAddr adds addresses with their prefix length, e.g. "198.18.0.1/24" or
+// "2001:2::1/64", to l, in turn. IPv6 addresses are added with
+// IFA_F_NODAD so they are usable at once instead of staying tentative for
+// about a second of duplicate address detection. It fails tb on error.
+func (l *Link) AddAddr(tb testing.TB, prefixes ...string) {
 	tb.Helper()
-	p, err := netip.ParsePrefix(prefix)
-	if err != nil {
-		tb.Fatalf("lab.AddAddr(%s): %v", l, err)
-	}
-	if p.Addr().Is4In6() {
-		p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
-	}
-	a := &netlink.Addr{IPNet: prefixNet(p)}
-	if p.Addr().Is6() {
-		a.Flags = unix.IFA_F_NODAD
-	}
-	if err := l.NS.h.AddrAdd(l.nl(), a); err != nil {
-		tb.Fatalf("lab.AddAddr(%s): %s: %v", l, prefix, err)
+	for _, prefix := range prefixes {
+		p, err := netip.ParsePrefix(prefix)
+		if err != nil {
+			tb.Fatalf("lab.AddAddr(%s): %v", l, err)
+		}
+		if p.Addr().Is4In6() {
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		a := &netlink.Addr{IPNet: prefixNet(p)}
+		if p.Addr().Is6() {
+			a.Flags = unix.IFA_F_NODAD
+		}
+		if err := l.NS.h.AddrAdd(l.nl(), a); err != nil {
+			tb.Fatalf("lab.AddAddr(%s): %s: %v", l, prefix, err)
+		}
 	}
 }
 

@@ -29,12 +29,9 @@ func newNeighLab(t *testing.T) *neighLab {
 	x := &neighLab{pnap: lab.NewNS(t, "pnap"), bb: lab.NewNS(t, "bb"), cust: lab.NewNS(t, "cust")}
 	x.pb, x.bl = lab.Connect(t, x.pnap, "bb0", x.bb, "up", lab.VethOpts{})
 	x.pc, x.cl = lab.Connect(t, x.pnap, "c0", x.cust, "up", lab.VethOpts{})
-	x.pb.AddAddr(t, "198.18.100.2/24")
-	x.pb.AddAddr(t, "2001:2:0:100::2/64")
-	x.bl.AddAddr(t, "198.18.100.1/24")
-	x.bl.AddAddr(t, "2001:2:0:100::1/64")
-	x.pc.AddAddr(t, "198.18.0.1/24")
-	x.pc.AddAddr(t, "2001:2:0:1::1/64")
+	x.pb.AddAddr(t, "198.18.100.2/24", "2001:2:0:100::2/64")
+	x.bl.AddAddr(t, "198.18.100.1/24", "2001:2:0:100::1/64")
+	x.pc.AddAddr(t, "198.18.0.1/24", "2001:2:0:1::1/64")
 	x.plane = &forwarder.Plane{Ports: []forwarder.PortInfo{{Name: "c0", MAC: forwarder.MAC(x.pc.MAC)}, {Name: "bb0", MAC: forwarder.MAC(x.pb.MAC)}}}
 	return x
 }
