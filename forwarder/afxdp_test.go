@@ -3,6 +3,7 @@ package forwarder_test
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -12,7 +13,6 @@ import (
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/bench/lab"
-	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/forwarder/slowpath"
 	"github.com/pnap-project/pnap/forwarder/steering"
@@ -41,10 +41,8 @@ func newBareLab(t testing.TB) *afxdpLab {
 	x.cl, x.pc0 = lab.Connect(t, x.cust, "c", x.pnap, "c0", lab.VethOpts{})
 	x.pb0, x.al = lab.Connect(t, x.pnap, "bb0", x.bbA, "a", lab.VethOpts{})
 	x.pb1, x.bl = lab.Connect(t, x.pnap, "bb1", x.bbB, "b", lab.VethOpts{})
-	x.cl.AddAddr(t, "198.18.0.7/24")
-	x.cl.AddAddr(t, "2001:2:0:1::7/64")
-	x.pc0.AddAddr(t, "198.18.0.1/24")
-	x.pc0.AddAddr(t, "2001:2:0:1::1/64")
+	x.cl.AddAddr(t, "198.18.0.7/24", "2001:2:0:1::7/64")
+	x.pc0.AddAddr(t, "198.18.0.1/24", "2001:2:0:1::1/64")
 	x.cust.AddRoute(t, "0.0.0.0/0", "198.18.0.1")
 	x.cust.AddRoute(t, "::/0", "2001:2:0:1::1")
 	x.pb0.AddAddr(t, "198.18.100.2/24")
@@ -67,26 +65,7 @@ func newAFXDPLabCPU(t testing.TB, cpu int) *afxdpLab { return newAFXDPLabWith(t,
 func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *forwarder.LoopOptions)) *afxdpLab {
 	x := newBareLab(t)
 
-	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cust, err := fib.New([]fib.Backbone{{Name: "c0"}}, fib.Options{MaxRoutes: 1 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for b := fib.BackboneID(0); b < 2; b++ {
-		for _, p := range []string{"203.0.113.0/24", "2001:db8::/32"} {
-			if err := bb.Add(b, netip.MustParsePrefix(p), 1); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for _, p := range []string{"198.18.0.0/24", "2001:2:0:1::/64"} {
-		if err := cust.Add(0, netip.MustParsePrefix(p), -1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	bb, cust := forwarder.PlaneFIBs(t, "198.18.0.0/24", "2001:2:0:1::/64")
 	links := []*lab.Link{x.pc0, x.pb0, x.pb1}
 	x.plane = &forwarder.Plane{Backbones: bb, Customers: cust}
 	for i, l := range links {
@@ -112,7 +91,7 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *fo
 	// Program, attachment and sockets are made inside pnap's namespace,
 	// where the interface indexes mean these interfaces.
 	var ports []*xsk.Port
-	err = x.pnap.Do(func() error {
+	err := x.pnap.Do(func() error {
 		for _, l := range links {
 			st, err := steering.New(steering.Options{Queues: 1})
 			if err != nil {
@@ -185,35 +164,23 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *fo
 // awaitUDP returns the first captured frame carrying payload.
 func awaitUDP(t *testing.T, c *lab.Capture, payload []byte) gopacket.Packet {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		f, err := c.Next(time.Until(deadline))
-		if err != nil {
-			break
-		}
-		if bytes.Contains(f, payload) {
-			return gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default)
-		}
-	}
-	t.Fatalf("no frame with payload %q arrived", payload)
-	return nil
+	return awaitFrame(t, c, fmt.Sprintf("frame with payload %q", payload), func(p gopacket.Packet) bool {
+		return bytes.Contains(p.Data(), payload)
+	})
 }
 
-// awaitFrame returns the first captured frame for which match is true.
+// awaitFrame returns the first frame captured within 3 s for which match
+// is true.
 func awaitFrame(t *testing.T, c *lab.Capture, what string, match func(gopacket.Packet) bool) gopacket.Packet {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for time.Now().Before(deadline) {
-		f, err := c.Next(time.Until(deadline))
-		if err != nil {
-			break
-		}
-		if p := gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default); match(p) {
-			return p
-		}
+	var p gopacket.Packet
+	if _, err := c.NextMatch(3*time.Second, func(f []byte) bool {
+		p = gopacket.NewPacket(f, layers.LayerTypeEthernet, gopacket.Default) // a copy: f is the capture's buffer
+		return match(p)
+	}); err != nil {
+		t.Fatalf("no %s arrived", what)
 	}
-	t.Fatalf("no %s arrived", what)
-	return nil
+	return p
 }
 
 func udpChecksumOK(t *testing.T, p gopacket.Packet) bool {

@@ -7,4 +7,5 @@ var (
 	IPv4HeaderSumOK = ipv4HeaderSumOK
 	Checksum16      = checksum16
 	ICMPEcho        = icmpEcho
+	PlaneFIBs       = planeFIBs
 )

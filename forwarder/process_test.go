@@ -26,7 +26,10 @@ var (
 	macHost   = MAC{0x02, 0, 0, 0, 0xdd, 7}
 )
 
-func testPlane(t testing.TB) *Plane {
+// planeFIBs are the test plane's FIBs: backbones "a" (preference 1) and
+// "b" (2), both holding 203.0.113.0/24 and 2001:db8::/32, and customer
+// "c0" holding the customer prefixes.
+func planeFIBs(t testing.TB, customer ...string) (bb, cust *fib.FIB) {
 	t.Helper()
 	bb, err := fib.New([]fib.Backbone{{Name: "a", Preference: 1}, {Name: "b", Preference: 2}}, fib.Options{MaxRoutes: 1 << 10})
 	if err != nil {
@@ -39,15 +42,21 @@ func testPlane(t testing.TB) *Plane {
 			}
 		}
 	}
-	cust, err := fib.New([]fib.Backbone{{Name: "c0"}}, fib.Options{MaxRoutes: 1 << 10})
+	cust, err = fib.New([]fib.Backbone{{Name: "c0"}}, fib.Options{MaxRoutes: 1 << 10})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []string{"198.18.0.0/24", "198.18.16.0/20", "2001:2:0:1::/64"} {
+	for _, p := range customer {
 		if err := cust.Add(0, netip.MustParsePrefix(p), -1); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return bb, cust
+}
+
+func testPlane(t testing.TB) *Plane {
+	t.Helper()
+	bb, cust := planeFIBs(t, "198.18.0.0/24", "198.18.16.0/20", "2001:2:0:1::/64")
 	pl := &Plane{
 		Backbones: bb,
 		Customers: cust,
