@@ -92,18 +92,11 @@ func TestLab(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	const src = `
-[[backbone]]
-name = "a"
-interface = "eth1"
-gateway_v4 = "192.0.2.1"
-
-[[backbone]]
-name = "b"
-interface = "eth2"
-gateway_v6 = "2001:db8::1"
-`
-	c, err := Parse([]byte(src), "defaults.toml")
+	src, err := os.ReadFile("testdata/defaults.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse(src, "defaults.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

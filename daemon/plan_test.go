@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -22,21 +23,14 @@ func parseOptions(t *testing.T, dir, src string) (plan, error) {
 	return newPlan(cfg)
 }
 
-// The defaults of [probes] and [optimizer] are the components'; the values
-// are those configs' TestDefaults checked when configs filled them in.
+// The defaults of [probes] and [optimizer] are the components'; the
+// document is the one configs' TestDefaults reads.
 func TestCheckDefaultsFromComponents(t *testing.T) {
-	const src = `
-[[backbone]]
-name = "a"
-interface = "eth1"
-gateway_v4 = "192.0.2.1"
-
-[[backbone]]
-name = "b"
-interface = "eth2"
-gateway_v6 = "2001:db8::1"
-`
-	o, err := parseOptions(t, t.TempDir(), src)
+	src, err := os.ReadFile("../configs/testdata/defaults.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := parseOptions(t, t.TempDir(), string(src))
 	if err != nil {
 		t.Fatal(err)
 	}
