@@ -173,37 +173,57 @@ func (d *Daemon) followLocalAddrs(ch <-chan netlink.AddrUpdate, done <-chan stru
 func CheckHost(cfg *configs.Config) error {
 	var errs []error
 	for _, c := range cfg.Customers {
-		have, err := interfacePrefixes("customer", c.Name, c.Interface)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, want := range []netip.Prefix{c.AddressV4, c.AddressV6} {
-			if want.IsValid() && !slices.Contains(have, want) {
-				errs = append(errs, fmt.Errorf("customer %q: interface %s does not have address %v; add it ('ip addr add %v dev %s') or change address_v%d", c.Name, c.Interface, want, want, c.Interface, map[bool]int{true: 4, false: 6}[want.Addr().Is4()]))
-			}
-		}
+		errs = append(errs, onInterface("customer", c.Name, c.Interface, func(have []netip.Prefix) []error {
+			return missingAddresses(c, have)
+		})...)
 	}
 	for _, b := range cfg.Backbones {
-		have, err := interfacePrefixes("backbone", b.Name, b.Interface)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for _, gw := range []netip.Addr{b.GatewayV4, b.GatewayV6} {
-			if !gw.IsValid() || gw.IsLinkLocalUnicast() {
-				continue
-			}
-			on := false
-			for _, p := range have {
-				on = on || p.Masked().Contains(gw)
-			}
-			if !on {
-				errs = append(errs, fmt.Errorf("backbone %q: gateway %v is in no subnet of %s's addresses %v; give the interface an address on the gateway's subnet", b.Name, gw, b.Interface, have))
-			}
-		}
+		errs = append(errs, onInterface("backbone", b.Name, b.Interface, func(have []netip.Prefix) []error {
+			return strayGateways(b, have)
+		})...)
 	}
 	return errors.Join(errs...)
+}
+
+// onInterface checks the interface of a customer or backbone (kind, name):
+// that it exists, then its addresses with check.
+func onInterface(kind, name, iface string, check func(have []netip.Prefix) []error) []error {
+	have, err := interfacePrefixes(kind, name, iface)
+	if err != nil {
+		return []error{err}
+	}
+	return check(have)
+}
+
+// missingAddresses are customer c's configured addresses that its
+// interface, with addresses have, does not carry.
+func missingAddresses(c configs.Customer, have []netip.Prefix) []error {
+	var errs []error
+	for _, want := range []netip.Prefix{c.AddressV4, c.AddressV6} {
+		if want.IsValid() && !slices.Contains(have, want) {
+			errs = append(errs, fmt.Errorf("customer %q: interface %s does not have address %v; add it ('ip addr add %v dev %s') or change address_v%d", c.Name, c.Interface, want, want, c.Interface, map[bool]int{true: 4, false: 6}[want.Addr().Is4()]))
+		}
+	}
+	return errs
+}
+
+// strayGateways are backbone b's gateways in no subnet of its interface's
+// addresses have. A link-local gateway needs none.
+func strayGateways(b configs.Backbone, have []netip.Prefix) []error {
+	var errs []error
+	for _, gw := range []netip.Addr{b.GatewayV4, b.GatewayV6} {
+		if !gw.IsValid() || gw.IsLinkLocalUnicast() {
+			continue
+		}
+		on := false
+		for _, p := range have {
+			on = on || p.Masked().Contains(gw)
+		}
+		if !on {
+			errs = append(errs, fmt.Errorf("backbone %q: gateway %v is in no subnet of %s's addresses %v; give the interface an address on the gateway's subnet", b.Name, gw, b.Interface, have))
+		}
+	}
+	return errs
 }
 
 // interfacePrefixes lists the addresses, with their prefix lengths, of the
