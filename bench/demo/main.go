@@ -3,8 +3,6 @@
 package main
 
 import (
-	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/bench/topo"
+	"github.com/pnap-project/pnap/internal/cmdline"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -21,18 +20,10 @@ func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 // run is the command line: flags, the root check, then the demo, whose
 // lab goes when it ends or on Ctrl-C (lab.Main).
 func run(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cmdline.Flags("demo", stderr)
 	plotTo := fs.String("plot", filepath.Join(os.TempDir(), "pnap-demo.png"), "write the demo's plot here (PNG)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "demo: unexpected argument %q: the only flag is -plot FILE\n", fs.Arg(0))
-		return 2
+	if code, ok := cmdline.Parse(fs, args, "the only flag is -plot FILE"); !ok {
+		return code
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(stderr, "demo: the demo builds network namespaces and attaches XDP programs: run it as root (sudo make demo)")

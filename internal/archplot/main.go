@@ -3,8 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
 	"image/color"
 	"io"
@@ -13,6 +11,8 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+
+	"github.com/pnap-project/pnap/internal/cmdline"
 )
 
 // Path is a highlighted way through the packages, in the order data takes.
@@ -40,19 +40,11 @@ var paths = []Path{
 func main() { os.Exit(run(os.Args[1:], os.Stderr)) }
 
 func run(args []string, stderr io.Writer) int {
-	fs := flag.NewFlagSet("archplot", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := cmdline.Flags("archplot", stderr)
 	out := fs.String("o", "docs/architecture.png", "write the picture here (PNG)")
 	omit := fs.String("omit", "bench,internal/shareddata,internal/archplot", "comma-separated packages left out, each with the packages under it")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "archplot: unexpected argument %q: run it in the module, e.g. go run ./internal/archplot -o FILE\n", fs.Arg(0))
-		return 2
+	if code, ok := cmdline.Parse(fs, args, "run it in the module, e.g. go run ./internal/archplot -o FILE"); !ok {
+		return code
 	}
 	pkgs, err := list()
 	if err != nil {
