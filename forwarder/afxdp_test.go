@@ -9,14 +9,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cilium/ebpf/link"
 	"github.com/google/gopacket"
 	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/forwarder/slowpath"
-	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
+	"github.com/pnap-project/pnap/forwarder/xsk/xsktest"
 )
 
 // afxdpLab is the test topology: a customer namespace, pnap's namespace with
@@ -91,29 +90,14 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *fo
 	// Program, attachment and sockets are made inside pnap's namespace,
 	// where the interface indexes mean these interfaces.
 	var ports []*xsk.Port
+	var locals []netip.Addr
+	for _, a := range []string{"198.18.0.1", "2001:2:0:1::1", "198.18.100.2", "198.18.101.2"} {
+		locals = append(locals, netip.MustParseAddr(a))
+	}
 	err := x.pnap.Do(func() error {
 		for _, l := range links {
-			st, err := steering.New(steering.Options{Queues: 1})
+			p, err := xsktest.Open(t, l.Name, l.Index, locals...)
 			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { st.Close() })
-			for _, a := range []string{"198.18.0.1", "2001:2:0:1::1", "198.18.100.2", "198.18.101.2"} {
-				if err := st.AddLocal(netip.MustParseAddr(a)); err != nil {
-					return err
-				}
-			}
-			lk, err := link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: l.Index})
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { lk.Close() })
-			p, err := xsk.Open(l.Name, l.Index, 0, xsk.Options{})
-			if err != nil {
-				return err
-			}
-			t.Cleanup(func() { p.Close() })
-			if err := st.SetSocket(0, p.FD()); err != nil {
 				return err
 			}
 			ports = append(ports, p)

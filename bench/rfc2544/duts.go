@@ -12,12 +12,11 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf/asm"
-	"github.com/cilium/ebpf/link"
 	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
 	"github.com/pnap-project/pnap/bench/topo"
-	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
+	"github.com/pnap-project/pnap/forwarder/xsk/xsktest"
 )
 
 // The forwarders the report compares, by the names its JSON uses.
@@ -123,22 +122,8 @@ func startBounce(tb testing.TB, s *setup) {
 	var in, out *xsk.Port
 	err := x.DUT.Do(func() error {
 		for _, l := range []*lab.Link{x.Customer, bb.Port} {
-			st, err := steering.New(steering.Options{Queues: 1})
+			p, err := xsktest.Open(tb, l.Name, l.Index)
 			if err != nil {
-				return err
-			}
-			tb.Cleanup(func() { st.Close() })
-			lk, err := link.AttachXDP(link.XDPOptions{Program: st.XDP, Interface: l.Index})
-			if err != nil {
-				return err
-			}
-			tb.Cleanup(func() { lk.Close() })
-			p, err := xsk.Open(l.Name, l.Index, 0, xsk.Options{})
-			if err != nil {
-				return err
-			}
-			tb.Cleanup(func() { p.Close() })
-			if err := st.SetSocket(0, p.FD()); err != nil {
 				return err
 			}
 			if in == nil {
