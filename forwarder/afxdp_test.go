@@ -320,22 +320,7 @@ func TestAFXDPEdgeCases(t *testing.T) {
 		t.Fatal("the VLAN tag was forwarded")
 	}
 	// Traffic to the box goes to its kernel, which answers.
-	var got []byte
-	err := x.pnap.Do(func() error {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IP{198, 18, 0, 1}, Port: 5353})
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		if err := x.cust.SendUDP(netip.MustParseAddrPort("198.18.0.7:40001"), netip.MustParseAddrPort("198.18.0.1:5353"), []byte("to-the-box")); err != nil {
-			return err
-		}
-		c.SetReadDeadline(time.Now().Add(2 * time.Second))
-		buf := make([]byte, 64)
-		n, _, err := c.ReadFromUDP(buf)
-		got = buf[:n]
-		return err
-	})
+	got, err := x.pnap.DeliverUDP(x.cust, netip.MustParseAddrPort("198.18.0.7:40001"), netip.MustParseAddrPort("198.18.0.1:5353"), []byte("to-the-box"), 2*time.Second)
 	if err != nil || string(got) != "to-the-box" {
 		t.Fatalf("traffic to the box: %q, %v", got, err)
 	}

@@ -196,6 +196,34 @@ func (n *NS) SendUDP(src, dst netip.AddrPort, payload []byte) error {
 	})
 }
 
+// DeliverUDP listens on dst inside n, sends payload to it from src inside
+// the namespace from (SendUDP), and returns the datagram n's socket reads
+// within timeout: what n's kernel takes of traffic addressed to it. When
+// nothing comes the error wraps os.ErrDeadlineExceeded.
+func (n *NS) DeliverUDP(from *NS, src, dst netip.AddrPort, payload []byte, timeout time.Duration) ([]byte, error) {
+	network := "udp6"
+	if dst.Addr().Unmap().Is4() {
+		network = "udp4"
+	}
+	var got []byte
+	err := n.Do(func() error {
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(dst))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		if err := from.SendUDP(src, dst, payload); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(timeout))
+		buf := make([]byte, 2048)
+		k, _, err := c.ReadFromUDP(buf)
+		got = buf[:k]
+		return err
+	})
+	return got, err
+}
+
 // sockaddr converts ap; a zone is resolved in the calling thread's namespace.
 func sockaddr(ap netip.AddrPort) (unix.Sockaddr, error) {
 	a := ap.Addr()
