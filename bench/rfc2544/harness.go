@@ -3,6 +3,7 @@
 package rfc2544
 
 import (
+	"cmp"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -68,18 +69,10 @@ func (o *Options) fill() {
 	if len(o.Sizes) == 0 {
 		o.Sizes = AllSizes
 	}
-	if o.Trial == 0 {
-		o.Trial = time.Second
-	}
-	if o.Steps == 0 {
-		o.Steps = 5
-	}
-	if o.Backbones == 0 {
-		o.Backbones = 4
-	}
-	if o.Dests == 0 {
-		o.Dests = 4096
-	}
+	o.Trial = cmp.Or(o.Trial, time.Second)
+	o.Steps = cmp.Or(o.Steps, 5)
+	o.Backbones = cmp.Or(o.Backbones, 4)
+	o.Dests = cmp.Or(o.Dests, 4096)
 	if o.Progress == nil {
 		o.Progress = io.Discard
 	}

@@ -1,6 +1,7 @@
 package xsk
 
 import (
+	"cmp"
 	"fmt"
 
 	"github.com/asavie/xdp"
@@ -30,15 +31,9 @@ func DefaultOptions() Options { return Options{Frames: 512, FrameSize: 2048, Rin
 // fill replaces zero sizes with the defaults.
 func (o *Options) fill() {
 	d := DefaultOptions()
-	if o.Frames == 0 {
-		o.Frames = d.Frames
-	}
-	if o.FrameSize == 0 {
-		o.FrameSize = d.FrameSize
-	}
-	if o.RingSize == 0 {
-		o.RingSize = d.RingSize
-	}
+	o.Frames = cmp.Or(o.Frames, d.Frames)
+	o.FrameSize = cmp.Or(o.FrameSize, d.FrameSize)
+	o.RingSize = cmp.Or(o.RingSize, d.RingSize)
 }
 
 // Validate says which size the kernel or the ring split would refuse; zero
