@@ -51,111 +51,148 @@ type Result struct {
 // w, and returns what happened.
 func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer) Result {
 	tb.Helper()
-	delays := append([]time.Duration(nil), l.Opt.Delays...)
-	type change struct {
-		at     time.Time
-		delays []time.Duration
-	}
-	flows := StartFlows(tb, l.X.Source, l.Dests)
-	start := time.Now()
-	history := []change{{start, append([]time.Duration(nil), delays...)}}
-	var res Result
-	res.ResteerAfter = make([]time.Duration, len(shifts))
-	pending := map[int]time.Time{} // shift index -> when applied, until re-steered
-	next := 0
-	say := "start"
+	sc := &scenario{tb: tb, l: l, shifts: shifts, w: w, delays: append([]time.Duration(nil), l.Opt.Delays...),
+		pending: map[int]time.Time{}, say: "start", lastLine: -1}
+	sc.flows = StartFlows(tb, l.X.Source, l.Dests)
+	sc.start = time.Now()
+	sc.history = []change{{sc.start, append([]time.Duration(nil), sc.delays...)}}
+	sc.res.ResteerAfter = make([]time.Duration, len(shifts))
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	lastLine := time.Duration(-1)
-	for now := time.Now(); now.Sub(start) < total; now = <-tick.C {
-		el := now.Sub(start)
-		for next < len(shifts) && el >= shifts[next].At {
-			s := shifts[next]
-			bb := l.X.Backbones[s.Index]
-			if err := bb.Emu.Set(emu.Params{Delay: s.Delay, Loss: s.Loss}, emu.Params{}); err != nil {
-				tb.Fatal(err)
-			}
-			delays[s.Index] = s.Delay
-			history = append(history, change{time.Now(), append([]time.Duration(nil), delays...)})
-			pending[next] = time.Now()
-			say = s.Say
-			fmt.Fprintf(w, "  %5.1fs  >>> %s\n", el.Seconds(), s.Say)
-			next++
-		}
-		sel, err := l.Selection()
-		if err != nil {
-			tb.Fatal(err)
-		}
-		carried := map[string]int{}
-		for _, b := range sel {
-			carried[b]++
-		}
-		best := l.Backbone[argmin(delays)]
-		for i, at := range pending {
-			if carried[best] >= len(l.Prefix)*9/10 {
-				res.ResteerAfter[i] = time.Since(at)
-				delete(pending, i)
-			}
-		}
-		if sec := el.Truncate(time.Second); sec != lastLine {
-			lastLine = sec
-			rtt, err := l.BackboneRTT()
-			if err != nil {
-				tb.Fatal(err)
-			}
-			n, _ := l.Decisions()
-			fm, _ := flows.MeanRTT(now.Add(-time.Second), now)
-			s := Second{T: el, RTT: rtt, Carried: carried, FlowsRTT: fm, Resteers: n}
-			res.Seconds = append(res.Seconds, s)
-			var parts []string
-			for _, b := range l.Backbone {
-				parts = append(parts, fmt.Sprintf("%s %6.1f ms %2d/%d", b, rtt[b], carried[b], len(l.Prefix)))
-			}
-			fmt.Fprintf(w, "  %5.1fs  %s | flows %6.1f ms | re-steers %3d | %s\n", el.Seconds(), strings.Join(parts, " | "), ms(fm), n, say)
+	for now := time.Now(); now.Sub(sc.start) < total; now = <-tick.C {
+		el := now.Sub(sc.start)
+		sc.applyShifts(el)
+		carried := sc.carried()
+		if sec := el.Truncate(time.Second); sec != sc.lastLine {
+			sc.lastLine = sec
+			sc.second(now, el, carried)
 		}
 	}
-	end := time.Now()
-	flows.Stop()
+	sc.flows.Stop()
 	for i := range shifts {
-		if _, ok := pending[i]; ok {
-			res.ResteerAfter[i] = -1
+		if _, ok := sc.pending[i]; ok {
+			sc.res.ResteerAfter[i] = -1
 		}
 	}
+	sc.compare()
+	sc.res.Resteers, _ = l.Decisions()
+	sc.res.Broken = sc.flows.Broken()
+	sc.res.UDPLost, sc.res.UDPOf = sc.flows.UDPLost()
+	return sc.res
+}
 
-	// What the flows saw, against each static choice and the oracle, from
-	// the emulated delays in force at each exchange.
-	delayAt := func(t time.Time) []time.Duration {
-		d := history[0].delays
-		for _, c := range history {
-			if !t.Before(c.at) {
-				d = c.delays
-			}
+// change is the emulated delays in force from at on.
+type change struct {
+	at     time.Time
+	delays []time.Duration
+}
+
+// scenario is one Run under way.
+type scenario struct {
+	tb       testing.TB
+	l        *Lab
+	shifts   []Shift
+	w        io.Writer
+	flows    *Flows
+	start    time.Time
+	delays   []time.Duration // the emulated delays now
+	history  []change
+	pending  map[int]time.Time // shift index -> when applied, until re-steered
+	next     int               // the next shift to apply
+	say      string            // the last shift's words, on every line
+	lastLine time.Duration     // the second of the last line printed
+	res      Result
+}
+
+// applyShifts applies the shifts due el into the run: the emulator's new
+// delay and loss, the history, and a line saying so.
+func (sc *scenario) applyShifts(el time.Duration) {
+	for sc.next < len(sc.shifts) && el >= sc.shifts[sc.next].At {
+		s := sc.shifts[sc.next]
+		bb := sc.l.X.Backbones[s.Index]
+		if err := bb.Emu.Set(emu.Params{Delay: s.Delay, Loss: s.Loss}, emu.Params{}); err != nil {
+			sc.tb.Fatal(err)
 		}
-		return d
+		sc.delays[s.Index] = s.Delay
+		sc.history = append(sc.history, change{time.Now(), append([]time.Duration(nil), sc.delays...)})
+		sc.pending[sc.next] = time.Now()
+		sc.say = s.Say
+		fmt.Fprintf(sc.w, "  %5.1fs  >>> %s\n", el.Seconds(), s.Say)
+		sc.next++
 	}
-	res.StaticRTT = map[string]time.Duration{}
+}
+
+// carried counts the served prefixes each backbone carries now, and ends
+// the wait of the pending shifts once 90 % of them are on the best
+// backbone.
+func (sc *scenario) carried() map[string]int {
+	sel, err := sc.l.Selection()
+	if err != nil {
+		sc.tb.Fatal(err)
+	}
+	carried := map[string]int{}
+	for _, b := range sel {
+		carried[b]++
+	}
+	best := sc.l.Backbone[argmin(sc.delays)]
+	for i, at := range sc.pending {
+		if carried[best] >= len(sc.l.Prefix)*9/10 {
+			sc.res.ResteerAfter[i] = time.Since(at)
+			delete(sc.pending, i)
+		}
+	}
+	return carried
+}
+
+// second records the second el into the run, ending at now, and prints its
+// line.
+func (sc *scenario) second(now time.Time, el time.Duration, carried map[string]int) {
+	rtt, err := sc.l.BackboneRTT()
+	if err != nil {
+		sc.tb.Fatal(err)
+	}
+	n, _ := sc.l.Decisions()
+	fm, _ := sc.flows.MeanRTT(now.Add(-time.Second), now)
+	sc.res.Seconds = append(sc.res.Seconds, Second{T: el, RTT: rtt, Carried: carried, FlowsRTT: fm, Resteers: n})
+	var parts []string
+	for _, b := range sc.l.Backbone {
+		parts = append(parts, fmt.Sprintf("%s %6.1f ms %2d/%d", b, rtt[b], carried[b], len(sc.l.Prefix)))
+	}
+	fmt.Fprintf(sc.w, "  %5.1fs  %s | flows %6.1f ms | re-steers %3d | %s\n", el.Seconds(), strings.Join(parts, " | "), ms(fm), n, sc.say)
+}
+
+// compare sets what the flows saw against each static choice and the
+// oracle, from the emulated delays in force at each exchange.
+func (sc *scenario) compare() {
+	sc.res.StaticRTT = map[string]time.Duration{}
 	var sum, oracle time.Duration
-	static := make([]time.Duration, len(l.Backbone))
-	rtts := flows.RTTs()
-	for _, r := range rtts {
-		d := delayAt(r.At)
-		sum += r.RTT
+	static := make([]time.Duration, len(sc.l.Backbone))
+	rtts := sc.flows.RTTs()
+	for _, x := range rtts {
+		d := sc.delaysAt(x.At)
+		sum += x.RTT
 		oracle += d[argmin(d)]
 		for i := range static {
 			static[i] += d[i]
 		}
 	}
 	if n := time.Duration(len(rtts)); n > 0 {
-		res.MeanRTT, res.OracleRTT = sum/n, oracle/n
-		for i, b := range l.Backbone {
-			res.StaticRTT[b] = static[i] / n
+		sc.res.MeanRTT, sc.res.OracleRTT = sum/n, oracle/n
+		for i, b := range sc.l.Backbone {
+			sc.res.StaticRTT[b] = static[i] / n
 		}
 	}
-	res.Resteers, _ = l.Decisions()
-	res.Broken = flows.Broken()
-	res.UDPLost, res.UDPOf = flows.UDPLost()
-	_ = end
-	return res
+}
+
+// delaysAt are the emulated delays in force at t.
+func (sc *scenario) delaysAt(t time.Time) []time.Duration {
+	d := sc.history[0].delays
+	for _, c := range sc.history {
+		if !t.Before(c.at) {
+			d = c.delays
+		}
+	}
+	return d
 }
 
 func argmin(d []time.Duration) int {
