@@ -422,6 +422,23 @@ func (s spec) generatorProgram(state, dsts *ebpf.Map) asm.Instructions {
 // constant bytes from the template as immediates, then the fields that vary
 // per frame.
 func (s spec) writeFrame() asm.Instructions {
+	ins := s.storeConstant()
+	ins = append(ins, s.ipLength()...)
+	if s.family == IPv4 {
+		ins = append(ins, s.storeIPv4Fields()...)
+	} else {
+		ins = append(ins, s.storeIPv6Fields()...)
+	}
+	return append(ins,
+		asm.StoreMem(asm.R2, int16(s.tag+tagSeq), asm.R9, asm.Word),
+		asm.StoreMem(asm.R2, int16(s.tag+tagTime), asm.R7, asm.DWord),
+	)
+}
+
+// varying marks the bytes of the headers and tag that vary per frame: the
+// tag's sequence number and time, the destination address, IPv4's header
+// checksum and, with IMIX, the IP and UDP lengths.
+func (s spec) varying() []bool {
 	imix := len(s.sizes) > 1
 	varies := make([]bool, s.minLen)
 	mark := func(off, n int) {
@@ -444,6 +461,13 @@ func (s spec) writeFrame() asm.Instructions {
 			mark(s.l4+4, 2) // UDP length
 		}
 	}
+	return varies
+}
+
+// storeConstant emits the stores of the bytes that do not vary, runs of
+// the template as immediates (R2 data).
+func (s spec) storeConstant() asm.Instructions {
+	varies := s.varying()
 	tmpl := s.template()
 	var ins asm.Instructions
 	for i := 0; i < len(varies); {
@@ -458,62 +482,75 @@ func (s spec) writeFrame() asm.Instructions {
 		ins = append(ins, storeBytes(asm.R2, i, tmpl[i:j])...)
 		i = j
 	}
-	// R5 = IP packet length (IPv4 total length, IPv6 payload length).
-	ipLen := int32(s.maxLen() - s.l3)
-	if s.family == IPv6 {
-		ipLen = int32(s.maxLen() - s.l4)
-	}
-	if imix {
-		ins = append(ins,
-			asm.Mov.Reg(asm.R5, asm.R3),
-			asm.Sub.Reg(asm.R5, asm.R2),
-			asm.Add.Imm(asm.R5, -int32(s.l3)),
-		)
+	return ins
+}
+
+// ipLength emits R5 = the IP packet length (IPv4 total length, IPv6
+// payload length): the template's, or with IMIX this frame's, from data
+// (R2) and data_end (R3).
+func (s spec) ipLength() asm.Instructions {
+	if len(s.sizes) == 1 {
+		ipLen := int32(s.maxLen() - s.l3)
 		if s.family == IPv6 {
-			ins = append(ins, asm.Add.Imm(asm.R5, -ipv6Bytes))
+			ipLen = int32(s.maxLen() - s.l4)
 		}
-	} else {
-		ins = append(ins, asm.Mov.Imm(asm.R5, ipLen))
+		return asm.Instructions{asm.Mov.Imm(asm.R5, ipLen)}
 	}
-	if s.family == IPv4 {
-		ins = append(ins,
-			asm.LoadMem(asm.R1, asm.R8, dstPartial, asm.Word),
-			asm.Add.Reg(asm.R1, asm.R5),
-		)
-		ins = append(ins, foldSum(asm.R1, asm.R4)...)
-		ins = append(ins,
-			asm.HostTo(asm.BE, asm.R1, asm.Half),
-			asm.StoreMem(asm.R2, int16(s.l3+10), asm.R1, asm.Half),
-			asm.LoadMem(asm.R1, asm.R8, 0, asm.Word),
-			asm.StoreMem(asm.R2, int16(s.l3+16), asm.R1, asm.Word),
-		)
-		if imix {
-			ins = append(ins,
-				asm.Mov.Reg(asm.R1, asm.R5),
-				asm.HostTo(asm.BE, asm.R1, asm.Half),
-				asm.StoreMem(asm.R2, int16(s.l3+2), asm.R1, asm.Half),
-				asm.Add.Imm(asm.R5, -ipv4Bytes),
-				asm.HostTo(asm.BE, asm.R5, asm.Half),
-				asm.StoreMem(asm.R2, int16(s.l4+4), asm.R5, asm.Half),
-			)
-		}
-	} else {
-		ins = append(ins,
-			asm.LoadMem(asm.R1, asm.R8, 0, asm.DWord),
-			asm.StoreMem(asm.R2, int16(s.l3+24), asm.R1, asm.DWord),
-			asm.LoadMem(asm.R1, asm.R8, 8, asm.DWord),
-			asm.StoreMem(asm.R2, int16(s.l3+32), asm.R1, asm.DWord),
-		)
-		if imix {
-			ins = append(ins,
-				asm.HostTo(asm.BE, asm.R5, asm.Half),
-				asm.StoreMem(asm.R2, int16(s.l3+4), asm.R5, asm.Half),
-				asm.StoreMem(asm.R2, int16(s.l4+4), asm.R5, asm.Half),
-			)
-		}
+	ins := asm.Instructions{
+		asm.Mov.Reg(asm.R5, asm.R3),
+		asm.Sub.Reg(asm.R5, asm.R2),
+		asm.Add.Imm(asm.R5, -int32(s.l3)),
 	}
-	return append(ins,
-		asm.StoreMem(asm.R2, int16(s.tag+tagSeq), asm.R9, asm.Word),
-		asm.StoreMem(asm.R2, int16(s.tag+tagTime), asm.R7, asm.DWord),
+	if s.family == IPv6 {
+		ins = append(ins, asm.Add.Imm(asm.R5, -ipv6Bytes))
+	}
+	return ins
+}
+
+// storeIPv4Fields emits the stores of the IPv4 fields that vary: the
+// header checksum, from the destination value's partial sum (R8) and the
+// length (R5), the destination and, with IMIX, the total and UDP lengths.
+func (s spec) storeIPv4Fields() asm.Instructions {
+	ins := asm.Instructions{
+		asm.LoadMem(asm.R1, asm.R8, dstPartial, asm.Word),
+		asm.Add.Reg(asm.R1, asm.R5),
+	}
+	ins = append(ins, foldSum(asm.R1, asm.R4)...)
+	ins = append(ins,
+		asm.HostTo(asm.BE, asm.R1, asm.Half),
+		asm.StoreMem(asm.R2, int16(s.l3+10), asm.R1, asm.Half),
+		asm.LoadMem(asm.R1, asm.R8, 0, asm.Word),
+		asm.StoreMem(asm.R2, int16(s.l3+16), asm.R1, asm.Word),
 	)
+	if len(s.sizes) > 1 {
+		ins = append(ins,
+			asm.Mov.Reg(asm.R1, asm.R5),
+			asm.HostTo(asm.BE, asm.R1, asm.Half),
+			asm.StoreMem(asm.R2, int16(s.l3+2), asm.R1, asm.Half),
+			asm.Add.Imm(asm.R5, -ipv4Bytes),
+			asm.HostTo(asm.BE, asm.R5, asm.Half),
+			asm.StoreMem(asm.R2, int16(s.l4+4), asm.R5, asm.Half),
+		)
+	}
+	return ins
+}
+
+// storeIPv6Fields emits the stores of the IPv6 fields that vary: the
+// destination, from the destination value (R8), and with IMIX the payload
+// and UDP lengths (R5).
+func (s spec) storeIPv6Fields() asm.Instructions {
+	ins := asm.Instructions{
+		asm.LoadMem(asm.R1, asm.R8, 0, asm.DWord),
+		asm.StoreMem(asm.R2, int16(s.l3+24), asm.R1, asm.DWord),
+		asm.LoadMem(asm.R1, asm.R8, 8, asm.DWord),
+		asm.StoreMem(asm.R2, int16(s.l3+32), asm.R1, asm.DWord),
+	}
+	if len(s.sizes) > 1 {
+		ins = append(ins,
+			asm.HostTo(asm.BE, asm.R5, asm.Half),
+			asm.StoreMem(asm.R2, int16(s.l3+4), asm.R5, asm.Half),
+			asm.StoreMem(asm.R2, int16(s.l4+4), asm.R5, asm.Half),
+		)
+	}
+	return ins
 }
