@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/BurntSushi/toml"
+	"github.com/pnap-project/pnap/configs/configtest"
 )
 
 func TestExamples(t *testing.T) {
@@ -124,6 +125,16 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+// TestBroken loads every file in testdata/broken. Each starts with
+// "# want: <substring of the error>" and may follow it with "# line: N";
+// configtest.Broken says what the error must be.
+func TestBroken(t *testing.T) {
+	configtest.Broken(t, "testdata/broken", 15, func(file string) error {
+		_, err := Load(file)
+		return err
+	}, func(e *Error) int { return e.Line })
+}
+
 func TestErrorString(t *testing.T) {
 	tests := []struct {
 		e    Error
@@ -159,12 +170,7 @@ func parseErr(t *testing.T, dir, src string) string {
 	return strings.TrimPrefix(err.Error(), filepath.Join(dir, "x.toml"))
 }
 
-const backbone = `
-[[backbone]]
-name = "uunet"
-interface = "eth1"
-gateway_v4 = "192.0.2.1"
-`
+const backbone = configtest.Backbone
 
 func TestMRT(t *testing.T) {
 	dir := t.TempDir()

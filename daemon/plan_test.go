@@ -72,12 +72,7 @@ func TestCheckWrittenValuesWin(t *testing.T) {
 	}
 }
 
-const backboneTOML = `
-[[backbone]]
-name = "uunet"
-interface = "eth1"
-gateway_v4 = "192.0.2.1"
-`
+const backboneTOML = configtest.Backbone
 
 // Moved from configs' TestMessages with the rules they check.
 func TestCheckComponentMessages(t *testing.T) {
@@ -108,7 +103,7 @@ func TestCheckBroken(t *testing.T) {
 	configtest.Broken(t, "testdata/broken", 7, func(file string) error {
 		_, err := LoadConfig(file)
 		return err
-	})
+	}, func(e *configs.Error) int { return e.Line })
 }
 
 // A reload that writes a default out, or changes a backbone's cost, needs

@@ -7,16 +7,16 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/pnap-project/pnap/configs"
 )
 
 // Broken loads every file in dir/*.toml with load, one subtest a file, and
 // fails unless there are at least min of them. Each file starts with
 // "# want: <substring of the error>" and may follow it with "# line: N".
 // The error must contain the substring, be one line starting with the
-// file name, be a *configs.Error and, given a line, point at it.
-func Broken(t *testing.T, dir string, min int, load func(file string) error) {
+// file name, be an E (a *configs.Error) and, given a line, point at it:
+// line reads an E's. (E, not *configs.Error: configs' own tests import
+// this package.)
+func Broken[E error](t *testing.T, dir string, min int, load func(file string) error, line func(E) int) {
 	t.Helper()
 	files, err := filepath.Glob(filepath.Join(dir, "*.toml"))
 	if err != nil {
@@ -27,7 +27,7 @@ func Broken(t *testing.T, dir string, min int, load func(file string) error) {
 	}
 	for _, file := range files {
 		t.Run(filepath.Base(file), func(t *testing.T) {
-			want, line := header(t, file)
+			want, at := header(t, file)
 			err := load(file)
 			if err == nil {
 				t.Fatalf("loaded; want an error containing %q", want)
@@ -42,16 +42,25 @@ func Broken(t *testing.T, dir string, min int, load func(file string) error) {
 			if strings.ContainsAny(msg, "\r\n") {
 				t.Errorf("error %q is not one line", msg)
 			}
-			var e *configs.Error
+			var e E
 			if !errors.As(err, &e) {
-				t.Fatalf("error %T is not a *configs.Error", err)
+				t.Fatalf("error %T is not a %T", err, e)
 			}
-			if line != 0 && (e.Line != line || !strings.HasPrefix(msg, file+":"+strconv.Itoa(line)+":")) {
-				t.Errorf("error %q is at line %d; want line %d", msg, e.Line, line)
+			if at != 0 && (line(e) != at || !strings.HasPrefix(msg, file+":"+strconv.Itoa(at)+":")) {
+				t.Errorf("error %q is at line %d; want line %d", msg, line(e), at)
 			}
 		})
 	}
 }
+
+// Backbone is the smallest configuration configs accepts: one backbone,
+// "uunet", and nothing else. Tests append the settings they try to it.
+const Backbone = `
+[[backbone]]
+name = "uunet"
+interface = "eth1"
+gateway_v4 = "192.0.2.1"
+`
 
 // header reads file's "# want:" line and its optional "# line:" line; line
 // is 0 without one.
