@@ -93,11 +93,7 @@ func TestLab(t *testing.T) {
 }
 
 func TestDefaults(t *testing.T) {
-	src, err := os.ReadFile("testdata/defaults.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := Parse(src, "defaults.toml")
+	c, err := Parse([]byte(configtest.TwoBackbones), "defaults.toml")
 	if err != nil {
 		t.Fatal(err)
 	}

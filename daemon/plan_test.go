@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -24,13 +23,9 @@ func parseOptions(t *testing.T, dir, src string) (plan, error) {
 }
 
 // The defaults of [probes] and [optimizer] are the components'; the
-// document is the one configs' TestDefaults reads.
+// document is the one configs' TestDefaults parses.
 func TestCheckDefaultsFromComponents(t *testing.T) {
-	src, err := os.ReadFile("../configs/testdata/defaults.toml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	o, err := parseOptions(t, t.TempDir(), string(src))
+	o, err := parseOptions(t, t.TempDir(), configtest.TwoBackbones)
 	if err != nil {
 		t.Fatal(err)
 	}
