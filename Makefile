@@ -55,9 +55,10 @@ demo:
 	$(GO) run ./bench/demo -plot $(CURDIR)/bench/results/demo.png
 
 # The architecture picture: pnap's packages in layers by import depth, their
-# imports, and the paths of a packet and of a decision, from go list.
+# imports, and the paths of a packet and of a decision, from go list. Left
+# out: bench, the tools, and the helpers only tests import (*test).
 arch:
-	$(GO) run ./internal/archplot -o docs/architecture.png -omit bench,internal/shareddata,internal/archplot,forwarder/internal/frametest
+	$(GO) run ./internal/archplot -o docs/architecture.png -omit bench,internal/shareddata,internal/archplot,internal/cmdline,forwarder/internal/frametest,forwarder/xsk/xsktest,configs/configtest,internal/setting/settingtest
 
 clean:
 	rm -rf $(BIN)
