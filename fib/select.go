@@ -2,6 +2,7 @@ package fib
 
 import (
 	"fmt"
+	"math/bits"
 	"net/netip"
 )
 
@@ -259,9 +260,31 @@ func (f *FIB) reselect(id RouteID, s uint32, h HolderSet) uint32 {
 
 // DefaultAmong is the backbone the FIB would select for route r by default
 // among the backbones in h: lowest preference, then shortest known AS path,
-// then lowest ID. It says why a route is where it is (status API). It is 0
-// when h is empty or r is beyond the FIB's routes.
+// then lowest ID. It says why a route is where it is (status API) and what
+// the optimizer moves a prefix away from. It is 0 when h holds none of the
+// FIB's backbones, or when path lengths must decide and r is beyond the
+// FIB's routes.
 func (f *FIB) DefaultAmong(r RouteID, h HolderSet) BackboneID {
+	// Preferences never change after New, so a unique lowest preference
+	// decides without the lock; only a tie needs the path lengths, which
+	// writers change under it. Configured preferences (100 + 10*index)
+	// never tie, and the optimizer asks this for every measured prefix
+	// every Step: taking the lock each time cost its failure evacuation
+	// 15 % (BenchmarkEvacuate, 232 → 267 ns/prefix).
+	best, tied := -1, false
+	for m := uint32(h); m != 0; m &= m - 1 {
+		b := bits.TrailingZeros32(m)
+		switch {
+		case b >= len(f.backbones):
+		case best < 0 || f.backbones[b].Preference < f.backbones[best].Preference:
+			best, tied = b, false
+		case f.backbones[b].Preference == f.backbones[best].Preference:
+			tied = true
+		}
+	}
+	if best >= 0 && !tied {
+		return BackboneID(best)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if int(r) >= len(f.state) || h == 0 {
