@@ -77,3 +77,68 @@ func TestReplaceNamesFailingRoute(t *testing.T) {
 	}
 	expect(t, f, "192.0.2.1", "192.0.2.0/24", 0)
 }
+
+// Held tells a backbone's routes apart by path length, and Routes may
+// withdraw what it visits: how a BGP feed withdraws its own routes of a
+// backbone and keeps the static ones.
+func TestTxnHeldAndRoutes(t *testing.T) {
+	f, err := New([]Backbone{{Name: "a"}, {Name: "b"}}, Options{MaxRoutes: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	static := netip.MustParsePrefix("192.0.2.0/24")
+	learned := []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("2001:db8::/32")}
+	err = f.Update(func(tx *Txn) error {
+		if err := tx.Add(0, static, -1); err != nil {
+			return err
+		}
+		for _, p := range learned {
+			if err := tx.Add(0, p, 2); err != nil {
+				return err
+			}
+		}
+		return tx.Add(1, learned[0], 3)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = f.Update(func(tx *Txn) error {
+		if _, l, ok := tx.Held(0, static); !ok || l != -1 {
+			t.Errorf("static: held %v, path length %d", ok, l)
+		}
+		if r, l, ok := tx.Held(0, learned[0]); !ok || l != 2 || r == 0 {
+			t.Errorf("learned: held %v, route %d, path length %d", ok, r, l)
+		}
+		if _, _, ok := tx.Held(1, static); ok {
+			t.Error("b holds the static route of a")
+		}
+		n := 0
+		tx.Routes(0, func(r RouteID, p netip.Prefix, pathLen int) bool {
+			n++
+			if pathLen >= 0 {
+				if _, err := tx.Withdraw(0, p); err != nil {
+					t.Error(err)
+				}
+			}
+			return true
+		})
+		if n != 3 {
+			t.Errorf("visited %d routes of a, want 3", n)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range learned {
+		if e, ok := f.Route(p); ok && e.Holders.Has(0) {
+			t.Errorf("%v still held by a", p)
+		}
+	}
+	if e, ok := f.Route(learned[0]); !ok || e.Backbone != 1 {
+		t.Errorf("%v: %+v, %v; want it on b", learned[0], e, ok)
+	}
+	if e, ok := f.Route(static); !ok || !e.Holders.Has(0) {
+		t.Error("the static route went too")
+	}
+}

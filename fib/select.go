@@ -121,10 +121,7 @@ func (f *FIB) PathLen(r RouteID, b BackboneID) int {
 	if s := f.state[r].Load(); s&goneFlag != 0 || !HolderSet(s).Has(b) {
 		return -1
 	}
-	if l := f.pathLen[b][r]; l != unknownPath {
-		return int(l)
-	}
-	return -1
+	return f.pathLenLocked(r, b)
 }
 
 // LookupBackbone is the longest-prefix match within backbone b's own routes:
@@ -207,19 +204,30 @@ func (f *FIB) Stats() Stats {
 func (f *FIB) Routes(b BackboneID, fn func(p netip.Prefix, pathLen int) bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.eachRoute(b, func(_ RouteID, p netip.Prefix, pathLen int) bool { return fn(p, pathLen) })
+}
+
+// eachRoute is Routes under the writer lock, with each route's ID.
+func (f *FIB) eachRoute(b BackboneID, fn func(r RouteID, p netip.Prefix, pathLen int) bool) {
+	if int(b) >= len(f.pathLen) {
+		return
+	}
 	for id := RouteID(1); id < f.nextID; id++ {
 		if !f.prefixes[id].valid() || !HolderSet(f.state[id].Load()).Has(b) {
 			continue
 		}
-		p := f.prefixes[id].prefix()
-		pl := -1
-		if l := f.pathLen[b][id]; l != unknownPath {
-			pl = int(l)
-		}
-		if !fn(p, pl) {
+		if !fn(id, f.prefixes[id].prefix(), f.pathLenLocked(id, b)) {
 			return
 		}
 	}
+}
+
+// pathLenLocked is b's AS-path length for route id, -1 when unknown.
+func (f *FIB) pathLenLocked(id RouteID, b BackboneID) int {
+	if l := f.pathLen[b][id]; l != unknownPath {
+		return int(l)
+	}
+	return -1
 }
 
 // Selections counts the routes selected on each backbone (by BackboneID)

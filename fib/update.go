@@ -53,6 +53,31 @@ func (tx *Txn) Withdraw(b BackboneID, p netip.Prefix) (bool, error) {
 	return tx.f.withdraw(b, p)
 }
 
+// Held reports whether backbone b holds a route for p, with the route's ID
+// and b's AS-path length for it (-1 when the source gave none), so that a
+// route source can tell its own routes from another source's of the same
+// backbone.
+func (tx *Txn) Held(b BackboneID, p netip.Prefix) (r RouteID, pathLen int, ok bool) {
+	f := tx.f
+	if tx.done || int(b) >= len(f.pathLen) {
+		return 0, -1, false
+	}
+	id, ok := f.routeLocked(p)
+	if !ok || !HolderSet(f.state[id].Load()).Has(b) {
+		return 0, -1, false
+	}
+	return id, f.pathLenLocked(id, b), true
+}
+
+// Routes calls fn for every route backbone b holds, in RouteID order, until
+// fn returns false. fn may withdraw b's routes through tx: IDs are not
+// reused before the Update commits.
+func (tx *Txn) Routes(b BackboneID, fn func(r RouteID, p netip.Prefix, pathLen int) bool) {
+	if !tx.done {
+		tx.f.eachRoute(b, fn)
+	}
+}
+
 // Add is a one-change Update.
 func (f *FIB) Add(b BackboneID, p netip.Prefix, pathLen int) error {
 	return f.Update(func(tx *Txn) error { return tx.Add(b, p, pathLen) })
