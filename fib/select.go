@@ -230,6 +230,35 @@ func (f *FIB) pathLenLocked(id RouteID, b BackboneID) int {
 	return -1
 }
 
+// Overrides calls fn, under the writer lock, for every route whose
+// selection was made by Select rather than by the default rule (the
+// optimizer's moves, pins), with the backbone it is on, until fn returns
+// false. It is how pnapd tells other routers its choices.
+func (f *FIB) Overrides(fn func(p netip.Prefix, b BackboneID) bool) {
+	f.eachSelection(overrideFlag, fn)
+}
+
+// EachSelected is Overrides for every route, defaults included.
+func (f *FIB) EachSelected(fn func(p netip.Prefix, b BackboneID) bool) {
+	f.eachSelection(0, fn)
+}
+
+// eachSelection calls fn for the live routes whose state has every bit of
+// flags.
+func (f *FIB) eachSelection(flags uint32, fn func(p netip.Prefix, b BackboneID) bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for id := RouteID(1); id < f.nextID; id++ {
+		s := f.state[id].Load()
+		if s&holdersMask == 0 || s&goneFlag != 0 || s&flags != flags || !f.prefixes[id].valid() {
+			continue
+		}
+		if !fn(f.prefixes[id].prefix(), BackboneID((s&selMask)>>selShift)) {
+			return
+		}
+	}
+}
+
 // Selections counts the routes selected on each backbone (by BackboneID)
 // and how many of them are overrides (Select, not the default choice). It
 // reads every route's state word once without the writer lock: a count

@@ -65,3 +65,41 @@ func TestDefaultAmong(t *testing.T) {
 		t.Fatalf("default among a and b: %d, want b (shorter path)", got)
 	}
 }
+
+// Overrides lists what Select moved and nothing the default rule placed;
+// EachSelected lists every route where it is.
+func TestOverrides(t *testing.T) {
+	f, err := New([]Backbone{{Name: "a"}, {Name: "b"}}, Options{MaxRoutes: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved, stays := netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("2001:db8::/32")
+	for _, p := range []netip.Prefix{moved, stays} {
+		for b := range 2 {
+			if err := f.Add(BackboneID(b), p, 1); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := f.Select(moved, 1); err != nil {
+		t.Fatal(err)
+	}
+	got := map[netip.Prefix]BackboneID{}
+	f.Overrides(func(p netip.Prefix, b BackboneID) bool { got[p] = b; return true })
+	if len(got) != 1 || got[moved] != 1 {
+		t.Fatalf("overrides %v, want only %v on b", got, moved)
+	}
+	clear(got)
+	f.EachSelected(func(p netip.Prefix, b BackboneID) bool { got[p] = b; return true })
+	if len(got) != 2 || got[moved] != 1 || got[stays] != 0 {
+		t.Fatalf("selected %v", got)
+	}
+	if err := f.ResetSelection(moved); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	f.Overrides(func(netip.Prefix, BackboneID) bool { n++; return true })
+	if n != 0 {
+		t.Fatalf("%d overrides after the reset", n)
+	}
+}
