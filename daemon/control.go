@@ -19,7 +19,8 @@ type control struct {
 }
 
 // startControl starts the probes and the optimizer. It runs before the
-// workers stage, whose loops hand probe replies to the probes.
+// workers stage, whose loops hand probe replies to the probes, and the
+// status API's, which reads them.
 func (d *Daemon) startControl(context.Context) (func() error, error) {
 	cfg, plan := d.cfg.Load(), d.plan
 	c := &control{pins: optimizer.NewPins(d.fib)}

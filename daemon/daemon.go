@@ -80,9 +80,7 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	} else if err == nil {
 		d.log.Info("stopping before forwarding", "reason", context.Cause(ctx))
 	}
-	for i := len(stops) - 1; i >= 0; i-- {
-		err = errors.Join(err, stops[i]())
-	}
+	err = errors.Join(err, unwind(stops))
 	if d.dp != nil && d.dp.workers != nil {
 		d.logCounters()
 	}
@@ -99,8 +97,31 @@ func (d *Daemon) stages() []stage {
 		{"local addresses", d.startLocalAddrs},
 		{"slow path", d.startSlowPath},
 		{"probes and optimizer", d.startControl},
-		{"workers", d.startWorkers},
 		{"status API", d.startAPI},
+		{"workers", d.startWorkers},
+	}
+}
+
+// stopTimeout bounds stopping: the workers' 2 s, the API's second, and
+// the rest, which are quick. Past it pnapd exits and the kernel releases
+// what it attached.
+const stopTimeout = 5 * time.Second
+
+// unwind runs the stop functions in reverse order, within stopTimeout.
+func unwind(stops []func() error) error {
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		for i := len(stops) - 1; i >= 0; i-- {
+			err = errors.Join(err, stops[i]())
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(stopTimeout):
+		return fmt.Errorf("components did not stop within %v; exiting, the kernel releases what pnapd attached", stopTimeout)
 	}
 }
 

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/netip"
 	"sync"
@@ -104,6 +103,6 @@ func (d *Daemon) stopWorkers(wg *sync.WaitGroup) error {
 		return nil
 	case <-time.After(workerStopTimeout):
 		d.dp.abandon()
-		return errors.New("workers did not stop within 2 s; exiting without cleanup")
+		return fmt.Errorf("workers did not stop within %v; their sockets are left to the process exit", workerStopTimeout)
 	}
 }

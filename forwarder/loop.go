@@ -51,11 +51,9 @@ const (
 	MaxBatch     = 1024
 )
 
-// ValidateBatch says why n cannot be a Batch; zero is the default.
+// ValidateBatch says why n cannot be a Batch. NewLoop takes zero for the
+// default; a configuration that writes 0 is refused.
 func ValidateBatch(n int) error {
-	if n == 0 {
-		return nil
-	}
 	return setting.Int("batch", n, 1, MaxBatch)
 }
 

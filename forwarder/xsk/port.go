@@ -36,11 +36,11 @@ func (o *Options) fill() {
 	o.RingSize = cmp.Or(o.RingSize, d.RingSize)
 }
 
-// Validate says which size the kernel or the ring split would refuse; zero
-// sizes are the defaults. Errors name the setting as pnapd's [forwarder]
-// table does.
+// Validate says which size the kernel or the ring split would refuse. It
+// checks the sizes as they are: Open takes zero for a default, a
+// configuration that writes 0 is refused. Errors name the setting as
+// pnapd's [forwarder] table does.
 func (o Options) Validate() error {
-	o.fill()
 	if o.FrameSize != 2048 && o.FrameSize != 4096 {
 		return setting.Errorf("frame_size", "frame_size = %d is not supported; use 2048 or 4096", o.FrameSize)
 	}
