@@ -225,6 +225,7 @@ func TestMessages(t *testing.T) {
 		{backbone + `static = [1]`, `:6: backbone "uunet": static must hold prefix strings`},
 		{backbone + "[backbone.extra]\nx = 1", `:6:1: backbone "uunet": unknown table "extra"; remove it`},
 		{backbone + "\"quoted key\" = 1", `:6:1: backbone "uunet": unknown key "quoted key"; remove it`},
+		{backbone + "[[forwarder]]\nqueues = 1", `:6: forwarder must be one table; write [forwarder] with single brackets`},
 		{backbone + "[[backbones]]", `:6:1: unknown table "backbones" (did you mean "backbone"?)`},
 		{backbone + "[bogus]", `:6:1: unknown table "bogus"; the tables are forwarder, backbone, customer, probes, optimizer, api`},
 		{backbone + "[probes]\n  Interval = \"1s\"", `:7:3: probes: unknown key "Interval" (did you mean "interval"?)`},
