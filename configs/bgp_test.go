@@ -236,3 +236,21 @@ bgp = { neighbors = ["fe80::1"], peer_as = 64501 }
 		t.Error(err)
 	}
 }
+
+// TestBGPExample: the worked example reads as its comments say.
+func TestBGPExample(t *testing.T) {
+	c, err := Load("examples/bgp.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := c.Backbones[0].BGP, c.Backbones[1].BGP
+	if len(a.Neighbors) != 2 || a.PeerAS != 64501 || a.Passive || a.MaxPrefixesAction != "" ||
+		len(b.Neighbors) != 2 || b.PeerAS != 64502 || !b.Passive || b.MaxPrefixesAction != MaxPrefixesTeardown || !b.AllowDefault {
+		t.Errorf("transit-a %+v\ntransit-b %+v", a, b)
+	}
+	ann := c.Announces
+	if len(ann) != 1 || ann[0].PeerAS != 0 || ann[0].LocalPref != 200 || ann[0].Neighbor != c.Customers[0].NextHopV4 ||
+		!reflect.DeepEqual(ann[0].Communities, []Community{64496<<16 | 100, 0xffffff01}) {
+		t.Errorf("announce %+v", ann)
+	}
+}
