@@ -342,18 +342,18 @@ func (d *decoder) sessions(c *Config) {
 	first := all[0]
 	// Where to ask for a [bgp] key: in [bgp] when the file has one, else
 	// at the first session, which is what needs it.
-	at := func(key string) string {
+	ask := func(key string) string {
 		if _, ok := d.at["bgp"]; ok {
 			return "bgp." + key
 		}
 		return first.at
 	}
 	if c.BGP.LocalAS == 0 {
-		d.errAt(at("local_as"), "bgp", "local_as is missing; %s (line %d) needs pnapd's AS number: add local_as = ... to [bgp]",
+		d.errAt(ask("local_as"), "bgp", "local_as is missing; %s (line %d) needs pnapd's AS number: add local_as = ... to [bgp]",
 			first.what, d.where(first.at).line)
 	}
 	if !c.BGP.RouterID.IsValid() {
-		d.errAt(at("router_id"), "bgp", "router_id is missing; %s (line %d) needs a BGP identifier: add router_id = \"...\", one of pnapd's IPv4 addresses, to [bgp]",
+		d.errAt(ask("router_id"), "bgp", "router_id is missing; %s (line %d) needs a BGP identifier: add router_id = \"...\", one of pnapd's IPv4 addresses, to [bgp]",
 			first.what, d.where(first.at).line)
 	}
 	if !c.BGP.Listen.IsValid() {
