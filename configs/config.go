@@ -22,6 +22,8 @@ type Config struct {
 	Probes    Probes
 	Optimizer Optimizer
 	API       API
+	BGP       BGP
+	Announces []Announce // [[announce]], in file order
 
 	at positions // where each key is written, for Line
 }
@@ -97,6 +99,7 @@ type Backbone struct {
 	Static     []netip.Prefix // static: canonical prefixes
 	RouteFiles []RouteFile    // [[backbone.route_file]]
 	MRT        []MRTSource    // [[backbone.mrt]]
+	BGP        *BackboneBGP   // [backbone.bgp]: nil when not written
 }
 
 // RouteFile is a text prefix file, plain or gzip, one prefix per line.
@@ -173,6 +176,127 @@ type API struct {
 	// the busiest N prefixes; default 20, 0 for none.
 	MetricsTopPrefixes int
 }
+
+// BGP is [bgp]: pnapd's own side of every BGP session, those that learn a
+// backbone's routes ([backbone.bgp]) and those that announce its choices
+// ([[announce]]).
+type BGP struct {
+	// LocalAS (local_as) is pnapd's AS number, 1..4294967295; 0 when unset,
+	// which is allowed only when no session is configured.
+	LocalAS uint32
+	// RouterID (router_id) is the BGP identifier, a non-zero IPv4
+	// address; invalid when unset, which is allowed only when no session is
+	// configured.
+	RouterID netip.Addr
+	// Listen (listen) is the address and port to accept sessions on, such
+	// as 0.0.0.0:179 or [::]:179; invalid when unset or written "": pnapd
+	// then only connects out (active only).
+	Listen netip.AddrPort
+}
+
+// UsesBGP reports whether the file configures any BGP session: a
+// [backbone.bgp] or an [[announce]].
+func (c *Config) UsesBGP() bool {
+	if len(c.Announces) > 0 {
+		return true
+	}
+	for _, b := range c.Backbones {
+		if b.BGP != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// BackboneBGP is [backbone.bgp]: the backbone's routes come from BGP
+// sessions with its router, one per neighbor. PeerAS and the neighbors
+// are the file's; the rest are settings of the BGP speaker and its import
+// policy, as written: zero (false, "") when not, the defaults named here
+// being the component's. Whoever applies them asks Config.Line whether a
+// key is written ("backbone[0].bgp.graceful_restart") rather than reading
+// a zero as a choice.
+type BackboneBGP struct {
+	// Neighbors (neighbors) are the router's addresses, at least one,
+	// each reached over the backbone's interface: its family is one the
+	// backbone has a gateway for, and an IPv6 link-local one takes the
+	// interface as its zone. Unique among every session of the file.
+	Neighbors []netip.Addr
+	PeerAS    uint32 // peer_as: the router's AS, 1..4294967295; required
+	// Password is the TCP MD5 key (RFC 2385): password, or the content of
+	// password_file less its line ending; "" for none. 1 to 80 bytes.
+	Password string
+	// PasswordFile (password_file) is the absolute path the password was
+	// read from at load; "" when it is written inline or not at all.
+	PasswordFile string
+
+	HoldTime Duration // hold_time: default 90s
+	Passive  bool     // passive: wait for the router to connect; default false
+	// MaxPrefixesV4 and MaxPrefixesV6 (max_prefixes_v4, max_prefixes_v6)
+	// bound the prefixes accepted per family; 0, the default, is no limit.
+	MaxPrefixesV4, MaxPrefixesV6 int
+	// MaxPrefixesAction (max_prefixes_action) is what exceeding them
+	// does; "" when unwritten, which is MaxPrefixesStop.
+	MaxPrefixesAction MaxPrefixesAction
+	// GracefulRestart (graceful_restart) is the RFC 4724 helper: keep the
+	// routes of a gracefully restarting router as stale until it is back.
+	// Default true; false here when unwritten.
+	GracefulRestart bool
+
+	// The import policy. By default a route is refused when it is a
+	// default route, a martian (a special-purpose range that must not be
+	// routed), or longer than /24 (IPv4) or /48 (IPv6).
+	AllowDefault  bool // allow_default: default false
+	AllowMartians bool // allow_martians: default false
+	MaxLengthV4   int  // max_length_v4: default 24
+	MaxLengthV6   int  // max_length_v6: default 48
+}
+
+// MaxPrefixesAction is what a session does when its router sends more
+// prefixes of a family than max_prefixes_v4 or max_prefixes_v6 allow.
+type MaxPrefixesAction string
+
+// The max_prefixes_action values.
+const (
+	MaxPrefixesStop     MaxPrefixesAction = "stop"     // refuse further prefixes, keep the session
+	MaxPrefixesTeardown MaxPrefixesAction = "teardown" // close the session (NOTIFICATION Cease)
+)
+
+// Announce is one [[announce]]: a BGP session to one of the network's own
+// routers, typically iBGP, over which pnapd announces its choices: a
+// prefix with the chosen backbone's gateway as next hop. Name, Neighbor,
+// PeerAS and the communities are the file's; LocalPref, HoldTime and the
+// booleans are the speaker's settings, as written: zero when not.
+type Announce struct {
+	Name     string     // name: unique among [[announce]], [a-z0-9_-]{1,32}
+	Neighbor netip.Addr // neighbor: the router's address; required, not link-local
+	// PeerAS (peer_as) is the router's AS, 1..4294967295; 0 when
+	// unwritten, which means local_as (iBGP).
+	PeerAS       uint32
+	Password     string   // as BackboneBGP.Password
+	PasswordFile string   // as BackboneBGP.PasswordFile
+	HoldTime     Duration // hold_time: default 90s
+	Passive      bool     // passive: wait for the router to connect; default false
+	// LocalPref (local_pref) is the LOCAL_PREF of the announcements,
+	// 0..4294967295; default 100.
+	LocalPref uint32
+	// Communities (communities) are added to every announcement, written
+	// "ASN:VALUE" (RFC 1997); empty when unwritten.
+	Communities []Community
+	// AllSelected (all_selected, default false) announces every selected
+	// prefix, not only those whose selection differs from the default.
+	AllSelected bool
+	// NextHopSelf (next_hop_self, default false) announces pnapd's own
+	// address as the next hop instead of the chosen backbone's gateway,
+	// for routers that should send the traffic through pnapd.
+	NextHopSelf bool
+}
+
+// Community is a standard BGP community (RFC 1997): the AS number in the
+// high 16 bits, a value of its choosing in the low 16.
+type Community uint32
+
+// String formats c as the file writes it, "ASN:VALUE".
+func (c Community) String() string { return fmt.Sprintf("%d:%d", c>>16, c&0xffff) }
 
 // LocalOnly reports whether Listen is reachable only from this host: a
 // loopback address or a unix socket.

@@ -53,6 +53,9 @@ func (d *decoder) config(root *table) *Config {
 	c.Probes = d.probes(root.table("probes", "probes"))
 	c.Optimizer = d.optimizer(root.table("optimizer", "optimizer"))
 	c.API = d.api(root.table("api", "api"))
+	c.BGP = d.bgp(root.table("bgp", "bgp"))
+	c.Announces = d.announces(root)
+	d.sessions(c)
 	return c
 }
 
@@ -182,6 +185,10 @@ func (d *decoder) backbones(root *table, ifaces map[string]owner) []Backbone {
 			if m, ok := d.mrt(t, mt); ok {
 				b.MRT = append(b.MRT, m)
 			}
+		}
+		bt := t.table("bgp", t.name+": bgp")
+		if _, ok := t.m["bgp"]; ok {
+			b.BGP = d.backboneBGP(bt, b)
 		}
 	}
 	return bs

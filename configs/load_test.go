@@ -27,6 +27,7 @@ func TestExamples(t *testing.T) {
 		{"minimal.toml", 1, 1, 0, 2},
 		{"lab.toml", 3, 2, 3, 1},
 		{"full.toml", 2, 1, 2, 2},
+		{"bgp.toml", 2, 1, 0, 0},
 	}
 	files, err := filepath.Glob("examples/*.toml")
 	if err != nil {
@@ -108,6 +109,7 @@ func TestDefaults(t *testing.T) {
 			{Name: "b", Interface: "eth2", GatewayV6: netip.MustParseAddr("2001:db8::1"), Preference: 110},
 		},
 		Customers: []Customer{},
+		Announces: []Announce{},
 		// The other [probes] and [optimizer] settings are the components':
 		// unwritten, they stay zero here, and cmd/pnapd's
 		// TestCheckDefaultsFromComponents checks their defaults.
@@ -225,8 +227,9 @@ func TestMessages(t *testing.T) {
 		{backbone + `static = [1]`, `:6: backbone "uunet": static must hold prefix strings`},
 		{backbone + "[backbone.extra]\nx = 1", `:6:1: backbone "uunet": unknown table "extra"; remove it`},
 		{backbone + "\"quoted key\" = 1", `:6:1: backbone "uunet": unknown key "quoted key"; remove it`},
+		{backbone + "[[forwarder]]\nqueues = 1", `:6: forwarder must be one table; write [forwarder] with single brackets`},
 		{backbone + "[[backbones]]", `:6:1: unknown table "backbones" (did you mean "backbone"?)`},
-		{backbone + "[bogus]", `:6:1: unknown table "bogus"; the tables are forwarder, backbone, customer, probes, optimizer, api`},
+		{backbone + "[bogus]", `:6:1: unknown table "bogus"; the tables are forwarder, backbone, customer, probes, optimizer, api, bgp, announce`},
 		{backbone + "[probes]\n  Interval = \"1s\"", `:7:3: probes: unknown key "Interval" (did you mean "interval"?)`},
 		{"[[customer]]\nname = \"a\"\ninterface = \"eth0\"\nrouts = []\n" + backbone, `:4:1: customer "a": unknown key "routs" (did you mean "routes"?)`},
 		{backbone + "[[customer]]\ninterface = \"eth2\"", `:6: customer #1: name is missing`},

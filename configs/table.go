@@ -203,7 +203,9 @@ func describe(v any) string {
 func (t *table) table(key, name string) *table {
 	v, _ := t.lookup(key)
 	m, ok := v.(map[string]any)
-	if v != nil && !ok {
+	if _, isArray := v.([]map[string]any); isArray {
+		t.errf(key, "%s must be one table; write %s with single brackets", key, header(child(t.path, key)))
+	} else if v != nil && !ok {
 		t.typeErr(key, fmt.Sprintf("a table, [%s]", key), v)
 	}
 	return t.d.newTable(child(t.path, key), name, m)
