@@ -26,6 +26,10 @@ type plan struct {
 	sampler   forwarder.SamplerOptions
 	probes    probes.Options
 	optimizer optimizer.Options
+	// peers are the backbones' BGP sessions, one per neighbor; announces
+	// the sessions to the network's own routers.
+	peers     []bgpPeerPlan
+	announces []announcePlan
 }
 
 // LoadConfig loads the configuration file at path and checks that every
@@ -63,6 +67,12 @@ func newPlan(cfg *configs.Config) (plan, error) {
 	if o.optimizer, err = optimizerOptions(cfg, bbs); err != nil {
 		return plan{}, err
 	}
+	if err := bgpWithFiles(cfg); err != nil {
+		return plan{}, err
+	}
+	if o.peers, o.announces, err = bgpPlan(cfg); err != nil {
+		return plan{}, err
+	}
 	return o, nil
 }
 
@@ -77,6 +87,20 @@ func fitsFIB(cfg *configs.Config) error {
 			line, _ := cfg.Line(fmt.Sprintf("%s[%d]", t.table, fib.MaxBackbones)) // the first too many
 			return &configs.Error{File: cfg.Path, Line: line,
 				Msg: fmt.Sprintf("%d %ss are configured; at most %d are supported", t.n, t.table, fib.MaxBackbones)}
+		}
+	}
+	return nil
+}
+
+// bgpWithFiles refuses a backbone that would take routes both from BGP and
+// from route files or MRT dumps: the FIB keeps one route per backbone and
+// prefix, so a withdrawal from either would remove the other's. Static
+// routes may accompany BGP: they are what a withdrawal falls back to.
+func bgpWithFiles(cfg *configs.Config) error {
+	for i, b := range cfg.Backbones {
+		if b.BGP != nil && (len(b.RouteFiles) > 0 || len(b.MRT) > 0) {
+			line, _ := cfg.Line(fmt.Sprintf("backbone[%d].bgp", i))
+			return &configs.Error{File: cfg.Path, Line: line, Msg: fmt.Sprintf("backbone %q: bgp: the backbone also has route_file or mrt sources; take its routes from BGP or from files, not both (static routes may stay)", b.Name)}
 		}
 	}
 	return nil

@@ -42,9 +42,14 @@ func TestVersion(t *testing.T) {
 	}
 }
 
+// Every example configuration passes pnapd check.
 func TestCheckExamples(t *testing.T) {
-	for _, name := range []string{"minimal.toml", "lab.toml"} {
-		path := filepath.Join("..", "..", "configs", "examples", name)
+	paths, err := filepath.Glob(filepath.Join("..", "..", "configs", "examples", "*.toml"))
+	if err != nil || len(paths) < 4 {
+		t.Fatalf("examples: %v, %v", paths, err)
+	}
+	for _, path := range paths {
+		name := filepath.Base(path)
 		code, out, errs := runCmd(t, "", "check", "-c", path)
 		if code != 0 {
 			t.Fatalf("check %s: exit %d: %s", name, code, errs)
