@@ -101,7 +101,10 @@ type Options struct {
 	// RestartTime, when not 0, advertises the graceful restart capability
 	// (RFC 4724) with this restart time (whole seconds, at most 4095s) and
 	// no address family: this speaker helps a restarting peer but preserves
-	// no forwarding state of its own.
+	// no forwarding state of its own. The Restart State bit is set until a
+	// session of this Session is first Established: a speaker that has just
+	// started has restarted, and its peer must not wait for its End-of-RIB
+	// before sending its routes (RFC 4724 3).
 	RestartTime time.Duration
 
 	// OnChanges receives the route changes of each UPDATE, in the order the

@@ -97,6 +97,8 @@ func (s *Session) Refresh(f Family) error {
 // offer hands the session a connection the peer made; false if it is not
 // running or already has one waiting.
 func (s *Session) offer(nc net.Conn) bool {
+	s.mu.Lock() // against Run's return: it drains incoming after clearing running
+	defer s.mu.Unlock()
 	if !s.running.Load() {
 		return false
 	}
@@ -121,15 +123,11 @@ func (s *Session) Run(ctx context.Context) error {
 	r := &runner{s: s, retry: time.NewTimer(0)}
 	defer func() {
 		r.retry.Stop()
+		s.mu.Lock()
 		s.running.Store(false)
-		for {
-			select {
-			case nc := <-s.incoming:
-				nc.Close()
-				continue
-			default:
-			}
-			break
+		s.mu.Unlock()
+		for len(s.incoming) > 0 { // nothing is offered any more
+			(<-s.incoming).Close()
 		}
 		r.wg.Wait()
 	}()
