@@ -246,8 +246,11 @@ func (r *runner) connect(ctx context.Context) {
 }
 
 // dial makes a TCP connection to the peer, signed when a password is set.
+// It gives up after ConnectRetry, within [2s, 10s]: while it dials, the
+// session's goroutine serves nothing else (a connection from the peer
+// waits).
 func (s *Session) dial(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: max(s.opt.ConnectRetry, 2*time.Second)}
+	d := net.Dialer{Timeout: min(max(s.opt.ConnectRetry, 2*time.Second), 10*time.Second)}
 	if s.opt.LocalAddr.IsValid() {
 		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(s.opt.LocalAddr, 0))
 	}
