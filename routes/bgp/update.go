@@ -305,8 +305,8 @@ func afiSAFI(afi uint16, safi uint8) (Family, bool) {
 	return 0, false
 }
 
-// attrs are the path attributes a Change carries, and what check needs.
-type attrs struct {
+// pathAttrs are the path attributes a Change carries, and what check needs.
+type pathAttrs struct {
 	origin, asPath, nextHopSet, mpReachSet bool
 	originValue                            uint8
 	confed                                 bool // AS_PATH has confederation segments
@@ -322,7 +322,7 @@ type attrs struct {
 // disable" for MP_REACH_NLRI and MP_UNREACH_NLRI errors, or session reset;
 // this speaker resets); otherwise handling says whether to discard
 // attributes or treat the UPDATE as withdraw, and why.
-func (d *decoder) attributes() (a attrs, handling bgp.ErrorHandling, why, err error) {
+func (d *decoder) attributes() (a pathAttrs, handling bgp.ErrorHandling, why, err error) {
 	var msg bgp.BGPUpdate
 	if derr := msg.DecodeFromBytes(d.attrs, &d.opt); derr != nil {
 		var me *bgp.MessageError
@@ -381,7 +381,7 @@ func (d *decoder) attributes() (a attrs, handling bgp.ErrorHandling, why, err er
 // check applies the checks of GoBGP's ValidateUpdateMsg that decoding does
 // not, to an UPDATE that announces prefixes (nlri: in the NLRI field; reach:
 // in MP_REACH_NLRI). A non-nil error means treat-as-withdraw.
-func (a *attrs) check(d *decoder, nlri bool, reach mpNLRI) error {
+func (a *pathAttrs) check(d *decoder, nlri bool, reach mpNLRI) error {
 	// RFC 7606 3(d); RFC 4760 makes NEXT_HOP mandatory only with NLRI.
 	switch {
 	case !a.origin:
