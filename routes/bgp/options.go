@@ -150,7 +150,7 @@ type Change struct {
 
 // Route is a route this speaker announces.
 type Route struct {
-	// Prefix is the destination; NewSession's peers receive it masked.
+	// Prefix is the destination, sent masked.
 	Prefix netip.Prefix
 	// NextHop is the address the peer is to forward to, of Prefix's family
 	// (IPv4 next hops for IPv6 prefixes and the reverse are not supported).
