@@ -5,7 +5,8 @@ BIN       ?= bin
 # Packages whose tests exercise memory shared between goroutines run under
 # the race detector; the rest run plainly.
 RACE_PKGS  = ./fib/ ./forwarder/ ./forwarder/neighbours/ ./forwarder/slowpath/ \
-             ./forwarder/steering/ ./forwarder/xsk/ ./probes/ ./optimizer/ ./daemon/
+             ./forwarder/steering/ ./forwarder/xsk/ ./probes/ ./optimizer/ ./daemon/ \
+             ./routes/bgp/
 # Packages whose tests measure timing (the benchmark harness's smoke run,
 # the emulator's accuracy, the generator's pacing, the re-steer deadline,
 # what probes measure)

@@ -60,6 +60,7 @@ func (d *Daemon) handler(metrics http.Handler) http.Handler {
 	route("GET /v1/pins", func(*http.Request) (any, error) { return d.pinList(), nil })
 	route("POST /v1/pins", d.pin)
 	route("DELETE /v1/pins", d.unpin)
+	route("GET /v1/bgp", d.bgpSessions)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}

@@ -121,6 +121,9 @@ type bgpPeerPlan struct {
 	Teardown        bool   // past MaxPrefixes, close the session rather than refuse more
 	GracefulRestart bool   // be an RFC 4724 helper
 	Policy          importPolicy
+	// OwnFamilyOnly: the backbone has a session per family, and this one
+	// negotiates only its neighbor's family.
+	OwnFamilyOnly bool
 }
 
 // announcePlan is one [[announce]] session, defaults applied.
@@ -152,11 +155,18 @@ func bgpPlan(cfg *configs.Config) (peers []bgpPeerPlan, announces []announcePlan
 			return nil, nil, err
 		}
 		peer.Backbone = i
+		if err := oneNeighborPerFamily(cfg, table, name, b.BGP.Neighbors); err != nil {
+			return nil, nil, err
+		}
 		for _, n := range b.BGP.Neighbors {
 			peer.Neighbor = n
 			if n.Is6() && n.IsLinkLocalUnicast() {
 				peer.Neighbor = n.WithZone(b.Interface)
 			}
+			// With a session per family, each carries its own family only:
+			// two sessions announcing one prefix would withdraw it for each
+			// other.
+			peer.OwnFamilyOnly = len(b.BGP.Neighbors) > 1
 			peers = append(peers, peer)
 		}
 	}
@@ -169,6 +179,26 @@ func bgpPlan(cfg *configs.Config) (peers []bgpPeerPlan, announces []announcePlan
 		announces = append(announces, ann)
 	}
 	return peers, announces, nil
+}
+
+// oneNeighborPerFamily refuses two neighbors of one family on a backbone:
+// the FIB holds one route per backbone and prefix, so two routers of the
+// same family could not both be its source. (Several routers of a transit
+// are several backbones, or one router holding both sessions.)
+func oneNeighborPerFamily(cfg *configs.Config, table, name string, ns []netip.Addr) error {
+	seen := [2]bool{}
+	for _, n := range ns {
+		fam := 0
+		if n.Is6() {
+			fam = 1
+		}
+		if seen[fam] {
+			line, _ := cfg.Line(table + ".neighbors")
+			return &configs.Error{File: cfg.Path, Line: line, Msg: fmt.Sprintf("%s: neighbors lists two IPv%d routers; a backbone has at most one BGP neighbor per family (make the second router a backbone of its own)", name, map[int]int{0: 4, 1: 6}[fam])}
+		}
+		seen[fam] = true
+	}
+	return nil
 }
 
 // peerPlan is the session settings of [backbone.bgp] g, written at table,

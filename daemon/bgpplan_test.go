@@ -176,7 +176,8 @@ next_hop_self = true
 	peer := bgpPeerPlan{
 		PeerAS: 64501, HoldTime: 30 * time.Second, Password: "s3cret", Passive: true,
 		MaxPrefixes: [2]int{1000, 10}, Teardown: true,
-		Policy: importPolicy{AllowDefault: true, AllowMartians: true, MaxLen4: 32, MaxLen6: 128},
+		Policy:        importPolicy{AllowDefault: true, AllowMartians: true, MaxLen4: 32, MaxLen6: 128},
+		OwnFamilyOnly: true, // a session per family
 	}
 	v4, ll := peer, peer
 	v4.Neighbor = netip.MustParseAddr("192.0.2.1")

@@ -46,6 +46,7 @@ type Daemon struct {
 	neigh *neighbours.Tracker
 	slow  *slowPath
 	ctl   *control
+	bgp   []*bgpSession
 
 	// errc carries the failure of any component that runs on its own
 	// goroutine; the first one stops pnapd.
@@ -97,6 +98,7 @@ func (d *Daemon) stages() []stage {
 		{"local addresses", d.startLocalAddrs},
 		{"slow path", d.startSlowPath},
 		{"probes and optimizer", d.startControl},
+		{"BGP", d.startBGP},
 		{"status API", d.startAPI},
 		{"workers", d.startWorkers},
 	}

@@ -115,7 +115,10 @@ func LoadFIB(cfg *configs.Config, log *slog.Logger) (*fib.FIB, []LoadReport, err
 // routes as they were; the new routes of all backbones are then published
 // as one Version (fib.Replace: prefixes that stay keep their RouteID and
 // selection, so traffic to them never misses a lookup).
-func reloadRoutes(cfg *configs.Config, f *fib.FIB, log *slog.Logger) (added, withdrawn int, err error) {
+//
+// Backbones for which learned is true take their routes from BGP: only
+// their static routes are reloaded (bgpFeed.setStatic), and not here.
+func reloadRoutes(cfg *configs.Config, f *fib.FIB, log *slog.Logger, learned func(b int) bool) (added, withdrawn int, err error) {
 	per := make([][]routes.Route, len(cfg.Backbones))
 	err = forEachSource(cfg, log, func(b fib.BackboneID, _ string, rs []routes.Route) error {
 		per[b] = append(per[b], rs...)
@@ -126,6 +129,9 @@ func reloadRoutes(cfg *configs.Config, f *fib.FIB, log *slog.Logger) (added, wit
 	}
 	err = f.Update(func(tx *fib.Txn) error {
 		for b, rs := range per {
+			if learned(b) {
+				continue
+			}
 			a, w, err := tx.Replace(fib.BackboneID(b), routes.PathLens(rs))
 			if err != nil {
 				return fmt.Errorf("backbone %q: %w", cfg.Backbones[b].Name, err)

@@ -39,6 +39,12 @@ var (
 	descSamples      = prometheus.NewDesc("pnap_samples_total", "In-band samples read by probes.", nil, nil)
 	descRTTSamples   = prometheus.NewDesc("pnap_rtt_samples_total", "RTT samples by source (syn, ts, echo: passive; probe: active).", []string{"source"}, nil)
 	descProbesSent   = prometheus.NewDesc("pnap_probes_total", "Active probes by outcome (sent, answered, lost, unreachable, not_sent_no_path, not_sent_tx_full).", []string{"outcome"}, nil)
+	descBGPUp        = prometheus.NewDesc("pnap_bgp_session_up", "1 while the BGP session is Established.", []string{"session", "role", "neighbor"}, nil)
+	descBGPFlaps     = prometheus.NewDesc("pnap_bgp_session_flaps_total", "Times the BGP session left Established.", []string{"session", "role", "neighbor"}, nil)
+	descBGPUpdates   = prometheus.NewDesc("pnap_bgp_updates_total", "BGP UPDATE messages by direction (in, out).", []string{"session", "role", "neighbor", "direction"}, nil)
+	descBGPPrefixes  = prometheus.NewDesc("pnap_bgp_prefixes", "A session's prefixes now, by family and kind (held: in the FIB from this session; announced: the peer has them from pnapd).", []string{"session", "role", "neighbor", "family", "kind"}, nil)
+	descBGPReceived  = prometheus.NewDesc("pnap_bgp_prefixes_received_total", "Prefixes the peer announced, every UPDATE counted, by family.", []string{"session", "role", "neighbor", "family"}, nil)
+	descBGPRefused   = prometheus.NewDesc("pnap_bgp_prefixes_refused_total", "Announced prefixes the import rules refused, by reason (policy, next_hop, max_prefixes).", []string{"session", "role", "neighbor", "reason"}, nil)
 	descInjectRefuse = prometheus.NewDesc("pnap_probe_inject_refused_total", "Probe frames the workers' inject ring refused.", nil, nil)
 )
 
@@ -51,6 +57,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	c.collectPorts(m)
 	c.collectBackbones(m)
 	c.collectFIB(m)
+	c.collectBGP(m)
 	if p := c.d.ctl.probes; p != nil {
 		c.collectProbes(m, p)
 	}
@@ -125,6 +132,26 @@ func (c collector) collectFIB(m sink) {
 	m.gauge(descFIBRoutes, float64(st.IPv6Routes), "ipv6")
 	m.counter(descFIBGen, float64(f.Load().Generation()))
 	m.gauge(descFIBBytes, float64(st.TrieBytes+st.SelectionBytes))
+}
+
+// collectBGP: every BGP session's state and prefixes, as /v1/bgp.
+func (c collector) collectBGP(m sink) {
+	for _, bs := range c.d.bgp {
+		st := bs.status()
+		l := []string{st.Name, st.Role, st.Neighbor}
+		m.gauge(descBGPUp, boolFloat(st.State == "Established"), l...)
+		m.counter(descBGPFlaps, float64(st.Flaps), l...)
+		m.counter(descBGPUpdates, float64(st.UpdatesIn), append(l, "in")...)
+		m.counter(descBGPUpdates, float64(st.UpdatesOut), append(l, "out")...)
+		for fam, f := range map[string]BGPFamily{"ipv4": st.IPv4, "ipv6": st.IPv6} {
+			m.gauge(descBGPPrefixes, float64(f.Held), append(l, fam, "held")...)
+			m.gauge(descBGPPrefixes, float64(f.Announced), append(l, fam, "announced")...)
+			m.counter(descBGPReceived, float64(f.Received), append(l, fam)...)
+		}
+		for reason, n := range st.Refused {
+			m.counter(descBGPRefused, float64(n), append(l, reason)...)
+		}
+	}
 }
 
 // collectProbes: sampling and probing counters, and the RTTs of the

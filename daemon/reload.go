@@ -31,11 +31,13 @@ func (d *Daemon) reload() {
 		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
 		return
 	}
-	added, withdrawn, err := reloadRoutes(cfg, d.fib, d.log)
+	added, withdrawn, err := reloadRoutes(cfg, d.fib, d.log, d.learnsFromBGP)
 	if err != nil {
 		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
 		return
 	}
+	a, w := d.reloadBGPStatics(cfg)
+	added, withdrawn = added+a, withdrawn+w
 	if d.ctl.opt != nil {
 		if err := d.ctl.opt.SetBackbones(p.optimizer.Backbones); err != nil {
 			d.log.Error("reload: backbone parameters not applied", "error", err)
@@ -81,7 +83,10 @@ func reloadable(old, cur *configs.Config) error {
 		errs = append(errs, errors.New("[forwarder] changed"))
 	}
 	if planChanged(old, cur) {
-		errs = append(errs, errors.New("[forwarder] sizes, [probes] or [optimizer] changed"))
+		errs = append(errs, errors.New("[forwarder] sizes, [probes], [optimizer] or a BGP session changed"))
+	}
+	if old.BGP != cur.BGP {
+		errs = append(errs, errors.New("[bgp] changed"))
 	}
 	if old.API != cur.API {
 		errs = append(errs, errors.New("[api] changed"))

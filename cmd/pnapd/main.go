@@ -24,9 +24,10 @@ Usage:
   pnapd decisions [-n N]             the optimizer's latest decisions
   pnapd pin PREFIX BACKBONE          send PREFIX over BACKBONE until unpinned
   pnapd unpin PREFIX                 hand PREFIX back to the optimizer
+  pnapd bgp                          BGP sessions: state, prefixes received, held, announced
   pnapd version                      print the version
 
-The client commands (status, fib show, decisions, pin, unpin) reach pnapd's
+The client commands (status, fib show, decisions, pin, unpin, bgp) reach pnapd's
 status API as [api] in -c FILE (default /etc/pnapd/pnapd.toml) says, or at --api.
 
 Run 'pnapd COMMAND --help' for a command's flags.
@@ -60,6 +61,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdPin(args[1:], stdout, stderr)
 	case "unpin":
 		err = cmdUnpin(args[1:], stdout, stderr)
+	case "bgp":
+		err = cmdBGP(args[1:], stdout, stderr)
 	case "version":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
