@@ -123,7 +123,11 @@ func (d *Daemon) startBGP(context.Context) (func() error, error) {
 func (d *Daemon) backboneSession(p bgpPeerPlan) (*bgpSession, error) {
 	cfg := d.cfg.Load()
 	b := cfg.Backbones[p.Backbone]
-	feed := &bgpFeed{fib: d.fib, b: fib.BackboneID(p.Backbone), peer: p, onLink: d.onLink(p.Backbone), log: d.log}
+	feed := &bgpFeed{fib: d.fib, b: fib.BackboneID(p.Backbone), peer: p, onLink: d.onLink(p.Backbone), owns: [2]bool{true, true}, log: d.log}
+	if p.OwnFamilyOnly {
+		own := familyOf(netip.PrefixFrom(p.Neighbor, 0))
+		feed.owns = [2]bool{own == 0, own == 1}
+	}
 	feed.static = map[netip.Prefix]bool{}
 	for _, s := range b.Static {
 		feed.static[s] = true

@@ -40,7 +40,11 @@ type bgpFeed struct {
 	peer   bgpPeerPlan
 	onLink []netip.Prefix // where a next hop may be: the gateways and the backbone interface's subnets
 	static map[netip.Prefix]bool
-	log    *slog.Logger
+	// owns says which families' BGP routes of the backbone are this feed's
+	// (IPv4, IPv6): both, or its neighbor's when the backbone has a
+	// session per family.
+	owns [2]bool
+	log  *slog.Logger
 	// teardown ends the session when max_prefixes is exceeded and the
 	// action is "teardown".
 	teardown func(reason string)
@@ -237,8 +241,8 @@ func (f *bgpFeed) down(graceful bool, restart time.Duration) {
 	}
 	f.stale = []uint64{}
 	f.fib.Update(func(tx *fib.Txn) error {
-		tx.Routes(f.b, func(r fib.RouteID, _ netip.Prefix, pl int) bool {
-			if pl >= 0 {
+		tx.Routes(f.b, func(r fib.RouteID, p netip.Prefix, pl int) bool {
+			if pl >= 0 && f.owns[familyOf(p)] {
 				f.markStale(r)
 			}
 			return true
@@ -280,12 +284,12 @@ func (f *bgpFeed) sweepStale(why string, scope func(netip.Prefix) bool) {
 	}
 }
 
-// sweepLocked withdraws, in one Version, the backbone's BGP routes that
-// which selects.
+// sweepLocked withdraws, in one Version, the feed's BGP routes of the
+// backbone that which selects.
 func (f *bgpFeed) sweepLocked(which func(fib.RouteID, netip.Prefix) bool) {
 	f.fib.Update(func(tx *fib.Txn) error {
 		tx.Routes(f.b, func(r fib.RouteID, p netip.Prefix, pl int) bool {
-			if pl >= 0 && which(r, p) {
+			if pl >= 0 && f.owns[familyOf(p)] && which(r, p) {
 				f.withdraw(tx, p)
 			}
 			return true

@@ -37,7 +37,7 @@ func newFeed(t *testing.T, peer bgpPeerPlan, shared ...netip.Prefix) (*bgpFeed, 
 	}
 	peer.GracefulRestart = true
 	feed := &bgpFeed{fib: f, b: 0, peer: peer, onLink: []netip.Prefix{netip.PrefixFrom(gwA, 32), netip.MustParsePrefix("2001:db8:ffff::/64")},
-		static: map[netip.Prefix]bool{static: true}, log: slog.New(slog.DiscardHandler)}
+		static: map[netip.Prefix]bool{static: true}, owns: [2]bool{true, true}, log: slog.New(slog.DiscardHandler)}
 	return feed, f
 }
 
@@ -273,5 +273,18 @@ func TestApplyStatics(t *testing.T) {
 	}
 	if f.PathLen(routeOf(t, f, learned), 0) != 2 {
 		t.Fatal("the BGP route became static")
+	}
+}
+
+// With a session per family, one going down takes only its family's
+// routes.
+func TestFeedDownTakesOnlyItsFamily(t *testing.T) {
+	feed, f := newFeed(t, bgpPeerPlan{})
+	feed.changes([]bgp.Change{announce("192.0.2.0/24", 1), announce("2001:db8:1::/48", 1)})
+	feed.flush()
+	feed.owns = [2]bool{true, false} // the IPv4 session's feed
+	feed.down(false, 0)
+	if on(f, "192.0.2.0/24") != -1 || on(f, "2001:db8:1::/48") != 0 {
+		t.Fatal("the IPv4 session's loss did not take exactly the IPv4 routes")
 	}
 }
