@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -24,6 +25,7 @@ type announcer struct {
 	session  *bgp.Session
 	gateways [][2]netip.Addr // by backbone: IPv4 and IPv6 gateway
 	told     map[netip.Prefix]netip.Addr
+	log      *slog.Logger
 }
 
 // run compares and announces every announceEvery until done is closed.
@@ -60,7 +62,13 @@ func (a *announcer) sync() {
 		a.session.Withdraw(gone)
 	}
 	if len(add) > 0 {
-		a.session.Announce(add)
+		if err := a.session.Announce(add); err != nil {
+			// Nothing was changed: try again next time, and say why.
+			a.log.Error("announce", "session", a.plan.Name, "error", err)
+			for _, r := range add {
+				delete(want, r.Prefix)
+			}
+		}
 	}
 	a.told = want
 }

@@ -178,7 +178,7 @@ func (d *Daemon) announceSession(a announcePlan) (*bgpSession, error) {
 	for i, b := range cfg.Backbones {
 		gw[i] = [2]netip.Addr{b.GatewayV4, b.GatewayV6}
 	}
-	bs.ann = &announcer{fib: d.fib, plan: a, session: s, gateways: gw}
+	bs.ann = &announcer{fib: d.fib, plan: a, session: s, gateways: gw, log: d.log}
 	return bs, nil
 }
 
