@@ -26,6 +26,7 @@ type announcer struct {
 	gateways [][2]netip.Addr // by backbone: IPv4 and IPv6 gateway
 	told     map[netip.Prefix]netip.Addr
 	log      *slog.Logger
+	lastErr  string // logged once, not every announceEvery
 }
 
 // run compares and announces every announceEvery until done is closed.
@@ -63,8 +64,11 @@ func (a *announcer) sync() {
 	}
 	if len(add) > 0 {
 		if err := a.session.Announce(add); err != nil {
-			// Nothing was changed: try again next time, and say why.
-			a.log.Error("announce", "session", a.plan.Name, "error", err)
+			// Nothing was changed: try again next time, and say why once.
+			if err.Error() != a.lastErr {
+				a.log.Error("announce", "session", a.plan.Name, "error", err)
+				a.lastErr = err.Error()
+			}
 			for _, r := range add {
 				delete(want, r.Prefix)
 			}
