@@ -43,7 +43,6 @@ type BIRD struct {
 	Conf string // its configuration file
 	Sock string // its control socket
 
-	tb          testing.TB
 	bird, birdc string
 
 	mu     sync.Mutex
@@ -89,7 +88,7 @@ func NewBIRD(tb testing.TB, ns *NS) *BIRD {
 	tb.Helper()
 	bird, birdc := RequireBIRD(tb)
 	dir := tb.TempDir()
-	b := &BIRD{NS: ns, Conf: filepath.Join(dir, "bird.conf"), Sock: filepath.Join(dir, "bird.ctl"), tb: tb, bird: bird, birdc: birdc}
+	b := &BIRD{NS: ns, Conf: filepath.Join(dir, "bird.conf"), Sock: filepath.Join(dir, "bird.ctl"), bird: bird, birdc: birdc}
 	tb.Cleanup(func() {
 		b.Kill()
 		if tb.Failed() {
@@ -120,16 +119,16 @@ func (b *BIRD) Log() string {
 // with args added (such as "-R", graceful restart recovery); it returns
 // once BIRD answers on its control socket, and fails tb if it does not
 // within 30 s. A BIRD already running is killed first.
-func (b *BIRD) Start(conf string, args ...string) {
-	b.tb.Helper()
+func (b *BIRD) Start(tb testing.TB, conf string, args ...string) {
+	tb.Helper()
 	b.Kill()
 	if err := os.WriteFile(b.Conf, []byte(conf), 0o644); err != nil {
-		b.tb.Fatal(err)
+		tb.Fatal(err)
 	}
 	cmd := exec.Command(b.bird, append([]string{"-f", "-c", b.Conf, "-s", b.Sock, "-P", b.Sock + ".pid"}, args...)...)
 	cmd.Stdout, cmd.Stderr = birdLog{b}, birdLog{b}
 	if err := b.NS.Do(cmd.Start); err != nil {
-		b.tb.Fatalf("lab: start BIRD in %s: %v", b.NS.Name, err)
+		tb.Fatalf("lab: start BIRD in %s: %v", b.NS.Name, err)
 	}
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
@@ -144,11 +143,11 @@ func (b *BIRD) Start(conf string, args ...string) {
 		}
 		select {
 		case <-exited:
-			b.tb.Fatalf("lab: BIRD in %s exited at start:\n%s", b.NS.Name, b.Log())
+			tb.Fatalf("lab: BIRD in %s exited at start:\n%s", b.NS.Name, b.Log())
 		default:
 		}
 		if time.Now().After(deadline) {
-			b.tb.Fatalf("lab: BIRD in %s does not answer on its control socket after %v", b.NS.Name, birdWait)
+			tb.Fatalf("lab: BIRD in %s does not answer on its control socket after %v", b.NS.Name, birdWait)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -176,6 +175,22 @@ func (b *BIRD) keepAwake(exited <-chan struct{}) {
 	}
 }
 
+// Running reports whether BIRD runs: started, and neither killed nor
+// exited (as it does after `birdc graceful restart`).
+func (b *BIRD) Running() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.cmd == nil {
+		return false
+	}
+	select {
+	case <-b.exited:
+		return false
+	default:
+		return true
+	}
+}
+
 // Kill kills BIRD with SIGKILL, if it runs, and waits until it is gone:
 // its BGP sessions end without a NOTIFICATION, as when a router crashes.
 func (b *BIRD) Kill() {
@@ -192,23 +207,23 @@ func (b *BIRD) Kill() {
 
 // Control runs birdc with args and returns its output; it fails tb when
 // birdc fails.
-func (b *BIRD) Control(args ...string) string {
-	b.tb.Helper()
+func (b *BIRD) Control(tb testing.TB, args ...string) string {
+	tb.Helper()
 	out, err := exec.Command(b.birdc, append([]string{"-s", b.Sock}, args...)...).CombinedOutput()
 	if err != nil {
-		b.tb.Fatalf("lab: birdc %s: %v\n%s", strings.Join(args, " "), err, out)
+		tb.Fatalf("lab: birdc %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return string(out)
 }
 
 // Configure makes the running BIRD load conf (birdc configure).
-func (b *BIRD) Configure(conf string) {
-	b.tb.Helper()
+func (b *BIRD) Configure(tb testing.TB, conf string) {
+	tb.Helper()
 	if err := os.WriteFile(b.Conf, []byte(conf), 0o644); err != nil {
-		b.tb.Fatal(err)
+		tb.Fatal(err)
 	}
-	if out := b.Control("configure"); !strings.Contains(out, "Reconfigured") {
-		b.tb.Fatalf("lab: birdc configure: %s", out)
+	if out := b.Control(tb, "configure"); !strings.Contains(out, "Reconfigured") {
+		tb.Fatalf("lab: birdc configure: %s", out)
 	}
 }
 
@@ -216,10 +231,10 @@ func (b *BIRD) Configure(conf string) {
 // or "for", "192.0.2.0/24") and returns each route BIRD shows, keyed by
 // prefix: its first line and the attribute lines under it. Several routes
 // for one prefix are all under it.
-func (b *BIRD) Routes(filter ...string) map[string]string {
-	b.tb.Helper()
+func (b *BIRD) Routes(tb testing.TB, filter ...string) map[string]string {
+	tb.Helper()
 	args := append(append([]string{"show", "route"}, filter...), "all")
-	return ParseBIRDRoutes(b.Control(args...))
+	return ParseBIRDRoutes(b.Control(tb, args...))
 }
 
 // ParseBIRDRoutes parses the output of birdc's `show route ... all` as
@@ -243,9 +258,9 @@ func ParseBIRDRoutes(out string) map[string]string {
 
 // Exported is how many routes BIRD's protocol exports now, by channel
 // ("ipv4", "ipv6"), from `show protocols all`.
-func (b *BIRD) Exported(protocol string) map[string]int {
-	b.tb.Helper()
-	out := b.Control("show", "protocols", "all", protocol)
+func (b *BIRD) Exported(tb testing.TB, protocol string) map[string]int {
+	tb.Helper()
+	out := b.Control(tb, "show", "protocols", "all", protocol)
 	got := map[string]int{}
 	channel := ""
 	for _, line := range strings.Split(out, "\n") {
@@ -259,7 +274,7 @@ func (b *BIRD) Exported(protocol string) map[string]int {
 				if strings.TrimSuffix(f[i+1], ",") == "exported" {
 					n, err := strconv.Atoi(f[i])
 					if err != nil {
-						b.tb.Fatalf("lab: birdc show protocols all %s: %q", protocol, line)
+						tb.Fatalf("lab: birdc show protocols all %s: %q", protocol, line)
 					}
 					got[channel] = n
 				}

@@ -279,7 +279,7 @@ func TestBIRDFeed(t *testing.T) {
 			conf := birdConfig{localAS: c.peerAS, peerAS: c.localAS, as4: c.as4, password: c.password,
 				passive: !c.pnapPassive, prependAS: 4200000009}
 			feed(&conf, 2000, 500)
-			l.bird.Start(conf.String())
+			l.bird.Start(t, conf.String())
 
 			opt := Options{
 				LocalAS: c.localAS, RouterID: netip.MustParseAddr(pnapAddr4), PeerAS: c.peerAS,
@@ -308,11 +308,11 @@ func TestBIRDFeed(t *testing.T) {
 			// Withdraw every 7th of each static set.
 			conf.v4, conf.v6 = without(conf.v4, 7), without(conf.v6, 7)
 			conf.v4Prepended, conf.v6Prepended = without(conf.v4Prepended, 7), without(conf.v6Prepended, 7)
-			l.bird.Configure(conf.String())
+			l.bird.Configure(t, conf.String())
 			r.waitRoutes(t, conf, false)
 
 			// disable: Cease, all routes to go now.
-			l.bird.Control("disable", "pnap")
+			l.bird.Control(t, "disable", "pnap")
 			ev = r.waitState(t, Active)
 			if ev.Reason != ReasonNotificationReceived || ev.Notification.Code != 6 || ev.KeepStale {
 				t.Errorf("after disable: %+v", ev)
@@ -320,7 +320,7 @@ func TestBIRDFeed(t *testing.T) {
 			r.mu.Lock()
 			clear(r.routes) // what the daemon does on such a loss
 			r.mu.Unlock()
-			l.bird.Control("enable", "pnap")
+			l.bird.Control(t, "enable", "pnap")
 			r.waitState(t, Established)
 			r.waitRoutes(t, conf, true)
 
@@ -332,7 +332,7 @@ func TestBIRDFeed(t *testing.T) {
 			if ev.Reason != ReasonTCPError || !ev.KeepStale || ev.PeerGR.Time != 120*time.Second {
 				t.Errorf("after BIRD was killed: %+v", ev)
 			}
-			l.bird.Start(conf.String(), "-R")
+			l.bird.Start(t, conf.String(), "-R")
 			ev = r.waitState(t, Established)
 			if !ev.PeerGR.Restarted {
 				t.Errorf("BIRD restarted with -R: GR %+v, want the restart state bit", ev.PeerGR)
@@ -347,7 +347,7 @@ func TestBIRDFeed(t *testing.T) {
 // withdrawn one; and has them all again after the session was reset.
 func TestBIRDAnnounce(t *testing.T) {
 	l := newBIRDLab(t)
-	l.bird.Start(birdConfig{localAS: 64496, peerAS: 64496, as4: true, internal: true}.String())
+	l.bird.Start(t, birdConfig{localAS: 64496, peerAS: 64496, as4: true, internal: true}.String())
 	opt := Options{
 		LocalAS: 64496, RouterID: netip.MustParseAddr(pnapAddr4), PeerAS: 64496,
 		PeerAddr: netip.MustParseAddr(birdAddr4), LocalAddr: netip.MustParseAddr(pnapAddr4),
@@ -375,7 +375,7 @@ func TestBIRDAnnounce(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(labWait)
 		for {
-			got := l.bird.Routes("protocol", "pnap")
+			got := l.bird.Routes(t, "protocol", "pnap")
 			ok := len(got) == len(want)
 			for p, nh := range want {
 				ok = ok && strings.Contains(got[p], "via "+nh+" ")
@@ -403,7 +403,7 @@ func TestBIRDAnnounce(t *testing.T) {
 	want(all)
 
 	// BIRD resets the session; pnap reconnects and announces again.
-	l.bird.Control("restart", "pnap")
+	l.bird.Control(t, "restart", "pnap")
 	r.waitState(t, Active)
 	r.waitState(t, Established)
 	want(all)
