@@ -209,11 +209,16 @@ func (b *BIRD) Kill() {
 // birdc fails.
 func (b *BIRD) Control(tb testing.TB, args ...string) string {
 	tb.Helper()
-	out, err := exec.Command(b.birdc, append([]string{"-s", b.Sock}, args...)...).CombinedOutput()
+	out, err := b.control(args...)
 	if err != nil {
 		tb.Fatalf("lab: birdc %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
-	return string(out)
+	return out
+}
+
+func (b *BIRD) control(args ...string) (string, error) {
+	out, err := exec.Command(b.birdc, append([]string{"-s", b.Sock}, args...)...).CombinedOutput()
+	return string(out), err
 }
 
 // Configure makes the running BIRD load conf (birdc configure).
@@ -230,11 +235,16 @@ func (b *BIRD) Configure(tb testing.TB, conf string) {
 // Routes runs `show route <filter> all` (filter such as "protocol", "pnap"
 // or "for", "192.0.2.0/24") and returns each route BIRD shows, keyed by
 // prefix: its first line and the attribute lines under it. Several routes
-// for one prefix are all under it.
+// for one prefix are all under it. None found is no route (birdc fails
+// then).
 func (b *BIRD) Routes(tb testing.TB, filter ...string) map[string]string {
 	tb.Helper()
 	args := append(append([]string{"show", "route"}, filter...), "all")
-	return ParseBIRDRoutes(b.Control(tb, args...))
+	out, err := b.control(args...)
+	if err != nil && !strings.Contains(out, "Network not found") {
+		tb.Fatalf("lab: birdc %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return ParseBIRDRoutes(out)
 }
 
 // ParseBIRDRoutes parses the output of birdc's `show route ... all` as
