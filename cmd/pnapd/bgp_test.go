@@ -787,7 +787,8 @@ func TestBGPSessionLoss(t *testing.T) {
 		flows := []*flow{l.newFlow(t, "g", randomIn(trafficPrefix(96), rng))}
 		l.traffic(t, flows, 1500*time.Millisecond, func() {
 			l.birds[1].Control(t, "graceful", "restart")
-			s, _ := l.waitSession(t, bb1, bgpWait, func(s daemon.BGPSession) bool { return s.State != "Established" })
+			// The state changes before the feed has marked the routes stale.
+			s, _ := l.waitSession(t, bb1, bgpWait, func(s daemon.BGPSession) bool { return s.State != "Established" && s.Stale > 0 })
 			if s.Stale != before.IPv4.Held+before.IPv6.Held || s.IPv4.Held != before.IPv4.Held || s.IPv6.Held != before.IPv6.Held {
 				t.Errorf("%s while BIRD restarts: %+v; want all %d+%d routes kept, stale", bb1, s, before.IPv4.Held, before.IPv6.Held)
 			}
@@ -916,9 +917,9 @@ const (
 )
 
 // dialSpeaker connects from local, in ns, to pnapd at remote and brings
-// the session up: both unicast families, route refresh, 4-octet AS, no
-// graceful restart.
-func dialSpeaker(t *testing.T, ns *lab.NS, local, remote netip.Addr) *testSpeaker {
+// the session up: both unicast families, route refresh, 4-octet AS, and
+// graceful restart when gr is not nil.
+func dialSpeaker(t *testing.T, ns *lab.NS, local, remote netip.Addr, gr *bgp.CapGracefulRestart) *testSpeaker {
 	t.Helper()
 	var c net.Conn
 	deadline := time.Now().Add(bgpWait)
@@ -943,6 +944,9 @@ func dialSpeaker(t *testing.T, ns *lab.NS, local, remote netip.Addr) *testSpeake
 	caps := []bgp.ParameterCapabilityInterface{
 		bgp.NewCapMultiProtocol(bgp.RF_IPv4_UC), bgp.NewCapMultiProtocol(bgp.RF_IPv6_UC),
 		bgp.NewCapRouteRefresh(), bgp.NewCapFourOctetASNumber(bgptest.PeerAS),
+	}
+	if gr != nil {
+		caps = append(caps, gr)
 	}
 	open, err := bgp.NewBGPOpenMessage(uint16(bgptest.PeerAS), 90, bgptest.NextHop4, []bgp.OptionParameterInterface{bgp.NewOptionParameterCapability(caps)})
 	if err != nil {
@@ -1073,10 +1077,10 @@ func update(t *testing.T, withdraw bool, ps ...netip.Prefix) []byte {
 	return b[19:]
 }
 
-// malformedLab is pnapd with one backbone whose router is a testSpeaker,
-// on the corpus's addresses, and what the speaker's routes in pnapd's FIB
-// should be.
-type malformedLab struct {
+// speakerLab is pnapd with one backbone whose router is a testSpeaker,
+// on the malformed corpus's addresses, and what the speaker's routes in
+// pnapd's FIB should be.
+type speakerLab struct {
 	x     *topo.Topology
 	api   *apiClient
 	pnapd *topo.Pnapd
@@ -1101,12 +1105,12 @@ func background() []netip.Prefix {
 	return ps
 }
 
-// connect brings a speaker's session up, announces the background and
-// End-of-RIB, and waits until pnapd holds them.
-func (m *malformedLab) connect(t *testing.T) {
+// connect brings a speaker's session up (with graceful restart when gr
+// is not nil), announces the background and End-of-RIB, and waits until
+// pnapd holds them.
+func (m *speakerLab) connect(t *testing.T, gr *bgp.CapGracefulRestart) {
 	t.Helper()
-	bb := m.x.Backbones[0]
-	m.sp = dialSpeaker(t, bb.NS, bgptest.NextHop4, bgptest.LocalAddr)
+	m.sp = dialSpeaker(t, m.x.Backbones[0].NS, bgptest.NextHop4, bgptest.LocalAddr, gr)
 	m.sp.sendUpdate(t, update(t, false, background()...))
 	m.sp.send(t, bgp.NewEndOfRib(bgp.RF_IPv4_UC))
 	m.sp.send(t, bgp.NewEndOfRib(bgp.RF_IPv6_UC))
@@ -1117,7 +1121,7 @@ func (m *malformedLab) connect(t *testing.T) {
 	m.sync(t)
 }
 
-func (m *malformedLab) session(t *testing.T) daemon.BGPSession {
+func (m *speakerLab) session(t *testing.T) daemon.BGPSession {
 	t.Helper()
 	var ss []daemon.BGPSession
 	if _, err := m.api.do("GET", "/v1/bgp", nil, &ss); err != nil || len(ss) != 1 {
@@ -1128,7 +1132,7 @@ func (m *malformedLab) session(t *testing.T) daemon.BGPSession {
 
 // fibMismatches says, one line each, where the FIB's answer for a probe
 // is not what m.held says.
-func (m *malformedLab) fibMismatches(t *testing.T) []string {
+func (m *speakerLab) fibMismatches(t *testing.T) []string {
 	t.Helper()
 	var bad []string
 	for _, p := range m.probes {
@@ -1150,7 +1154,7 @@ func (m *malformedLab) fibMismatches(t *testing.T) []string {
 
 // sync announces or withdraws the marker, whichever it is not, waits until
 // the FIB shows it, and then checks every probe and the held counts.
-func (m *malformedLab) sync(t *testing.T) {
+func (m *speakerLab) sync(t *testing.T) {
 	t.Helper()
 	m.held[syncMarker] = !m.held[syncMarker]
 	m.sp.sendUpdate(t, update(t, !m.held[syncMarker], syncMarker))
@@ -1180,15 +1184,13 @@ func (m *malformedLab) sync(t *testing.T) {
 	}
 }
 
-// TestBGPMalformedUpdates sends routes/bgp's malformed-UPDATE corpus to a
-// running pnapd from a test speaker acting as a backbone's router, each
-// message after well-formed background routes: pnapd keeps running; an
-// UPDATE RFC 7606 treats as withdraw withdraws its prefix (announced
-// well-formed just before) and keeps the session, as do attribute discard
-// and ignored ones; one that needs a reset gets its NOTIFICATION, the
-// session's routes leave, and it comes back. After each message the FIB
-// holds exactly the well-formed routes: no malformed prefix enters it.
-func TestBGPMalformedUpdates(t *testing.T) {
+// newSpeakerLab builds bench/topo's topology with one backbone, adds the
+// corpus's addresses to its link (pnapd at LocalAddr, the speaker at
+// NextHop4 and NextHop6, the backbone's gateways) and starts pnapd, which
+// waits for the speaker to connect. It learns from the speaker with
+// pnapd's defaults but for allow_martians (graceful restart helper on).
+func newSpeakerLab(t *testing.T) *speakerLab {
+	t.Helper()
 	lab.RequireRoot(t)
 	x := topo.Build(t, topo.Options{Backbones: 1})
 	bb := x.Backbones[0]
@@ -1234,13 +1236,26 @@ listen = "unix:%s"
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	m := &malformedLab{x: x, probes: append(background(), bgptest.Prefix4, bgptest.Prefix6, syncMarker)}
+	m := &speakerLab{x: x, probes: append(background(), bgptest.Prefix4, bgptest.Prefix6, syncMarker), held: map[netip.Prefix]bool{}}
 	_, m.pnapd, _ = startPnapdWith(t, path, x.DUT.Do)
 	var err error
 	if m.api, err = newAPIClient("", "unix:"+sock, ""); err != nil {
 		t.Fatal(err)
 	}
-	m.connect(t)
+	return m
+}
+
+// TestBGPMalformedUpdates sends routes/bgp's malformed-UPDATE corpus to a
+// running pnapd from a test speaker acting as a backbone's router, each
+// message after well-formed background routes: pnapd keeps running; an
+// UPDATE RFC 7606 treats as withdraw withdraws its prefix (announced
+// well-formed just before) and keeps the session, as do attribute discard
+// and ignored ones; one that needs a reset gets its NOTIFICATION, the
+// session's routes leave, and it comes back. After each message the FIB
+// holds exactly the well-formed routes: no malformed prefix enters it.
+func TestBGPMalformedUpdates(t *testing.T) {
+	m := newSpeakerLab(t)
+	m.connect(t, nil)
 
 	outcomes := map[bgptest.Outcome]int{}
 	for _, c := range bgptest.Corpus {
@@ -1276,7 +1291,7 @@ listen = "unix:%s"
 			if s := m.session(t); s.Flaps != flaps+1 {
 				t.Errorf("%s: %d flaps after the reset, want %d", c.Name, s.Flaps, flaps+1)
 			}
-			m.connect(t)
+			m.connect(t, nil)
 		default:
 			switch c.Want {
 			case bgptest.Accepted, bgptest.Discard:
@@ -1302,4 +1317,102 @@ listen = "unix:%s"
 	}
 	m.sync(t)
 	t.Logf("%d UPDATEs sent to pnapd: %v; pnapd runs, its FIB holds exactly the well-formed routes", len(bgptest.Corpus), outcomes)
+}
+
+// waitSession polls /v1/bgp every 5 ms until the session satisfies ok and
+// returns it; it fails t after bgpWait.
+func (m *speakerLab) waitSession(t *testing.T, ok func(daemon.BGPSession) bool) daemon.BGPSession {
+	t.Helper()
+	deadline := time.Now().Add(bgpWait)
+	for {
+		s := m.session(t)
+		if ok(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("session after %v: %+v\npnapd's log:\n%s", bgpWait, s, m.pnapd)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestBGPRestartForwardingState: a router that restarts gracefully (its
+// session ends without a NOTIFICATION, graceful restart negotiated) has
+// its routes kept, stale, while it is away. When it is back, RFC 4724 4.2
+// says which of them to keep until its End-of-RIB: those of the families
+// whose forwarding state its new OPEN says it preserved (F bit), none if
+// it no longer advertises graceful restart. The others go at once (within
+// 1 s): pnapd must not send traffic to a router that lost its forwarding
+// table.
+func TestBGPRestartForwardingState(t *testing.T) {
+	m := newSpeakerLab(t)
+	gr := func(restarted bool, preserved ...bgp.Family) *bgp.CapGracefulRestart {
+		var tuples []*bgp.CapGracefulRestartTuple
+		for _, f := range []bgp.Family{bgp.RF_IPv4_UC, bgp.RF_IPv6_UC} {
+			tuples = append(tuples, bgp.NewCapGracefulRestartTuple(f, slices.Contains(preserved, f)))
+		}
+		return bgp.NewCapGracefulRestart(restarted, false, 120, tuples)
+	}
+	m.connect(t, gr(false))
+	for _, c := range []struct {
+		name string
+		gr   *bgp.CapGracefulRestart
+		keep [2]bool // IPv4's, IPv6's stale routes kept until End-of-RIB
+	}{
+		{"both families' forwarding state preserved", gr(true, bgp.RF_IPv4_UC, bgp.RF_IPv6_UC), [2]bool{true, true}},
+		{"IPv4's forwarding state preserved", gr(true, bgp.RF_IPv4_UC), [2]bool{true, false}},
+		{"no forwarding state preserved", gr(true), [2]bool{false, false}},
+		{"no graceful restart any more", nil, [2]bool{false, false}},
+	} {
+		before := m.session(t)
+		m.sp.c.Close()
+		// The state changes before the feed has marked the routes stale.
+		s := m.waitSession(t, func(s daemon.BGPSession) bool { return s.State != "Established" && s.Stale > 0 })
+		if s.Stale != before.IPv4.Held+before.IPv6.Held || s.IPv4.Held != before.IPv4.Held || s.IPv6.Held != before.IPv6.Held {
+			t.Fatalf("%s: the router restarting: %+v; want its %d+%d routes kept, stale", c.name, s, before.IPv4.Held, before.IPv6.Held)
+		}
+		m.sp = dialSpeaker(t, m.x.Backbones[0].NS, bgptest.NextHop4, bgptest.LocalAddr, c.gr)
+		start := time.Now()
+		kept := 0
+		for p, held := range m.held {
+			fam := 0
+			if p.Addr().Is6() {
+				fam = 1
+			}
+			switch {
+			case !held:
+			case c.keep[fam]:
+				kept++
+			default:
+				delete(m.held, p)
+			}
+		}
+		s = m.waitSession(t, func(s daemon.BGPSession) bool { return s.State == "Established" && s.Stale == kept })
+		took := time.Since(start)
+		if bad := m.fibMismatches(t); len(bad) > 0 || took > follow {
+			t.Errorf("%s: %v after the router was back, %d routes stale, the FIB:\n%s\nwant %d stale, the rest gone, within %v",
+				c.name, took, s.Stale, strings.Join(bad, "\n"), kept, follow)
+		}
+		// Those kept stay until End-of-RIB.
+		time.Sleep(200 * time.Millisecond)
+		if s := m.session(t); s.Stale != kept || len(m.fibMismatches(t)) > 0 {
+			t.Errorf("%s: 200 ms later %d routes stale, the FIB:\n%s\nwant %d stale", c.name, s.Stale, strings.Join(m.fibMismatches(t), "\n"), kept)
+		}
+		t.Logf("%s: %d of %d stale routes kept until End-of-RIB, the others withdrawn %v after the router was back",
+			c.name, kept, before.IPv4.Held+before.IPv6.Held, took.Round(time.Millisecond))
+
+		// The router sends its table again, without the marker: it is
+		// swept with the rest of what is still stale.
+		m.sp.sendUpdate(t, update(t, false, background()...))
+		m.sp.send(t, bgp.NewEndOfRib(bgp.RF_IPv4_UC))
+		m.sp.send(t, bgp.NewEndOfRib(bgp.RF_IPv6_UC))
+		m.held = map[netip.Prefix]bool{}
+		for _, p := range background() {
+			m.held[p] = true
+		}
+		m.sync(t)
+		if s := m.session(t); s.Stale != 0 {
+			t.Errorf("%s: %d routes still stale after End-of-RIB", c.name, s.Stale)
+		}
+	}
 }
