@@ -147,8 +147,11 @@ func (d *Daemon) backboneSession(p bgpPeerPlan) (*bgpSession, error) {
 	}
 	opt.OnState = func(ev bgp.StateEvent) {
 		d.logSession(bs, ev)
-		if ev.From == bgp.Established {
+		switch {
+		case ev.From == bgp.Established:
 			feed.down(ev.KeepStale, ev.PeerGR.Time)
+		case ev.To == bgp.Established:
+			feed.up(ev.PeerGR)
 		}
 	}
 	s, err := bgp.NewSession(opt)

@@ -255,6 +255,29 @@ func (f *bgpFeed) down(graceful bool, restart time.Duration) {
 	})
 }
 
+// up handles the session coming back up. After a graceful restart, the
+// stale routes of a family whose forwarding state the peer's new OPEN
+// does not say it preserved (F bit), or of every family when it no longer
+// advertises graceful restart, are withdrawn at once (RFC 4724 4.2): the
+// router lost them, and traffic sent to it for them is lost. The others
+// wait for End-of-RIB.
+func (f *bgpFeed) up(gr bgp.GracefulRestart) {
+	var keep [2]bool
+	if gr.Advertised {
+		for _, fam := range gr.Preserved {
+			if fam == bgp.IPv6Unicast {
+				keep[1] = true
+			} else {
+				keep[0] = true
+			}
+		}
+	}
+	if keep[0] && keep[1] {
+		return
+	}
+	f.sweepStale("forwarding state not preserved", func(p netip.Prefix) bool { return !keep[familyOf(p)] })
+}
+
 // endOfRIB is the session's OnEndOfRIB: after a graceful restart, what the
 // peer did not send again of that family is gone.
 func (f *bgpFeed) endOfRIB(fam bgp.Family) {

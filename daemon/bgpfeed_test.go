@@ -199,6 +199,31 @@ func TestFeedGracefulRestart(t *testing.T) {
 	}
 }
 
+// Back from a graceful restart, the peer's OPEN says which families'
+// forwarding state it preserved: the stale routes of the others go at once
+// (RFC 4724 4.2), all of them when it no longer advertises the capability.
+func TestFeedUpWithoutForwardingState(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		gr     bgp.GracefulRestart
+		v4, v6 bool // still there
+	}{
+		{"both preserved", bgp.GracefulRestart{Advertised: true, Restarted: true, Preserved: []bgp.Family{bgp.IPv4Unicast, bgp.IPv6Unicast}}, true, true},
+		{"IPv6 preserved", bgp.GracefulRestart{Advertised: true, Restarted: true, Preserved: []bgp.Family{bgp.IPv6Unicast}}, false, true},
+		{"none preserved", bgp.GracefulRestart{Advertised: true, Restarted: true}, false, false},
+		{"capability gone", bgp.GracefulRestart{}, false, false},
+	} {
+		feed, f := newFeed(t, bgpPeerPlan{})
+		feed.changes([]bgp.Change{announce("192.0.2.0/24", 1), announce("2001:db8:1::/48", 1)})
+		feed.flush()
+		feed.down(true, time.Hour)
+		feed.up(c.gr)
+		if (on(f, "192.0.2.0/24") == 0) != c.v4 || (on(f, "2001:db8:1::/48") == 0) != c.v6 {
+			t.Errorf("%s: IPv4 route on %d, IPv6 route on %d", c.name, on(f, "192.0.2.0/24"), on(f, "2001:db8:1::/48"))
+		}
+	}
+}
+
 // The restart time running out sweeps what is still stale.
 func TestFeedRestartTimeRunsOut(t *testing.T) {
 	feed, f := newFeed(t, bgpPeerPlan{})

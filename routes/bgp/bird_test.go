@@ -3,14 +3,10 @@
 package bgp
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -32,136 +28,21 @@ const (
 	labWait = 30 * time.Second
 )
 
-// requireBIRD skips t without root or without BIRD 2 (Debian package
-// bird2), or fails it under CI, as the other lab tests do.
-func requireBIRD(t *testing.T) (bird, birdc string) {
-	t.Helper()
-	lab.RequireRoot(t)
-	var missing []string
-	var err error
-	if bird, err = exec.LookPath("bird"); err != nil {
-		missing = append(missing, "bird")
-	}
-	if birdc, err = exec.LookPath("birdc"); err != nil {
-		missing = append(missing, "birdc")
-	}
-	if len(missing) == 0 {
-		out, _ := exec.Command(bird, "--version").CombinedOutput()
-		if !bytes.Contains(out, []byte("BIRD version 2.")) {
-			missing = append(missing, "BIRD 2 (found "+strings.TrimSpace(string(out))+")")
-		}
-	}
-	if len(missing) > 0 {
-		msg := "this test runs BIRD 2 (Debian package bird2), missing: " + strings.Join(missing, ", ")
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg + " (CI is set: failing instead of skipping)")
-		}
-		t.Skip(msg)
-	}
-	return bird, birdc
-}
-
 // birdLab is one BIRD and the namespace for the session under test.
 type birdLab struct {
-	t            *testing.T
-	bird, birdc  string
-	birdNS, pnap *lab.NS
-	conf, sock   string
-
-	mu  sync.Mutex
-	cmd *exec.Cmd
-	out bytes.Buffer // BIRD's log, shown when the test fails
+	t    *testing.T
+	bird *lab.BIRD
+	pnap *lab.NS
 }
 
 func newBIRDLab(t *testing.T) *birdLab {
-	bird, birdc := requireBIRD(t)
-	l := &birdLab{t: t, bird: bird, birdc: birdc}
-	l.birdNS = lab.NewNS(t, "bird")
-	l.pnap = lab.NewNS(t, "pnap")
-	lb, lp := lab.Connect(t, l.birdNS, "bgp0", l.pnap, "bgp0", lab.VethOpts{})
+	lab.RequireBIRD(t)
+	birdNS := lab.NewNS(t, "bird")
+	l := &birdLab{t: t, bird: lab.NewBIRD(t, birdNS), pnap: lab.NewNS(t, "pnap")}
+	lb, lp := lab.Connect(t, birdNS, "bgp0", l.pnap, "bgp0", lab.VethOpts{})
 	lb.AddAddr(t, birdAddr4+"/24", birdAddr6+"/64")
 	lp.AddAddr(t, pnapAddr4+"/24", pnapAddr6+"/64")
-	dir := t.TempDir()
-	l.conf, l.sock = filepath.Join(dir, "bird.conf"), filepath.Join(dir, "bird.ctl")
-	t.Cleanup(func() {
-		l.stop()
-		if t.Failed() {
-			l.mu.Lock()
-			t.Logf("BIRD's log:\n%s", l.out.String())
-			l.mu.Unlock()
-		}
-	})
-	lab.OnInterrupt(t, l.stop)
 	return l
-}
-
-// lockedWriter lets BIRD's output and the test share the buffer.
-type lockedWriter struct{ l *birdLab }
-
-func (w lockedWriter) Write(b []byte) (int, error) {
-	w.l.mu.Lock()
-	defer w.l.mu.Unlock()
-	return w.l.out.Write(b)
-}
-
-// start writes conf and starts BIRD in its namespace, in the foreground,
-// with args added; it returns once BIRD answers on its control socket.
-func (l *birdLab) start(conf string, args ...string) {
-	l.t.Helper()
-	if err := os.WriteFile(l.conf, []byte(conf), 0o644); err != nil {
-		l.t.Fatal(err)
-	}
-	cmd := exec.Command(l.bird, append([]string{"-f", "-c", l.conf, "-s", l.sock, "-P", l.sock + ".pid"}, args...)...)
-	cmd.Stdout, cmd.Stderr = lockedWriter{l}, lockedWriter{l}
-	if err := l.birdNS.Do(cmd.Start); err != nil {
-		l.t.Fatalf("start BIRD: %v", err)
-	}
-	l.mu.Lock()
-	l.cmd = cmd
-	l.mu.Unlock()
-	deadline := time.Now().Add(labWait)
-	for {
-		if err := exec.Command(l.birdc, "-s", l.sock, "show", "status").Run(); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			l.t.Fatal("BIRD does not answer on its control socket")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// stop kills the BIRD this lab started, if it runs.
-func (l *birdLab) stop() {
-	l.mu.Lock()
-	cmd := l.cmd
-	l.cmd = nil
-	l.mu.Unlock()
-	if cmd != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-	}
-}
-
-// control runs birdc with args and returns its output.
-func (l *birdLab) control(args ...string) string {
-	l.t.Helper()
-	out, err := exec.Command(l.birdc, append([]string{"-s", l.sock}, args...)...).CombinedOutput()
-	if err != nil {
-		l.t.Fatalf("birdc %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-// reconfigure makes BIRD load conf.
-func (l *birdLab) reconfigure(conf string) {
-	l.t.Helper()
-	if err := os.WriteFile(l.conf, []byte(conf), 0o644); err != nil {
-		l.t.Fatal(err)
-	}
-	if out := l.control("configure"); !strings.Contains(out, "Reconfigured") {
-		l.t.Fatalf("birdc configure: %s", out)
-	}
 }
 
 // run runs s in the session's namespace until the test ends: Run dials
@@ -212,17 +93,10 @@ type birdConfig struct {
 func (c birdConfig) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "log stderr all;\nrouter id %s;\nprotocol device { }\n", birdAddr4)
-	static := func(name, channel string, ps []netip.Prefix) {
-		fmt.Fprintf(&b, "protocol static %s {\n\t%s;\n", name, channel)
-		for _, p := range ps {
-			fmt.Fprintf(&b, "\troute %v blackhole;\n", p)
-		}
-		b.WriteString("}\n")
-	}
-	static("static4", "ipv4", c.v4)
-	static("static4p", "ipv4", c.v4Prepended)
-	static("static6", "ipv6", c.v6)
-	static("static6p", "ipv6", c.v6Prepended)
+	b.WriteString(lab.BIRDStatic("static4", "ipv4", c.v4))
+	b.WriteString(lab.BIRDStatic("static4p", "ipv4", c.v4Prepended))
+	b.WriteString(lab.BIRDStatic("static6", "ipv6", c.v6))
+	b.WriteString(lab.BIRDStatic("static6p", "ipv6", c.v6Prepended))
 	fmt.Fprintf(&b, "protocol bgp pnap {\n\tlocal %s as %d;\n\tneighbor %s as %d;\n", birdAddr4, c.localAS, pnapAddr4, c.peerAS)
 	b.WriteString("\thold time 9;\n\tconnect delay time 1;\n\tconnect retry time 1;\n\terror wait time 1, 2;\n\tgraceful restart on;\n")
 	if !c.as4 {
@@ -405,7 +279,7 @@ func TestBIRDFeed(t *testing.T) {
 			conf := birdConfig{localAS: c.peerAS, peerAS: c.localAS, as4: c.as4, password: c.password,
 				passive: !c.pnapPassive, prependAS: 4200000009}
 			feed(&conf, 2000, 500)
-			l.start(conf.String())
+			l.bird.Start(t, conf.String())
 
 			opt := Options{
 				LocalAS: c.localAS, RouterID: netip.MustParseAddr(pnapAddr4), PeerAS: c.peerAS,
@@ -434,11 +308,11 @@ func TestBIRDFeed(t *testing.T) {
 			// Withdraw every 7th of each static set.
 			conf.v4, conf.v6 = without(conf.v4, 7), without(conf.v6, 7)
 			conf.v4Prepended, conf.v6Prepended = without(conf.v4Prepended, 7), without(conf.v6Prepended, 7)
-			l.reconfigure(conf.String())
+			l.bird.Configure(t, conf.String())
 			r.waitRoutes(t, conf, false)
 
 			// disable: Cease, all routes to go now.
-			l.control("disable", "pnap")
+			l.bird.Control(t, "disable", "pnap")
 			ev = r.waitState(t, Active)
 			if ev.Reason != ReasonNotificationReceived || ev.Notification.Code != 6 || ev.KeepStale {
 				t.Errorf("after disable: %+v", ev)
@@ -446,19 +320,19 @@ func TestBIRDFeed(t *testing.T) {
 			r.mu.Lock()
 			clear(r.routes) // what the daemon does on such a loss
 			r.mu.Unlock()
-			l.control("enable", "pnap")
+			l.bird.Control(t, "enable", "pnap")
 			r.waitState(t, Established)
 			r.waitRoutes(t, conf, true)
 
 			// BIRD killed: a loss to ride out (graceful restart); BIRD
 			// restarted with -R comes back as restarted and sends it all
 			// again, End-of-RIB included.
-			l.stop()
+			l.bird.Kill()
 			ev = r.waitState(t, Active)
 			if ev.Reason != ReasonTCPError || !ev.KeepStale || ev.PeerGR.Time != 120*time.Second {
 				t.Errorf("after BIRD was killed: %+v", ev)
 			}
-			l.start(conf.String(), "-R")
+			l.bird.Start(t, conf.String(), "-R")
 			ev = r.waitState(t, Established)
 			if !ev.PeerGR.Restarted {
 				t.Errorf("BIRD restarted with -R: GR %+v, want the restart state bit", ev.PeerGR)
@@ -468,31 +342,12 @@ func TestBIRDFeed(t *testing.T) {
 	}
 }
 
-// birdRoutes parses `birdc show route all`: each route's first line and
-// the lines under it, by prefix.
-func birdRoutes(out string) map[string]string {
-	routes := map[string]string{}
-	var cur string
-	for _, line := range strings.Split(out, "\n") {
-		if line == "" || strings.HasPrefix(line, "BIRD ") || strings.HasPrefix(line, "Table ") {
-			continue
-		}
-		if line[0] != ' ' && line[0] != '\t' {
-			cur = strings.Fields(line)[0]
-		}
-		if cur != "" {
-			routes[cur] += line + "\n"
-		}
-	}
-	return routes
-}
-
 // TestBIRDAnnounce: BIRD, an internal router, receives the session's
 // announcements with their next hops, LOCAL_PREF and communities; loses a
 // withdrawn one; and has them all again after the session was reset.
 func TestBIRDAnnounce(t *testing.T) {
 	l := newBIRDLab(t)
-	l.start(birdConfig{localAS: 64496, peerAS: 64496, as4: true, internal: true}.String())
+	l.bird.Start(t, birdConfig{localAS: 64496, peerAS: 64496, as4: true, internal: true}.String())
 	opt := Options{
 		LocalAS: 64496, RouterID: netip.MustParseAddr(pnapAddr4), PeerAS: 64496,
 		PeerAddr: netip.MustParseAddr(birdAddr4), LocalAddr: netip.MustParseAddr(pnapAddr4),
@@ -520,7 +375,7 @@ func TestBIRDAnnounce(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(labWait)
 		for {
-			got := birdRoutes(l.control("show", "route", "protocol", "pnap", "all"))
+			got := l.bird.Routes(t, "protocol", "pnap")
 			ok := len(got) == len(want)
 			for p, nh := range want {
 				ok = ok && strings.Contains(got[p], "via "+nh+" ")
@@ -548,7 +403,7 @@ func TestBIRDAnnounce(t *testing.T) {
 	want(all)
 
 	// BIRD resets the session; pnap reconnects and announces again.
-	l.control("restart", "pnap")
+	l.bird.Control(t, "restart", "pnap")
 	r.waitState(t, Active)
 	r.waitState(t, Established)
 	want(all)

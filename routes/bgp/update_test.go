@@ -1,7 +1,6 @@
 package bgp
 
 import (
-	"encoding/binary"
 	"errors"
 	"net/netip"
 	"slices"
@@ -9,6 +8,7 @@ import (
 	"time"
 
 	"github.com/osrg/gobgp/v4/pkg/packet/bgp"
+	"github.com/pnap-project/pnap/routes/bgp/bgptest"
 )
 
 var (
@@ -269,120 +269,43 @@ func checkChanges(t *testing.T, got, want []Change) {
 	}
 }
 
-// Raw builders for malformed messages.
-
-func attr(flags, typ byte, value ...byte) []byte {
-	if flags&flagExtendedLength != 0 {
-		return append([]byte{flags, typ, byte(len(value) >> 8), byte(len(value))}, value...)
-	}
-	return append([]byte{flags, typ, byte(len(value))}, value...)
-}
-
-// rawUpdate is an UPDATE body with the given fields, lengths computed.
-func rawUpdate(withdrawn []byte, attrs [][]byte, nlri []byte) []byte {
-	b := binary.BigEndian.AppendUint16(nil, uint16(len(withdrawn)))
-	b = append(b, withdrawn...)
-	a := slices.Concat(attrs...)
-	b = binary.BigEndian.AppendUint16(b, uint16(len(a)))
-	b = append(b, a...)
-	return append(b, nlri...)
-}
-
+// The corpus's raw builders and pieces, by short names.
 var (
-	origin    = attr(0x40, attrOrigin, 0)
-	path1     = attr(0x40, attrASPath, 2, 1, 0, 0, 0xfb, 0xf5) // AS_SEQUENCE 64501
-	nextHopOK = attr(0x40, attrNextHop, 198, 51, 100, 2)
-	nlri24    = []byte{24, 192, 0, 2}
-	mpReach6  = attr(0x80, attrMPReach, append([]byte{0, 2, 1, 16, 0x20, 0x01, 0x0d, 0xb8, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0}, 48, 0x20, 0x01, 0x0d, 0xb8, 1, 0)...)
+	attr            = bgptest.Attr
+	rawUpdate       = bgptest.RawUpdate
+	wellFormedAttrs = bgptest.WellFormedAttrs
+	origin          = bgptest.Origin
+	nextHopOK       = bgptest.NextHopOK
+	nlri24          = bgptest.NLRI24
 )
 
-func wellFormedAttrs() [][]byte { return [][]byte{origin, path1, nextHopOK} }
-
-// outcome of decoding a malformed UPDATE.
-type outcome int
-
+// Outcomes of decoding a malformed UPDATE.
 const (
-	accepted outcome = iota // announcements delivered
-	treatAsWithdraw
-	discard // announcements delivered, attributes ignored
-	reset
-	ignored // nothing delivered, no error
+	accepted        = bgptest.Accepted
+	treatAsWithdraw = bgptest.TreatAsWithdraw
+	discard         = bgptest.Discard
+	reset           = bgptest.Reset
+	ignored         = bgptest.Ignored
 )
-
-// malformed is the corpus: each message and what RFC 7606 (or RFC 4271)
-// says to do with it.
-var malformed = []struct {
-	name string
-	msg  []byte
-	want outcome
-	code [2]uint8 // NOTIFICATION for reset
-}{
-	{"well-formed", rawUpdate(nil, wellFormedAttrs(), nlri24), accepted, [2]uint8{}},
-	{"too short", []byte{0, 0, 0}, reset, [2]uint8{3, 1}},
-	{"withdrawn length overruns", append([]byte{0, 200}, rawUpdate(nil, wellFormedAttrs(), nlri24)[2:]...), reset, [2]uint8{3, 1}},
-	{"attribute length overruns message", func() []byte {
-		b := rawUpdate(nil, wellFormedAttrs(), nlri24)
-		b[3] = 0xff
-		return b
-	}(), reset, [2]uint8{3, 1}},
-	{"NLRI prefix length 33", rawUpdate(nil, wellFormedAttrs(), []byte{33, 192, 0, 2, 0, 0}), reset, [2]uint8{3, 10}},
-	{"NLRI truncated", rawUpdate(nil, wellFormedAttrs(), []byte{24, 192, 0}), reset, [2]uint8{3, 10}},
-	{"withdrawn truncated", rawUpdate([]byte{32, 192, 0}, nil, nil), reset, [2]uint8{3, 10}},
-	{"ORIGIN length 2", rawUpdate(nil, [][]byte{attr(0x40, attrOrigin, 0, 0), path1, nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"ORIGIN value 5", rawUpdate(nil, [][]byte{attr(0x40, attrOrigin, 5), path1, nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"ORIGIN flagged optional", rawUpdate(nil, [][]byte{attr(0xc0, attrOrigin, 0), path1, nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"ORIGIN missing", rawUpdate(nil, [][]byte{path1, nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"AS_PATH missing", rawUpdate(nil, [][]byte{origin, nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"AS_PATH segment overruns", rawUpdate(nil, [][]byte{origin, attr(0x40, attrASPath, 2, 3, 0, 0, 0xfb, 0xf5), nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"AS_PATH segment type 9", rawUpdate(nil, [][]byte{origin, attr(0x40, attrASPath, 9, 1, 0, 0, 0xfb, 0xf5), nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"AS_PATH odd length", rawUpdate(nil, [][]byte{origin, attr(0x40, attrASPath, 2, 1, 0, 0, 0xfb), nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"AS_PATH confederation from eBGP", rawUpdate(nil, [][]byte{origin, attr(0x40, attrASPath, 3, 1, 0, 0, 0xfb, 0xf5), nextHopOK}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"NEXT_HOP missing", rawUpdate(nil, [][]byte{origin, path1}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"NEXT_HOP length 5", rawUpdate(nil, [][]byte{origin, path1, attr(0x40, attrNextHop, 198, 51, 100, 2, 0)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"NEXT_HOP 0.0.0.0", rawUpdate(nil, [][]byte{origin, path1, attr(0x40, attrNextHop, 0, 0, 0, 0)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"NEXT_HOP multicast", rawUpdate(nil, [][]byte{origin, path1, attr(0x40, attrNextHop, 224, 0, 0, 1)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"NEXT_HOP our address", rawUpdate(nil, [][]byte{origin, path1, attr(0x40, attrNextHop, 198, 51, 100, 1)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"NEXT_HOP IPv6 for IPv4 NLRI", rawUpdate(nil, [][]byte{origin, path1, attr(0x40, attrNextHop, 0x20, 1, 0xd, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"LOCAL_PREF length 3", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0x40, attrLocalPref, 0, 0, 100)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"MED length 2", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0x80, attrMED, 0, 1)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"COMMUNITIES length 5", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0xc0, attrCommunities, 0, 0, 0, 1, 2)}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"last attribute overruns the attribute field", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0xc0, attrCommunities, 0, 0, 0, 1)[:5]}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"2 stray bytes in the attribute field", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, {0x40, 1}}, nlri24), treatAsWithdraw, [2]uint8{}},
-	{"ORIGIN twice", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0x40, attrOrigin, 2)}, nlri24), discard, [2]uint8{}},
-	{"AGGREGATOR length 5", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0xc0, attrAggregator, 1, 2, 3, 4, 5)}, nlri24), discard, [2]uint8{}},
-	{"ATOMIC_AGGREGATE length 1", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0x40, attrAtomicAggregate, 1)}, nlri24), discard, [2]uint8{}},
-	{"unknown optional attribute", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0xc0, 99, 1, 2, 3)}, nlri24), accepted, [2]uint8{}},
-	{"unknown well-known attribute", rawUpdate(nil, [][]byte{origin, path1, nextHopOK, attr(0x40, 99, 1, 2, 3)}, nlri24), reset, [2]uint8{3, 2}},
-	{"MP_REACH_NLRI twice", rawUpdate(nil, [][]byte{origin, path1, mpReach6, mpReach6}, nil), reset, [2]uint8{3, 1}},
-	{"MP_REACH_NLRI next hop length 5", rawUpdate(nil, [][]byte{origin, path1, attr(0x80, attrMPReach, 0, 2, 1, 5, 1, 2, 3, 4, 5, 0, 48, 0x20, 1, 0xd, 0xb8, 1, 0)}, nil), reset, [2]uint8{3, 5}},
-	{"MP_REACH_NLRI truncated header", rawUpdate(nil, [][]byte{origin, path1, attr(0x80, attrMPReach, 0, 2)}, nil), reset, [2]uint8{3, 5}},
-	{"MP_REACH_NLRI prefix length 129", rawUpdate(nil, [][]byte{origin, path1, attr(0x80, attrMPReach, append(mpReach6[3:3+21:3+21], 129, 1)...)}, nil), reset, [2]uint8{3, 9}},
-	{"MP_REACH_NLRI overruns the attribute field", rawUpdate(nil, [][]byte{origin, path1, mpReach6[:len(mpReach6)-2]}, nil), reset, [2]uint8{3, 5}},
-	{"MP_UNREACH_NLRI truncated prefix", rawUpdate(nil, [][]byte{attr(0x80, attrMPUnreach, 0, 2, 1, 64, 0x20, 1)}, nil), reset, [2]uint8{3, 9}},
-	{"MP_REACH_NLRI with IPv4 next hop for IPv6", rawUpdate(nil, [][]byte{origin, path1, attr(0x80, attrMPReach, 0, 2, 1, 4, 198, 51, 100, 2, 0, 48, 0x20, 1, 0xd, 0xb8, 1, 0)}, nil), treatAsWithdraw, [2]uint8{}},
-	{"MP_REACH_NLRI of a family not negotiated", rawUpdate(nil, [][]byte{origin, path1, attr(0x80, attrMPReach, 0, 1, 128, 12, 0, 0, 0, 0, 0, 0, 0, 0, 198, 51, 100, 2, 0, 88, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 192, 0, 2)}, nil), ignored, [2]uint8{}},
-	{"MP_REACH_NLRI with AS_PATH missing", rawUpdate(nil, [][]byte{origin, mpReach6}, nil), treatAsWithdraw, [2]uint8{}},
-	{"attribute flags error on MP_REACH_NLRI", rawUpdate(nil, [][]byte{origin, path1, append([]byte{0x40}, mpReach6[1:]...)}, nil), treatAsWithdraw, [2]uint8{}},
-}
 
 // TestMalformedCorpus: each malformed UPDATE is handled as RFC 7606 says,
 // and treat-as-withdraw withdraws exactly the announced prefixes.
 func TestMalformedCorpus(t *testing.T) {
-	for _, c := range malformed {
-		t.Run(c.name, func(t *testing.T) {
-			u, err := testDecoder().decode(c.msg)
+	for _, c := range bgptest.Corpus {
+		t.Run(c.Name, func(t *testing.T) {
+			u, err := testDecoder().decode(c.Body)
 			var ne *notifyError
 			switch {
-			case c.want == reset:
+			case c.Want == reset:
 				if !errors.As(err, &ne) {
-					t.Fatalf("err %v, want a NOTIFICATION %d/%d", err, c.code[0], c.code[1])
+					t.Fatalf("err %v, want a NOTIFICATION %d/%d", err, c.Code[0], c.Code[1])
 				}
-				if got := [2]uint8{ne.n.Code, ne.n.Subcode}; got != c.code {
-					t.Errorf("NOTIFICATION %d/%d (%v), want %d/%d", got[0], got[1], err, c.code[0], c.code[1])
+				if got := [2]uint8{ne.n.Code, ne.n.Subcode}; got != c.Code {
+					t.Errorf("NOTIFICATION %d/%d (%v), want %d/%d", got[0], got[1], err, c.Code[0], c.Code[1])
 				}
 				return
 			case err != nil:
-				t.Fatalf("err %v, want %v", err, c.want)
+				t.Fatalf("err %v, want %v", err, c.Want)
 			}
 			got := accepted
 			switch {
@@ -393,8 +316,8 @@ func TestMalformedCorpus(t *testing.T) {
 			case len(u.changes) == 0:
 				got = ignored
 			}
-			if got != c.want {
-				t.Fatalf("outcome %v (changes %+v, withdrawn %v, discarded %v), want %v", got, u.changes, u.withdrawn, u.discarded, c.want)
+			if got != c.Want {
+				t.Fatalf("outcome %v (changes %+v, withdrawn %v, discarded %v), want %v", got, u.changes, u.withdrawn, u.discarded, c.Want)
 			}
 			for _, ch := range u.changes {
 				if ch.Withdraw != (got == treatAsWithdraw) {
@@ -408,16 +331,12 @@ func TestMalformedCorpus(t *testing.T) {
 	}
 }
 
-func (o outcome) String() string {
-	return [...]string{"accepted", "treat-as-withdraw", "attribute discard", "session reset", "ignored"}[o]
-}
-
 // FuzzUpdate feeds arbitrary UPDATE bodies to the decoder, as an eBGP and
 // an iBGP session from 2- and 4-octet peers see them: it must never panic,
 // and what it delivers must be well-formed.
 func FuzzUpdate(f *testing.F) {
-	for _, c := range malformed {
-		f.Add(c.msg)
+	for _, c := range bgptest.Corpus {
+		f.Add(c.Body)
 	}
 	f.Add(v4Update(f, asPath(seq(64501, 64502), set(1, 2)), "192.0.2.0/24", "198.18.0.0/15"))
 	f.Add(body(f, bgp.NewBGPUpdateMessage(nil, []bgp.PathAttributeInterface{
