@@ -59,7 +59,7 @@ demo:
 # imports, and the paths of a packet and of a decision, from go list. Left
 # out: bench, the tools, and the helpers only tests import (*test).
 arch:
-	$(GO) run ./internal/archplot -o docs/architecture.png -omit bench,internal/shareddata,internal/archplot,internal/cmdline,forwarder/internal/frametest,forwarder/xsk/xsktest,configs/configtest,internal/setting/settingtest,routes/bgp/bgptest
+	$(GO) run ./internal/archplot -o docs/architecture.png -omit bench,internal/shareddata,internal/archplot,internal/cmdline,forwarder/internal/frametest,forwarder/xsk/xsktest,configs/configtest,internal/setting/settingtest,routes/bgp/bgptest,internal/layout
 
 clean:
 	rm -rf $(BIN)
