@@ -19,6 +19,7 @@ import (
 var (
 	reportDir = flag.String("report", "", "BenchmarkBGP: write bgp.{md,json} into this directory")
 	flapFor   = flag.Duration("flap", 5*time.Second, "BenchmarkBGP: length of each flap measurement")
+	receivers = flag.String("receivers", "", "BenchmarkBGP: comma-separated subset of pnapd,bird (default both)")
 	fraction  = flag.Float64("fraction", 1, "BenchmarkBGP: share of the full tables each feeder sends (a trial at a smaller scale)")
 )
 
@@ -78,6 +79,9 @@ func BenchmarkBGP(b *testing.B) {
 	opt := Options{
 		V4: v4, V6: v6, Flap: spread(v4, 10_000), FlapFor: *flapFor,
 		Pnapd: topo.BuildPnapd(b, b.TempDir()), Progress: os.Stderr,
+	}
+	if *receivers != "" {
+		opt.Receivers = strings.Split(*receivers, ",")
 	}
 	var res []Result
 	for range b.N {

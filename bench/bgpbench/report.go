@@ -39,6 +39,7 @@ type row struct {
 	ratio  bool   // print pnapd ÷ BIRD
 	goal   string
 	met    func(p, b float64) bool
+	vsBIRD bool // the goal compares with BIRD's figure
 }
 
 func rows(res []Result) []row {
@@ -50,11 +51,11 @@ func rows(res []Result) []row {
 	rs := []row{
 		{what: "routes installed (4 feeds)", pnapd: float64(p.Routes), bird: float64(b.Routes), format: "%.0f"},
 		{what: "convergence: first session up → last route installed (s)", pnapd: p.ConvergeSec, bird: b.ConvergeSec, format: "%.2f", ratio: true,
-			goal: "≤ 1.00× BIRD", met: func(p, b float64) bool { return p <= goalConverge*b }},
+			goal: "≤ 1.00× BIRD", met: func(p, b float64) bool { return p <= goalConverge*b }, vsBIRD: true},
 		{what: "receiver start → converged (s)", pnapd: p.StartSec, bird: b.StartSec, format: "%.2f", ratio: true},
 		{what: "CPU time to converge (s)", pnapd: p.CPUSec, bird: b.CPUSec, format: "%.2f", ratio: true},
 		{what: "peak RSS with 4 full feeds, VmHWM (MiB)", pnapd: mib(p.HWMConverged), bird: mib(b.HWMConverged), format: "%.0f", ratio: true,
-			goal: "≤ 1.00× BIRD", met: func(p, b float64) bool { return p <= goalRSS*b }},
+			goal: "≤ 1.00× BIRD", met: func(p, b float64) bool { return p <= goalRSS*b }, vsBIRD: true},
 		{what: "RSS once converged, VmRSS (MiB)", pnapd: mib(p.RSSConverged), bird: mib(b.RSSConverged), format: "%.0f", ratio: true},
 		{what: "peak RSS after the flaps, VmHWM (MiB)", pnapd: mib(p.HWMEnd), bird: mib(b.HWMEnd), format: "%.0f", ratio: true},
 	}
@@ -86,23 +87,35 @@ func rows(res []Result) []row {
 }
 
 // WriteTable writes the figures as one Markdown table: both receivers,
-// pnapd ÷ BIRD, the goal and whether pnapd meets it.
+// pnapd ÷ BIRD, the goal and whether pnapd meets it. A receiver
+// not measured (or not converged) shows "–".
 func WriteTable(w io.Writer, res []Result) {
+	var havePnapd, haveBIRD bool
+	for _, r := range res {
+		havePnapd = havePnapd || r.Receiver == Pnapd && r.Converged
+		haveBIRD = haveBIRD || r.Receiver == BIRD && r.Converged
+	}
+	figure := func(have bool, format string, v float64) string {
+		if !have {
+			return "–"
+		}
+		return fmt.Sprintf(format, v)
+	}
 	fmt.Fprintln(w, "| measure | pnapd | BIRD | pnapd ÷ BIRD | goal | pnapd |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---|---|")
 	for _, r := range rows(res) {
 		ratio := ""
-		if r.ratio && r.bird > 0 {
+		if r.ratio && havePnapd && haveBIRD && r.bird > 0 {
 			ratio = fmt.Sprintf("%.2f", r.pnapd/r.bird)
 		}
 		verdict := ""
-		if r.met != nil {
+		if r.met != nil && havePnapd && (haveBIRD || !r.vsBIRD) {
 			verdict = "missed"
 			if r.met(r.pnapd, r.bird) {
 				verdict = "met"
 			}
 		}
-		fmt.Fprintf(w, "| %s | "+r.format+" | "+r.format+" | %s | %s | %s |\n", r.what, r.pnapd, r.bird, ratio, r.goal, verdict)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", r.what, figure(havePnapd, r.format, r.pnapd), figure(haveBIRD, r.format, r.bird), ratio, r.goal, verdict)
 	}
 }
 

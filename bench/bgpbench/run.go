@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -29,6 +30,9 @@ type Options struct {
 	Poll time.Duration
 	// Timeout bounds each convergence (default 5 min).
 	Timeout time.Duration
+	// Receivers are the receivers measured, of Pnapd and BIRD; default
+	// both.
+	Receivers []string
 	// Progress receives a line now and then; nil for none.
 	Progress io.Writer
 }
@@ -45,6 +49,9 @@ func (o *Options) defaults() {
 	}
 	if o.Timeout == 0 {
 		o.Timeout = 5 * time.Minute
+	}
+	if len(o.Receivers) == 0 {
+		o.Receivers = []string{Pnapd, BIRD}
 	}
 }
 
@@ -129,10 +136,20 @@ func Run(tb testing.TB, opt Options) []Result {
 	tb.Helper()
 	opt.defaults()
 	l := buildLab(tb, opt)
-	opt.progress("  receivers: pnapd, then BIRD; each converges on %d routes (4 feeds × %d), then the speaker flaps %d prefixes", l.target(), l.perFeeder, len(opt.Flap))
+	opt.progress("  receivers: %s, one after the other; each converges on %d routes (4 feeds × %d), then the speaker flaps %d prefixes",
+		strings.Join(opt.Receivers, ", "), l.target(), l.perFeeder, len(opt.Flap))
 	var out []Result
-	out = append(out, measure(tb, l, Pnapd, func() receiver { return startPnapd(tb, l, opt.Pnapd) }, opt))
-	out = append(out, measure(tb, l, BIRD, func() receiver { return startBIRDReceiver(tb, l) }, opt))
+	for _, name := range opt.Receivers {
+		start := func() receiver { return startPnapd(tb, l, opt.Pnapd) }
+		switch name {
+		case Pnapd:
+		case BIRD:
+			start = func() receiver { return startBIRDReceiver(tb, l) }
+		default:
+			tb.Fatalf("receiver %q: want %s or %s", name, Pnapd, BIRD)
+		}
+		out = append(out, measure(tb, l, name, start, opt))
+	}
 	return out
 }
 
