@@ -7,18 +7,18 @@ BIN       ?= bin
 RACE_PKGS  = ./fib/ ./forwarder/ ./forwarder/neighbours/ ./forwarder/slowpath/ \
              ./forwarder/steering/ ./forwarder/xsk/ ./probes/ ./optimizer/ ./daemon/ \
              ./routes/bgp/
-# Packages whose tests measure timing (the benchmark harness's smoke run,
+# Packages whose tests measure timing (the benchmark harnesses' smoke runs,
 # the emulator's accuracy, the generator's pacing, the re-steer deadline,
 # what probes measure)
 # run alone, one at a time, after the rest, so that other packages' tests
 # do not share their two CPUs.
-SOLO_PKGS  = ./bench/rfc2544/ ./bench/emu/ ./bench/traffic/ ./bench/demo/ ./cmd/pnapd/
+SOLO_PKGS  = ./bench/rfc2544/ ./bench/bgpbench/ ./bench/emu/ ./bench/traffic/ ./bench/demo/ ./cmd/pnapd/
 PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
 BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
 
-.PHONY: all build test lint bench bench-fib bench-rfc2544 demo arch clean
+.PHONY: all build test lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
 
 all: build
 
@@ -46,7 +46,15 @@ bench-rfc2544:
 	mkdir -p bench/results
 	$(GO) test -run '^$$' -bench RFC2544 -benchtime 1x -timeout 60m ./bench/rfc2544/ -args -report $(CURDIR)/bench/results -trial $(TRIAL)
 
-bench: bench-fib bench-rfc2544
+# pnapd's BGP side by side with BIRD 2 (root): 4 BIRD feeders send the
+# full tables to pnapd, then to a BIRD receiver; convergence time, peak RSS
+# and the flap rate each sustains. Writes bench/results/bgp.{md,json};
+# about 2 minutes.
+bench-bgp:
+	mkdir -p bench/results
+	$(GO) test -run '^$$' -bench BGP -benchtime 1x -timeout 30m ./bench/bgpbench/ -args -report $(CURDIR)/bench/results
+
+bench: bench-fib bench-rfc2544 bench-bgp
 
 # The lab demo (root): a customer, pnapd, three emulated backbones and an
 # "Internet"; mid-run the best backbone degrades and pnapd re-steers. About

@@ -4,7 +4,9 @@
 // traffic source, the device under test with pnapd or Linux forwarding,
 // the backbones), emu (a user-space backbone emulator: delay, jitter,
 // loss), traffic (an XDP generator and receiver), rfc2544 (throughput and
-// latency against Linux forwarding and raw XDP, `make bench-rfc2544`) and
-// demo (the lab demo program, `make demo`); results/ keeps reference runs.
+// latency against Linux forwarding and raw XDP, `make bench-rfc2544`),
+// bgpbench (pnapd's BGP convergence, memory and update rate beside BIRD's,
+// `make bench-bgp`) and demo (the lab demo program, `make demo`); results/
+// keeps reference runs.
 // Nothing here ever sends traffic outside the namespaces it creates.
 package bench
