@@ -92,16 +92,7 @@ func (o *Options) checkOpen(body []byte) (*peerInfo, error) {
 			case *bgp.CapRouteRefresh, *bgp.CapRouteRefreshCisco:
 				p.refresh = true
 			case *bgp.CapGracefulRestart:
-				p.gr = GracefulRestart{
-					Advertised: true,
-					Time:       time.Duration(c.Time) * time.Second,
-					Restarted:  c.Flags&0x8 != 0,
-				}
-				for _, t := range c.Tuples {
-					if f, ok := afiSAFI(t.AFI, t.SAFI); ok && t.Flags&0x80 != 0 {
-						p.gr.Preserved = append(p.gr.Preserved, f)
-					}
-				}
+				p.gr = gracefulRestartOf(c)
 			}
 		}
 	}
@@ -127,4 +118,21 @@ func (o *Options) checkOpen(body []byte) (*peerInfo, error) {
 	p.gr.Preserved = preserved
 	p.hold = min(max(o.HoldTime, 0), time.Duration(open.HoldTime)*time.Second)
 	return p, nil
+}
+
+// gracefulRestartOf reads a peer's graceful restart capability (RFC 4724
+// 3): its restart time, the Restart State bit, and the families whose
+// forwarding state it preserved (F bit).
+func gracefulRestartOf(c *bgp.CapGracefulRestart) GracefulRestart {
+	gr := GracefulRestart{
+		Advertised: true,
+		Time:       time.Duration(c.Time) * time.Second,
+		Restarted:  c.Flags&0x8 != 0,
+	}
+	for _, t := range c.Tuples {
+		if f, ok := afiSAFI(t.AFI, t.SAFI); ok && t.Flags&0x80 != 0 {
+			gr.Preserved = append(gr.Preserved, f)
+		}
+	}
+	return gr
 }

@@ -170,13 +170,23 @@ func (d *decoder) decode(body []byte) (update, error) {
 		}
 	}
 
-	// Withdrawals first, as the message lists them, then announcements.
+	if err := d.appendChanges(&u, withdrawn, nlri, unreach, reach, &a); err != nil {
+		return u, err
+	}
+	u.changes = d.changes
+	return u, nil
+}
+
+// appendChanges decodes the prefixes of an UPDATE into d.changes:
+// withdrawals first, as the message lists them, then announcements, with
+// the attributes a (none when u is treated as withdrawn).
+func (d *decoder) appendChanges(u *update, withdrawn, nlri []byte, unreach, reach mpNLRI, a *pathAttrs) error {
 	if err := d.appendNLRI(withdrawn, IPv4Unicast, nil); err != nil {
-		return u, updateErrorf(bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD, "Withdrawn Routes: %v", err)
+		return updateErrorf(bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD, "Withdrawn Routes: %v", err)
 	}
 	if unreach.fam != 0 {
 		if err := d.appendNLRI(unreach.nlri, unreach.fam, nil); err != nil {
-			return u, updateErrorf(bgp.BGP_ERROR_SUB_OPTIONAL_ATTRIBUTE_ERROR, "MP_UNREACH_NLRI %v: %v", unreach.fam, err)
+			return updateErrorf(bgp.BGP_ERROR_SUB_OPTIONAL_ATTRIBUTE_ERROR, "MP_UNREACH_NLRI %v: %v", unreach.fam, err)
 		}
 	}
 	var tmpl *Change
@@ -184,18 +194,17 @@ func (d *decoder) decode(body []byte) (update, error) {
 		tmpl = &Change{PathLen: a.pathLen, NextHop: a.nextHop, LocalPref: a.localPref, Communities: a.communities}
 	}
 	if err := d.appendNLRI(nlri, IPv4Unicast, tmpl); err != nil {
-		return u, updateErrorf(bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD, "NLRI: %v", err)
+		return updateErrorf(bgp.BGP_ERROR_SUB_INVALID_NETWORK_FIELD, "NLRI: %v", err)
 	}
 	if reach.fam != 0 {
 		if tmpl != nil {
 			tmpl.NextHop = a.mpNextHop
 		}
 		if err := d.appendNLRI(reach.nlri, reach.fam, tmpl); err != nil {
-			return u, updateErrorf(bgp.BGP_ERROR_SUB_OPTIONAL_ATTRIBUTE_ERROR, "MP_REACH_NLRI %v: %v", reach.fam, err)
+			return updateErrorf(bgp.BGP_ERROR_SUB_OPTIONAL_ATTRIBUTE_ERROR, "MP_REACH_NLRI %v: %v", reach.fam, err)
 		}
 	}
-	u.changes = d.changes
-	return u, nil
+	return nil
 }
 
 // appendNLRI appends a Change for each prefix of the NLRI-encoded list b:
