@@ -30,7 +30,7 @@ var (
 // goals.
 func TestQuick(t *testing.T) {
 	lab.RequireRoot(t)
-	requireBIRD(t)
+	lab.RequireBIRD(t)
 	v4, v6 := Tables(t, 20_000, 4_000)
 	opt := Options{
 		V4: v4, V6: v6, Flap: spread(v4, 2_000), FlapFor: 500 * time.Millisecond,
@@ -68,7 +68,7 @@ func TestQuick(t *testing.T) {
 // it writes bgp.{md,json} there; it always prints the table.
 func BenchmarkBGP(b *testing.B) {
 	lab.RequireRoot(b)
-	requireBIRD(b)
+	lab.RequireBIRD(b)
 	start := time.Now()
 	meta := rfc2544.MachineMeta()
 	m := Meta{Date: meta.Date, Machine: meta.Machine, Kernel: meta.Kernel, Go: meta.Go, LoadAvg: loadAvg()}

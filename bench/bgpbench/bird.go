@@ -4,7 +4,6 @@ package bgpbench
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -19,26 +18,6 @@ import (
 
 	"github.com/pnap-project/pnap/bench/lab"
 )
-
-// requireBIRD returns the path of BIRD 2; it skips tb when BIRD 2 (Debian
-// package bird2) is missing, or fails it under CI, as the lab tests do.
-func requireBIRD(tb testing.TB) string {
-	tb.Helper()
-	path, err := exec.LookPath("bird")
-	msg := "this benchmark runs BIRD 2 (Debian package bird2): bird not found"
-	if err == nil {
-		out, _ := exec.Command(path, "--version").CombinedOutput()
-		if bytes.Contains(out, []byte("BIRD version 2.")) {
-			return path
-		}
-		msg = "this benchmark runs BIRD 2 (Debian package bird2), found " + strings.TrimSpace(string(out))
-	}
-	if os.Getenv("CI") != "" {
-		tb.Fatal(msg + " (CI is set: failing instead of skipping)")
-	}
-	tb.Skip(msg)
-	return ""
-}
 
 // bird is one BIRD process in a lab namespace and a connection to its
 // control socket (the protocol birdc speaks), kept open so that polling it

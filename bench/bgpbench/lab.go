@@ -65,7 +65,8 @@ func rcvAddr6(i int, self bool) netip.Addr {
 // flap, in the last, and waits until every feeder has its table loaded.
 func buildLab(tb testing.TB, opt Options) *labLayout {
 	tb.Helper()
-	l := &labLayout{bird: requireBIRD(tb), dir: tb.TempDir()}
+	bird, _ := lab.RequireBIRD(tb)
+	l := &labLayout{bird: bird, dir: tb.TempDir()}
 	os.Chmod(l.dir, 0o755)
 	l.x = topo.Build(tb, topo.Options{Backbones: feeders + 1})
 	l.rcv = lab.NewNS(tb, "rcv")

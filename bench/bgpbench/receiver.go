@@ -4,9 +4,7 @@ package bgpbench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -143,16 +141,7 @@ func (r *pnapdReceiver) sample() (sample, error) {
 
 // get fetches a JSON document from pnapd's API.
 func (r *pnapdReceiver) get(path string, out any) error {
-	resp, err := r.api.Get("http://pnapd" + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return topo.GetJSON(r.api, path, out)
 }
 
 // birdReceiver is a BIRD receiving the same feeds in a namespace of its

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -149,16 +148,7 @@ func (l *Lab) Logs() string { return l.pnapd.String() }
 
 // get fetches a JSON document from pnapd's status API.
 func (l *Lab) get(path string, out any) error {
-	resp, err := l.api.Get("http://pnapd" + path)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, b)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	return topo.GetJSON(l.api, path, out)
 }
 
 // Selection is which backbone carries each served prefix now, from

@@ -2,7 +2,10 @@ package topo
 
 import (
 	"bufio"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -103,4 +106,19 @@ func StartPnapd(tb testing.TB, cmd *exec.Cmd, enter func(func() error) error) (p
 	case <-time.After(time.Minute):
 	}
 	return p, ready
+}
+
+// GetJSON fetches a JSON document from pnapd's status API through c (a
+// client whose transport reaches the API, as the labs make) into out.
+func GetJSON(c *http.Client, path string, out any) error {
+	resp, err := c.Get("http://pnapd" + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(resp.Body)
+		return fmt.Errorf("%s: HTTP %d: %s", path, resp.StatusCode, b)
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
