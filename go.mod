@@ -10,7 +10,6 @@ require (
 
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.1.2
-	github.com/asavie/xdp v0.3.4-0.20240826152323-67e5ba17320c
 	github.com/cilium/ebpf v0.22.0
 	github.com/google/gopacket v1.1.19
 	github.com/prometheus/client_golang v1.25.0

@@ -28,8 +28,10 @@ type dataPlane struct {
 	spec     neighbours.HopSpec
 	steering []*steering.Program
 	// byQueue holds, for each queue, that queue's socket of every port: one
-	// worker serves them all, so no ring has two producers.
+	// worker serves them all, so no ring has two producers; they share
+	// that queue's UMEM, umems[q].
 	byQueue   [][]*xsk.Port
+	umems     []*xsk.Umem
 	slowPorts []slowpath.Port
 	// Sampling and active probes, when [probes] is enabled: one sample
 	// ring per worker, and the ring probe frames reach the first worker by.
@@ -106,6 +108,9 @@ func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
 	}
 	dp.plane = &forwarder.Plane{Backbones: d.fib, Customers: cust}
 	if err := dp.resolvePorts(cfg, d); err != nil {
+		return nil, err
+	}
+	if err := dp.makeUmems(cfg.Forwarder.Queues, d.plan.socket); err != nil {
 		return nil, err
 	}
 	local, err := localAddrs()
@@ -229,12 +234,9 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 	if err != nil {
 		return fmt.Errorf("%s: attaching XDP: %w", p.iface, err)
 	}
-	if len(dp.byQueue) == 0 {
-		dp.byQueue = make([][]*xsk.Port, fw.Queues)
-	}
 	var sockets []*xsk.Port
 	for q := 0; q < fw.Queues; q++ {
-		port, err := xsk.Open(p.iface, ifindex, q, d.plan.socket)
+		port, err := dp.umems[q].Open(p.iface, ifindex, q)
 		if err != nil {
 			lk.Close()
 			return err
@@ -253,7 +255,22 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 			return err
 		}
 	}
-	d.log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "queues", fw.Queues, "busy_poll", fw.BusyPoll)
+	d.log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "af_xdp", dp.umems[0].Mode(), "queues", fw.Queues, "busy_poll", fw.BusyPoll)
+	return nil
+}
+
+// makeUmems maps one UMEM per queue, shared by that queue's socket of
+// every port. They are released last, after every socket closed.
+func (dp *dataPlane) makeUmems(queues int, opt xsk.Options) error {
+	dp.byQueue = make([][]*xsk.Port, queues)
+	for range queues {
+		u, err := xsk.NewUmem(len(dp.ports), opt)
+		if err != nil {
+			return err
+		}
+		dp.closers = append(dp.closers, u.Close)
+		dp.umems = append(dp.umems, u)
+	}
 	return nil
 }
 

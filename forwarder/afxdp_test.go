@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,6 +32,8 @@ type afxdpLab struct {
 	ports                []*xsk.Port // indexed as in plane
 	loop                 *forwarder.Loop
 	slow                 *slowpath.Responder
+	// stopLoop stops the loop and waits for it; the cleanup calls it too.
+	stopLoop func() error
 }
 
 // newBareLab builds the topology and addresses, without pnap.
@@ -94,9 +97,10 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *fo
 	for _, a := range []string{"198.18.0.1", "2001:2:0:1::1", "198.18.100.2", "198.18.101.2"} {
 		locals = append(locals, netip.MustParseAddr(a))
 	}
+	umem := xsktest.NewUmem(t, len(links), xsk.Options{})
 	err := x.pnap.Do(func() error {
 		for _, l := range links {
-			p, err := xsktest.Open(t, l.Name, l.Index, locals...)
+			p, err := xsktest.Open(t, umem, l.Name, l.Index, locals...)
 			if err != nil {
 				return err
 			}
@@ -132,11 +136,11 @@ func newAFXDPLabWith(t testing.TB, cpu int, configure func(*forwarder.Plane, *fo
 	x.loop = forwarder.NewLoop(x.worker, ports, cpu, opt)
 	done := make(chan error, 1)
 	go func() { done <- x.loop.Run() }()
+	x.stopLoop = sync.OnceValue(func() error { x.loop.Stop(); return <-done })
 	slowDone := make(chan struct{})
 	go func() { x.slow.Run(slowIn); close(slowDone) }()
 	t.Cleanup(func() {
-		x.loop.Stop()
-		if err := <-done; err != nil {
+		if err := x.stopLoop(); err != nil {
 			t.Errorf("loop: %v", err)
 		}
 		close(slowIn)

@@ -47,9 +47,7 @@ func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liv
 		if g.attach, err = link.AttachXDP(link.XDPOptions{Program: g.pass, Interface: l.Index}); err != nil {
 			return err
 		}
-		g.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: append(asm.Instructions{
-			asm.Mov.Reg(asm.R6, asm.R1),
-		}, restoreHeaders(frame)...)})
+		g.prog, err = liveProgram(frame)
 		return err
 	})
 	if err != nil {
@@ -57,6 +55,13 @@ func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liv
 	}
 	tb.Cleanup(func() { g.attach.Close(); g.pass.Close(); g.prog.Close() })
 	return g
+}
+
+// liveProgram is a live-frames program that sends copies of frame.
+func liveProgram(frame []byte) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{Type: ebpf.XDP, License: "GPL", Instructions: append(asm.Instructions{
+		asm.Mov.Reg(asm.R6, asm.R1),
+	}, restoreHeaders(frame)...)})
 }
 
 // send transmits n copies of frame from a thread in ns pinned to cpu.
@@ -114,7 +119,9 @@ func BenchmarkLabForwarding(b *testing.B) {
 				x := newAFXDPLabMode(b, mode != "kernel")
 				if mode == "bounce" {
 					// Same lab and sockets, with the loop replaced by a bounce.
-					x.loop.Stop()
+					if err := x.stopLoop(); err != nil {
+						b.Fatal(err)
+					}
 					stop := make(chan struct{})
 					go bounce.Run(x.ports[0], x.ports[1], [6]byte(x.al.MAC), [6]byte(x.pb0.MAC), 1, stop)
 					b.Cleanup(func() { close(stop) })

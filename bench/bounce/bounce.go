@@ -9,12 +9,16 @@ import (
 
 // Run sends every frame received on port in out of port out, rewritten to
 // go from MAC src to MAC dst, on a thread pinned to cpu, until stop closes.
+// The ports share one UMEM, as pnap's do: frames move as descriptors. It
+// waits as pnap's loop does with no spin: it sleeps in poll only when a
+// round found nothing.
 func Run(in, out *xsk.Port, dst, src [6]byte, cpu int, stop <-chan struct{}) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	var set unix.CPUSet
 	set.Set(cpu)
 	unix.SchedSetaffinity(0, &set)
+	u := in.Umem()
 	pfd := []unix.PollFd{{Fd: int32(in.FD()), Events: unix.POLLIN}}
 	frames := make([][]byte, 64)
 	for {
@@ -23,16 +27,17 @@ func Run(in, out *xsk.Port, dst, src [6]byte, cpu int, stop <-chan struct{}) {
 			return
 		default:
 		}
-		unix.Poll(pfd, 100)
+		u.Refill()
 		n := in.Receive(frames)
 		if n == 0 {
+			unix.Poll(pfd, 100)
 			continue
 		}
 		for _, f := range frames[:n] {
 			copy(f[0:6], dst[:])
 			copy(f[6:12], src[:])
 		}
-		out.Send(frames[:n])
-		in.Release()
+		sent, _ := out.Send(frames[:n])
+		u.Recycle(frames[sent:n])
 	}
 }

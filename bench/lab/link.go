@@ -171,6 +171,14 @@ func (l *Link) nl() netlink.Link {
 	return &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Index: l.Index, Name: l.Name}}
 }
 
+// SetUp sets l administratively up or down (ip link set l up|down).
+func (l *Link) SetUp(up bool) error {
+	if up {
+		return l.NS.Handle().LinkSetUp(l.nl())
+	}
+	return l.NS.Handle().LinkSetDown(l.nl())
+}
+
 // SetTxChecksum turns TX checksum offload of l on or off (the legacy ethtool
 // ioctl ETHTOOL_STXCSUM, run inside l's namespace; like `ethtool -K l tx on|off`).
 // Connect already turns it off.

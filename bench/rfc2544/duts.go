@@ -120,9 +120,10 @@ func startBounce(tb testing.TB, s *setup) {
 	x := s.x
 	bb := x.Backbones[0]
 	var in, out *xsk.Port
+	u := xsktest.NewUmem(tb, 2, xsk.Options{})
 	err := x.DUT.Do(func() error {
 		for _, l := range []*lab.Link{x.Customer, bb.Port} {
-			p, err := xsktest.Open(tb, l.Name, l.Index)
+			p, err := xsktest.Open(tb, u, l.Name, l.Index)
 			if err != nil {
 				return err
 			}

@@ -1,181 +1,307 @@
 package xsk
 
 import (
-	"cmp"
+	"errors"
 	"fmt"
+	"sync/atomic"
+	"time"
+	"unsafe"
 
-	"github.com/asavie/xdp"
-	"github.com/pnap-project/pnap/internal/setting"
 	"golang.org/x/sys/unix"
 )
 
-// Options size one AF_XDP socket. The zero value is usable.
-type Options struct {
-	// Frames is the UMEM size in frames, half for receiving and half for
-	// sending (asavie/xdp splits it so). Default 512.
-	Frames int
-	// FrameSize in bytes: 2048 or 4096. Default 2048.
-	FrameSize int
-	// RingSize is the number of descriptors of each ring; a power of two,
-	// at most Frames/2. Default 256.
-	//
-	// Defaults from ../shared/ENVIRONMENT.md's measurements on veth: 512
-	// frames and 256-entry rings beat 4096/2048 (the UMEM falls out of
-	// cache, and asavie's GetDescs scans every frame).
-	RingSize int
-}
-
-// DefaultOptions are the sizes a zero Options stands for.
-func DefaultOptions() Options { return Options{Frames: 512, FrameSize: 2048, RingSize: 256} }
-
-// fill replaces zero sizes with the defaults.
-func (o *Options) fill() {
-	d := DefaultOptions()
-	o.Frames = cmp.Or(o.Frames, d.Frames)
-	o.FrameSize = cmp.Or(o.FrameSize, d.FrameSize)
-	o.RingSize = cmp.Or(o.RingSize, d.RingSize)
-}
-
-// Validate says which size the kernel or the ring split would refuse. It
-// checks the sizes as they are: Open takes zero for a default, a
-// configuration that writes 0 is refused. Errors name the setting as
-// pnapd's [forwarder] table does.
-func (o Options) Validate() error {
-	if o.FrameSize != 2048 && o.FrameSize != 4096 {
-		return setting.Errorf("frame_size", "frame_size = %d is not supported; use 2048 or 4096", o.FrameSize)
-	}
-	if err := setting.First(setting.PowerOfTwo("frames", o.Frames, 64, 1<<20), setting.PowerOfTwo("ring_size", o.RingSize, 1, 1<<20)); err != nil {
-		return err
-	}
-	if 2*o.RingSize > o.Frames {
-		// Half the UMEM receives, half sends; each half must hold a ring.
-		return &setting.Error{Keys: []string{"ring_size", "frames"}, Msg: fmt.Sprintf("ring_size = %d needs frames >= %d (half the frames receive, half send); lower ring_size or raise frames", o.RingSize, 2*o.RingSize)}
-	}
-	return nil
-}
-
-// Port is one AF_XDP socket, bound to one queue of one interface. It owns
-// the socket's UMEM and rings; only one goroutine (the loop serving it) may
-// receive and send on it.
+// Port is one AF_XDP socket bound to one queue of one interface, with its
+// four rings, in its worker's Umem. Only the worker serving it may receive
+// and send on it; Stats may be read from anywhere.
 type Port struct {
 	// Name, Ifindex and Queue say where the socket is bound; read only.
 	Name    string
 	Ifindex int
 	Queue   int
-	sock    *xdp.Socket
-	// rx are the descriptors of the frames handed out by Receive, given
-	// back by Release.
-	rx []xdp.Desc
+	umem    *Umem
+	fd      int
+	fill    ring
+	comp    ring
+	rx      ring
+	tx      ring
+	// copied counts frames Send copied into the UMEM (they came from
+	// outside it: probes). Forwarded frames are never copied.
+	copied   atomic.Uint64
+	kickErrs atomic.Uint64
+	closed   bool
 }
 
-// Open binds an AF_XDP socket to queue of the interface ifindex (in the
-// calling thread's network namespace) and fills its fill ring. name is for
-// errors and logs.
-func Open(name string, ifindex, queue int, opt Options) (*Port, error) {
-	opt.fill()
-	if err := opt.Validate(); err != nil {
-		return nil, fmt.Errorf("port %s: %w", name, err)
+// Open binds an AF_XDP socket to queue of interface ifindex (in the
+// calling thread's network namespace), in u, and fills its fill ring. The
+// first port registers u with the kernel, trying zero-copy mode first and
+// falling back to copy mode (u.Mode says which); later ports share it and
+// its mode. name is for errors and logs.
+func (u *Umem) Open(name string, ifindex, queue int) (*Port, error) {
+	if u.closed {
+		return nil, fmt.Errorf("port %s: the UMEM is closed", name)
 	}
-	sock, err := xdp.NewSocket(ifindex, queue, &xdp.SocketOptions{
-		NumFrames:              opt.Frames,
-		FrameSize:              opt.FrameSize,
-		FillRingNumDescs:       opt.RingSize,
-		CompletionRingNumDescs: opt.RingSize,
-		RxRingNumDescs:         opt.RingSize,
-		TxRingNumDescs:         opt.RingSize,
-	})
+	var p *Port
+	var err error
+	if u.owner == nil && !u.opt.Copy {
+		p, err = u.open(name, ifindex, queue, unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP)
+		if err == nil {
+			u.zeroCopy = true
+		}
+	}
+	if p == nil {
+		flags := uint16(unix.XDP_COPY | unix.XDP_USE_NEED_WAKEUP)
+		if u.owner != nil {
+			// A shared socket takes its mode from the UMEM's first.
+			flags = unix.XDP_SHARED_UMEM
+		}
+		p, err = u.open(name, ifindex, queue, flags)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("port %s queue %d: AF_XDP socket: %w (does the interface have this queue? is the locked-memory limit high enough?)", name, queue, err)
+		hint := "does the interface have this queue? is the locked-memory limit high enough?"
+		if u.zeroCopy {
+			hint = "this worker's first port bound in zero-copy mode, and all its ports share its UMEM and mode: use interfaces whose drivers all support AF_XDP zero-copy, or none"
+		}
+		return nil, fmt.Errorf("port %s queue %d: AF_XDP socket: %w (%s)", name, queue, err, hint)
 	}
-	p := &Port{Name: name, Ifindex: ifindex, Queue: queue, sock: sock}
-	p.sock.Fill(p.sock.GetDescs(p.sock.NumFreeFillSlots(), true))
+	if u.owner == nil {
+		u.owner = p
+	}
+	u.ports = append(u.ports, p)
+	p.fillUp()
 	return p, nil
 }
 
-// FD is the socket's file descriptor, for the XSK map and poll.
-func (p *Port) FD() int { return p.sock.FD() }
-
-// Close closes the socket and unmaps its memory.
-func (p *Port) Close() error { return p.sock.Close() }
-
-// Receive takes up to len(frames) received frames off the RX ring and puts
-// them in frames, returning how many. The frames are the UMEM's own memory:
-// they may be rewritten in place, and stay valid until Release, which must
-// come before the next Receive.
-func (p *Port) Receive(frames [][]byte) int {
-	n := p.sock.NumReceived()
-	if n == 0 {
-		return 0
+// open makes and binds one socket with bind flags, releasing it on error.
+func (u *Umem) open(name string, ifindex, queue int, flags uint16) (_ *Port, err error) {
+	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
 	}
-	p.rx = p.sock.Receive(min(n, len(frames)))
-	for i, d := range p.rx {
-		frames[i] = p.sock.GetFrame(d)
-	}
-	return len(p.rx)
-}
-
-// Release gives the frames of the last Receive back to the kernel to
-// receive into.
-func (p *Port) Release() {
-	p.sock.Fill(p.rx)
-	p.rx = p.rx[:0]
-}
-
-// Send copies frames into free frames of the UMEM, puts them on the TX ring
-// and asks the kernel to send them. It returns how many went on the ring
-// and their bytes; the rest (at the end of frames) found no room and are
-// not sent. asavie/xdp gives each socket its own UMEM, so a frame received
-// on one port is always copied to leave by another.
-func (p *Port) Send(frames [][]byte) (sent int, bytes uint64) {
-	if c := p.sock.NumCompleted(); c > 0 {
-		p.sock.Complete(c)
-	}
-	txd := p.sock.GetDescs(len(frames), false)
-	for k := range txd {
-		txd[k].Len = uint32(copy(p.sock.GetFrame(txd[k]), frames[k]))
-	}
-	sent = transmit(p.sock, txd)
-	for k := range sent {
-		bytes += uint64(txd[k].Len)
-	}
-	p.kick()
-	return sent, bytes
-}
-
-// transmit puts descs on the TX ring. asavie/xdp's Transmit also makes one
-// sendto and panics on an errno it does not expect (ENOBUFS, ENXIO when the
-// link goes down); a data plane must not die of that, so the panic is caught
-// here, once per batch, and the frames count as not sent.
-func transmit(s *xdp.Socket, descs []xdp.Desc) (sent int) {
-	free := s.NumFreeTxSlots()
-	if len(descs) > free {
-		descs = descs[:free]
-	}
-	if len(descs) == 0 {
-		return 0
-	}
+	p := &Port{Name: name, Ifindex: ifindex, Queue: queue, umem: u, fd: fd}
 	defer func() {
-		if recover() != nil {
-			sent = 0
+		if err != nil {
+			p.Close()
 		}
 	}()
-	return s.Transmit(descs)
-}
-
-// kick asks the kernel to send what is on the TX ring. In copy mode one
-// sendto sends at most 32 frames, so it kicks until the ring drains.
-// asavie/xdp's Transmit makes exactly one sendto and panics on unexpected
-// errors, which is why this is done here.
-func (p *Port) kick() {
-	for i := 0; i < 16 && p.sock.NumTransmitted() > p.sock.NumCompleted(); i++ {
-		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(p.sock.FD()), 0, 0, uintptr(unix.MSG_DONTWAIT), 0, 0)
-		if errno != 0 && errno != unix.EAGAIN && errno != unix.EBUSY && errno != unix.EINTR {
-			return
-		}
-		if c := p.sock.NumCompleted(); c > 0 {
-			p.sock.Complete(c)
+	if u.owner == nil {
+		reg := unix.XDPUmemReg{Addr: uint64(u.base), Len: uint64(len(u.mem)), Size: uint32(u.frameSize)}
+		if err := setsockopt(fd, unix.XDP_UMEM_REG, unsafe.Pointer(&reg), unsafe.Sizeof(reg)); err != nil {
+			return nil, fmt.Errorf("registering the UMEM: %w", err)
 		}
 	}
+	if err := p.mapRings(u.opt.RingSize); err != nil {
+		return nil, err
+	}
+	// Copy mode sends at most this many frames per sendto (default 32):
+	// a ring's worth saves kicks. Kernels before 6.17 lack the option.
+	unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, u.opt.RingSize)
+	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)}
+	if u.owner != nil {
+		sa.SharedUmemFD = uint32(u.owner.fd)
+	}
+	if err := bind(fd, sa); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// mapRings sizes and maps the socket's fill, completion, RX and TX rings.
+// Every socket has its own fill and completion rings, shared UMEM or not:
+// the kernel needs them per interface and queue.
+func (p *Port) mapRings(size int) error {
+	for _, opt := range []int{unix.XDP_UMEM_FILL_RING, unix.XDP_UMEM_COMPLETION_RING, unix.XDP_RX_RING, unix.XDP_TX_RING} {
+		if err := setRingSize(p.fd, opt, size); err != nil {
+			return err
+		}
+	}
+	var off unix.XDPMmapOffsets
+	l := uint32(unsafe.Sizeof(off))
+	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(p.fd), unix.SOL_XDP, unix.XDP_MMAP_OFFSETS,
+		uintptr(unsafe.Pointer(&off)), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
+		return fmt.Errorf("ring offsets: %w", e)
+	}
+	descSize := unsafe.Sizeof(unix.XDPDesc{})
+	return errors.Join(
+		p.fill.mmap(p.fd, size, 8, unix.XDP_UMEM_PGOFF_FILL_RING, off.Fr),
+		p.comp.mmap(p.fd, size, 8, unix.XDP_UMEM_PGOFF_COMPLETION_RING, off.Cr),
+		p.rx.mmap(p.fd, size, descSize, unix.XDP_PGOFF_RX_RING, off.Rx),
+		p.tx.mmap(p.fd, size, descSize, unix.XDP_PGOFF_TX_RING, off.Tx),
+	)
+}
+
+// bind binds, waiting out EBUSY for a moment: a socket just closed on the
+// same queue is released by the kernel asynchronously.
+func bind(fd int, sa *unix.SockaddrXDP) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		err := unix.Bind(fd, sa)
+		if err != unix.EBUSY || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func setsockopt(fd, opt int, val unsafe.Pointer, size uintptr) error {
+	if _, _, e := unix.Syscall6(unix.SYS_SETSOCKOPT, uintptr(fd), unix.SOL_XDP, uintptr(opt), uintptr(val), size, 0); e != 0 {
+		return e
+	}
+	return nil
+}
+
+// FD is the socket's file descriptor, for the XSK map and poll.
+func (p *Port) FD() int { return p.fd }
+
+// Umem is the memory the port shares with its worker's other ports.
+func (p *Port) Umem() *Umem { return p.umem }
+
+// Close unmaps the rings and closes the socket at once (a mapping would
+// keep the socket, and its queue, alive). Frames in its rings are lost to
+// the UMEM, which is closing too.
+func (p *Port) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	errs := []error{p.fill.unmap(), p.comp.unmap(), p.rx.unmap(), p.tx.unmap()}
+	if p.fd >= 0 {
+		errs = append(errs, unix.Close(p.fd))
+		p.fd = -1
+	}
+	return errors.Join(errs...)
+}
+
+// Receive takes up to len(frames) received frames off the RX ring and puts
+// them in frames, returning how many. The frames are UMEM memory, the
+// caller's until it hands each to some port's Send or to Recycle; their
+// capacity ends at the frame's end.
+func (p *Port) Receive(frames [][]byte) int {
+	r, u := &p.rx, p.umem
+	n := min(r.available(), uint32(len(frames)))
+	for i := range n {
+		d := r.desc(r.own + i)
+		end := d.Addr&^u.frameMask + u.frameSize
+		frames[i] = u.mem[d.Addr : d.Addr+uint64(d.Len) : end]
+	}
+	r.release(n)
+	u.held += int(n)
+	return int(n)
+}
+
+// Send puts frames on the TX ring and makes the kernel send them. A frame
+// in the UMEM (received on any port of the worker, resliced at will within
+// its frame) moves as its descriptor; any other is copied into a free frame.
+// It returns how many went on the ring, in order, and their bytes: those
+// belong to the kernel now; the rest (the ring or the free list is full)
+// are still the caller's.
+func (p *Port) Send(frames [][]byte) (sent int, bytes uint64) {
+	p.reap()
+	r, u := &p.tx, p.umem
+	n := min(r.free(), uint32(len(frames)))
+	var i uint32
+	for ; i < n; i++ {
+		f := frames[i]
+		a := uint64(uintptr(unsafe.Pointer(unsafe.SliceData(f))) - u.base)
+		if a >= uint64(len(u.mem)) {
+			if len(u.free) == 0 || uint64(len(f)) > u.frameSize {
+				break
+			}
+			a = u.free[len(u.free)-1]
+			u.free = u.free[:len(u.free)-1]
+			copy(u.mem[a:a+u.frameSize], f)
+			p.copied.Add(1)
+			u.held++
+		}
+		*r.desc(r.own + i) = unix.XDPDesc{Addr: a, Len: uint32(len(f))}
+		bytes += uint64(len(f))
+	}
+	r.submit(i)
+	u.held -= int(i)
+	p.kick()
+	return int(i), bytes
+}
+
+// maxKicks bounds the sendto calls of one kick.
+const maxKicks = 16
+
+// kick makes the kernel send what is on the TX ring, when it asked to be
+// woken (in copy mode: always). Copy mode sends at most its TX budget per
+// sendto, so this kicks again while frames remain. Errors are counted, never
+// fatal: a link that is down keeps its frames on the ring until it is up.
+func (p *Port) kick() {
+	for range maxKicks {
+		if p.tx.pending() == 0 || (p.umem.zeroCopy && !p.tx.needWakeup()) {
+			return
+		}
+		_, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(p.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+		switch errno {
+		case 0, unix.EINTR:
+		case unix.EAGAIN, unix.EBUSY, unix.ENOBUFS:
+			// The completion ring or the device is full: make room.
+			p.reap()
+		default:
+			p.kickErrs.Add(1)
+			return
+		}
+	}
+}
+
+// reap takes the completed TX frames onto the free list.
+func (p *Port) reap() {
+	r, u := &p.comp, p.umem
+	n := r.available()
+	for i := range n {
+		u.free = append(u.free, *r.addr(r.own + i)&^u.frameMask)
+	}
+	r.release(n)
+}
+
+// fillUp gives the kernel free frames to receive into, and wakes it when it
+// asked (zero-copy drivers stop receiving on an empty fill ring).
+func (p *Port) fillUp() {
+	r, u := &p.fill, p.umem
+	n := min(r.free(), uint32(len(u.free)))
+	if n > 0 {
+		top := uint32(len(u.free))
+		for i := range n {
+			*r.addr(r.own + i) = u.free[top-1-i]
+		}
+		u.free = u.free[:top-n]
+		r.submit(n)
+	}
+	if u.zeroCopy && r.needWakeup() {
+		unix.Syscall6(unix.SYS_RECVFROM, uintptr(p.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
+	}
+}
+
+// Stats are the kernel's counters of a socket (XDP_STATISTICS) and the
+// port's own.
+type Stats struct {
+	RxDropped       uint64 // dropped by the kernel for any reason
+	RxInvalid       uint64 // descriptors the kernel refused
+	TxInvalid       uint64
+	RxRingFull      uint64 // the worker did not keep up
+	RxFillRingEmpty uint64 // no frame to receive into
+	TxRingEmpty     uint64
+	// Copied counts frames Send copied into the UMEM from outside it;
+	// forwarding never does.
+	Copied uint64
+	// KickErrors counts sendto failures other than a full ring (a link
+	// that is down).
+	KickErrors uint64
+}
+
+// Stats reads the socket's counters.
+func (p *Port) Stats() (Stats, error) {
+	var k unix.XDPStatistics
+	l := uint32(unsafe.Sizeof(k))
+	if _, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(p.fd), unix.SOL_XDP, unix.XDP_STATISTICS,
+		uintptr(unsafe.Pointer(&k)), uintptr(unsafe.Pointer(&l)), 0); e != 0 {
+		return Stats{}, fmt.Errorf("port %s: XDP statistics: %w", p.Name, e)
+	}
+	return Stats{RxDropped: k.Rx_dropped, RxInvalid: k.Rx_invalid_descs, TxInvalid: k.Tx_invalid_descs,
+		RxRingFull: k.Rx_ring_full, RxFillRingEmpty: k.Rx_fill_ring_empty_descs, TxRingEmpty: k.Tx_ring_empty_descs,
+		Copied: p.copied.Load(), KickErrors: p.kickErrs.Load()}, nil
 }
 
 // PreferBusyPoll makes the socket's poll(2) run the interface's NAPI
@@ -184,13 +310,18 @@ func (p *Port) kick() {
 // as the worker consumes it. The interface also needs napi_defer_hard_irqs
 // and gro_flush_timeout set, or interrupts keep scheduling NAPI elsewhere.
 func (p *Port) PreferBusyPoll(usecs, budget int) error {
-	fd := p.sock.FD()
 	for _, o := range []struct{ opt, val int }{
 		{unix.SO_PREFER_BUSY_POLL, 1}, {unix.SO_BUSY_POLL, usecs}, {unix.SO_BUSY_POLL_BUDGET, budget},
 	} {
-		if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, o.opt, o.val); err != nil {
+		if err := unix.SetsockoptInt(p.fd, unix.SOL_SOCKET, o.opt, o.val); err != nil {
 			return fmt.Errorf("port %s: busy poll option %d: %w", p.Name, o.opt, err)
 		}
 	}
 	return nil
+}
+
+// Wake asks the kernel to run the socket's receive side now (recvfrom):
+// with PreferBusyPoll, the interface's NAPI runs in the caller's thread.
+func (p *Port) Wake() {
+	unix.Syscall6(unix.SYS_RECVFROM, uintptr(p.fd), 0, 0, unix.MSG_DONTWAIT, 0, 0)
 }
