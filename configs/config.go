@@ -56,12 +56,15 @@ type Forwarder struct {
 	// Batch (batch), FrameSize (frame_size), Frames (frames) and RingSize
 	// (ring_size) are settings of forwarder.LoopOptions and xsk.Options,
 	// as written: zero when not.
-	Batch     int
-	FrameSize int
-	Frames    int
-	RingSize  int
-	XDPMode   XDPMode // xdp_mode: default XDPAuto
-	MTU       int     // mtu: default 1500, 576..9000
+	Batch int
+	// SpinMicros (spin_us) is forwarder.LoopOptions.Spin in µs, as
+	// written: zero when not.
+	SpinMicros int
+	FrameSize  int
+	Frames     int
+	RingSize   int
+	XDPMode    XDPMode // xdp_mode: default XDPAuto
+	MTU        int     // mtu: default 1500, 576..9000
 	// BusyPoll (busy_poll, default false) lets each worker run its
 	// interfaces' NAPI receive loop itself (SO_PREFER_BUSY_POLL), setting
 	// napi_defer_hard_irqs and gro_flush_timeout on them while pnapd runs.

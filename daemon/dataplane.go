@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync/atomic"
 
 	"github.com/cilium/ebpf/rlimit"
 	"github.com/pnap-project/pnap/configs"
@@ -44,6 +45,9 @@ type dataPlane struct {
 	// drive them from the workers stage.
 	workers []*forwarder.Worker
 	loops   []*forwarder.Loop
+	// running publishes loops, once all are made, to the metrics, which
+	// may already be collecting.
+	running atomic.Pointer[[]*forwarder.Loop]
 	closers []func() error
 	// stuck is set when a worker did not stop: nothing it may still use is
 	// released then.
@@ -251,7 +255,7 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 	}
 	dp.closers = append(dp.closers, lk.Close)
 	if fw.BusyPoll {
-		if err := dp.preferBusyPoll(p.iface, sockets, d.plan.batch); err != nil {
+		if err := dp.preferBusyPoll(p.iface, sockets, d.plan.loop.Batch); err != nil {
 			return err
 		}
 	}

@@ -75,12 +75,14 @@ func (d *Daemon) startWorkers(context.Context) (func() error, error) {
 		if q < len(fw.CPUs) {
 			cpu = fw.CPUs[q]
 		}
-		opt := forwarder.LoopOptions{Batch: d.plan.batch, Slow: d.slow.in, ProbeReply: probeReply}
+		opt := d.plan.loop
+		opt.Slow, opt.ProbeReply = d.slow.in, probeReply
 		if q == 0 {
 			opt.Inject = d.dp.inject // the first loop sends the probes
 		}
 		d.dp.loops = append(d.dp.loops, forwarder.NewLoop(w, d.dp.byQueue[q], cpu, opt))
 	}
+	d.dp.running.Store(&d.dp.loops)
 	var wg sync.WaitGroup
 	for i, l := range d.dp.loops {
 		d.goRun(&wg, fmt.Sprintf("worker %d", i), l.Run)

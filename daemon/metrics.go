@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
 	"github.com/prometheus/client_golang/prometheus"
@@ -45,6 +46,10 @@ var (
 	descBGPPrefixes  = prometheus.NewDesc("pnap_bgp_prefixes", "A session's prefixes now, by family and kind (held: in the FIB from this session; announced: the peer has them from pnapd).", []string{"session", "role", "neighbor", "family", "kind"}, nil)
 	descBGPReceived  = prometheus.NewDesc("pnap_bgp_prefixes_received_total", "Prefixes the peer announced, every UPDATE counted, by family.", []string{"session", "role", "neighbor", "family"}, nil)
 	descBGPRefused   = prometheus.NewDesc("pnap_bgp_prefixes_refused_total", "Announced prefixes the import rules refused, by reason (policy, next_hop, max_prefixes).", []string{"session", "role", "neighbor", "reason"}, nil)
+	descXSKDrops     = prometheus.NewDesc("pnap_xsk_drops_total", "Frames the kernel's AF_XDP socket dropped or refused, by port, queue and reason (rx_dropped, rx_ring_full: the worker fell behind; fill_ring_empty; rx_invalid, tx_invalid: descriptors).", []string{"port", "interface", "queue", "reason"}, nil)
+	descXSKCopied    = prometheus.NewDesc("pnap_xsk_copied_frames_total", "Frames copied into the UMEM to be sent (probes); forwarding moves frames without copying.", []string{"port", "interface", "queue"}, nil)
+	descWorkerSpin   = prometheus.NewDesc("pnap_worker_spin_seconds_total", "CPU time each worker spent polling empty rings before sleeping ([forwarder] spin_us): what low latency costs.", []string{"queue"}, nil)
+	descWorkerSleeps = prometheus.NewDesc("pnap_worker_sleeps_total", "Times each worker slept in poll(2) for want of work.", []string{"queue"}, nil)
 	descInjectRefuse = prometheus.NewDesc("pnap_probe_inject_refused_total", "Probe frames the workers' inject ring refused.", nil, nil)
 )
 
@@ -101,8 +106,31 @@ func (c collector) collectPorts(m sink) {
 					m.counter(descPortDrops, float64(n), name, p.Name, qs, forwarder.Reason(r).String())
 				}
 			}
+			c.collectSocket(m, d.dp.byQueue[q][i], name, qs)
 		}
 	}
+	if loops := d.dp.running.Load(); loops != nil {
+		for q, l := range *loops {
+			st := l.Stats()
+			m.counter(descWorkerSpin, st.SpinSeconds, fmt.Sprint(q))
+			m.counter(descWorkerSleeps, float64(st.Sleeps), fmt.Sprint(q))
+		}
+	}
+}
+
+// collectSocket: the kernel's counters of one AF_XDP socket.
+func (c collector) collectSocket(m sink, s *xsk.Port, name, queue string) {
+	st, err := s.Stats()
+	if err != nil {
+		return
+	}
+	for _, r := range []struct {
+		reason string
+		n      uint64
+	}{{"rx_dropped", st.RxDropped}, {"rx_ring_full", st.RxRingFull}, {"fill_ring_empty", st.RxFillRingEmpty}, {"rx_invalid", st.RxInvalid}, {"tx_invalid", st.TxInvalid}} {
+		m.counter(descXSKDrops, float64(r.n), name, s.Name, queue, r.reason)
+	}
+	m.counter(descXSKCopied, float64(st.Copied), name, s.Name, queue)
 }
 
 // collectBackbones: what the status API says of each backbone.

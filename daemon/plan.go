@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/fib"
@@ -19,9 +20,10 @@ import (
 // file holds and where; the components own their defaults and rules; this
 // is the one place that puts the two together.
 type plan struct {
-	// socket sizes every AF_XDP socket; batch is the loops' batch.
+	// socket sizes every UMEM and AF_XDP socket; loop is how the loops
+	// take batches and wait (without their channels and callbacks).
 	socket xsk.Options
-	batch  int
+	loop   forwarder.LoopOptions
 	// sampler is the workers' in-band sampling, less the ring each gets.
 	sampler   forwarder.SamplerOptions
 	probes    probes.Options
@@ -107,16 +109,17 @@ func bgpWithFiles(cfg *configs.Config) error {
 }
 
 // forwarderOptions is [forwarder]'s socket sizes over xsk's defaults and
-// its batch over the loops'.
+// its batch and spin over the loops'.
 func forwarderOptions(cfg *configs.Config, o *plan) error {
 	f := &cfg.Forwarder
 	o.socket = xsk.DefaultOptions()
 	take(cfg, "forwarder.frames", &o.socket.Frames, f.Frames)
 	take(cfg, "forwarder.frame_size", &o.socket.FrameSize, f.FrameSize)
 	take(cfg, "forwarder.ring_size", &o.socket.RingSize, f.RingSize)
-	o.batch = forwarder.DefaultBatch
-	take(cfg, "forwarder.batch", &o.batch, f.Batch)
-	return located(cfg, "forwarder", "forwarder", setting.First(o.socket.Validate(), forwarder.ValidateBatch(o.batch)))
+	o.loop = forwarder.LoopOptions{Batch: forwarder.DefaultBatch, Spin: forwarder.DefaultSpin, BusyPoll: f.BusyPoll}
+	take(cfg, "forwarder.batch", &o.loop.Batch, f.Batch)
+	take(cfg, "forwarder.spin_us", &o.loop.Spin, time.Duration(f.SpinMicros)*time.Microsecond)
+	return located(cfg, "forwarder", "forwarder", setting.First(o.socket.Validate(), forwarder.ValidateBatch(o.loop.Batch), forwarder.ValidateSpin(o.loop.Spin)))
 }
 
 // backboneOptions are the optimizer's parameters of every [[backbone]].

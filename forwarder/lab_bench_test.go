@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/forwarder"
 	"golang.org/x/sys/unix"
 )
 
@@ -116,26 +118,7 @@ func BenchmarkLabForwarding(b *testing.B) {
 				modes = strings.Split(m, ",")
 			}
 			for _, mode := range modes {
-				x := newAFXDPLabMode(b, mode != "kernel")
-				if mode == "bounce" {
-					// Same lab and sockets, with the loop replaced by a bounce.
-					if err := x.stopLoop(); err != nil {
-						b.Fatal(err)
-					}
-					stop := make(chan struct{})
-					go bounce.Run(x.ports[0], x.ports[1], [6]byte(x.al.MAC), [6]byte(x.pb0.MAC), 1, stop)
-					b.Cleanup(func() { close(stop) })
-				}
-				if mode != "kernel" && os.Getenv("PNAP_LAB_BUSYPOLL") == "1" {
-					busyPoll(b, x)
-				} else {
-					// The receiving veth's work runs in a NAPI thread pinned
-					// to CPU 1 with the forwarder (ENVIRONMENT.md): otherwise
-					// it runs on the generator's CPU and the kernel starves.
-					if err := x.pc0.PinNAPI(1); err != nil {
-						b.Fatal(err)
-					}
-				}
+				x := newLabMode(b, mode)
 				frame := lab.UDPFrame(b, x.cl.MAC, x.pc0.MAC, "198.18.0.7", "203.0.113.9", make([]byte, size-4-42))
 				gen := newLiveGenerator(b, x.cust, x.cl, frame)
 				before := rxPackets(b, x.al)
@@ -155,12 +138,50 @@ func BenchmarkLabForwarding(b *testing.B) {
 	}
 }
 
-// newAFXDPLabMode is the forwarding lab with pnap running (withPnap) or with
-// the kernel of pnap's namespace forwarding instead.
-func newAFXDPLabMode(tb testing.TB, withPnap bool) *afxdpLab {
-	if withPnap {
-		return newAFXDPLabCPU(tb, 1)
+// newLabMode is the forwarding lab with pnap running ("pnap"), its sockets
+// served by a bounce instead ("bounce"), or with the kernel of pnap's
+// namespace forwarding ("kernel"); the receiving NAPI is on CPU 1 with the
+// forwarder. PNAP_LAB_BUSYPOLL=1 makes pnap and the bounce drive it
+// themselves, PNAP_LAB_SPIN=µs sets pnap's spin.
+func newLabMode(tb testing.TB, mode string) *afxdpLab {
+	if mode == "kernel" {
+		x := newKernelLab(tb)
+		if err := x.pc0.PinNAPI(1); err != nil {
+			tb.Fatal(err)
+		}
+		return x
 	}
+	busy := os.Getenv("PNAP_LAB_BUSYPOLL") == "1"
+	spin, _ := strconv.Atoi(os.Getenv("PNAP_LAB_SPIN"))
+	x := newAFXDPLabWith(tb, 1, func(_ *forwarder.Plane, o *forwarder.LoopOptions) {
+		o.BusyPoll, o.Spin = busy, time.Duration(spin)*time.Microsecond
+	})
+	if mode == "bounce" {
+		// Same lab and sockets, with the loop replaced by a bounce.
+		if err := x.stopLoop(); err != nil {
+			tb.Fatal(err)
+		}
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			bounce.Run(x.ports[0], x.ports[1], [6]byte(x.al.MAC), [6]byte(x.pb0.MAC), 1, stop)
+			close(done)
+		}()
+		tb.Cleanup(func() { close(stop); <-done })
+	}
+	if busy {
+		busyPoll(tb, x)
+	} else if err := x.pc0.PinNAPI(1); err != nil {
+		// The receiving veth's work runs in a NAPI thread pinned to CPU 1
+		// with the forwarder (ENVIRONMENT.md): otherwise it runs on the
+		// generator's CPU and the kernel starves.
+		tb.Fatal(err)
+	}
+	return x
+}
+
+// newKernelLab is the forwarding lab with the kernel of pnap's namespace
+// forwarding instead of pnap.
+func newKernelLab(tb testing.TB) *afxdpLab {
 	x := newBareLab(tb)
 	// A veth receives XDP_TX'd frames only while it has NAPI: an XDP
 	// program (pnap's case) or GRO. GRO collapses the generator's identical

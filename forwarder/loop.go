@@ -65,6 +65,9 @@ const (
 	MaxBatch     = 1024
 )
 
+// DefaultSpin is LoopOptions.Spin as pnapd's loops run it.
+const DefaultSpin = 50 * time.Microsecond
+
 // MaxSpin bounds LoopOptions.Spin: beyond it the loop is as good as
 // always busy.
 const MaxSpin = 10 * time.Millisecond

@@ -40,22 +40,7 @@ func (u *Umem) Open(name string, ifindex, queue int) (*Port, error) {
 	if u.closed {
 		return nil, fmt.Errorf("port %s: the UMEM is closed", name)
 	}
-	var p *Port
-	var err error
-	if u.owner == nil && !u.opt.Copy {
-		p, err = u.open(name, ifindex, queue, unix.XDP_ZEROCOPY|unix.XDP_USE_NEED_WAKEUP)
-		if err == nil {
-			u.zeroCopy = true
-		}
-	}
-	if p == nil {
-		flags := uint16(unix.XDP_COPY | unix.XDP_USE_NEED_WAKEUP)
-		if u.owner != nil {
-			// A shared socket takes its mode from the UMEM's first.
-			flags = unix.XDP_SHARED_UMEM
-		}
-		p, err = u.open(name, ifindex, queue, flags)
-	}
+	p, err := u.open(name, ifindex, queue)
 	if err != nil {
 		hint := "does the interface have this queue? is the locked-memory limit high enough?"
 		if u.zeroCopy {
@@ -71,8 +56,8 @@ func (u *Umem) Open(name string, ifindex, queue int) (*Port, error) {
 	return p, nil
 }
 
-// open makes and binds one socket with bind flags, releasing it on error.
-func (u *Umem) open(name string, ifindex, queue int, flags uint16) (_ *Port, err error) {
+// open makes and binds one socket, releasing it on error.
+func (u *Umem) open(name string, ifindex, queue int) (_ *Port, err error) {
 	fd, err := unix.Socket(unix.AF_XDP, unix.SOCK_RAW|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, err
@@ -95,14 +80,25 @@ func (u *Umem) open(name string, ifindex, queue int, flags uint16) (_ *Port, err
 	// Copy mode sends at most this many frames per sendto (default 32):
 	// a ring's worth saves kicks. Kernels before 6.17 lack the option.
 	unix.SetsockoptInt(fd, unix.SOL_XDP, unix.XDP_MAX_TX_SKB_BUDGET, u.opt.RingSize)
-	sa := &unix.SockaddrXDP{Flags: flags, Ifindex: uint32(ifindex), QueueID: uint32(queue)}
+	sa := &unix.SockaddrXDP{Ifindex: uint32(ifindex), QueueID: uint32(queue)}
 	if u.owner != nil {
-		sa.SharedUmemFD = uint32(u.owner.fd)
+		// A shared socket takes its mode from the UMEM's first.
+		sa.Flags, sa.SharedUmemFD = unix.XDP_SHARED_UMEM, uint32(u.owner.fd)
+		return p, bind(fd, sa)
 	}
-	if err := bind(fd, sa); err != nil {
-		return nil, err
+	if !u.opt.Copy {
+		// Zero-copy first; a failed bind leaves the socket as it was, so
+		// copy mode is tried on the same one (a new socket would register
+		// the UMEM twice against the locked-memory limit until the kernel
+		// released the first).
+		sa.Flags = unix.XDP_ZEROCOPY | unix.XDP_USE_NEED_WAKEUP
+		if bind(fd, sa) == nil {
+			u.zeroCopy = true
+			return p, nil
+		}
 	}
-	return p, nil
+	sa.Flags = unix.XDP_COPY | unix.XDP_USE_NEED_WAKEUP
+	return p, bind(fd, sa)
 }
 
 // mapRings sizes and maps the socket's fill, completion, RX and TX rings.
