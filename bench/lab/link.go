@@ -28,9 +28,11 @@ type Link struct {
 // VethOpts tunes Connect. The zero value gives MTU 1500 and kernel-chosen
 // random MACs.
 type VethOpts struct {
-	MTU  int              // both ends; 0 means 1500
-	MACA net.HardwareAddr // optional fixed MAC of the a end
-	MACB net.HardwareAddr // optional fixed MAC of the b end
+	MTU int // both ends; 0 means 1500
+	// Queues is the RX and TX queue count of both ends; 0 means 1.
+	Queues int
+	MACA   net.HardwareAddr // optional fixed MAC of the a end
+	MACB   net.HardwareAddr // optional fixed MAC of the b end
 }
 
 // IfNameMax is the longest interface name Linux accepts (IFNAMSIZ-1).
@@ -42,7 +44,8 @@ const IfNameMax = unix.IFNAMSIZ - 1
 // neither name ever appears in the host's namespace; names only need to be
 // unique inside their namespace, and at most IfNameMax (15) bytes.
 //
-// Both ends get exactly one RX and one TX queue (AF_XDP binds to one queue),
+// Both ends get exactly one RX and one TX queue (AF_XDP binds to one queue;
+// opts.Queues asks for more),
 // the MTU of opts (1500 by default), TX checksum offload turned off (so frames
 // the kernel stack sends carry complete checksums; see ENVIRONMENT.md), and
 // are up with operstate UP when Connect returns (so the qdisc is attached and
@@ -73,15 +76,16 @@ func Connect(tb testing.TB, a *NS, aName string, b *NS, bName string, opts VethO
 	attrs := netlink.NewLinkAttrs() // TxQLen -1: kernel default (a zero value would mean txqueuelen 0)
 	attrs.Name = aName
 	attrs.MTU = mtu
-	attrs.NumRxQueues = 1
-	attrs.NumTxQueues = 1
+	queues := max(opts.Queues, 1)
+	attrs.NumRxQueues = queues
+	attrs.NumTxQueues = queues
 	attrs.HardwareAddr = opts.MACA
 	veth := netlink.NewVeth(attrs)
 	veth.PeerName = bName
 	// netlink v1.3.1 falls back to the a end's values when these are zero,
 	// but set them explicitly so nothing depends on that fallback.
-	veth.PeerNumRxQueues = 1
-	veth.PeerNumTxQueues = 1
+	veth.PeerNumRxQueues = uint32(queues)
+	veth.PeerNumTxQueues = uint32(queues)
 	veth.PeerMTU = uint32(mtu)
 	veth.PeerHardwareAddr = opts.MACB
 	veth.PeerNamespace = netlink.NsFd(bfd)
@@ -89,21 +93,21 @@ func Connect(tb testing.TB, a *NS, aName string, b *NS, bName string, opts VethO
 		tb.Fatalf("lab.Connect: veth %s(%s) <-> %s(%s): %v", aName, a.Name, bName, b.Name, err)
 	}
 
-	la := setupEnd(tb, a, aName)
-	lb := setupEnd(tb, b, bName)
+	la := setupEnd(tb, a, aName, queues)
+	lb := setupEnd(tb, b, bName, queues)
 	waitOperUp(tb, la, lb)
 	return la, lb
 }
 
-func setupEnd(tb testing.TB, n *NS, name string) *Link {
+func setupEnd(tb testing.TB, n *NS, name string, queues int) *Link {
 	tb.Helper()
 	nl, err := n.h.LinkByName(name)
 	if err != nil {
 		tb.Fatalf("lab.Connect: %s in %s: %v", name, n.Name, err)
 	}
 	at := nl.Attrs()
-	if at.NumRxQueues != 1 || at.NumTxQueues != 1 {
-		tb.Fatalf("lab.Connect: %s in %s has %d RX / %d TX queues, want 1/1", name, n.Name, at.NumRxQueues, at.NumTxQueues)
+	if at.NumRxQueues != queues || at.NumTxQueues != queues {
+		tb.Fatalf("lab.Connect: %s in %s has %d RX / %d TX queues, want %d/%d", name, n.Name, at.NumRxQueues, at.NumTxQueues, queues, queues)
 	}
 	l := &Link{NS: n, Name: name, Index: at.Index, MAC: append(net.HardwareAddr(nil), at.HardwareAddr...)}
 	if err := l.SetTxChecksum(false); err != nil {
