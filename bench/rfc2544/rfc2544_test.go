@@ -7,6 +7,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -33,7 +34,9 @@ var (
 // TestQuick is the harness's smoke run, part of `make test`: every
 // forwarder, IPv4 and IPv6 at 64 B, short trials, 20,000 routes of each
 // full table shared out over 4 backbones. It checks the harness end to end
-// (topology, forwarders, generator, receivers, search, report), not
+// (topology, forwarders, generator, receivers, search, report) and that
+// every forwarder forwards: each passes a trial at quickFloor or above and
+// sends no frame to the wrong backbone (see rowProblems). It measures no
 // performance.
 func TestQuick(t *testing.T) {
 	lab.RequireRoot(t)
@@ -49,27 +52,9 @@ func TestQuick(t *testing.T) {
 	if len(rows) != 8 {
 		t.Fatalf("%d rows, want 4 forwarders × 2 families", len(rows))
 	}
-	// This checks the harness, not the forwarders: on a busy machine a
-	// short trial may lose frames at every rate tried, so a zero-loss rate
-	// of 0 is possible. What must hold: frames got through every forwarder,
-	// every search ran its trials, and a reported rate is a passing trial's.
 	for _, r := range rows {
-		if r.FloodPPS < 1000 || len(r.Trials) == 0 {
-			t.Errorf("%s %s: flooded %.0f pps, %d trials", r.Forwarder, r.Family, r.FloodPPS, len(r.Trials))
-			continue
-		}
-		if r.ZeroLossPPS == 0 {
-			t.Logf("%s %s: no trial passed (busy machine?)", r.Forwarder, r.Family)
-			continue
-		}
-		found := false
-		for _, tr := range r.Trials {
-			if tr.Offered == r.ZeroLossPPS && tr.LossRatio() <= opt.Tolerance && us(tr.P50) == r.P50us {
-				found = true
-			}
-		}
-		if !found || r.P99us < r.P50us {
-			t.Errorf("%s %s: reported %.0f pps (p50 %.1f µs, p99 %.1f µs) is not a passing trial's", r.Forwarder, r.Family, r.ZeroLossPPS, r.P50us, r.P99us)
+		for _, p := range rowProblems(r, opt.Tolerance) {
+			t.Errorf("%s %s: %s", r.Forwarder, r.Family, p)
 		}
 	}
 	meta := MachineMeta()
@@ -101,6 +86,84 @@ func TestQuick(t *testing.T) {
 	for _, p := range plots {
 		if st, err := os.Stat(filepath.Join(dir, p)); err != nil || st.Size() < 1000 {
 			t.Errorf("plot %s: %v", p, err)
+		}
+	}
+}
+
+// quickFloor is the least zero-loss rate TestQuick accepts: the search's
+// first rate, so at least one trial of the search passed. Any working
+// forwarder clears it with margin here (zero-loss rates on this VM are
+// 25-200 kpps, bounded by vCPU stalls), while one that gets warm-up's
+// 10 kpps through but loses more than the tolerance beyond, or drops at
+// random, does not.
+const quickFloor = searchStart
+
+// rowProblems is what is wrong with a row of TestQuick: the flood got
+// through, the search ran, it passed a trial at quickFloor or above (less
+// 10 %: a vCPU stall can make the generator fall that short of the asked
+// rate, see traffic.Sent.Stalled), the reported rate and latencies are a
+// passing trial's, the peak is no less than the flood, and no frame took
+// the wrong backbone (for the no-lookup peers, all belong on backbone 0).
+func rowProblems(r Row, tolerance float64) []string {
+	var out []string
+	if r.FloodPPS < 1000 || len(r.Trials) == 0 {
+		return append(out, fmt.Sprintf("flooded %.0f pps, %d trials", r.FloodPPS, len(r.Trials)))
+	}
+	if r.ZeroLossPPS < 0.9*quickFloor {
+		out = append(out, fmt.Sprintf("zero-loss rate %.0f pps, below the floor of %d: no trial at or above it passed", r.ZeroLossPPS, quickFloor))
+	}
+	found := false
+	for _, tr := range r.Trials {
+		if tr.Offered == r.ZeroLossPPS && tr.LossRatio() <= tolerance && us(tr.P50) == r.P50us {
+			found = true
+		}
+	}
+	if r.ZeroLossPPS > 0 && (!found || r.P99us < r.P50us) {
+		out = append(out, fmt.Sprintf("reported %.0f pps (p50 %.1f µs, p99 %.1f µs) is not a passing trial's", r.ZeroLossPPS, r.P50us, r.P99us))
+	}
+	if r.PeakPPS < r.FloodPPS {
+		out = append(out, fmt.Sprintf("peak %.0f pps below the flood's %.0f", r.PeakPPS, r.FloodPPS))
+	}
+	if r.WrongPath != 0 {
+		out = append(out, fmt.Sprintf("%d frames arrived on the wrong backbone", r.WrongPath))
+	}
+	return out
+}
+
+// TestRowProblems holds TestQuick's checks to rows of forwarders that
+// must fail them, and one that must pass.
+func TestRowProblems(t *testing.T) {
+	pass := func(rate float64) Trial {
+		return Trial{Asked: rate, Offered: rate, Sent: 3750, Received: 3750, P50: 20 * time.Microsecond, P99: 40 * time.Microsecond}
+	}
+	fail := func(rate float64, lost uint64) Trial {
+		tr := pass(rate)
+		tr.Received, tr.Lost = tr.Sent-lost, lost
+		return tr
+	}
+	good := Row{Forwarder: "good", ZeroLossPPS: 50_000, P50us: 20, P99us: 40, FloodPPS: 60_000, PeakPPS: 70_000,
+		Trials: []Trial{pass(25_000), pass(50_000), fail(100_000, 2000), fail(75_000, 500), fail(62_500, 100)}}
+	if p := rowProblems(good, 0.02); len(p) != 0 {
+		t.Errorf("a good row: %v", p)
+	}
+	// Gets warm-up's 10 kpps through, then loses 3 % at every rate:
+	// nothing passes, which the old check only logged.
+	lossy := Row{Forwarder: "lossy", FloodPPS: 50_000, PeakPPS: 50_000,
+		Trials: []Trial{fail(25_000, 113), fail(12_500, 113), fail(6_250, 113)}}
+	// Carries 15 kpps: passes only the halvings below the first rate.
+	slow := Row{Forwarder: "slow", ZeroLossPPS: 12_500, P50us: 20, P99us: 40, FloodPPS: 15_000, PeakPPS: 15_000,
+		Trials: []Trial{fail(25_000, 1500), pass(12_500), fail(18_750, 750)}}
+	// Drops everything after warm-up.
+	dead := Row{Forwarder: "dead", Trials: []Trial{fail(25_000, 3750)}}
+	misrouting := good
+	misrouting.WrongPath = 3
+	misrouting.Forwarder = "misrouting"
+	for _, c := range []struct {
+		r    Row
+		want string
+	}{{lossy, "below the floor"}, {slow, "below the floor"}, {dead, "flooded 0 pps"}, {misrouting, "wrong backbone"}} {
+		if p := rowProblems(c.r, 0.02); len(p) != 1 || !strings.Contains(p[0], c.want) {
+			t.Errorf("%s: problems %q, want one about %q", c.r.Forwarder, p, c.want)
 		}
 	}
 }
