@@ -36,7 +36,7 @@ var (
 // full table shared out over 4 backbones. It checks the harness end to end
 // (topology, forwarders, generator, receivers, search, report) and that
 // every forwarder forwards: each passes a trial at quickFloor or above and
-// sends no frame to the wrong backbone (see rowProblems). It measures no
+// sends no frame to the wrong backbone (see checkQuick). It measures no
 // performance.
 func TestQuick(t *testing.T) {
 	lab.RequireRoot(t)
@@ -52,11 +52,7 @@ func TestQuick(t *testing.T) {
 	if len(rows) != 8 {
 		t.Fatalf("%d rows, want 4 forwarders × 2 families", len(rows))
 	}
-	for _, r := range rows {
-		for _, p := range rowProblems(r, opt.Tolerance) {
-			t.Errorf("%s %s: %s", r.Forwarder, r.Family, p)
-		}
-	}
+	checkQuick(t, opt, rows)
 	meta := MachineMeta()
 	meta.Duration, meta.Command, meta.Routes = time.Since(start), "go test -run TestQuick ./bench/rfc2544/", "20,000 prefixes of each full table"
 	plots, err := WritePlots(dir, rows)
@@ -92,25 +88,63 @@ func TestQuick(t *testing.T) {
 
 // quickFloor is the least zero-loss rate TestQuick accepts: the search's
 // first rate, so at least one trial of the search passed. Any working
-// forwarder clears it with margin here (zero-loss rates on this VM are
-// 25-200 kpps, bounded by vCPU stalls), while one that gets warm-up's
-// 10 kpps through but loses more than the tolerance beyond, or drops at
-// random, does not.
+// forwarder clears it with margin on an idle machine of this kind (zero-loss
+// rates here are 25-200 kpps and more, bounded by vCPU stalls), while one
+// that gets warm-up's 10 kpps through but loses more than the tolerance
+// beyond, or drops at random, does not.
 const quickFloor = searchStart
 
-// rowProblems is what is wrong with a row of TestQuick: the flood got
-// through, the search ran, it passed a trial at quickFloor or above (less
-// 10 %: a vCPU stall can make the generator fall that short of the asked
-// rate, see traffic.Sent.Stalled), the reported rate and latencies are a
-// passing trial's, the peak is no less than the flood, and no frame took
-// the wrong backbone (for the no-lookup peers, all belong on backbone 0).
+// checkQuick fails t for every problem of TestQuick's rows. A row below
+// the floor is measured once more and fails the floor only if it is below
+// it again: other work on this 2-CPU VM (another build beside the test)
+// can take the forwarder's CPU for tens of ms and make a 150 ms trial lose
+// 10-50 % at any rate. While work outside the test kept 17-38 % of the CPUs
+// busy, 6 runs of 10 here had a row below the floor (pnap, afxdp-bounce,
+// once the kernel), 2 of them again on the rerun; on the idle machine none
+// of 13 did. A forwarder that cannot carry the floor fails both times.
+func checkQuick(t *testing.T, opt Options, rows []Row) {
+	t.Helper()
+	for _, r := range rows {
+		for _, p := range rowProblems(r, opt.Tolerance) {
+			t.Errorf("%s %s: %s", r.Forwarder, r.Family, p)
+		}
+		p := floorProblem(r)
+		if p == "" {
+			continue
+		}
+		t.Logf("%s %s: %s; measuring it again", r.Forwarder, r.Family, p)
+		fam, _ := strconv.Atoi(strings.TrimPrefix(r.Family, "ipv"))
+		again := opt
+		again.Forwarders, again.Families = []string{r.Forwarder}, []int{fam}
+		for _, r2 := range Run(t, again) {
+			for _, p := range rowProblems(r2, opt.Tolerance) {
+				t.Errorf("%s %s, measured again: %s", r.Forwarder, r.Family, p)
+			}
+			if p := floorProblem(r2); p != "" {
+				t.Errorf("%s %s, twice: %s", r.Forwarder, r.Family, p)
+			}
+		}
+	}
+}
+
+// floorProblem says whether a row passed no trial at quickFloor or above
+// (less 10 %: a vCPU stall can make the generator fall that short of the
+// asked rate, see traffic.Sent.Stalled); "" if it did.
+func floorProblem(r Row) string {
+	if r.ZeroLossPPS >= 0.9*quickFloor {
+		return ""
+	}
+	return fmt.Sprintf("zero-loss rate %.0f pps, below the floor of %d: no trial at or above it passed", r.ZeroLossPPS, quickFloor)
+}
+
+// rowProblems is what else is wrong with a row of TestQuick: the flood got
+// through, the search ran, the reported rate and latencies are a passing
+// trial's, the peak is no less than the flood, and no frame took the wrong
+// backbone (for the no-lookup peers, all belong on backbone 0).
 func rowProblems(r Row, tolerance float64) []string {
 	var out []string
 	if r.FloodPPS < 1000 || len(r.Trials) == 0 {
 		return append(out, fmt.Sprintf("flooded %.0f pps, %d trials", r.FloodPPS, len(r.Trials)))
-	}
-	if r.ZeroLossPPS < 0.9*quickFloor {
-		out = append(out, fmt.Sprintf("zero-loss rate %.0f pps, below the floor of %d: no trial at or above it passed", r.ZeroLossPPS, quickFloor))
 	}
 	found := false
 	for _, tr := range r.Trials {
@@ -130,8 +164,8 @@ func rowProblems(r Row, tolerance float64) []string {
 	return out
 }
 
-// TestRowProblems holds TestQuick's checks to rows of forwarders that
-// must fail them, and one that must pass.
+// TestRowProblems holds TestQuick's checks (floorProblem, rowProblems) to
+// rows of forwarders that must fail them, and one that must pass.
 func TestRowProblems(t *testing.T) {
 	pass := func(rate float64) Trial {
 		return Trial{Asked: rate, Offered: rate, Sent: 3750, Received: 3750, P50: 20 * time.Microsecond, P99: 40 * time.Microsecond}
@@ -143,8 +177,8 @@ func TestRowProblems(t *testing.T) {
 	}
 	good := Row{Forwarder: "good", ZeroLossPPS: 50_000, P50us: 20, P99us: 40, FloodPPS: 60_000, PeakPPS: 70_000,
 		Trials: []Trial{pass(25_000), pass(50_000), fail(100_000, 2000), fail(75_000, 500), fail(62_500, 100)}}
-	if p := rowProblems(good, 0.02); len(p) != 0 {
-		t.Errorf("a good row: %v", p)
+	if p := append(rowProblems(good, 0.02), floorProblem(good)); len(p) != 1 || p[0] != "" {
+		t.Errorf("a good row: %q", p)
 	}
 	// Gets warm-up's 10 kpps through, then loses 3 % at every rate:
 	// nothing passes, which the old check only logged.
@@ -159,11 +193,16 @@ func TestRowProblems(t *testing.T) {
 	misrouting.WrongPath = 3
 	misrouting.Forwarder = "misrouting"
 	for _, c := range []struct {
-		r    Row
-		want string
-	}{{lossy, "below the floor"}, {slow, "below the floor"}, {dead, "flooded 0 pps"}, {misrouting, "wrong backbone"}} {
-		if p := rowProblems(c.r, 0.02); len(p) != 1 || !strings.Contains(p[0], c.want) {
-			t.Errorf("%s: problems %q, want one about %q", c.r.Forwarder, p, c.want)
+		r     Row
+		floor bool   // below the floor
+		want  string // rowProblems' one problem, if any
+	}{{lossy, true, ""}, {slow, true, ""}, {dead, true, "flooded 0 pps"}, {misrouting, false, "wrong backbone"}} {
+		if f := floorProblem(c.r); (f != "") != c.floor {
+			t.Errorf("%s: floor problem %q, want one: %v", c.r.Forwarder, f, c.floor)
+		}
+		p := rowProblems(c.r, 0.02)
+		if c.want == "" && len(p) != 0 || c.want != "" && (len(p) != 1 || !strings.Contains(p[0], c.want)) {
+			t.Errorf("%s: problems %q, want %q", c.r.Forwarder, p, c.want)
 		}
 	}
 }
