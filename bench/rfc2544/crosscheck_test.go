@@ -36,17 +36,26 @@ func BenchmarkGeneratorCrossCheck(b *testing.B) {
 	dir := b.TempDir()
 	files := []string{shareddata.File(b, shareddata.IPv4Full)}
 	pnapd := topo.BuildPnapd(b, dir)
+	split, err := splitRoutes(loadPrefixes(b, files), 4, dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := netip.MustParseAddr("1.1.1.1")
+	to, err := split.expect([]netip.Addr{dst})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for _, fwd := range []string{Pnap, Kernel} {
 		x := topo.Build(b, topo.Options{Backbones: 4})
-		s := &setup{x: x, pnapd: pnapd, routeFiles: files, routes: loadPrefixes(b, files)}
+		s := &setup{x: x, pnapd: pnapd, routes: split}
 		startDUT(b, fwd, s)
-		dst := netip.MustParseAddr("1.1.1.1")
-		far := x.Backbones[0].Far
+		bb := x.Backbones[to[0]] // where dst's longest prefix is
+		far := bb.Far
 		rx := traffic.NewReceiver(b) // gives the far end NAPI; counts the tagged frames
-		rx.Attach(b, x.Backbones[0].NS, far)
+		rx.AttachPath(b, bb.NS, far, to[0])
 		gen := traffic.NewGenerator(b, x.Source, x.SourceLink, traffic.Spec{
 			SrcMAC: x.SourceLink.MAC, DstMAC: x.Customer.MAC, Src: x.Host4.Addr(), Dsts: []netip.Addr{dst},
-			FrameBytes: 64, SrcPort: 40000, DstPort: 9,
+			Paths: to, FrameBytes: 64, SrcPort: 40000, DstPort: 9,
 		})
 		gen.Run(genCPU, 10_000, 300*time.Millisecond) // warm-up: neighbours
 		time.Sleep(100 * time.Millisecond)

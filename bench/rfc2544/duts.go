@@ -4,7 +4,6 @@ package rfc2544
 
 import (
 	"fmt"
-	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,15 +35,16 @@ const (
 
 // setup is what every forwarder is given: the topology and the routes.
 type setup struct {
-	x          *topo.Topology
-	pnapd      string   // the pnapd binary
-	routeFiles []string // what every backbone holds (pnapd reads these)
-	routes     []netip.Prefix
+	x      *topo.Topology
+	pnapd  string          // the pnapd binary
+	routes *backboneRoutes // each backbone's share of the routes
 }
 
 // startDUT makes x's DUT forward as name does; everything stops in tb's
-// cleanup. All forwarders send everything to backbone 0: pnapd's default
-// selection (preference) does, and the others are set up to.
+// cleanup. pnapd and the kernel send each destination to the backbone of
+// its longest matching prefix (each backbone holds a share of the
+// routes); afxdp-bounce and xdp-redirect, which look nothing up, send
+// everything to backbone 0.
 func startDUT(tb testing.TB, name string, s *setup) {
 	tb.Helper()
 	switch name {
@@ -72,7 +72,7 @@ func startDUT(tb testing.TB, name string, s *setup) {
 func startPnapd(tb testing.TB, s *setup) {
 	dir := tb.TempDir()
 	conf := filepath.Join(dir, "pnapd.toml")
-	if err := os.WriteFile(conf, []byte(s.x.PnapdConfig(s.routeFiles, []int{dutCPU})), 0o644); err != nil {
+	if err := os.WriteFile(conf, []byte(s.x.PnapdConfigPerBackbone(s.routes.files, []int{dutCPU})), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	p, ready := topo.StartPnapd(tb, exec.Command(s.pnapd, "run", "-c", conf), s.x.DUT.Do)
@@ -81,26 +81,28 @@ func startPnapd(tb testing.TB, s *setup) {
 	}
 }
 
-// startKernel is Linux forwarding with the same routes, all via backbone 0,
-// loaded over netlink.
+// startKernel is Linux forwarding with the same routes, each via its own
+// backbone's gateway, loaded over netlink.
 func startKernel(tb testing.TB, s *setup) {
 	x := s.x
-	bb := x.Backbones[0]
-	kr := make([]topo.KernelRoute, 0, len(s.routes))
-	for _, p := range s.routes {
-		gw := bb.Gateway4
-		if p.Addr().Is6() {
-			gw = bb.Gateway6
+	var kr []topo.KernelRoute
+	for i, set := range s.routes.sets {
+		bb := x.Backbones[i]
+		for _, p := range set {
+			gw := bb.Gateway4
+			if p.Addr().Is6() {
+				gw = bb.Gateway6
+			}
+			kr = append(kr, topo.KernelRoute{Prefix: p, Gateway: gw, Ifindex: bb.Port.Index})
 		}
-		kr = append(kr, topo.KernelRoute{Prefix: p, Gateway: gw, Ifindex: bb.Port.Index})
+		x.DUT.AddNeigh(tb, bb.Port, bb.Gateway4.String(), bb.Far.MAC)
+		x.DUT.AddNeigh(tb, bb.Port, bb.Gateway6.String(), bb.Far.MAC)
 	}
 	took, err := topo.LoadKernelRoutes(x.DUT, kr)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	tb.Logf("kernel: %d routes loaded in %v", len(kr), took.Round(time.Millisecond))
-	x.DUT.AddNeigh(tb, bb.Port, bb.Gateway4.String(), bb.Far.MAC)
-	x.DUT.AddNeigh(tb, bb.Port, bb.Gateway6.String(), bb.Far.MAC)
 	x.DUT.Sysctl(tb, "net/ipv4/ip_forward", "1")
 	x.DUT.Sysctl(tb, "net/ipv6/conf/all/forwarding", "1")
 	// The generator's frames arrive XDP_TX'd from the source's veth, which

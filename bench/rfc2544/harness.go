@@ -27,8 +27,8 @@ type Options struct {
 	Trial     time.Duration // per trial; default 1 s
 	Steps     int           // halvings after the doubling phase; default 5
 	Tolerance float64       // loss share a passing trial may have
-	// RouteFiles are the tables every one of the Backbones holds, one file
-	// per family or both in one.
+	// RouteFiles are the tables the Backbones share out (see
+	// backboneRoutes), one file per family or both in one.
 	RouteFiles []string
 	Backbones  int // default 4
 	Dests      int // distinct destinations per family; default 4096
@@ -52,9 +52,20 @@ type Row struct {
 	MaxUs       float64    `json:"latency_max_us"`
 	Trials      []Trial    `json:"-"`
 	CDF         []CDFPoint `json:"-"` // latency at the zero-loss rate
-	// OverloadPPS is what arrived with the generator unpaced: the forwarder's
-	// rate under overload, and the search's upper bound.
-	OverloadPPS float64 `json:"overload_pps"`
+	// FloodPPS is what arrived per second with the generator unpaced: the
+	// forwarder's rate when flooded, and the search's upper bound.
+	FloodPPS float64 `json:"flood_pps"`
+	// PeakPPS is the most that arrived per second in any trial of the row,
+	// the flood included, whatever its loss: FloodPPS well below it means
+	// the forwarder carries less when flooded than it can (livelock).
+	PeakPPS float64 `json:"peak_pps"`
+	// WrongPath counts the frames that arrived on another backbone than
+	// their destination's (and so counted as lost), summed over every
+	// trial of the row: the flood, the search's trials and their reruns,
+	// not the warm-up. Over all trials rather than the best one, since a
+	// misroute is a bug at any rate, and the best trial, which passes
+	// within the loss tolerance, could hide a few.
+	WrongPath uint64 `json:"wrong_path"`
 	// Retried counts trials run a second time after a small loss.
 	Retried int `json:"retried_trials"`
 }
@@ -84,29 +95,41 @@ func Run(tb testing.TB, opt Options) []Row {
 	tb.Helper()
 	opt.fill()
 	prefixes := loadPrefixes(tb, opt.RouteFiles)
-	dests := map[int][]netip.Addr{}
+	split, err := splitRoutes(prefixes, opt.Backbones, tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dests, paths := map[int][]netip.Addr{}, map[int][]int{}
 	for _, fam := range opt.Families {
 		dests[fam] = pickDestinations(prefixes, fam, opt.Dests, rand.New(rand.NewPCG(uint64(fam), 2544)))
 		if len(dests[fam]) == 0 {
 			tb.Fatalf("no IPv%d destinations in %v", fam, opt.RouteFiles)
 		}
+		if paths[fam], err = split.expect(dests[fam]); err != nil {
+			tb.Fatal(err)
+		}
+		fmt.Fprintf(opt.Progress, "IPv%d: %d destinations, per backbone %v\n", fam, len(dests[fam]), perBackbone(paths[fam], opt.Backbones))
 	}
 	var rows []Row
 	for _, fwd := range opt.Forwarders {
 		x := topo.Build(tb, topo.Options{Backbones: opt.Backbones})
-		s := &setup{x: x, pnapd: opt.Pnapd, routeFiles: opt.RouteFiles, routes: prefixes}
+		s := &setup{x: x, pnapd: opt.Pnapd, routes: split}
 		start := time.Now()
 		startDUT(tb, fwd, s)
-		fmt.Fprintf(opt.Progress, "%s: started in %v (%d routes × %d backbones)\n", fwd, time.Since(start).Round(time.Millisecond), len(prefixes), opt.Backbones)
+		fmt.Fprintf(opt.Progress, "%s: started in %v (%d routes over %d backbones)\n", fwd, time.Since(start).Round(time.Millisecond), len(prefixes), opt.Backbones)
 		rx := traffic.NewReceiver(tb)
-		for _, bb := range x.Backbones {
-			rx.Attach(tb, bb.NS, bb.Far)
+		for i, bb := range x.Backbones {
+			rx.AttachPath(tb, bb.NS, bb.Far, i)
 		}
 		for _, fam := range opt.Families {
+			want := paths[fam]
+			if !looksUp(fwd) {
+				want = make([]int, len(dests[fam])) // all on backbone 0
+			}
 			for _, size := range opt.Sizes {
-				row := measure(tb, &opt, x, rx, fwd, fam, size, dests[fam])
-				fmt.Fprintf(opt.Progress, "%-12s %s %-5s %9.0f pps zero-loss (%7.1f Mb/s), p50 %6.1f µs, p99 %7.1f µs; %9.0f pps under overload\n",
-					fwd, row.Family, sizeName(row), row.ZeroLossPPS, row.Mbps, row.P50us, row.P99us, row.OverloadPPS)
+				row := measure(tb, &opt, x, rx, fwd, fam, size, dests[fam], want)
+				fmt.Fprintf(opt.Progress, "%-12s %s %-5s %9.0f pps zero-loss (%7.1f Mb/s), p50 %6.1f µs, p99 %7.1f µs; %9.0f pps flooded, %9.0f at peak; %d on the wrong backbone\n",
+					fwd, row.Family, sizeName(row), row.ZeroLossPPS, row.Mbps, row.P50us, row.P99us, row.FloodPPS, row.PeakPPS, row.WrongPath)
 				var trials []string
 				for _, t := range row.Trials {
 					trials = append(trials, fmt.Sprintf("%.0f:%.2g%%", t.Offered, 100*t.LossRatio()))
@@ -117,6 +140,19 @@ func Run(tb testing.TB, opt Options) []Row {
 		}
 	}
 	return rows
+}
+
+// looksUp tells whether forwarder fwd looks destinations up; the others
+// send everything to backbone 0 by design.
+func looksUp(fwd string) bool { return fwd == Pnap || fwd == Kernel }
+
+// perBackbone counts the destinations each of n backbones expects.
+func perBackbone(paths []int, n int) []int {
+	c := make([]int, n)
+	for _, p := range paths {
+		c[p]++
+	}
+	return c
 }
 
 // loadPrefixes reads the prefixes of route files.
@@ -148,29 +184,29 @@ const searchStart = 25_000
 // retryBelow: a failed trial that lost less than this share runs again.
 const retryBelow = 0.02
 
-// measure runs the search for one forwarder, family and size.
-func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver, fwd string, fam, size int, dests []netip.Addr) Row {
+// measure runs the search for one forwarder, family and size; paths[i] is
+// the backbone where frames to dests[i] must arrive.
+func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver, fwd string, fam, size int, dests []netip.Addr, paths []int) Row {
 	tb.Helper()
 	row := Row{Forwarder: fwd, Family: fmt.Sprintf("ipv%d", fam), FrameBytes: size, IMIX: size == 0}
 	if size != 0 {
 		row.FrameBytes = max(size, traffic.MinFrameBytes(fam))
 	}
-	r := &rig{rx: rx, gen: newGenerator(tb, x, fam, row, dests)}
+	r := &rig{rx: rx, gen: newGenerator(tb, x, fam, row, dests, paths)}
 	r.warmUp(tb, fwd, row.Family)
-	over, err := r.trial(0, opt.Trial)
+	flood, err := r.trial(0, opt.Trial)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if over.Offered > 0 {
-		row.OverloadPPS = float64(over.Received) / (float64(over.Sent) / over.Offered)
+	row.FloodPPS = flood.Delivered()
+	if row.FloodPPS <= 0 {
+		tb.Fatalf("%s %s %d B: nothing got through when flooded (%d sent, %d on the wrong backbone)", fwd, row.Family, row.FrameBytes, flood.Sent, flood.WrongPath)
 	}
-	if row.OverloadPPS <= 0 {
-		tb.Fatalf("%s %s %d B: nothing got through under overload", fwd, row.Family, row.FrameBytes)
-	}
-	best, all, err := Search(searchStart, over.Offered, opt.Steps, opt.Tolerance, r.retrying(opt, &row.Retried))
+	best, all, err := Search(searchStart, flood.Offered, opt.Steps, opt.Tolerance, r.retrying(opt, &row.Retried))
 	if err != nil {
 		tb.Fatal(err)
 	}
+	row.PeakPPS, row.WrongPath = r.peak, r.wrongPath
 	row.Trials = all
 	row.ZeroLossPPS = best.Offered
 	row.P50us, row.P99us, row.MaxUs = us(best.P50), us(best.P99), us(best.Max)
@@ -184,24 +220,29 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 }
 
 // newGenerator sends row's frames from the lab's source host to dests,
-// through the customer side of the forwarder.
-func newGenerator(tb testing.TB, x *topo.Topology, fam int, row Row, dests []netip.Addr) *traffic.Generator {
+// through the customer side of the forwarder, each tagged with the backbone
+// in paths where it must arrive.
+func newGenerator(tb testing.TB, x *topo.Topology, fam int, row Row, dests []netip.Addr, paths []int) *traffic.Generator {
 	tb.Helper()
 	src := x.Host4.Addr()
 	if fam == 6 {
 		src = x.Host6.Addr()
 	}
 	return traffic.NewGenerator(tb, x.Source, x.SourceLink, traffic.Spec{
-		SrcMAC: x.SourceLink.MAC, DstMAC: x.Customer.MAC, Src: src, Dsts: dests,
+		SrcMAC: x.SourceLink.MAC, DstMAC: x.Customer.MAC, Src: src, Dsts: dests, Paths: paths,
 		FrameBytes: row.FrameBytes, IMIX: row.IMIX, SrcPort: 40000, DstPort: 9,
 	})
 }
 
 // rig is the generator and receiver of one forwarder, family and size:
-// every trial of a search runs on the same pair.
+// every trial of a search runs on the same pair. It keeps, over every
+// trial after the warm-up (reruns included), the most delivered per second
+// and the frames that arrived on the wrong backbone.
 type rig struct {
-	rx  *traffic.Receiver
-	gen *traffic.Generator
+	rx        *traffic.Receiver
+	gen       *traffic.Generator
+	peak      float64
+	wrongPath uint64
 }
 
 // trial offers rate (0: unpaced) for d and counts what arrived.
@@ -218,7 +259,7 @@ func (r *rig) trial(rate float64, d time.Duration) (Trial, error) {
 	if err != nil {
 		return Trial{}, err
 	}
-	t := Trial{Sent: sent.Packets, Dups: st.Duplicates, P50: st.LatencyP50, P99: st.LatencyP99, Max: st.LatencyMax}
+	t := Trial{Sent: sent.Packets, Dups: st.Duplicates, WrongPath: st.WrongPath, P50: st.LatencyP50, P99: st.LatencyP99, Max: st.LatencyMax}
 	for _, c := range st.LatencyCDF {
 		t.CDF = append(t.CDF, CDFPoint{c.Latency, c.Fraction})
 	}
@@ -229,6 +270,8 @@ func (r *rig) trial(rate float64, d time.Duration) (Trial, error) {
 	if sent.Took > 0 {
 		t.Offered = float64(sent.Packets) / sent.Took.Seconds()
 	}
+	r.peak = max(r.peak, t.Delivered())
+	r.wrongPath += t.WrongPath
 	return t, nil
 }
 
@@ -244,10 +287,11 @@ func (r *rig) warmUp(tb testing.TB, fwd, family string) {
 			tb.Fatal(err)
 		}
 		if w.Received > 0 && w.Lost == 0 {
+			r.peak, r.wrongPath = 0, 0 // the row's tallies start after it
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("%s %s: frames do not get through after 10 s of warm-up (last: %d sent, %d received)", fwd, family, w.Sent, w.Received)
+			tb.Fatalf("%s %s: frames do not get through after 10 s of warm-up (last: %d sent, %d received, %d on the wrong backbone)", fwd, family, w.Sent, w.Received, w.WrongPath)
 		}
 	}
 }

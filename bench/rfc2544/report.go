@@ -96,23 +96,56 @@ func byKey(rows []Row) (map[key]map[string]Row, []key, []string) {
 }
 
 // WriteMarkdown writes the report: how it was made, the throughput and
-// latency table, pnap's ratios to each peer, and the plots (written next
-// to it by WritePlots).
+// latency table, pnap's ratios to each peer, what arrived when flooded and
+// at peak, the frames that took the wrong backbone, and the plots (written
+// next to it by WritePlots).
 func WriteMarkdown(path string, meta Meta, rows []Row, plots []string) error {
 	var b strings.Builder
 	m, keys, fwds := byKey(rows)
-	fmt.Fprintf(&b, "# RFC 2544 throughput and latency\n\n")
-	fmt.Fprintf(&b, "- Date: %s; took %v\n", meta.Date.Format("2006-01-02 15:04 UTC"), meta.Duration.Round(time.Second))
-	fmt.Fprintf(&b, "- Machine: %s; kernel %s; %s\n", meta.Machine, meta.Kernel, meta.Go)
-	fmt.Fprintf(&b, "- Command: `%s`\n", meta.Command)
-	fmt.Fprintf(&b, "- Topology: generator namespace → device under test → 4 backbone namespaces, one-queue veths; the generator (XDP live frames, bench/traffic) on CPU 0, the forwarder and its receive NAPI thread on CPU 1; receivers are XDP programs on the backbones' ends counting sequence numbers and one-way latency.\n")
-	fmt.Fprintf(&b, "- Routes: %s\n", meta.Routes)
-	fmt.Fprintf(&b, "- Search: the rate doubles from 25 kpps until a trial fails, then %d halvings between the best pass and the first failure; trials of %v; a trial passes with at most %.2g %% loss, and a trial that lost less than 2 %% runs once more (this VM stalls its vCPUs for 1–5 ms several times a second, and one stall overflows the 256-frame veth rings whoever forwards). Rates are what the generator achieved in the best passing trial. (Climbing from below matters: a user-space forwarder flooded beyond its rate livelocks and carries far less than its zero-loss rate, see the overload table.)\n\n", meta.Steps, meta.Trial, meta.Loss*100)
-	fmt.Fprintf(&b, "Forwarders: **pnap** (pnapd, AF_XDP, full FIB lookup, TTL and checksum, MAC rewrite); **kernel** (Linux forwarding with the same routes loaded); **afxdp-bounce** (Go AF_XDP port to port through pnap's ports, no lookup, MAC rewrite only: the ceiling of Go + AF_XDP here); **xdp-redirect** (native XDP redirect in the kernel, no lookup: the ceiling of the path).\n\n")
+	writeMethod(&b, meta)
+	writeThroughput(&b, m, keys, fwds)
+	writeTable(&b, "Latency at the zero-loss rate, p50 / p99 (µs, one way)", "", m, keys, fwds,
+		func(r Row) string { return fmt.Sprintf("%.0f / %.0f", r.P50us, r.P99us) })
+	writeTable(&b, "Flooded (generator unpaced), frames/s delivered", "", m, keys, fwds,
+		func(r Row) string { return fmt.Sprintf("%.0f", r.FloodPPS) })
+	writeTable(&b, "Peak, frames/s delivered", "The most delivered per second in any trial of the search or the flood, whatever its loss.", m, keys, fwds,
+		func(r Row) string { return fmt.Sprintf("%.0f", r.PeakPPS) })
+	writeTable(&b, "Flood ÷ peak", "What a forwarder delivers when flooded over the most it delivered at any offered load: 1 means it holds its peak under overload, well below 1 that it livelocks.", m, keys, fwds,
+		func(r Row) string {
+			if r.PeakPPS <= 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.2f", r.FloodPPS/r.PeakPPS)
+		})
+	writeTable(&b, "Frames on the wrong backbone", "Summed over every trial of the row (the flood, the search's trials and their reruns; not the warm-up); each also counts as lost. Anything but 0 is a forwarding bug.", m, keys, fwds,
+		func(r Row) string { return fmt.Sprint(r.WrongPath) })
+	if len(plots) > 0 {
+		fmt.Fprintf(&b, "\n## Plots\n\n")
+		for _, p := range plots {
+			fmt.Fprintf(&b, "![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
+		}
+	}
+	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
 
-	fmt.Fprintf(&b, "## Zero-loss throughput (frames/s) and pnap's ratio to each peer\n\n| family | frame | ")
+// writeMethod writes the report's head: when, where, how.
+func writeMethod(b *strings.Builder, meta Meta) {
+	fmt.Fprintf(b, "# RFC 2544 throughput and latency\n\n")
+	fmt.Fprintf(b, "- Date: %s; took %v\n", meta.Date.Format("2006-01-02 15:04 UTC"), meta.Duration.Round(time.Second))
+	fmt.Fprintf(b, "- Machine: %s; kernel %s; %s\n", meta.Machine, meta.Kernel, meta.Go)
+	fmt.Fprintf(b, "- Command: `%s`\n", meta.Command)
+	fmt.Fprintf(b, "- Topology: generator namespace → device under test → 4 backbone namespaces, one-queue veths; the generator (XDP live frames, bench/traffic) on CPU 0, the forwarder and its receive NAPI thread on CPU 1; receivers are XDP programs on the backbones' ends counting sequence numbers, one-way latency and frames that arrived on the wrong backbone.\n")
+	fmt.Fprintf(b, "- Routes: %s\n", meta.Routes)
+	fmt.Fprintf(b, "- Paths: the backbones share the routes out, the k-th distinct prefix on backbone k mod 4, so pnap and the kernel spread the destinations over all four. Each frame carries the backbone where it must arrive: the one holding its destination's longest matching prefix across all backbones (computed by the harness with gaissmai/bart), or backbone 0 for afxdp-bounce and xdp-redirect, which look nothing up and send everything there by design. A frame that arrives elsewhere counts as lost.\n")
+	fmt.Fprintf(b, "- Search: the rate doubles from 25 kpps until a trial fails, then %d halvings between the best pass and the first failure; trials of %v; a trial passes with at most %.2g %% loss, and a trial that lost less than 2 %% runs once more (this VM stalls its vCPUs for 1–5 ms several times a second, and one stall overflows the 256-frame veth rings whoever forwards). Rates are what the generator achieved in the best passing trial. (Climbing from below matters: a user-space forwarder flooded beyond its rate livelocks and carries far less than its zero-loss rate, see flood ÷ peak.)\n\n", meta.Steps, meta.Trial, meta.Loss*100)
+	fmt.Fprintf(b, "Forwarders: **pnap** (pnapd, AF_XDP, full FIB lookup, TTL and checksum, MAC rewrite); **kernel** (Linux forwarding with the same routes loaded); **afxdp-bounce** (Go AF_XDP port to port through pnap's ports, no lookup, MAC rewrite only: the ceiling of Go + AF_XDP here); **xdp-redirect** (native XDP redirect in the kernel, no lookup: the ceiling of the path).\n\n")
+}
+
+// writeThroughput writes the zero-loss table with pnap's ratio to each peer.
+func writeThroughput(b *strings.Builder, m map[key]map[string]Row, keys []key, fwds []string) {
+	fmt.Fprintf(b, "## Zero-loss throughput (frames/s) and pnap's ratio to each peer\n\n| family | frame | ")
 	for _, f := range fwds {
-		fmt.Fprintf(&b, "%s | ", f)
+		fmt.Fprintf(b, "%s | ", f)
 	}
 	var peers []string
 	for _, f := range fwds {
@@ -121,48 +154,42 @@ func WriteMarkdown(path string, meta Meta, rows []Row, plots []string) error {
 		}
 	}
 	for _, p := range peers {
-		fmt.Fprintf(&b, "pnap ÷ %s | ", p)
+		fmt.Fprintf(b, "pnap ÷ %s | ", p)
 	}
-	fmt.Fprintf(&b, "\n|---|---|%s%s\n", strings.Repeat("---:|", len(fwds)), strings.Repeat("---:|", len(peers)))
+	fmt.Fprintf(b, "\n|---|---|%s%s\n", strings.Repeat("---:|", len(fwds)), strings.Repeat("---:|", len(peers)))
 	for _, k := range keys {
-		fmt.Fprintf(&b, "| %s | %s | ", k.family, sizeName(Row{FrameBytes: k.size, IMIX: k.imix}))
+		fmt.Fprintf(b, "| %s | %s | ", k.family, sizeName(Row{FrameBytes: k.size, IMIX: k.imix}))
 		for _, f := range fwds {
-			fmt.Fprintf(&b, "%s | ", cell(m[k], f, func(r Row) string { return fmt.Sprintf("%.0f", r.ZeroLossPPS) }))
+			fmt.Fprintf(b, "%s | ", cell(m[k], f, func(r Row) string { return fmt.Sprintf("%.0f", r.ZeroLossPPS) }))
 		}
 		for _, p := range peers {
 			pn, okp := m[k][Pnap]
 			pr, okr := m[k][p]
 			if okp && okr && pr.ZeroLossPPS > 0 {
-				fmt.Fprintf(&b, "%.2f | ", pn.ZeroLossPPS/pr.ZeroLossPPS)
+				fmt.Fprintf(b, "%.2f | ", pn.ZeroLossPPS/pr.ZeroLossPPS)
 			} else {
-				fmt.Fprintf(&b, "– | ")
+				fmt.Fprintf(b, "– | ")
 			}
 		}
-		fmt.Fprintf(&b, "\n")
+		fmt.Fprintf(b, "\n")
 	}
-	fmt.Fprintf(&b, "\n## Latency at the zero-loss rate, p50 / p99 (µs, one way)\n\n| family | frame | %s|\n|---|---|%s\n", strings.Join(fwds, " | ")+" ", strings.Repeat("---:|", len(fwds)))
+}
+
+// writeTable writes a section with one row per family and size and one
+// column per forwarder, each cell format of that forwarder's row.
+func writeTable(b *strings.Builder, title, note string, m map[key]map[string]Row, keys []key, fwds []string, format func(Row) string) {
+	fmt.Fprintf(b, "\n## %s\n\n", title)
+	if note != "" {
+		fmt.Fprintf(b, "%s\n\n", note)
+	}
+	fmt.Fprintf(b, "| family | frame | %s|\n|---|---|%s\n", strings.Join(fwds, " | ")+" ", strings.Repeat("---:|", len(fwds)))
 	for _, k := range keys {
-		fmt.Fprintf(&b, "| %s | %s | ", k.family, sizeName(Row{FrameBytes: k.size, IMIX: k.imix}))
+		fmt.Fprintf(b, "| %s | %s | ", k.family, sizeName(Row{FrameBytes: k.size, IMIX: k.imix}))
 		for _, f := range fwds {
-			fmt.Fprintf(&b, "%s | ", cell(m[k], f, func(r Row) string { return fmt.Sprintf("%.0f / %.0f", r.P50us, r.P99us) }))
+			fmt.Fprintf(b, "%s | ", cell(m[k], f, format))
 		}
-		fmt.Fprintf(&b, "\n")
+		fmt.Fprintf(b, "\n")
 	}
-	fmt.Fprintf(&b, "\n## Under overload (generator unpaced), frames/s delivered\n\n| family | frame | %s|\n|---|---|%s\n", strings.Join(fwds, " | ")+" ", strings.Repeat("---:|", len(fwds)))
-	for _, k := range keys {
-		fmt.Fprintf(&b, "| %s | %s | ", k.family, sizeName(Row{FrameBytes: k.size, IMIX: k.imix}))
-		for _, f := range fwds {
-			fmt.Fprintf(&b, "%s | ", cell(m[k], f, func(r Row) string { return fmt.Sprintf("%.0f", r.OverloadPPS) }))
-		}
-		fmt.Fprintf(&b, "\n")
-	}
-	if len(plots) > 0 {
-		fmt.Fprintf(&b, "\n## Plots\n\n")
-		for _, p := range plots {
-			fmt.Fprintf(&b, "![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
-		}
-	}
-	return os.WriteFile(path, []byte(b.String()), 0o644)
 }
 
 func cell(m map[string]Row, f string, format func(Row) string) string {

@@ -7,11 +7,14 @@ type Trial struct {
 	Asked    float64 // the rate asked of the generator, frames/s
 	Offered  float64 // the rate it achieved
 	Sent     uint64
-	Received uint64 // distinct frames received
-	Lost     uint64
+	Received uint64 // distinct frames received on their backbone
+	Lost     uint64 // Sent - Received: wrong-path frames included
 	Dups     uint64
-	P50, P99 time.Duration
-	Max      time.Duration
+	// WrongPath counts frames that arrived on another backbone than their
+	// destination's: lost, since they went where they must not.
+	WrongPath uint64
+	P50, P99  time.Duration
+	Max       time.Duration
 	// CDF is the trial's latency distribution: (latency, share arrived
 	// within it) pairs.
 	CDF []CDFPoint `json:"-"`
@@ -21,6 +24,14 @@ type Trial struct {
 type CDFPoint struct {
 	Latency  time.Duration
 	Fraction float64
+}
+
+// Delivered is the rate that arrived: Received over the sending time.
+func (t Trial) Delivered() float64 {
+	if t.Sent == 0 || t.Offered <= 0 {
+		return 0
+	}
+	return float64(t.Received) * t.Offered / float64(t.Sent)
 }
 
 // LossRatio is the share of sent frames that did not arrive.

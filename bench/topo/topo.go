@@ -115,6 +115,17 @@ func Build(tb testing.TB, opt Options) *Topology {
 // every backbone holding the routes of the given files (preference in
 // backbone order), workers pinned to cpus.
 func (t *Topology) PnapdConfig(routeFiles []string, cpus []int) string {
+	same := make([][]string, len(t.Backbones))
+	for i := range same {
+		same[i] = routeFiles
+	}
+	return t.PnapdConfigPerBackbone(same, cpus)
+}
+
+// PnapdConfigPerBackbone is PnapdConfig with backbone i holding the routes
+// of routeFiles[i] (none past its end): backbones with different route sets,
+// so that pnapd's selection spreads destinations over them.
+func (t *Topology) PnapdConfigPerBackbone(routeFiles [][]string, cpus []int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "[forwarder]\nqueues = 1\nxdp_mode = \"native\" # veth runs XDP natively; AF_XDP is copy mode either way\n")
 	if len(cpus) > 0 {
@@ -125,7 +136,10 @@ func (t *Topology) PnapdConfig(routeFiles []string, cpus []int) string {
 	for i, bb := range t.Backbones {
 		fmt.Fprintf(&b, "\n[[backbone]]\nname = %q\ninterface = %q\ngateway_v4 = %q\ngateway_v6 = %q\npreference = %d\n",
 			bb.Name, bb.Port.Name, bb.Gateway4, bb.Gateway6, i)
-		for _, f := range routeFiles {
+		if i >= len(routeFiles) {
+			continue
+		}
+		for _, f := range routeFiles[i] {
 			fmt.Fprintf(&b, "\n  [[backbone.route_file]]\n  path = %q\n", f)
 		}
 	}

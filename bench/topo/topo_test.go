@@ -4,14 +4,19 @@ package topo
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/pnap-project/pnap/bench/emu"
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/internal/shareddata"
 	"github.com/pnap-project/pnap/routes"
 )
@@ -134,5 +139,54 @@ func TestEmulatedBackbone(t *testing.T) {
 	}
 	if took := send(); took < 80*time.Millisecond || took > 250*time.Millisecond {
 		t.Fatalf("with 80 ms of delay the datagram took %v", took)
+	}
+}
+
+// A per-backbone configuration gives each backbone its own route files,
+// none to those past the list, and pnapd's configuration loader reads it
+// so; PnapdConfig still gives every backbone the same files.
+func TestPnapdConfigPerBackbone(t *testing.T) {
+	dir := t.TempDir()
+	var files []string
+	for _, n := range []string{"a.txt", "b.txt", "c.txt"} {
+		f := filepath.Join(dir, n)
+		if err := os.WriteFile(f, []byte("192.0.2.0/24\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, f)
+	}
+	x := &Topology{
+		Customer:      &lab.Link{Name: "pnap-c0"},
+		CustomerAddr4: netip.MustParsePrefix("198.18.0.1/24"), CustomerAddr6: netip.MustParsePrefix("2001:2:0:1::1/64"),
+	}
+	for i := range 3 {
+		x.Backbones = append(x.Backbones, Backbone{
+			Name: fmt.Sprintf("bb-%d", i), Port: &lab.Link{Name: fmt.Sprintf("pnap-bb%d", i)},
+			Gateway4: netip.MustParseAddr(fmt.Sprintf("198.18.%d.1", 100+i)),
+			Gateway6: netip.MustParseAddr(fmt.Sprintf("2001:2:0:%d::1", 100+i)),
+		})
+	}
+	routeFiles := func(text string) [][]string {
+		t.Helper()
+		cfg, err := configs.Parse([]byte(text), filepath.Join(dir, "pnapd.toml"))
+		if err != nil {
+			t.Fatalf("%v\n%s", err, text)
+		}
+		var out [][]string
+		for _, b := range cfg.Backbones {
+			var fs []string
+			for _, rf := range b.RouteFiles {
+				fs = append(fs, rf.Path)
+			}
+			out = append(out, fs)
+		}
+		return out
+	}
+	per := [][]string{{files[0]}, {files[1], files[2]}}
+	if got, want := routeFiles(x.PnapdConfigPerBackbone(per, []int{1})), [][]string{{files[0]}, {files[1], files[2]}, nil}; !reflect.DeepEqual(got, want) {
+		t.Errorf("per backbone: route files %v, want %v", got, want)
+	}
+	if got, want := routeFiles(x.PnapdConfig(files[:2], nil)), [][]string{files[:2], files[:2], files[:2]}; !reflect.DeepEqual(got, want) {
+		t.Errorf("same for all: route files %v, want %v", got, want)
 	}
 }

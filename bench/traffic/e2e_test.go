@@ -119,6 +119,49 @@ func TestPaced(t *testing.T) {
 	}
 }
 
+// TestWrongPath sends to two destinations, one tagged for backbone 0 and
+// one for backbone 1, into a receiver attached as backbone 1: the frames
+// for backbone 0 are counted as WrongPath and not received, the others
+// received, and nothing is lost in between.
+func TestWrongPath(t *testing.T) {
+	p := newPair(t) // its Receiver, of no path, stays idle on tr0
+	rcv := lab.NewNS(t, "trcv")
+	gl, rl := lab.Connect(t, p.gen, "tg1", rcv, "tr1", lab.VethOpts{})
+	r := NewReceiver(t)
+	r.AttachPath(t, rcv, rl, 1)
+	s := p.spec(IPv4, 64)
+	s.SrcMAC, s.DstMAC = gl.MAC, rl.MAC
+	s.Dsts = s.Dsts[:2]
+	s.Paths = []int{0, 1}
+	g := NewGenerator(t, p.gen, gl, s)
+	if err := r.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	sent, err := g.Run(0, 20_000, 200*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	st, err := r.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var toBB0 uint64
+	for seq := range sent.Packets {
+		if dstIndex(uint32(seq), 2) == 0 {
+			toBB0++
+		}
+	}
+	t.Logf("sent %d (%d for backbone 0), received %d, wrong path %d", sent.Packets, toBB0, st.Received(), st.WrongPath)
+	if toBB0 == 0 || toBB0 == sent.Packets {
+		t.Fatalf("%d of %d frames for backbone 0: the test needs both kinds", toBB0, sent.Packets)
+	}
+	if st.WrongPath != toBB0 || st.Received() != sent.Packets-toBB0 || st.Duplicates != 0 {
+		t.Errorf("%d received (%d duplicates), %d on the wrong path; want %d on the wrong path and the other %d received",
+			st.Received(), st.Duplicates, st.WrongPath, toBB0, sent.Packets-toBB0)
+	}
+}
+
 // TestUnpaced sends as fast as it can for 0.2 s. The receiver's work runs on
 // the generator's CPU (veth's default), so this is what one CPU does for
 // both; it must be far above the forwarders' ~1 Mpps.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 )
 
 // Spec describes the frames a Generator sends.
@@ -28,6 +29,12 @@ type Spec struct {
 	IMIX             bool
 	SrcPort, DstPort uint16
 	TTL              uint8 // IPv4 TTL or IPv6 hop limit; 0 means 64
+	// Paths, when set, has one entry per destination: the path (backbone
+	// index, 0 to MaxPath) that frames to Dsts[i] must arrive by. Each frame
+	// carries its destination's path in the tag, and a Receiver attached
+	// to a link with AttachPath counts frames meant for another path as
+	// WrongPath. Without Paths frames carry no expectation.
+	Paths []int
 }
 
 // Family numbers for MinFrameBytes and IMIXSizes: 4 or 6.
@@ -37,14 +44,20 @@ const (
 )
 
 // The tag is the first tagBytes of the UDP payload: magic, sequence number
-// and the send time, in host byte order (generator and receiver share the
-// host). 16 bytes is what fits a 64-byte IPv4 frame (60 - 14 - 20 - 8 = 18);
-// a 32-bit sequence number is why a Run sends at most MaxRunPackets.
+// and a 64-bit word holding the send time (low 48 bits) and the expected path
+// (top 16 bits, 0 for none, else the path + 1), in host byte order (generator
+// and receiver share the host). 16 bytes is what fits a 64-byte IPv4 frame
+// (60 - 14 - 20 - 8 = 18) and all that fits the smallest IPv6 frame, so the
+// path takes the send time's top bits rather than growing the tag (which
+// would raise MinFrameBytes for IPv6): 48 bits of ns wrap every 78 hours,
+// and latencies are taken modulo 2^48. A 32-bit sequence number is why a
+// Run sends at most MaxRunPackets.
 const (
 	tagMagic   uint32 = 0x70616e70 // "pnap" in memory on little-endian hosts
 	tagBytes          = 16
 	tagSeq            = 4 // offsets inside the tag
 	tagTime           = 8
+	timeBits          = 48 // of the tag's time word; the path has the rest
 	fcsBytes          = 4
 	ethBytes          = 14
 	udpBytes          = 8
@@ -61,7 +74,16 @@ const (
 	// MaxRunPackets bounds one Run: sequence numbers are 32 bits and the
 	// receiver keeps seq+1 in its duplicate slots.
 	MaxRunPackets = 1<<32 - 1
+	// MaxPath is the highest path a Spec's Paths or AttachPath takes: the
+	// tag keeps path+1 in 16 bits.
+	MaxPath = 1<<(64-timeBits) - 2
 )
+
+// tagWord is the tag's time word: send time ts modulo 2^48 and path (0 for
+// none, else the path + 1) above it.
+func tagWord(ts uint64, path uint16) uint64 {
+	return ts&(1<<timeBits-1) | uint64(path)<<timeBits
+}
 
 // MinFrameBytes returns the smallest FrameBytes the family (IPv4 or IPv6)
 // allows with the tag: 64 for IPv4 (the Ethernet minimum), 82 for IPv6
@@ -164,10 +186,28 @@ func (s Spec) check() (spec, error) {
 	default:
 		v.sizes = []int{s.FrameBytes}
 	}
+	if len(s.Paths) != 0 && len(s.Paths) != len(s.Dsts) {
+		return v, fmt.Errorf("traffic: %d Paths for %d Dsts: give one per destination, or none", len(s.Paths), len(s.Dsts))
+	}
+	for i, p := range s.Paths {
+		if p < 0 || p > MaxPath {
+			return v, fmt.Errorf("traffic: Paths[%d] = %d out of range 0 to %d", i, p, MaxPath)
+		}
+	}
+	v.Paths = slices.Clone(s.Paths)
 	if v.TTL == 0 {
 		v.TTL = defaultTTL
 	}
 	return v, nil
+}
+
+// pathTag is what the tag carries for destination i: 0 without Paths, else
+// its path + 1.
+func (s spec) pathTag(i int) uint16 {
+	if len(s.Paths) == 0 {
+		return 0
+	}
+	return uint16(s.Paths[i] + 1)
 }
 
 // maxLen is the longest frame without FCS: the template's length.
@@ -180,13 +220,14 @@ func (s spec) maxLen() int { return s.sizes[len(s.sizes)-1] - fcsBytes }
 // padding and for the tests.
 func (s spec) template() []byte {
 	f := make([]byte, s.maxLen())
-	s.writeHeaders(f, s.Dsts[0], 0, 0)
+	s.writeHeaders(f, s.Dsts[0], 0, 0, 0)
 	return f
 }
 
 // writeHeaders fills f's headers for a frame of len(f) bytes to dst, with
-// tag seq and ts: the reference the programs' output is tested against.
-func (s spec) writeHeaders(f []byte, dst netip.Addr, seq uint32, ts uint64) {
+// tag seq, send time ts and path (as pathTag gives it): the reference the
+// programs' output is tested against.
+func (s spec) writeHeaders(f []byte, dst netip.Addr, seq uint32, ts uint64, path uint16) {
 	copy(f[0:6], s.DstMAC)
 	copy(f[6:12], s.SrcMAC)
 	ip := f[s.l3:s.l4]
@@ -216,7 +257,7 @@ func (s spec) writeHeaders(f []byte, dst netip.Addr, seq uint32, ts uint64) {
 	tag := f[s.tag : s.tag+tagBytes]
 	binary.NativeEndian.PutUint32(tag[0:4], tagMagic)
 	binary.NativeEndian.PutUint32(tag[tagSeq:], seq)
-	binary.NativeEndian.PutUint64(tag[tagTime:], ts)
+	binary.NativeEndian.PutUint64(tag[tagTime:], tagWord(ts, path))
 }
 
 // ipv4Header returns the 20-byte IPv4 header to dst for a packet of totLen

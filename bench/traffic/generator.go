@@ -5,7 +5,6 @@ package traffic
 import (
 	"fmt"
 	"math"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -68,15 +67,20 @@ const (
 	stSize     = 96
 )
 
-// dstValue is one destination: its address (IPv4 in the first 4 bytes) and,
-// for IPv4, the header's partial checksum without the total length.
+// dstValue is one destination: its address (IPv4 in the first 4 bytes),
+// for IPv4 the header's partial checksum without the total length, and the
+// path its frames' tags carry (see Spec.Paths).
 type dstValue struct {
 	Addr    [16]byte
 	Partial uint32
-	_       uint32
+	Path    uint16
+	_       uint16
 }
 
-const dstPartial = 16
+const (
+	dstPartial = 16
+	dstPath    = 20
+)
 
 // Sent is what one Run sent.
 type Sent struct {
@@ -148,9 +152,9 @@ func loadGenerator(v spec) (_ *Generator, err error) {
 	g.closers = append(g.closers, g.dsts.Close)
 	keys := make([]uint32, len(v.Dsts))
 	vals := make([]dstValue, len(v.Dsts))
-	for i, d := range v.Dsts {
+	for i := range v.Dsts {
 		keys[i] = uint32(i)
-		vals[i] = v.dstValue(d)
+		vals[i] = v.dstValue(i)
 	}
 	if _, err := g.dsts.BatchUpdate(keys, vals, nil); err != nil {
 		return nil, fmt.Errorf("fill destination map: %w", err)
@@ -172,8 +176,9 @@ func (g *Generator) close() {
 	g.closers = nil
 }
 
-func (s spec) dstValue(d netip.Addr) dstValue {
-	var v dstValue
+func (s spec) dstValue(i int) dstValue {
+	d := s.Dsts[i]
+	v := dstValue{Path: s.pathTag(i)}
 	if s.family == IPv4 {
 		a := d.As4()
 		copy(v.Addr[:], a[:])
@@ -429,10 +434,21 @@ func (s spec) writeFrame() asm.Instructions {
 	} else {
 		ins = append(ins, s.storeIPv6Fields()...)
 	}
-	return append(ins,
+	ins = append(ins,
 		asm.StoreMem(asm.R2, int16(s.tag+tagSeq), asm.R9, asm.Word),
-		asm.StoreMem(asm.R2, int16(s.tag+tagTime), asm.R7, asm.DWord),
+		// The time word: now modulo 2^48, the path above (tagWord).
+		asm.Mov.Reg(asm.R1, asm.R7),
+		asm.LSh.Imm(asm.R1, 64-timeBits),
+		asm.RSh.Imm(asm.R1, 64-timeBits),
 	)
+	if len(s.Paths) > 0 {
+		ins = append(ins,
+			asm.LoadMem(asm.R4, asm.R8, dstPath, asm.Half),
+			asm.LSh.Imm(asm.R4, timeBits),
+			asm.Or.Reg(asm.R1, asm.R4),
+		)
+	}
+	return append(ins, asm.StoreMem(asm.R2, int16(s.tag+tagTime), asm.R1, asm.DWord))
 }
 
 // varying marks the bytes of the headers and tag that vary per frame: the
@@ -446,7 +462,7 @@ func (s spec) varying() []bool {
 			varies[i] = true
 		}
 	}
-	mark(s.tag+tagSeq, 12) // sequence number, time
+	mark(s.tag+tagSeq, 12) // sequence number, time and path
 	if s.family == IPv4 {
 		mark(s.l3+10, 2) // checksum
 		mark(s.l3+16, 4) // destination

@@ -89,19 +89,28 @@ func runOnceOver(t *testing.T, g *Generator, in []byte, seq uint64, st genState)
 func TestGeneratorFrames(t *testing.T) {
 	for _, tc := range []struct {
 		family, nDst, size int
-		imix               bool
+		imix, paths        bool
 	}{
-		{IPv4, 1, 64, false}, {IPv4, 7, 1518, false}, {IPv4, 300, 0, true},
-		{IPv6, 1, 82, false}, {IPv6, 5, 1518, false}, {IPv6, 3, 0, true},
+		{IPv4, 1, 64, false, false}, {IPv4, 7, 1518, false, false}, {IPv4, 300, 0, true, false},
+		{IPv6, 1, 82, false, false}, {IPv6, 5, 1518, false, false}, {IPv6, 3, 0, true, false},
+		{IPv4, 7, 64, false, true}, {IPv6, 5, 0, true, true},
 	} {
 		name := fmt.Sprintf("ipv%d-%ddst-%dB", tc.family, tc.nDst, tc.size)
 		if tc.imix {
 			name = fmt.Sprintf("ipv%d-%ddst-imix", tc.family, tc.nDst)
 		}
+		if tc.paths {
+			name += "-paths"
+		}
 		t.Run(name, func(t *testing.T) {
 			s := testSpec(tc.family, tc.nDst, tc.size)
 			s.IMIX = tc.imix
 			s.TTL = 17
+			if tc.paths {
+				for i := range s.Dsts {
+					s.Paths = append(s.Paths, (i*7)%4+MaxPath-3) // high paths: all 16 bits used
+				}
+			}
 			g := loadForTest(t, s)
 			hit := map[netip.Addr]int{}
 			// Every other run starts from a frame as a forwarder may have
@@ -199,13 +208,17 @@ func checkFrame(t *testing.T, s spec, f []byte, seq uint32) netip.Addr {
 	if binary.NativeEndian.Uint32(tag) != tagMagic || binary.NativeEndian.Uint32(tag[tagSeq:]) != seq {
 		t.Errorf("frame %d: tag % x", seq, tag[:tagBytes])
 	}
-	ts := binary.NativeEndian.Uint64(tag[tagTime:])
-	if now := monotonic(); ts == 0 || ts > now {
-		t.Errorf("frame %d: send time %d, now %d", seq, ts, now)
+	word := binary.NativeEndian.Uint64(tag[tagTime:])
+	ts, path := word&(1<<timeBits-1), uint16(word>>timeBits)
+	if age := (monotonic() - ts) & (1<<timeBits - 1); ts == 0 || age >= 1<<(timeBits-1) {
+		t.Errorf("frame %d: send time %d, %d ns ago", seq, ts, age)
+	}
+	if want := s.pathTag(dstIndex(seq, len(s.Dsts))); path != want {
+		t.Errorf("frame %d to %s: path tag %d, want %d", seq, dst, path, want)
 	}
 	// Byte for byte what the Go reference writes.
 	want := append([]byte(nil), f...)
-	s.writeHeaders(want, dst, seq, ts)
+	s.writeHeaders(want, dst, seq, ts, path)
 	if !bytes.Equal(f[:s.minLen], want[:s.minLen]) {
 		t.Errorf("frame %d:\n got % x\nwant % x", seq, f[:s.minLen], want[:s.minLen])
 	}
@@ -268,6 +281,9 @@ func TestSpecCheck(t *testing.T) {
 		{"long", func(s *Spec) { s.FrameBytes = MaxFrameBytes + 1 }, "FrameBytes"},
 		{"size and IMIX", func(s *Spec) { s.IMIX = true }, "IMIX"},
 		{"short IPv6", func(s *Spec) { *s = testSpec(IPv6, 1, 80) }, "FrameBytes"},
+		{"paths for some destinations", func(s *Spec) { s.Paths = []int{1} }, "Paths"},
+		{"negative path", func(s *Spec) { s.Paths = []int{0, -1} }, "Paths[1]"},
+		{"path beyond the tag", func(s *Spec) { s.Paths = []int{MaxPath + 1, 0} }, "Paths[0]"},
 	} {
 		s := testSpec(IPv4, 2, 64)
 		tc.mod(&s)

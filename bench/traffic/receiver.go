@@ -18,7 +18,10 @@ import (
 // drops them in XDP; every other frame (ARP, neighbour discovery, other
 // traffic, a tagged-looking frame that is not Ethernet/IP/UDP with the tag
 // at its place) goes on to the kernel. All links share one set of maps, so
-// loss and duplicates are counted across them (e.g. across backbones).
+// loss and duplicates are counted across them (e.g. across backbones). A
+// link attached with AttachPath knows its path (backbone): a frame whose
+// tag expects another path is counted as WrongPath only, so that a
+// forwarder that sends it astray loses it.
 //
 // Counters and the latency histogram are per CPU (no atomic traffic between
 // CPUs at Mpps; summed by Stats). Duplicates are found in a table of 2^22
@@ -33,10 +36,10 @@ import (
 // veth are all received by one CPU (its NAPI), frames that arrive on
 // different CPUs are not compared.
 type Receiver struct {
-	prog  *ebpf.Program
-	stats *ebpf.Map // per-CPU rxStats
-	seen  *ebpf.Map // duplicate slots
-	slots []byte    // seen, mmapped: Reset clears it in one go
+	prog  *ebpf.Program // for links of no particular path
+	stats *ebpf.Map     // per-CPU rxStats
+	seen  *ebpf.Map     // duplicate slots
+	slots []byte        // seen, mmapped: Reset clears it in one go
 	ncpu  int
 }
 
@@ -45,6 +48,10 @@ type Stats struct {
 	Packets, Bytes uint64 // tagged frames received (duplicates included); bytes with FCS
 	Duplicates     uint64 // a sequence number seen before within the current trial
 	Reordered      uint64 // arrived after a higher sequence number (on the same CPU)
+	// WrongPath counts tagged frames that arrived on a link attached with
+	// AttachPath for another path than their tag expects. They are in no
+	// other count (not in Packets, nor the latencies): not received.
+	WrongPath uint64
 	// One-way latency, the generator's send time to the receiver's XDP
 	// program, both bpf_ktime_get_ns of this host. It includes the time a
 	// frame waits in the generator's batch (up to 64 program runs: ~3 µs
@@ -72,6 +79,7 @@ type rxStats struct {
 	Packets, Bytes, Duplicates, Reordered uint64
 	MaxSeq                                uint64 // highest seq+1 seen on this CPU
 	MaxLatency                            uint64
+	WrongPath                             uint64
 	Hist                                  [histBuckets]uint64
 }
 
@@ -82,7 +90,8 @@ const (
 	rxReordered  = 24
 	rxMaxSeq     = 32
 	rxMaxLatency = 40
-	rxHist       = 48
+	rxWrongPath  = 48
+	rxHist       = 56
 
 	seenSlotBits  = 22 // window of sequence numbers for duplicates
 	seenValueBits = 6  // 64 slots of 4 bytes per map value
@@ -123,24 +132,55 @@ func NewReceiver(tb testing.TB) *Receiver {
 		tb.Fatalf("traffic.NewReceiver: map duplicate table: %v", err)
 	}
 	closers = append(closers, func() error { return unix.Munmap(r.slots) })
-	r.prog, err = ebpf.NewProgram(&ebpf.ProgramSpec{Name: "traffic_rx", Type: ebpf.XDP, License: "GPL",
-		Instructions: receiverProgram(r.stats, r.seen)})
-	if err != nil {
-		tb.Fatalf("traffic.NewReceiver: load program: %+v", err)
+	if r.prog, err = r.load(0); err != nil {
+		tb.Fatalf("traffic.NewReceiver: %+v", err)
 	}
 	closers = append(closers, r.prog.Close)
 	return r
 }
 
+// load loads the receiver program for links of path own (0 for none, else
+// the path + 1, as tags carry it) over the Receiver's maps.
+func (r *Receiver) load(own uint16) (*ebpf.Program, error) {
+	return ebpf.NewProgram(&ebpf.ProgramSpec{Name: "traffic_rx", Type: ebpf.XDP, License: "GPL",
+		Instructions: receiverProgram(r.stats, r.seen, own)})
+}
+
 // Attach attaches the receiver's program to link (in ns) with a bpf_link,
-// removed at tb's cleanup (or when the process dies). It fails tb on error.
+// removed at tb's cleanup (or when the process dies). It counts every tagged
+// frame whatever path its tag expects. It fails tb on error.
 func (r *Receiver) Attach(tb testing.TB, ns *lab.NS, l *lab.Link) {
+	tb.Helper()
+	r.attach(tb, ns, l, r.prog)
+}
+
+// AttachPath attaches the receiver to link l (in ns) as the end of path (0
+// to MaxPath; a backbone's index): tagged frames whose tag expects another
+// path are counted as WrongPath and not received. Frames without an
+// expectation count as with Attach. Links share the counters as with
+// Attach; each path gets its own copy of the program, whose path is a
+// constant in it (ifindexes repeat across namespaces, so a program shared
+// by the links could not tell them apart). It fails tb on error.
+func (r *Receiver) AttachPath(tb testing.TB, ns *lab.NS, l *lab.Link, path int) {
+	tb.Helper()
+	if path < 0 || path > MaxPath {
+		tb.Fatalf("traffic.Receiver.AttachPath: path %d out of range 0 to %d", path, MaxPath)
+	}
+	prog, err := r.load(uint16(path + 1))
+	if err != nil {
+		tb.Fatalf("traffic.Receiver.AttachPath(%s, %d): %+v", l, path, err)
+	}
+	tb.Cleanup(func() { prog.Close() }) // after the link's, registered below
+	r.attach(tb, ns, l, prog)
+}
+
+func (r *Receiver) attach(tb testing.TB, ns *lab.NS, l *lab.Link, prog *ebpf.Program) {
 	tb.Helper()
 	if l == nil || l.NS != ns {
 		tb.Fatalf("traffic.Receiver.Attach: link %v is not in namespace %s", l, ns.Name)
 	}
 	err := ns.Do(func() error {
-		lk, err := link.AttachXDP(link.XDPOptions{Program: r.prog, Interface: l.Index})
+		lk, err := link.AttachXDP(link.XDPOptions{Program: prog, Interface: l.Index})
 		if err != nil {
 			return err
 		}
@@ -176,6 +216,7 @@ func (r *Receiver) Stats() (Stats, error) {
 		s.Bytes += c.Bytes
 		s.Duplicates += c.Duplicates
 		s.Reordered += c.Reordered
+		s.WrongPath += c.WrongPath
 		maxLat = max(maxLat, c.MaxLatency)
 		for i, n := range c.Hist {
 			hist[i] += n
@@ -199,11 +240,13 @@ func (r *Receiver) Stats() (Stats, error) {
 	return s, nil
 }
 
-// receiverProgram returns the receiver's XDP program. It finds the tag
-// behind Ethernet (optionally one 802.1Q tag), IPv4 without options or
-// IPv6 without extension headers, and UDP; then R7 = seq, R8 = send time,
-// R9 = frame length, and after the stats lookup R6 = this CPU's stats.
-func receiverProgram(stats, seen *ebpf.Map) asm.Instructions {
+// receiverProgram returns the receiver's XDP program for links of path own
+// (0: none, every frame counts). It finds the tag behind Ethernet
+// (optionally one 802.1Q tag), IPv4 without options or IPv6 without
+// extension headers, and UDP; then R7 = seq, R8 = the time word (send time
+// and path), R9 = frame length, and after the stats lookup R6 = this CPU's
+// stats.
+func receiverProgram(stats, seen *ebpf.Map, own uint16) asm.Instructions {
 	ins := asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word), // data
@@ -223,15 +266,24 @@ func receiverProgram(stats, seen *ebpf.Map) asm.Instructions {
 	)
 	ins = append(ins, findTag(ethBytes+4)...)
 
-	// A tagged frame: count it.
+	// A tagged frame: count it, if it is on its path.
 	ins = append(ins,
 		asm.Mov.Reg(asm.R9, asm.R3).WithSymbol("count"),
 		asm.Sub.Reg(asm.R9, asm.R2),
-		asm.FnKtimeGetNs.Call(),
+	)
+	ins = append(ins, checkPath(own, "counted", "wrongpath")...)
+	ins = append(ins,
+		asm.FnKtimeGetNs.Call().WithSymbol("counted"),
+		// Latency modulo 2^48 (the tag's time has 48 bits); more than 2^47
+		// ns ago means a send time in the future: garbage, count 0.
 		asm.Mov.Reg(asm.R1, asm.R0),
 		asm.Sub.Reg(asm.R1, asm.R8),
-		asm.JGT.Reg(asm.R0, asm.R8, "latok"),
-		asm.Mov.Imm(asm.R1, 0), // a send time in the future: garbage, count 0
+		asm.LSh.Imm(asm.R1, 64-timeBits),
+		asm.RSh.Imm(asm.R1, 64-timeBits),
+		asm.Mov.Reg(asm.R2, asm.R1),
+		asm.RSh.Imm(asm.R2, timeBits-1),
+		asm.JEq.Imm(asm.R2, 0, "latok"),
+		asm.Mov.Imm(asm.R1, 0),
 		asm.Mov.Reg(asm.R8, asm.R1).WithSymbol("latok"),
 		asm.StoreImm(asm.RFP, -4, 0, asm.Word),
 	)
@@ -298,7 +350,34 @@ func receiverProgram(stats, seen *ebpf.Map) asm.Instructions {
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
 	)
-	return ins
+	if own == 0 {
+		return ins
+	}
+	// Off its path: counted as such only.
+	ins = append(ins, asm.StoreImm(asm.RFP, -4, 0, asm.Word).WithSymbol("wrongpath"))
+	ins = append(ins, mapLookup(stats, -4, "drop")...)
+	return append(ins,
+		asm.LoadMem(asm.R1, asm.R0, rxWrongPath, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, rxWrongPath, asm.R1, asm.DWord),
+		asm.Ja.Label("drop"),
+	)
+}
+
+// checkPath emits the path check of a tagged frame (R8 the time word) on a
+// link of path own: on to ok when the tag expects no path or own, else to
+// wrong. With own 0 (no path) it emits nothing and every frame goes on.
+func checkPath(own uint16, ok, wrong string) asm.Instructions {
+	if own == 0 {
+		return nil
+	}
+	return asm.Instructions{
+		asm.Mov.Reg(asm.R1, asm.R8),
+		asm.RSh.Imm(asm.R1, timeBits),
+		asm.JEq.Imm(asm.R1, 0, ok),
+		asm.JEq.Imm(asm.R1, int32(own), ok),
+		asm.Ja.Label(wrong),
+	}
 }
 
 // findTag emits the search for the tag after an Ethernet header of l2 bytes

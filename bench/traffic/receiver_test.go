@@ -14,11 +14,17 @@ import (
 	"github.com/pnap-project/pnap/bench/lab"
 )
 
-// tagged returns a tagged frame of s for dst with seq and send time ts;
-// vlan inserts an 802.1Q tag.
+// tagged returns a tagged frame of s for dst with seq and send time ts,
+// expecting no path; vlan inserts an 802.1Q tag.
 func tagged(s spec, size int, seq uint32, ts uint64, vlan bool) []byte {
+	return taggedFor(s, size, seq, ts, 0, vlan)
+}
+
+// taggedFor is tagged with path as the tag carries it (0 none, else the
+// path + 1).
+func taggedFor(s spec, size int, seq uint32, ts uint64, path uint16, vlan bool) []byte {
 	f := make([]byte, size-fcsBytes)
-	s.writeHeaders(f, s.Dsts[0], seq, ts)
+	s.writeHeaders(f, s.Dsts[0], seq, ts, path)
 	if vlan {
 		f = append(f[:12:12], append([]byte{0x81, 0x00, 0x00, 0x07}, f[12:]...)...)
 	}
@@ -128,6 +134,58 @@ func TestReceiverCounts(t *testing.T) {
 	})
 	if st, _ := r.Stats(); st.Packets != 3 || st.Duplicates != 1 {
 		t.Errorf("seq 2, 2+2^22 twice: %+v, want 3 packets, 1 duplicate", st)
+	}
+}
+
+// TestReceiverWrongPath runs the program of backbone 1's link over a frame
+// tagged for backbone 0: it must count it as WrongPath only, neither as
+// received nor in the duplicate table, so that the same frame arriving on
+// backbone 0's link afterwards still counts as received once. Frames for
+// backbone 1 and frames without a path count as received.
+func TestReceiverWrongPath(t *testing.T) {
+	r := resetReceiver(t)
+	v4, _ := testSpec(IPv4, 1, 64).check()
+	v6, _ := testSpec(IPv6, 1, 82).check()
+	progFor := func(path int) *ebpf.Program {
+		p, err := r.load(uint16(path + 1))
+		if err != nil {
+			t.Fatalf("%+v", err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	bb0, bb1 := progFor(0), progFor(1)
+	err := onCPU(0, func() {
+		now := monotonic() - 10_000
+		for _, c := range []struct {
+			name string
+			prog *ebpf.Program
+			f    []byte
+		}{
+			{"seq 0 for backbone 0 at backbone 1", bb1, taggedFor(v4, 64, 0, now, 1, false)},
+			{"seq 1 for backbone 1 at backbone 1", bb1, taggedFor(v6, 82, 1, now, 2, false)},
+			{"seq 2 for no backbone at backbone 1", bb1, taggedFor(v4, 64, 2, now, 0, true)},
+			{"seq 0 for backbone 0 at backbone 0", bb0, taggedFor(v4, 64, 0, now, 1, false)},
+			{"seq 3 for backbone 1 at a link of no path", r.prog, taggedFor(v4, 64, 3, now, 2, false)},
+		} {
+			ret, err := c.prog.Run(&ebpf.RunOptions{Data: c.f, Repeat: 1})
+			if err != nil || ret != xdpDrop {
+				t.Errorf("%s: verdict %d (%v), want XDP_DROP", c.name, ret, err)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := r.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.WrongPath != 1 || st.Packets != 4 || st.Duplicates != 0 || st.Received() != 4 {
+		t.Errorf("%d packets, %d duplicates, %d on the wrong path; want 4 received, no duplicates, 1 on the wrong path", st.Packets, st.Duplicates, st.WrongPath)
+	}
+	if st.LatencyP50 < 10*time.Microsecond || st.LatencyMax > 50*time.Millisecond {
+		t.Errorf("latencies p50 %v max %v, want 10 µs to 50 ms", st.LatencyP50, st.LatencyMax)
 	}
 }
 
