@@ -57,9 +57,10 @@ type Forwarder struct {
 	// (ring_size) are settings of forwarder.LoopOptions and xsk.Options,
 	// as written: zero when not.
 	Batch int
-	// SpinMicros (spin_us) is forwarder.LoopOptions.Spin in µs, as
-	// written: zero when not.
+	// SpinMicros (spin_us) is forwarder.LoopOptions.Spin in µs, and
+	// Priority (priority) its Priority, as written: zero when not.
 	SpinMicros int
+	Priority   int
 	FrameSize  int
 	Frames     int
 	RingSize   int

@@ -60,7 +60,7 @@ func (d *decoder) config(root *table) *Config {
 }
 
 func (d *decoder) forwarder(t *table) Forwarder {
-	// batch, spin_us, frame_size, frames and ring_size are the forwarder's and its
+	// batch, spin_us, priority, frame_size, frames and ring_size are the forwarder's and its
 	// sockets' settings: only their types are checked here, and unwritten
 	// ones stay zero for the components' defaults.
 	f := Forwarder{Queues: 1, XDPMode: XDPAuto, MTU: 1500}
@@ -70,6 +70,7 @@ func (d *decoder) forwarder(t *table) Forwarder {
 	f.CPUs, _ = t.ints("cpus", 0, math.MaxInt)
 	t.int("batch", &f.Batch, math.MinInt, math.MaxInt)
 	t.int("spin_us", &f.SpinMicros, math.MinInt, math.MaxInt)
+	t.int("priority", &f.Priority, math.MinInt, math.MaxInt)
 	t.int("frame_size", &f.FrameSize, math.MinInt, math.MaxInt)
 	t.int("frames", &f.Frames, math.MinInt, math.MaxInt)
 	t.int("ring_size", &f.RingSize, math.MinInt, math.MaxInt)

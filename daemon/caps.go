@@ -9,17 +9,21 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// neededCaps are the capabilities `pnapd run` uses (configs/pnapd.service
-// grants exactly these; TestRunWithServiceCapabilities shows each is needed).
-var neededCaps = []struct {
-	bit  uint
-	name string
-	why  string
-}{
+// neededCaps are the capabilities `pnapd run` always uses, and it needs
+// CAP_SYS_NICE too for real-time workers, as it has by default
+// (configs/pnapd.service grants exactly these; TestRunWithServiceCapabilities
+// shows each is needed).
+var neededCaps = []capability{
 	{unix.CAP_NET_ADMIN, "CAP_NET_ADMIN", "attach XDP programs, netlink"},
 	{unix.CAP_NET_RAW, "CAP_NET_RAW", "AF_XDP and raw sockets"},
 	{unix.CAP_BPF, "CAP_BPF", "load BPF programs and maps"},
 	{unix.CAP_PERFMON, "CAP_PERFMON", "the verifier's packet pointer arithmetic"},
+}
+
+type capability struct {
+	bit  uint
+	name string
+	why  string
 }
 
 // checkCapabilities says which needed capabilities the process lacks, so
@@ -28,7 +32,7 @@ var neededCaps = []struct {
 //
 // PNAPD_SKIP_CAPABILITY_CHECK=1 skips it, so that tests can show the kernel
 // itself refuses pnapd without each of them.
-func checkCapabilities() error {
+func checkCapabilities(realtime bool) error {
 	if os.Getenv("PNAPD_SKIP_CAPABILITY_CHECK") == "1" {
 		return nil
 	}
@@ -46,7 +50,11 @@ func checkCapabilities() error {
 		}
 	}
 	var missing []string
-	for _, c := range neededCaps {
+	needed := neededCaps
+	if realtime {
+		needed = append(needed[:len(needed):len(needed)], capability{unix.CAP_SYS_NICE, "CAP_SYS_NICE", "real-time worker threads; or set [forwarder] priority = 0"})
+	}
+	for _, c := range needed {
 		if eff&(1<<c.bit) == 0 {
 			missing = append(missing, fmt.Sprintf("%s (%s)", c.name, c.why))
 		}

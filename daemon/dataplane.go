@@ -103,7 +103,7 @@ func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
 			dp.close()
 		}
 	}()
-	if err := preflight(cfg); err != nil {
+	if err := preflight(cfg, d.plan.loop.Priority > 0); err != nil {
 		return nil, err
 	}
 	cust, err := customerFIB(cfg)
@@ -139,11 +139,11 @@ func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
 
 // preflight checks what would otherwise fail later with a less helpful
 // error: the port count, capabilities, the locked-memory limit.
-func preflight(cfg *configs.Config) error {
+func preflight(cfg *configs.Config, realtime bool) error {
 	if len(cfg.Customers) > fib.MaxBackbones {
 		return fmt.Errorf("%d customer ports configured; this version forwards to at most %d", len(cfg.Customers), fib.MaxBackbones)
 	}
-	if err := checkCapabilities(); err != nil {
+	if err := checkCapabilities(realtime); err != nil {
 		return err
 	}
 	if err := rlimit.RemoveMemlock(); err != nil {

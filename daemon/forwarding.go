@@ -87,7 +87,14 @@ func (d *Daemon) startWorkers(context.Context) (func() error, error) {
 	for i, l := range d.dp.loops {
 		d.goRun(&wg, fmt.Sprintf("worker %d", i), l.Run)
 	}
-	return func() error { return d.stopWorkers(&wg) }, nil
+	stop := func() error { return d.stopWorkers(&wg) }
+	for i, l := range d.dp.loops {
+		if err := <-l.Ready(); err != nil {
+			stop()
+			return nil, fmt.Errorf("worker %d: %w", i, err)
+		}
+	}
+	return stop, nil
 }
 
 // stopWorkers stops the loops and waits for them. A worker that does not

@@ -116,10 +116,12 @@ func forwarderOptions(cfg *configs.Config, o *plan) error {
 	take(cfg, "forwarder.frames", &o.socket.Frames, f.Frames)
 	take(cfg, "forwarder.frame_size", &o.socket.FrameSize, f.FrameSize)
 	take(cfg, "forwarder.ring_size", &o.socket.RingSize, f.RingSize)
-	o.loop = forwarder.LoopOptions{Batch: forwarder.DefaultBatch, Spin: forwarder.DefaultSpin, BusyPoll: f.BusyPoll}
+	o.loop = forwarder.LoopOptions{Batch: forwarder.DefaultBatch, Spin: forwarder.DefaultSpin, BusyPoll: f.BusyPoll, Priority: forwarder.DefaultPriority}
 	take(cfg, "forwarder.batch", &o.loop.Batch, f.Batch)
 	take(cfg, "forwarder.spin_us", &o.loop.Spin, time.Duration(f.SpinMicros)*time.Microsecond)
-	return located(cfg, "forwarder", "forwarder", setting.First(o.socket.Validate(), forwarder.ValidateBatch(o.loop.Batch), forwarder.ValidateSpin(o.loop.Spin)))
+	take(cfg, "forwarder.priority", &o.loop.Priority, f.Priority)
+	return located(cfg, "forwarder", "forwarder", setting.First(o.socket.Validate(), forwarder.ValidateBatch(o.loop.Batch),
+		forwarder.ValidateSpin(o.loop.Spin), forwarder.ValidatePriority(o.loop.Priority)))
 }
 
 // backboneOptions are the optimizer's parameters of every [[backbone]].

@@ -29,6 +29,8 @@ type Loop struct {
 	// recycle collects a batch's frames that go back to the UMEM.
 	recycle [][]byte
 	stats   loopCounters
+	// ready gets the outcome of the thread's set-up (pinning, priority).
+	ready chan error
 }
 
 // LoopOptions say where a Loop hands what it does not forward, how much it
@@ -45,6 +47,13 @@ type LoopOptions struct {
 	// BusyPoll makes every round ask each socket to run its interface's
 	// receive (recvfrom), for sockets set up with xsk.Port.PreferBusyPoll.
 	BusyPoll bool
+	// Priority, when not 0, runs the worker's thread SCHED_FIFO at this
+	// priority (1..99; needs CAP_SYS_NICE), so that the kernel's receive
+	// work on the same CPU (a NAPI thread, softirqs) gets the CPU only
+	// while the worker has nothing to do. At the normal priority a flood
+	// made them share it, and the receive side won: it filled a ring the
+	// worker could not drain, and the worker forwarded a tenth of its peak.
+	Priority int
 	// Slow receives copies of frames owed an ICMP error (ActSlow); a full
 	// channel, or none, means the frame is only dropped.
 	Slow chan<- SlowFrame
@@ -78,6 +87,13 @@ func ValidateBatch(n int) error {
 	return setting.Int("batch", n, 1, MaxBatch)
 }
 
+// DefaultPriority is LoopOptions.Priority as pnapd's loops run it: above
+// every normal task, below the kernel's threaded interrupts (50).
+const DefaultPriority = 10
+
+// ValidatePriority says why p cannot be a Priority.
+func ValidatePriority(p int) error { return setting.Int("priority", p, 0, 99) }
+
 // ValidateSpin says why d cannot be a Spin.
 func ValidateSpin(d time.Duration) error {
 	if d < 0 || d > MaxSpin {
@@ -92,7 +108,7 @@ func NewLoop(w *Worker, ports []*xsk.Port, cpu int, opt LoopOptions) *Loop {
 	if opt.Batch <= 0 {
 		opt.Batch = DefaultBatch
 	}
-	l := &Loop{w: w, ports: ports, cpu: cpu, opt: opt, recycle: make([][]byte, 0, opt.Batch)}
+	l := &Loop{w: w, ports: ports, cpu: cpu, opt: opt, recycle: make([][]byte, 0, opt.Batch), ready: make(chan error, 1)}
 	if len(ports) > 0 {
 		l.umem = ports[0].Umem()
 	}
@@ -116,20 +132,16 @@ func (s *SlowFrame) Frame() []byte { return s.Head[:s.Len] }
 func (l *Loop) Stop() { l.stop.Store(true) }
 
 // Run serves the ports until Stop. It locks itself to an OS thread (pinned
-// to its CPU if it has one), polls its rings while there is work and for
-// Spin after, and then blocks in poll(2).
+// to its CPU if it has one, at its Priority), polls its rings while there
+// is work and for Spin after, and then blocks in poll(2). It never unlocks
+// the thread: pinned and perhaps real-time, it must end with the goroutine
+// that called Run rather than go back to serve others.
 func (l *Loop) Run() error {
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	if err := l.check(); err != nil {
+	err := l.setUp()
+	l.ready <- err
+	if err != nil {
 		return err
-	}
-	if l.cpu >= 0 {
-		var set unix.CPUSet
-		set.Set(l.cpu)
-		if err := unix.SchedSetaffinity(0, &set); err != nil {
-			return fmt.Errorf("pinning the worker to CPU %d: %w", l.cpu, err)
-		}
 	}
 	pfds := make([]unix.PollFd, len(l.ports), len(l.ports)+1)
 	for i, p := range l.ports {
@@ -169,6 +181,34 @@ func (l *Loop) Run() error {
 	}
 	return nil
 }
+
+// Ready gets, once, nil when Run has set its thread up and serves the
+// ports, or the error that stopped it (which Run also returns).
+func (l *Loop) Ready() <-chan error { return l.ready }
+
+// setUp checks the ports and sets the thread's CPU and priority.
+func (l *Loop) setUp() error {
+	if err := l.check(); err != nil {
+		return err
+	}
+	if l.cpu >= 0 {
+		var set unix.CPUSet
+		set.Set(l.cpu)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return fmt.Errorf("pinning the worker to CPU %d: %w", l.cpu, err)
+		}
+	}
+	if l.opt.Priority > 0 {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: schedFIFO, Priority: uint32(l.opt.Priority)}
+		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+			return fmt.Errorf("running the worker at SCHED_FIFO priority %d: %w (needs CAP_SYS_NICE; [forwarder] priority = 0 keeps the normal policy)", l.opt.Priority, err)
+		}
+	}
+	return nil
+}
+
+// schedFIFO is SCHED_FIFO (include/uapi/linux/sched.h).
+const schedFIFO = 1
 
 // check says why the ports cannot be served together.
 func (l *Loop) check() error {
