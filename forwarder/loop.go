@@ -74,8 +74,12 @@ const (
 	MaxBatch     = 1024
 )
 
-// DefaultSpin is LoopOptions.Spin as pnapd's loops run it.
-const DefaultSpin = 50 * time.Microsecond
+// DefaultSpin is LoopOptions.Spin as pnapd's loops run it: none. A
+// real-time worker that spins on the CPU where its NIC's receive work runs
+// (veth's NAPI thread in the lab) holds that work off for the whole spin:
+// the RFC 2544 lab measured p50 53 µs with 50 µs of spin against 15 µs
+// without. Spin pays where receive work runs on other CPUs.
+const DefaultSpin = 0
 
 // MaxSpin bounds LoopOptions.Spin: beyond it the loop is as good as
 // always busy.

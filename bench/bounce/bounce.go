@@ -3,6 +3,7 @@ package bounce
 import (
 	"runtime"
 
+	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 	"golang.org/x/sys/unix"
 )
@@ -10,14 +11,14 @@ import (
 // Run sends every frame received on port in out of port out, rewritten to
 // go from MAC src to MAC dst, on a thread pinned to cpu, until stop closes.
 // The ports share one UMEM, as pnap's do: frames move as descriptors. It
-// waits as pnap's loop does with no spin: it sleeps in poll only when a
-// round found nothing.
+// waits as pnap's loop does by default: SCHED_FIFO at the loop's priority
+// (when allowed), no spin, asleep in poll only when a round found nothing.
 func Run(in, out *xsk.Port, dst, src [6]byte, cpu int, stop <-chan struct{}) {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
+	runtime.LockOSThread() // never unlocked: the pinned real-time thread ends with the goroutine
 	var set unix.CPUSet
 	set.Set(cpu)
 	unix.SchedSetaffinity(0, &set)
+	unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 1 /* SCHED_FIFO */, Priority: forwarder.DefaultPriority}, 0)
 	u := in.Umem()
 	pfd := []unix.PollFd{{Fd: int32(in.FD()), Events: unix.POLLIN}}
 	frames := make([][]byte, 64)

@@ -68,6 +68,13 @@ type Row struct {
 	WrongPath uint64 `json:"wrong_path"`
 	// Retried counts trials run a second time after a small loss.
 	Retried int `json:"retried_trials"`
+	// HalfKernelPPS is half the kernel's zero-loss rate at this family and
+	// size, and HalfP50us, HalfP99us the latency at that rate: every
+	// forwarder's latency under one and the same load (0 when the run has
+	// no kernel row).
+	HalfKernelPPS float64 `json:"half_kernel_pps"`
+	HalfP50us     float64 `json:"half_kernel_latency_p50_us"`
+	HalfP99us     float64 `json:"half_kernel_latency_p99_us"`
 }
 
 func (o *Options) fill() {
@@ -111,7 +118,10 @@ func Run(tb testing.TB, opt Options) []Row {
 		fmt.Fprintf(opt.Progress, "IPv%d: %d destinations, per backbone %v\n", fam, len(dests[fam]), perBackbone(paths[fam], opt.Backbones))
 	}
 	var rows []Row
-	for _, fwd := range opt.Forwarders {
+	// The kernel goes first: its zero-loss rates set the load at which
+	// every forwarder's latency is compared.
+	half := map[[2]int]float64{}
+	for _, fwd := range kernelFirst(opt.Forwarders) {
 		x := topo.Build(tb, topo.Options{Backbones: opt.Backbones})
 		s := &setup{x: x, pnapd: opt.Pnapd, routes: split}
 		start := time.Now()
@@ -127,7 +137,10 @@ func Run(tb testing.TB, opt Options) []Row {
 				want = make([]int, len(dests[fam])) // all on backbone 0
 			}
 			for _, size := range opt.Sizes {
-				row := measure(tb, &opt, x, rx, fwd, fam, size, dests[fam], want)
+				row := measure(tb, &opt, x, rx, fwd, fam, size, dests[fam], want, half[[2]int{fam, size}])
+				if fwd == Kernel {
+					half[[2]int{fam, size}] = row.ZeroLossPPS / 2
+				}
 				fmt.Fprintf(opt.Progress, "%-12s %s %-5s %9.0f pps zero-loss (%7.1f Mb/s), p50 %6.1f µs, p99 %7.1f µs; %9.0f pps flooded, %9.0f at peak; %d on the wrong backbone\n",
 					fwd, row.Family, sizeName(row), row.ZeroLossPPS, row.Mbps, row.P50us, row.P99us, row.FloodPPS, row.PeakPPS, row.WrongPath)
 				var trials []string
@@ -140,6 +153,22 @@ func Run(tb testing.TB, opt Options) []Row {
 		}
 	}
 	return rows
+}
+
+// kernelFirst is fwds with the kernel, if there, moved to the front.
+func kernelFirst(fwds []string) []string {
+	out := []string{}
+	for _, f := range fwds {
+		if f == Kernel {
+			out = append(out, f)
+		}
+	}
+	for _, f := range fwds {
+		if f != Kernel {
+			out = append(out, f)
+		}
+	}
+	return out
 }
 
 // looksUp tells whether forwarder fwd looks destinations up; the others
@@ -186,7 +215,7 @@ const retryBelow = 0.02
 
 // measure runs the search for one forwarder, family and size; paths[i] is
 // the backbone where frames to dests[i] must arrive.
-func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver, fwd string, fam, size int, dests []netip.Addr, paths []int) Row {
+func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver, fwd string, fam, size int, dests []netip.Addr, paths []int, halfKernel float64) Row {
 	tb.Helper()
 	row := Row{Forwarder: fwd, Family: fmt.Sprintf("ipv%d", fam), FrameBytes: size, IMIX: size == 0}
 	if size != 0 {
@@ -206,7 +235,6 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 	if err != nil {
 		tb.Fatal(err)
 	}
-	row.PeakPPS, row.WrongPath = r.peak, r.wrongPath
 	row.Trials = all
 	row.ZeroLossPPS = best.Offered
 	row.P50us, row.P99us, row.MaxUs = us(best.P50), us(best.P99), us(best.Max)
@@ -216,6 +244,14 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 		bits = imixMeanBytes(fam) * 8
 	}
 	row.Mbps = best.Offered * bits / 1e6
+	if halfKernel > 0 {
+		t, err := r.trial(halfKernel, opt.Trial)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		row.HalfKernelPPS, row.HalfP50us, row.HalfP99us = halfKernel, us(t.P50), us(t.P99)
+	}
+	row.PeakPPS, row.WrongPath = r.peak, r.wrongPath
 	return row
 }
 

@@ -106,6 +106,9 @@ func WriteMarkdown(path string, meta Meta, rows []Row, plots []string) error {
 	writeThroughput(&b, m, keys, fwds)
 	writeTable(&b, "Latency at the zero-loss rate, p50 / p99 (µs, one way)", "", m, keys, fwds,
 		func(r Row) string { return fmt.Sprintf("%.0f / %.0f", r.P50us, r.P99us) })
+	writeTable(&b, "Latency at half the kernel's zero-loss rate, p50 / p99 (µs, one way)", "Every forwarder under the same load: half of what Linux forwarding carried without loss at that family and size, in this run.", m, keys, fwds,
+		func(r Row) string { return fmt.Sprintf("%.0f / %.0f", r.HalfP50us, r.HalfP99us) })
+	writeHalfRatios(&b, m, keys)
 	writeTable(&b, "Flooded (generator unpaced), frames/s delivered", "", m, keys, fwds,
 		func(r Row) string { return fmt.Sprintf("%.0f", r.FloodPPS) })
 	writeTable(&b, "Peak, frames/s delivered", "The most delivered per second in any trial of the search or the flood, whatever its loss.", m, keys, fwds,
@@ -126,6 +129,20 @@ func WriteMarkdown(path string, meta Meta, rows []Row, plots []string) error {
 		}
 	}
 	return os.WriteFile(path, []byte(b.String()), 0o644)
+}
+
+// writeHalfRatios writes pnap's latency over the kernel's at half the
+// kernel's zero-loss rate.
+func writeHalfRatios(b *strings.Builder, m map[key]map[string]Row, keys []key) {
+	fmt.Fprintf(b, "\n## pnap ÷ kernel latency at half the kernel's zero-loss rate\n\n| family | frame | offered pps | p50 | p99 |\n|---|---|---:|---:|---:|\n")
+	for _, k := range keys {
+		p, okp := m[k][Pnap]
+		l, okl := m[k][Kernel]
+		if !okp || !okl || l.HalfP50us <= 0 || l.HalfP99us <= 0 {
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %s | %.0f | %.2f | %.2f |\n", p.Family, sizeName(p), l.HalfKernelPPS, p.HalfP50us/l.HalfP50us, p.HalfP99us/l.HalfP99us)
+	}
 }
 
 // writeMethod writes the report's head: when, where, how.

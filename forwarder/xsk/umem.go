@@ -137,7 +137,10 @@ type Census struct {
 
 // Census walks the free list and every port's rings. It fails when a frame
 // is in two places, or when frames are missing: in flight in the kernel
-// (give it a moment) or leaked.
+// (give it a moment), or leaked. In copy mode the kernel also keeps a
+// frame it took from a fill ring when the RX ring was full, on a free list
+// of its own, and receives into it first: receive one more frame on that
+// port to bring it back into view.
 func (u *Umem) Census() (Census, error) {
 	var c Census
 	where := make([]string, u.Frames())
