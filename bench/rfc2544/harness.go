@@ -139,7 +139,7 @@ func Run(tb testing.TB, opt Options) []Row {
 			for _, size := range opt.Sizes {
 				row := measure(tb, &opt, x, rx, fwd, fam, size, dests[fam], want, half[[2]int{fam, size}])
 				if fwd == Kernel {
-					half[[2]int{fam, size}] = row.ZeroLossPPS / 2
+					half[[2]int{fam, size}] = row.HalfKernelPPS
 				}
 				fmt.Fprintf(opt.Progress, "%-12s %s %-5s %9.0f pps zero-loss (%7.1f Mb/s), p50 %6.1f µs, p99 %7.1f µs; %9.0f pps flooded, %9.0f at peak; %d on the wrong backbone\n",
 					fwd, row.Family, sizeName(row), row.ZeroLossPPS, row.Mbps, row.P50us, row.P99us, row.FloodPPS, row.PeakPPS, row.WrongPath)
@@ -244,6 +244,9 @@ func measure(tb testing.TB, opt *Options, x *topo.Topology, rx *traffic.Receiver
 		bits = imixMeanBytes(fam) * 8
 	}
 	row.Mbps = best.Offered * bits / 1e6
+	if fwd == Kernel {
+		halfKernel = row.ZeroLossPPS / 2
+	}
 	if halfKernel > 0 {
 		t, err := r.trial(halfKernel, opt.Trial)
 		if err != nil {
