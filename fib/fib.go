@@ -52,6 +52,12 @@ type FIB struct {
 	fam         [2]family // 0: IPv4, 1: IPv6
 	words       []uint64  // arena of trie nodes; append-only between compactions
 	liveWords   int
+	// The arena's bound (capacity.go): live nodes, the words of all their
+	// sizes, and what the current Update may add to those sizes.
+	nodes, coreWords, pendingWords int
+	maxWords                       int // maxArenaWords; lower in tests
+	// undo records the current Update's changes while it may need undoing.
+	undo *undoLog
 	// compactMin is the garbage, in words, below which the arena is never
 	// compacted: 1 MiB, so compaction (a copy of the live nodes, ~5 ms for
 	// the full IPv4 table) runs at most once per ~25k single-route changes.
@@ -107,6 +113,7 @@ func New(backbones []Backbone, opt Options) (*FIB, error) {
 		nextID:     1, // 0 means "no route" in the trie
 		grace:      opt.Grace,
 		compactMin: 1 << 17,
+		maxWords:   maxArenaWords,
 	}
 	for i := range f.pathLen {
 		f.pathLen[i] = make([]uint8, 1, 1024)

@@ -61,6 +61,8 @@ func (f *FIB) commit() {
 				}
 				if len(n.pfx) == 0 && len(n.kids) == 0 {
 					f.liveWords -= int(n.size) + int(n.pad)
+					f.coreWords -= int(n.size)
+					f.nodes--
 					n.removed = true
 					par := n.parent
 					if i, ok := par.findKid(n.key); ok {
@@ -81,9 +83,10 @@ func (f *FIB) commit() {
 	// Compact when garbage outweighs live nodes, and always before offsets
 	// could outgrow a value's 23 bits.
 	garbage := len(f.words) - f.liveWords
-	if garbage > f.liveWords && garbage > f.compactMin || f.compactAlways || len(f.words) > childFlag/2 {
-		f.compact()
+	if garbage > f.liveWords && garbage > f.compactMin || f.compactAlways || len(f.words) > f.maxWords/2 {
+		f.compact(nil)
 	}
+	f.pendingWords = 0
 	f.publish()
 	f.startGrace()
 }
@@ -105,6 +108,7 @@ func (f *FIB) emit(n *cnode) {
 		f.scratch[1] = r
 	}
 	def := uint32(n.parent.cover(n.key))
+	f.roomFor(bitmapWords(len(r)), n)
 	var off uint32
 	size := len(f.words)
 	// Every level below the root has 8-bit keys (see geometry).
@@ -112,6 +116,7 @@ func (f *FIB) emit(n *cnode) {
 	pad := int(off) - size
 	size = len(f.words) - int(off)
 	f.liveWords += size + pad - int(n.size) - int(n.pad)
+	f.coreWords += size - int(n.size)
 	n.off, n.size, n.pad = off, uint32(size), uint32(pad)
 }
 
@@ -142,8 +147,11 @@ func (f *FIB) rewriteRoot(fam *family) {
 }
 
 // compact copies the live nodes into a fresh arena. Versions already
-// published keep the old arena, so no reader is disturbed.
-func (f *FIB) compact() {
+// published keep the old arena, so no reader is disturbed. Nodes for which
+// skip is true are about to be re-emitted in this commit: they are left
+// out, and the values that point at them are rewritten when they are (their
+// parents, or root keys, are marked as they are emitted).
+func (f *FIB) compact(skip func(*cnode) bool) {
 	nw := make([]uint64, 0, f.liveWords*5/4+lineWords)
 	remap := make(map[uint32]uint32)
 	var walk func(n *cnode)
@@ -152,6 +160,11 @@ func (f *FIB) compact() {
 			walk(k)
 		}
 		if n.depth == 0 {
+			return
+		}
+		if skip != nil && skip(n) {
+			f.coreWords -= int(n.size)
+			n.size, n.pad = 0, 0
 			return
 		}
 		var noff uint32

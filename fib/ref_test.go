@@ -189,7 +189,7 @@ func TestCompactionKeepsAnswers(t *testing.T) {
 	}
 	old := f.Load()
 	f.mu.Lock()
-	f.compact()
+	f.compact(nil)
 	f.publish()
 	f.mu.Unlock()
 	if &f.Load().words[0] == &old.words[0] {

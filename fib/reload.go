@@ -20,8 +20,8 @@ func (f *FIB) Replace(b BackboneID, rs iter.Seq2[netip.Prefix, int]) (added, wit
 }
 
 // Replace is FIB.Replace inside a transaction. On an error no route has been
-// withdrawn yet, so the backbone keeps at least its old routes. rs is
-// iterated once; an error names the failing route by its position in rs.
+// withdrawn yet, and the Update that returns it undoes the routes added. rs
+// is iterated once; an error names the failing route by its position in rs.
 func (tx *Txn) Replace(b BackboneID, rs iter.Seq2[netip.Prefix, int]) (added, withdrawn int, err error) {
 	if tx.done {
 		return 0, 0, errTxnDone

@@ -38,7 +38,7 @@ func (f *FIB) allocID(p netip.Prefix) (RouteID, error) {
 		f.free = f.free[:n-1]
 	} else {
 		if int(f.nextID) >= len(f.state) {
-			return 0, fmt.Errorf("fib: full at %d routes; raise the route limit (Options.MaxRoutes)", len(f.state)-1)
+			return 0, fmt.Errorf("%w at %d routes; raise the route limit (Options.MaxRoutes)", ErrFull, len(f.state)-1)
 		}
 		id = f.nextID
 		f.nextID++
@@ -62,3 +62,6 @@ func (f *FIB) startGrace() {
 		f.pendingFree = f.pendingFree[:0]
 	}
 }
+
+// Grace is how long a withdrawn route's ID stays unused (Options.Grace).
+func (f *FIB) Grace() time.Duration { return f.grace }

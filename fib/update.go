@@ -21,15 +21,23 @@ type Txn struct {
 var errTxnDone = errors.New("fib: Txn used after its Update returned")
 
 // Update runs fn with the writer lock held and publishes every change fn made
-// as one new Version. Each change is applied on its own; if fn returns an
-// error, the changes made before it are still published.
-func (f *FIB) Update(fn func(tx *Txn) error) error {
+// as one new Version. If fn returns an error (a change it made was refused,
+// or its own), every change it made is undone and the FIB stays as it was.
+func (f *FIB) Update(fn func(tx *Txn) error) (err error) {
 	f.mu.Lock()
 	tx := &Txn{f: f}
+	fromEmpty := f.routes[0]+f.routes[1] == 0
+	if !fromEmpty {
+		f.undo = &undoLog{}
+	}
 	// Even if fn panics, what it changed is published and the lock released,
 	// so the FIB stays usable.
 	defer func() {
 		tx.done = true
+		if err != nil {
+			f.rollback(fromEmpty)
+		}
+		f.undo = nil
 		f.commit()
 		f.mu.Unlock()
 	}()
@@ -113,6 +121,9 @@ func (f *FIB) find(p netip.Prefix, create bool) (fam *family, n *cnode, start ui
 				return fam, nil, 0, 0
 			}
 			kid := &cnode{depth: uint8(d + 1), kb: fam.geo.width[d+1], key: k, parent: n}
+			// Its first emission, and the range it adds to its parent.
+			f.nodes++
+			f.pendingWords += nodeWordsMin + 1
 			n.insertKid(i, kid)
 			fam.markNode(kid)
 			fam.parentChanged(kid)
@@ -146,34 +157,24 @@ func (f *FIB) add(b BackboneID, p netip.Prefix, pathLen int) error {
 	if err := checkPrefix(p); err != nil {
 		return fmt.Errorf("fib: %w", err)
 	}
+	if err := f.checkRoom(); err != nil {
+		// Full: only a prefix already in the trie can still gain a holder.
+		if _, ok := f.routeLocked(p); !ok {
+			return err
+		}
+	}
 	fam, n, start, rlen := f.find(p, true)
 	i, ok := n.findPfx(start, rlen)
 	if ok {
-		id := n.pfx[i].route
-		f.pathLen[b][id] = clampPath(pathLen)
-		for {
-			s := f.state[id].Load()
-			h := HolderSet(s & holdersMask)
-			had := h.Has(b)
-			h |= 1 << b
-			if f.state[id].CompareAndSwap(s, f.reselect(id, s, h)) {
-				f.syncSel(id)
-				if !had {
-					f.held[b]++
-				}
-				return nil
-			}
-		}
-	}
-	if f.liveWords > childFlag/2 {
-		// Node offsets are 23 bits: the arena holds at most 64 MiB of
-		// nodes, several times what full tables need.
-		return fmt.Errorf("fib: full: lookup structure at %d MiB, the most it can address is %d MiB", f.liveWords*8>>20, childFlag*8>>20)
+		f.addHolder(n.pfx[i].route, b, clampPath(pathLen))
+		return nil
 	}
 	id, err := f.allocID(p)
 	if err != nil {
 		return err
 	}
+	f.logChange(id, b, addedRoute, unknownPath, 0)
+	f.pendingWords++ // the prefix's ranges in its node
 	for o := range f.pathLen {
 		f.pathLen[o][id] = unknownPath
 	}
@@ -189,6 +190,30 @@ func (f *FIB) add(b BackboneID, p netip.Prefix, pathLen int) error {
 	n.lens[rlen]++
 	fam.markPrefix(n, start, rlen)
 	return nil
+}
+
+// addHolder gives existing route id to backbone b with AS-path length
+// pathLen, or updates b's length.
+func (f *FIB) addHolder(id RouteID, b BackboneID, pathLen uint8) {
+	old := f.pathLen[b][id]
+	f.pathLen[b][id] = pathLen
+	for {
+		s := f.state[id].Load()
+		h := HolderSet(s & holdersMask)
+		had := h.Has(b)
+		h |= 1 << b
+		if f.state[id].CompareAndSwap(s, f.reselect(id, s, h)) {
+			f.syncSel(id)
+			switch {
+			case !had:
+				f.held[b]++
+				f.logChange(id, b, addedHolder, old, s)
+			case old != pathLen:
+				f.logChange(id, b, changedPath, old, s)
+			}
+			return
+		}
+	}
 }
 
 func (f *FIB) withdraw(b BackboneID, p netip.Prefix) (bool, error) {
@@ -227,8 +252,13 @@ func (f *FIB) withdraw(b BackboneID, p netip.Prefix) (bool, error) {
 		if f.state[id].CompareAndSwap(s, f.reselect(id, s, h)) {
 			f.syncSel(id)
 			f.held[b]--
+			f.logChange(id, b, droppedHolder, f.pathLen[b][id], s)
 			return true, nil
 		}
+	}
+	f.logChange(id, b, droppedRoute, f.pathLen[b][id], 0)
+	if f.undo != nil {
+		f.undo.gone = append(f.undo.gone, f.prefixes[id])
 	}
 	f.held[b]--
 	f.routes[famOf(p)]--
