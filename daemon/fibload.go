@@ -88,7 +88,14 @@ func LoadFIB(cfg *configs.Config, log *slog.Logger) (*fib.FIB, []LoadReport, err
 	for i, b := range cfg.Backbones {
 		bbs[i] = fib.Backbone{Name: b.Name, Preference: b.Preference}
 	}
-	f, err := fib.New(bbs, fib.Options{})
+	// A withdrawn route's ID is not reused while probes may still credit a
+	// measurement to it.
+	po, err := probesOptions(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	grace := max(time.Second, po.RouteHold())
+	f, err := fib.New(bbs, fib.Options{Grace: grace})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"log/slog"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -120,5 +121,28 @@ func TestCheckReloadableControl(t *testing.T) {
 	}
 	if !planChanged(old, parse(backboneTOML+"[optimizer]\nenabled = false\n")) {
 		t.Error("disabling the optimizer is not a change")
+	}
+}
+
+// The FIB does not reuse a withdrawn route's ID while probes may still
+// credit an RTT to it: its grace follows probes.timeout.
+func TestFIBGraceCoversProbeHold(t *testing.T) {
+	for _, timeout := range []string{"2s", "9s"} {
+		src := configtest.TwoBackbones + "\n[probes]\ntimeout = \"" + timeout + "\"\n"
+		cfg, err := configs.Parse([]byte(src), filepath.Join(t.TempDir(), "x.toml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, _, err := LoadFIB(cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		po, err := probesOptions(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.Grace() < po.RouteHold() || po.RouteHold() < 2*po.Timeout {
+			t.Errorf("timeout %s: FIB grace %v, probes hold route IDs %v", timeout, f.Grace(), po.RouteHold())
+		}
 	}
 }

@@ -80,6 +80,17 @@ func DefaultOptions() Options {
 	}
 }
 
+// RouteHold is the longest probes credits a measurement to a RouteID it
+// took from a sample or a probe without checking it against the FIB:
+// passive matching keeps an outbound sample up to two Timeouts, a probe
+// waits a Timeout for its answer, and samples wait up to a Tick in the
+// rings. The FIB must not give a withdrawn route's ID to another prefix
+// sooner (fib.Options.Grace), or an RTT could be charged to the prefix that
+// took the ID.
+func (o Options) RouteHold() time.Duration {
+	return 2*o.Timeout + 2*o.Tick
+}
+
 // Validate checks every setting. A wrong one comes back as a
 // *setting.Error naming its key.
 func (o Options) Validate() error {

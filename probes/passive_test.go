@@ -6,6 +6,7 @@ import (
 
 	"github.com/pnap-project/pnap/fib"
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/internal/monotime"
 )
 
 var (
@@ -236,5 +237,47 @@ func within(t *testing.T, what string, d, want time.Duration) {
 	tol := max(want/100, histUnit)
 	if d < want-tol || d > want+tol {
 		t.Errorf("%s: %v, want %v ± %v", what, d, want, tol)
+	}
+}
+
+// A route's ID may go to another prefix only once nothing probes holds can
+// name the old one: an answer arriving after the route was withdrawn and
+// its ID's grace period passed is not charged to the prefix that took the
+// ID. With the FIB's former fixed grace (1 s, shorter than the 2-4 s a
+// passive sample waits with the default timeout) it was.
+func TestReusedRouteIDGetsNoRTT(t *testing.T) {
+	o := DefaultOptions()
+	f, err := fib.New([]fib.Backbone{{Name: "bb0"}}, fib.Options{Grace: o.RouteHold()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Add(0, pfx("198.51.100.0/24"), 1); err != nil {
+		t.Fatal(err)
+	}
+	old := routeOf(t, f, "198.51.100.0/24")
+	clk := &fakeClock{}
+	st := NewStore(StoreOptions{}, f.Prefix, clk.now)
+	m := newMatcher(st, nil, 100, o.Timeout, &counters{})
+	t0 := monotime.Now()
+	syn := outS(forwarder.SampleSYN, t0, old, 0)
+	syn.Seq = 1
+	m.Consume([]forwarder.Sample{syn}, t0)
+	if _, err := f.Withdraw(0, pfx("198.51.100.0/24")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // past the former grace
+	if err := f.Add(0, pfx("203.0.113.0/24"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if routeOf(t, f, "203.0.113.0/24") == old {
+		t.Errorf("route ID %d reused %v after its withdrawal, while a sample naming it may still be answered (for %v)", old, 1100*time.Millisecond, o.RouteHold())
+	}
+	// The answer comes 1.5 s after the SYN: within the timeout.
+	sa := inS(forwarder.SampleSYNACK, t0+sec(1.5))
+	sa.Ack = 2
+	m.Consume([]forwarder.Sample{sa}, t0+sec(1.5))
+	clk.set(t0 + sec(1.6))
+	for _, ps := range st.Snapshot().Prefixes {
+		t.Errorf("%v has RTT samples %+v; the only answer was for a withdrawn route", ps.Prefix, ps.Backbones)
 	}
 }

@@ -93,6 +93,7 @@ func New(opt Options, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane) (
 		MaxRTT: max(defaultMaxRTT, 2*opt.Timeout),
 	}, f.Prefix, p.clock.now)
 	p.traffic = NewTraffic(opt.Traffic)
+	p.traffic.resolve = f.Prefix
 	p.matcher = newMatcher(p.store, p.traffic, opt.FlowTable, opt.Timeout, &p.c)
 	if dp != nil {
 		// Room for every probe of a timeout's worth at the full rate.

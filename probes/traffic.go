@@ -25,10 +25,16 @@ type Traffic struct {
 
 	ranked  []ranked // scratch for Top and eviction
 	evicted uint64
+	// resolve names a route's prefix (fib.FIB.Prefix); nil in tests. A
+	// record remembers its route's prefix, so that once the FIB gives the
+	// ID to another prefix (after its grace period) the old traffic and
+	// target are dropped rather than credited to the new one.
+	resolve func(fib.RouteID) netip.Prefix
 }
 
 type trafficRec struct {
-	route fib.RouteID
+	route  fib.RouteID
+	prefix netip.Prefix // as resolve named it when the record was made
 	// v decays by e^(-Δt/tau) and gains 1 per sample, so v/tau converges
 	// to the sample rate: an EWMA with no fixed tick.
 	v    float64
@@ -92,9 +98,15 @@ func (t *Traffic) Add(s *forwarder.Sample) {
 		if len(t.routes) >= t.max {
 			t.evict(s.Time)
 		}
+		var pfx netip.Prefix
+		if t.resolve != nil {
+			if pfx = t.resolve(s.Route); !pfx.IsValid() {
+				return // withdrawn since the sample
+			}
+		}
 		i = int32(len(t.routes))
 		t.index[s.Route] = i
-		t.routes = append(t.routes, trafficRec{route: s.Route, last: s.Time})
+		t.routes = append(t.routes, trafficRec{route: s.Route, prefix: pfx, last: s.Time})
 	}
 	r := &t.routes[i]
 	if d := s.Time - r.last; d > 0 {
@@ -147,8 +159,10 @@ func (t *Traffic) Target(r fib.RouteID) (dst netip.Addr, port uint16, ok bool) {
 // Len is the number of routes tracked.
 func (t *Traffic) Len() int { return len(t.routes) }
 
-// Top appends the n busiest routes at now to dst, busiest first.
+// Top appends the n busiest routes at now to dst, busiest first. Routes
+// whose ID now names another prefix, or none, are dropped first.
 func (t *Traffic) Top(n int, now int64, dst []fib.RouteID) []fib.RouteID {
+	t.dropReused()
 	t.rank(now)
 	slices.SortFunc(t.ranked, func(a, b ranked) int {
 		if c := cmp.Compare(b.rate, a.rate); c != 0 {
@@ -177,6 +191,19 @@ func (t *Traffic) evict(now int64) {
 	for _, r := range t.ranked[:max(1, len(t.ranked)/8)] {
 		t.remove(r.route)
 		t.evicted++
+	}
+}
+
+func (t *Traffic) dropReused() {
+	if t.resolve == nil {
+		return
+	}
+	for i := 0; i < len(t.routes); {
+		if t.resolve(t.routes[i].route) != t.routes[i].prefix {
+			t.remove(t.routes[i].route) // moves the last record into i
+			continue
+		}
+		i++
 	}
 }
 
