@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -154,3 +155,22 @@ name = "uunet"
 interface = "eth1"
 gateway_v4 = "192.0.2.1"
 `
+
+// The table from the review: 100,000 IPv6 /128s, each under a /24 of its
+// own, needs more lookup structure than the FIB's offsets address. check
+// used to say ok (and every lookup answered wrong); it must refuse it.
+func TestCheckRefusesTableTheFIBCannotAddress(t *testing.T) {
+	dir := t.TempDir()
+	var table strings.Builder
+	for k := range 100_000 {
+		top := 0x200000 + k // the first 24 bits
+		fmt.Fprintf(&table, "%x:%x::1/128\n", top>>8, top&0xff<<8)
+	}
+	writeFile(t, dir, "sparse.txt", table.String())
+	path := writeFile(t, dir, "x.toml", "[[backbone]]\nname = \"a\"\ninterface = \"eth0\"\ngateway_v6 = \"2001:db8::1\"\n\n  [[backbone.route_file]]\n  path = \"sparse.txt\"\n")
+	code, out, errs := runCmd(t, "", "check", "-c", path)
+	if code != 1 || !strings.Contains(errs, "fib: full") || !strings.Contains(errs, "sparse.txt") || strings.Contains(out, "ok") {
+		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 naming the file and fib: full", code, out, errs)
+	}
+	t.Log(strings.TrimSpace(errs))
+}

@@ -172,38 +172,6 @@ func TestRunForwardsAndStopsCleanly(t *testing.T) {
 	}
 }
 
-// TestRunFailsOpen kills pnapd with SIGKILL: the kernel removes its bpf_link
-// attachments, and with kernel routes in place the kernel forwards at once.
-func TestRunFailsOpen(t *testing.T) {
-	x := newRunLab(t)
-	capA := x.al.Capture(t)
-	cmd, logs, exited := x.startPnapd(t)
-	if _, f := x.sendUntil(t, capA, 5*time.Second); f == nil {
-		t.Fatalf("pnapd forwarded nothing:\n%s", logs)
-	}
-	x.pnap.Sysctl(t, "net/ipv4/ip_forward", "1")
-	x.pnap.AddRoute(t, "203.0.113.0/24", "198.18.100.1")
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-exited
-	took, f := x.sendUntil(t, capA, time.Second)
-	if f == nil {
-		t.Fatal("the kernel did not forward within 1 s of pnapd's death")
-	}
-	if f[22] != 63 {
-		t.Fatalf("kernel-forwarded TTL %d", f[22])
-	}
-	t.Logf("kernel forwarding %v after SIGKILL", took)
-	deadline := time.Now().Add(time.Second)
-	for x.xdpAttached(t) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if x.xdpAttached(t) {
-		t.Fatal("an XDP program is still attached after SIGKILL")
-	}
-}
-
 // TestRunBusyPoll runs pnapd with busy_poll: it sets the interfaces' NAPI
 // deferral while it runs, forwards, and restores the settings on SIGTERM.
 func TestRunBusyPoll(t *testing.T) {
