@@ -18,7 +18,7 @@ BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
 
-.PHONY: all build test lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
+.PHONY: all build test fuzz lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
 
 all: build
 
@@ -33,6 +33,19 @@ test: lint
 	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 $(PLAIN_PKGS)
 	$(GO) test -count=1 -p 1 $(SOLO_PKGS)
+
+# Every fuzz target in the tree (found by name, so new ones join), each for
+# FUZZTIME beyond its seed corpus, which make test already runs. A failure
+# leaves its input under the package's testdata/fuzz. .ci/run calls this.
+FUZZTIME ?= 20s
+fuzz:
+	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		dir=$$(dirname $$file); \
+		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
+			echo "== $$target in $$dir for $(FUZZTIME)"; \
+			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir/; \
+		done; \
+	done
 
 # FIB benchmarks side by side with gaissmai/bart on the shared full tables;
 # ends with one table of ratios.
