@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/steering"
 	"github.com/pnap-project/pnap/forwarder/xsk"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
@@ -50,6 +51,7 @@ var (
 	descXSKCopied    = prometheus.NewDesc("pnap_xsk_copied_frames_total", "Frames copied into the UMEM to be sent (probes); forwarding moves frames without copying.", []string{"port", "interface", "queue"}, nil)
 	descWorkerSpin   = prometheus.NewDesc("pnap_worker_spin_seconds_total", "CPU time each worker spent polling empty rings before sleeping ([forwarder] spin_us): what low latency costs.", []string{"queue"}, nil)
 	descWorkerSleeps = prometheus.NewDesc("pnap_worker_sleeps_total", "Times each worker slept in poll(2) for want of work.", []string{"queue"}, nil)
+	descXDPPassed    = prometheus.NewDesc("pnap_xdp_passed_total", "Frames the XDP program gave to the kernel rather than to the workers, by port and reason (short: truncated headers; not_ip: ARP, QinQ and other ethertypes; multicast; ndp; local: addressed to the box).", []string{"port", "interface", "reason"}, nil)
 	descInjectRefuse = prometheus.NewDesc("pnap_probe_inject_refused_total", "Probe frames the workers' inject ring refused.", nil, nil)
 )
 
@@ -107,6 +109,13 @@ func (c collector) collectPorts(m sink) {
 				}
 			}
 			c.collectSocket(m, d.dp.byQueue[q][i], name, qs)
+		}
+		if i < len(d.dp.steering) {
+			if passed, err := d.dp.steering[i].PassCounts(); err == nil {
+				for r, n := range passed {
+					m.counter(descXDPPassed, float64(n), name, p.Name, steering.PassReason(r).String())
+				}
+			}
 		}
 	}
 	if loops := d.dp.running.Load(); loops != nil {

@@ -36,6 +36,46 @@ type Program struct {
 	XSKs   *ebpf.Map     // queue index -> AF_XDP socket
 	Local4 *ebpf.Map     // IPv4 addresses of the box (4-byte keys)
 	Local6 *ebpf.Map     // IPv6 addresses of the box (16-byte keys)
+	// Passed counts, per CPU, the frames given to the kernel by PassReason.
+	Passed *ebpf.Map
+}
+
+// PassReason is why the program gave a frame to the kernel rather than to
+// pnap's workers.
+type PassReason uint32
+
+// The reasons, in the order of the Passed map's keys.
+const (
+	PassShort     PassReason = iota // too short for its Ethernet or IP header
+	PassNotIP                       // neither IPv4 nor IPv6 (ARP, QinQ, LLDP, ...)
+	PassMulticast                   // IPv4 multicast, broadcast or class E; IPv6 multicast
+	PassNDP                         // IPv6 neighbour discovery and redirects
+	PassLocal                       // addressed to the box
+	NumPassReasons
+)
+
+var passNames = [NumPassReasons]string{"short", "not_ip", "multicast", "ndp", "local"}
+
+func (r PassReason) String() string {
+	if r < NumPassReasons {
+		return passNames[r]
+	}
+	return "unknown"
+}
+
+// PassCounts reads Passed, summed over the CPUs.
+func (s *Program) PassCounts() ([NumPassReasons]uint64, error) {
+	var out [NumPassReasons]uint64
+	var perCPU []uint64
+	for r := range out {
+		if err := s.Passed.Lookup(uint32(r), &perCPU); err != nil {
+			return out, fmt.Errorf("reading the XDP pass counters: %w", err)
+		}
+		for _, n := range perCPU {
+			out[r] += n
+		}
+	}
+	return out, nil
 }
 
 // Options size the maps. The zero value is usable.
@@ -72,11 +112,15 @@ func New(opt Options) (*Program, error) {
 		s.Close()
 		return nil, fmt.Errorf("local IPv6 map: %w", explainBPF(err))
 	}
+	if s.Passed, err = ebpf.NewMap(&ebpf.MapSpec{Name: "pnap_passed", Type: ebpf.PerCPUArray, KeySize: 4, ValueSize: 8, MaxEntries: uint32(NumPassReasons)}); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("pass counter map: %w", explainBPF(err))
+	}
 	s.XDP, err = ebpf.NewProgram(&ebpf.ProgramSpec{
 		Name:         "pnap_steer",
 		Type:         ebpf.XDP,
 		License:      "GPL",
-		Instructions: steeringInstructions(s.XSKs.FD(), s.Local4.FD(), s.Local6.FD(), int32(opt.NoSocketAction)),
+		Instructions: steeringInstructions(s.XSKs.FD(), s.Local4.FD(), s.Local6.FD(), s.Passed.FD(), int32(opt.NoSocketAction)),
 	})
 	if err != nil {
 		s.Close()
@@ -119,7 +163,7 @@ func (s *Program) SetSocket(queue int, fd int) error {
 // reference to the program).
 func (s *Program) Close() error {
 	var errs []error
-	for _, c := range []interface{ Close() error }{s.XDP, s.XSKs, s.Local4, s.Local6} {
+	for _, c := range []interface{ Close() error }{s.XDP, s.XSKs, s.Local4, s.Local6, s.Passed} {
 		if c != nil && !isNilCloser(c) {
 			errs = append(errs, c.Close())
 		}
@@ -150,21 +194,23 @@ const (
 )
 
 // steeringInstructions is the program. Registers: R6 ctx, R7 L3 offset,
-// R8 L3 pointer (both survive helper calls), R2/R3 data/data_end.
-func steeringInstructions(xsks, local4, local6 int, noSocket int32) asm.Instructions {
+// R8 L3 pointer (both survive helper calls), R2/R3 data/data_end. Every way
+// to the kernel goes through a label that sets R9 to its PassReason and
+// counts it in the passed map.
+func steeringInstructions(xsks, local4, local6, passed int, noSocket int32) asm.Instructions {
 	return asm.Instructions{
 		asm.Mov.Reg(asm.R6, asm.R1),
 		asm.LoadMem(asm.R2, asm.R6, 0, asm.Word), // data
 		asm.LoadMem(asm.R3, asm.R6, 4, asm.Word), // data_end
 		asm.Mov.Reg(asm.R4, asm.R2),
 		asm.Add.Imm(asm.R4, ethHdrLen),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.JGT.Reg(asm.R4, asm.R3, "short"),
 		asm.LoadMem(asm.R5, asm.R2, 12, asm.Half),
 		asm.Mov.Imm(asm.R7, ethHdrLen),
 		asm.JNE.Imm(asm.R5, leVLAN, "l3"),
 		asm.Mov.Reg(asm.R4, asm.R2),
 		asm.Add.Imm(asm.R4, ethHdrLen+vlanTagLen),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.JGT.Reg(asm.R4, asm.R3, "short"),
 		asm.LoadMem(asm.R5, asm.R2, 16, asm.Half),
 		asm.Mov.Imm(asm.R7, ethHdrLen+vlanTagLen),
 
@@ -172,37 +218,37 @@ func steeringInstructions(xsks, local4, local6 int, noSocket int32) asm.Instruct
 		asm.Add.Reg(asm.R8, asm.R7),
 		asm.JEq.Imm(asm.R5, leIPv4, "ipv4"),
 		asm.JEq.Imm(asm.R5, leIPv6, "ipv6"),
-		asm.Ja.Label("pass"),
+		asm.Ja.Label("notip"),
 
 		// IPv4: multicast and broadcast to the kernel; local addresses too.
 		asm.Mov.Reg(asm.R4, asm.R8).WithSymbol("ipv4"),
 		asm.Add.Imm(asm.R4, ipv4MinHdr),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.JGT.Reg(asm.R4, asm.R3, "short"),
 		asm.LoadMem(asm.R5, asm.R8, 16, asm.Byte),
-		asm.JGE.Imm(asm.R5, 224, "pass"),
+		asm.JGE.Imm(asm.R5, 224, "multicast"),
 		asm.LoadMem(asm.R5, asm.R8, 16, asm.Word),
 		asm.StoreMem(asm.RFP, -4, asm.R5, asm.Word),
 		asm.LoadMapPtr(asm.R1, local4),
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -4),
 		asm.FnMapLookupElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "pass"),
+		asm.JNE.Imm(asm.R0, 0, "local"),
 		asm.Ja.Label("redirect"),
 
 		// IPv6: NDP, multicast and local addresses to the kernel.
 		asm.Mov.Reg(asm.R4, asm.R8).WithSymbol("ipv6"),
 		asm.Add.Imm(asm.R4, ipv6HdrLen),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.JGT.Reg(asm.R4, asm.R3, "short"),
 		asm.LoadMem(asm.R5, asm.R8, 24, asm.Byte),
-		asm.JEq.Imm(asm.R5, 0xff, "pass"),
+		asm.JEq.Imm(asm.R5, 0xff, "multicast"),
 		asm.LoadMem(asm.R5, asm.R8, 6, asm.Byte), // next header
 		asm.JNE.Imm(asm.R5, 58, "v6dst"),         // not ICMPv6
 		asm.Mov.Reg(asm.R4, asm.R8),
 		asm.Add.Imm(asm.R4, ipv6HdrLen+1),
-		asm.JGT.Reg(asm.R4, asm.R3, "pass"),
+		asm.JGT.Reg(asm.R4, asm.R3, "short"),
 		asm.LoadMem(asm.R5, asm.R8, ipv6HdrLen, asm.Byte), // ICMPv6 type
 		asm.JLT.Imm(asm.R5, 133, "v6dst"),
-		asm.JLE.Imm(asm.R5, 137, "pass"), // RS, RA, NS, NA, redirect
+		asm.JLE.Imm(asm.R5, 137, "ndp"), // RS, RA, NS, NA, redirect
 		asm.LoadMem(asm.R5, asm.R8, 24, asm.DWord).WithSymbol("v6dst"),
 		asm.StoreMem(asm.RFP, -16, asm.R5, asm.DWord),
 		asm.LoadMem(asm.R5, asm.R8, 32, asm.DWord),
@@ -211,7 +257,7 @@ func steeringInstructions(xsks, local4, local6 int, noSocket int32) asm.Instruct
 		asm.Mov.Reg(asm.R2, asm.RFP),
 		asm.Add.Imm(asm.R2, -16),
 		asm.FnMapLookupElem.Call(),
-		asm.JNE.Imm(asm.R0, 0, "pass"),
+		asm.JNE.Imm(asm.R0, 0, "local"),
 
 		// Transit: to this queue's socket, or noSocket if it has none.
 		asm.LoadMem(asm.R2, asm.R6, 16, asm.Word).WithSymbol("redirect"), // rx_queue_index
@@ -220,6 +266,25 @@ func steeringInstructions(xsks, local4, local6 int, noSocket int32) asm.Instruct
 		asm.FnRedirectMap.Call(),
 		asm.Return(),
 
+		asm.Mov.Imm(asm.R9, int32(PassShort)).WithSymbol("short"),
+		asm.Ja.Label("count"),
+		asm.Mov.Imm(asm.R9, int32(PassNotIP)).WithSymbol("notip"),
+		asm.Ja.Label("count"),
+		asm.Mov.Imm(asm.R9, int32(PassMulticast)).WithSymbol("multicast"),
+		asm.Ja.Label("count"),
+		asm.Mov.Imm(asm.R9, int32(PassNDP)).WithSymbol("ndp"),
+		asm.Ja.Label("count"),
+		asm.Mov.Imm(asm.R9, int32(PassLocal)).WithSymbol("local"),
+		// A per-CPU slot: a plain add, no atomic.
+		asm.StoreMem(asm.RFP, -24, asm.R9, asm.Word).WithSymbol("count"),
+		asm.LoadMapPtr(asm.R1, passed),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, -24),
+		asm.FnMapLookupElem.Call(),
+		asm.JEq.Imm(asm.R0, 0, "pass"),
+		asm.LoadMem(asm.R1, asm.R0, 0, asm.DWord),
+		asm.Add.Imm(asm.R1, 1),
+		asm.StoreMem(asm.R0, 0, asm.R1, asm.DWord),
 		asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("pass"),
 		asm.Return(),
 	}

@@ -77,26 +77,49 @@ func TestSteeringVerdicts(t *testing.T) {
 	}
 	arp := udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{})
 	arp[12], arp[13] = 0x08, 0x06
+	// 802.1ad outer tag: the program reads one 802.1Q tag only.
+	qinq := udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{VLAN: true})
+	qinq[12], qinq[13] = 0x88, 0xa8
 	cases := []struct {
 		name  string
 		frame []byte
 		want  uint32
+		why   PassReason // for xdpPass
 	}{
-		{"IPv4 transit", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{}), xdpDrop},
-		{"IPv4 transit, VLAN", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{VLAN: true}), xdpDrop},
-		{"IPv6 transit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frametest.Opts{}), xdpDrop},
-		{"IPv4 to the box", udpFrame(t, "198.18.0.7", "198.18.0.1", frametest.Opts{}), xdpPass},
-		{"IPv6 to the box", udpFrame(t, "2001:2:0:1::7", "2001:2:0:1::1", frametest.Opts{}), xdpPass},
-		{"ARP", arp, xdpPass},
-		{"NDP", ndpFrame(t), xdpPass},
-		{"IPv4 multicast", udpFrame(t, "198.18.0.7", "224.0.0.5", frametest.Opts{}), xdpPass},
-		{"IPv6 multicast", udpFrame(t, "2001:2:0:1::7", "ff02::1", frametest.Opts{}), xdpPass},
-		{"bare Ethernet header", arp[:14], xdpPass},
-		{"truncated IPv4", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{})[:20], xdpPass},
+		{"IPv4 transit", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{}), xdpDrop, 0},
+		{"IPv4 transit, VLAN", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{VLAN: true}), xdpDrop, 0},
+		{"IPv6 transit", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frametest.Opts{}), xdpDrop, 0},
+		{"IPv4 to the box", udpFrame(t, "198.18.0.7", "198.18.0.1", frametest.Opts{}), xdpPass, PassLocal},
+		{"IPv6 to the box", udpFrame(t, "2001:2:0:1::7", "2001:2:0:1::1", frametest.Opts{}), xdpPass, PassLocal},
+		{"ARP", arp, xdpPass, PassNotIP},
+		{"NDP", ndpFrame(t), xdpPass, PassNDP},
+		{"IPv4 multicast", udpFrame(t, "198.18.0.7", "224.0.0.5", frametest.Opts{}), xdpPass, PassMulticast},
+		{"IPv6 multicast", udpFrame(t, "2001:2:0:1::7", "ff02::1", frametest.Opts{}), xdpPass, PassMulticast},
+		{"bare Ethernet header", arp[:14], xdpPass, PassNotIP},
+		{"QinQ", qinq, xdpPass, PassNotIP},
+		{"truncated IPv4", udpFrame(t, "198.18.0.7", "203.0.113.9", frametest.Opts{})[:20], xdpPass, PassShort},
 	}
 	for _, tc := range cases {
+		before, err := s.PassCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
 		if got := runXDP(t, s, tc.frame); got != tc.want {
 			t.Errorf("%s: XDP action %d, want %d", tc.name, got, tc.want)
+		}
+		after, err := s.PassCounts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every frame given to the kernel is counted once, under its reason.
+		for r := range after {
+			want := uint64(0)
+			if tc.want == xdpPass && PassReason(r) == tc.why {
+				want = 1
+			}
+			if after[r]-before[r] != want {
+				t.Errorf("%s: %v counted %d times, want %d", tc.name, PassReason(r), after[r]-before[r], want)
+			}
 		}
 	}
 }
