@@ -15,7 +15,7 @@ const (
 	ReasonNoNeighbour        // next hop's MAC not resolved yet
 	ReasonMTU                // larger than the egress MTU
 	ReasonTxRingFull         // the egress port's TX ring had no room
-	ReasonMartian            // destination that is never forwarded (multicast, link-local, IPv4-mapped)
+	ReasonMartian            // source or destination that is never forwarded (loopback, link-local, multicast, IPv4-mapped, ...)
 	ReasonOtherHost          // Ethernet destination not this port (flooded, broadcast, promiscuous)
 	ReasonProbeReply         // an answer to pnap's own probe: consumed, handed to probes
 	numReasons

@@ -240,7 +240,7 @@ func (w *Worker) parse4(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 	case dst == w.plane.probe4 && dst != 0:
 		d.Action, d.Reason = ActProbe, ReasonProbeReply
 		return 0
-	case martian4(dst):
+	case martian4(dst), martianSource4(binary.BigEndian.Uint32(h[12:16])):
 		d.Action, d.Reason = ActDrop, ReasonMartian
 		return 0
 	case h[8] <= 1:
@@ -289,6 +289,12 @@ func via(hop NextHop, d *Decision, mac *MAC) {
 	d.Action, d.Port = ActForward, hop.Port
 }
 
+// martianSource4: sources a router must not forward from (RFC 1812
+// 5.3.7, RFC 3927 for link-local): the martian destinations and class E.
+func martianSource4(src uint32) bool {
+	return martian4(src) || src>>28 == 0xf
+}
+
 // martian4: destinations never forwarded: this network (0/8), loopback,
 // link-local, multicast and the limited broadcast.
 func martian4(dst uint32) bool {
@@ -315,7 +321,9 @@ func (w *Worker) parse6(v *batchView, in uint8, f []byte, l3 int, d *Decision, m
 	case hi == w.plane.probe6[0] && lo == w.plane.probe6[1] && hi|lo != 0:
 		d.Action, d.Reason = ActProbe, ReasonProbeReply
 		return 0
-	case martian6(hi, lo):
+	case martian6(hi, lo), martian6(binary.BigEndian.Uint64(h[8:16]), binary.BigEndian.Uint64(h[16:24])):
+		// The same set for sources: unspecified, loopback, mapped,
+		// link-local (RFC 4291 2.5.6) and multicast are never forwarded.
 		d.Action, d.Reason = ActDrop, ReasonMartian
 		return 0
 	case h[7] <= 1:

@@ -228,6 +228,13 @@ func TestDropsAreCountedByReason(t *testing.T) {
 		{"multicast", udpFrame(t, "198.18.0.7", "224.0.0.5", frameOpts{}), ActDrop, ReasonMartian},
 		{"v6 link-local", udpFrame(t, "2001:2:0:1::7", "fe80::1", frameOpts{}), ActDrop, ReasonMartian},
 		{"v6 mapped", udpFrame(t, "2001:2:0:1::7", "::ffff:203.0.113.9", frameOpts{}), ActDrop, ReasonMartian},
+		{"loopback source", udpFrame(t, "127.0.0.1", "203.0.113.9", frameOpts{}), ActDrop, ReasonMartian},
+		{"multicast source", udpFrame(t, "224.0.0.1", "203.0.113.9", frameOpts{}), ActDrop, ReasonMartian},
+		{"class E source", udpFrame(t, "240.0.0.1", "203.0.113.9", frameOpts{}), ActDrop, ReasonMartian},
+		{"link-local source", udpFrame(t, "169.254.1.1", "203.0.113.9", frameOpts{}), ActDrop, ReasonMartian},
+		{"v6 unspecified source", udpFrame(t, "::", "2001:db8::1", frameOpts{}), ActDrop, ReasonMartian},
+		{"v6 link-local source", udpFrame(t, "fe80::7", "2001:db8::1", frameOpts{}), ActDrop, ReasonMartian},
+		{"v6 multicast source", udpFrame(t, "ff02::1", "2001:db8::1", frameOpts{}), ActDrop, ReasonMartian},
 		{"v6 hop limit 1", udpFrame(t, "2001:2:0:1::7", "2001:db8::1", frameOpts{ttl: 1}), ActSlow, ReasonTTL},
 		{"unresolved neighbour", udpFrame(t, "203.0.113.9", "198.18.0.99", frameOpts{}), ActSlow, ReasonNoNeighbour},
 	}
