@@ -1,0 +1,196 @@
+//go:build linux
+
+package rfc2544
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/topo"
+	"github.com/pnap-project/pnap/internal/shareddata"
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+var (
+	soakFor  = flag.Duration("soak", 0, "TestSoak: run the soak for this long (make soak: 10m); 0 skips it")
+	soakRate = flag.Float64("soak.rate", 0, "TestSoak: offer this many frames/s instead of 80 % of the zero-loss rate")
+)
+
+// TestSoak is `make soak` (root, not in CI): pnapd with the full tables on
+// four backbones carries 64 B IPv4 traffic at 80 % of its zero-loss rate
+// for 10 minutes while a prefix moves every 250 ms and the route sets
+// reload every 30 s. Nothing may be dropped inside pnapd, and its RSS and
+// goroutine count stay within 5 % after the first minute.
+func TestSoak(t *testing.T) {
+	if *soakFor == 0 {
+		t.Skip("the soak runs only when asked: make soak, or -args -soak 10m")
+	}
+	lab.RequireRoot(t)
+	start := time.Now()
+	res := Soak(t, SoakOptions{
+		Duration: *soakFor, Rate: *soakRate,
+		RouteFiles: []string{shareddata.File(t, shareddata.IPv4Full), shareddata.File(t, shareddata.IPv6Full)},
+		Pnapd:      topo.BuildPnapd(t, t.TempDir()), Progress: testWriter{t},
+	})
+	if *reportDir != "" {
+		if err := writeSoakReport(*reportDir, res, time.Since(start)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, p := range soakProblems(res, time.Minute) {
+		t.Error(p)
+	}
+}
+
+// soakProblems is what the soak's bar finds wrong with res: drops inside
+// pnapd, RSS or goroutines that grow (or shrink) by more than 5 % after
+// warmUp, no moves or no reloads.
+func soakProblems(res SoakResult, warmUp time.Duration) []string {
+	var out []string
+	if len(res.Samples) < 3 {
+		return []string{fmt.Sprintf("%d samples: too few to judge", len(res.Samples))}
+	}
+	last := res.Samples[len(res.Samples)-1]
+	if last.PnapDrops != 0 {
+		out = append(out, fmt.Sprintf("pnapd dropped %d frames: %v", last.PnapDrops, res.Drops))
+	}
+	if last.Moves == 0 || last.Reloads == 0 {
+		out = append(out, fmt.Sprintf("%d moves and %d reloads: the churn did not run", last.Moves, last.Reloads))
+	}
+	var rss, gor []float64
+	for _, s := range res.Samples {
+		if s.Seconds >= warmUp.Seconds() {
+			rss, gor = append(rss, s.RSSMiB), append(gor, float64(s.Goroutines))
+		}
+	}
+	for _, c := range []struct {
+		name string
+		v    []float64
+	}{{"RSS", rss}, {"goroutines", gor}} {
+		if len(c.v) == 0 {
+			continue
+		}
+		if lo, hi := slices.Min(c.v), slices.Max(c.v); hi > lo*1.05 {
+			out = append(out, fmt.Sprintf("%s between %.1f and %.1f after warm-up: more than 5 %% apart", c.name, lo, hi))
+		}
+	}
+	return out
+}
+
+// TestSoakProblems holds soakProblems to runs that must fail it.
+func TestSoakProblems(t *testing.T) {
+	flat := func() SoakResult {
+		var r SoakResult
+		for i := range 10 {
+			r.Samples = append(r.Samples, SoakSample{Seconds: float64(i * 10), RSSMiB: 100, Goroutines: 40, Moves: i + 1, Reloads: i/3 + 1})
+		}
+		return r
+	}
+	if p := soakProblems(flat(), 30*time.Second); len(p) != 0 {
+		t.Errorf("a flat run: %q", p)
+	}
+	leak := flat()
+	for i := range leak.Samples {
+		leak.Samples[i].RSSMiB += float64(i)
+	}
+	drops := flat()
+	drops.Samples[9].PnapDrops = 1
+	idle := flat()
+	idle.Samples[9].Reloads = 0
+	warm := flat()
+	warm.Samples[0].Goroutines = 80 // before warm-up: allowed
+	for name, c := range map[string]struct {
+		r    SoakResult
+		want string
+	}{"leak": {leak, "RSS"}, "drops": {drops, "dropped"}, "idle": {idle, "churn"}, "warm": {warm, ""}} {
+		p := soakProblems(c.r, 30*time.Second)
+		if c.want == "" && len(p) != 0 || c.want != "" && (len(p) != 1 || !strings.Contains(p[0], c.want)) {
+			t.Errorf("%s: %q, want one problem about %q", name, p, c.want)
+		}
+	}
+}
+
+// writeSoakReport writes soak.json, soak.md and soak.png into dir.
+func writeSoakReport(dir string, res SoakResult, took time.Duration) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "soak.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	if err := writeSoakPlot(filepath.Join(dir, "soak.png"), res); err != nil {
+		return err
+	}
+	meta := MachineMeta()
+	var md strings.Builder
+	fmt.Fprintf(&md, "# Soak\n\n- Date: %s; took %v\n- Machine: %s; kernel %s; %s\n- Command: `make soak`, commit %s\n",
+		meta.Date.Format("2006-01-02 15:04 UTC"), took.Round(time.Second), meta.Machine, meta.Kernel, meta.Go, GitDescribe())
+	fmt.Fprintf(&md, "- Load: 64 B IPv4 to 1024 destinations at %.0f frames/s (80 %% of the zero-loss rate, %.0f, found first); every backbone holds the full tables (%d prefixes); a traffic prefix pinned to a random backbone every 250 ms (at most 64 pins); the last backbone's routes reloaded every 30 s (SIGHUP, 20,000 prefixes added or withdrawn)\n\n",
+		res.RatePPS, res.ZeroLossPPS, res.Routes)
+	fmt.Fprintf(&md, "| t (s) | offered pps | delivered pps | lost | pnap drops | RSS MiB | goroutines | moves | reloads |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range res.Samples {
+		fmt.Fprintf(&md, "| %.0f | %.0f | %.0f | %d | %d | %.1f | %d | %d | %d |\n", s.Seconds, s.OfferedPPS, s.DeliveredPPS, s.Lost, s.PnapDrops, s.RSSMiB, s.Goroutines, s.Moves, s.Reloads)
+	}
+	fmt.Fprintf(&md, "\n![soak](soak.png)\n")
+	return os.WriteFile(filepath.Join(dir, "soak.md"), []byte(md.String()), 0o644)
+}
+
+// writeSoakPlot draws delivered rate, RSS and goroutines over time, one
+// panel each.
+func writeSoakPlot(path string, res SoakResult) error {
+	panels := []struct {
+		title, unit string
+		y           func(SoakSample) float64
+	}{
+		{"Delivered", "frames/s", func(s SoakSample) float64 { return s.DeliveredPPS }},
+		{"pnapd RSS", "MiB", func(s SoakSample) float64 { return s.RSSMiB }},
+		{"pnapd goroutines", "count", func(s SoakSample) float64 { return float64(s.Goroutines) }},
+	}
+	rows := make([][]*plot.Plot, len(panels))
+	for i, pn := range panels {
+		p := plot.New()
+		p.Title.Text, p.Y.Label.Text = pn.title, pn.unit
+		p.X.Label.Text = "time (s)"
+		p.Y.Min = 0
+		var pts plotter.XYs
+		for _, s := range res.Samples {
+			pts = append(pts, plotter.XY{X: s.Seconds, Y: pn.y(s)})
+		}
+		l, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		l.Color, l.Width = palette[i%len(palette)], vg.Points(1.5)
+		p.Add(l)
+		rows[i] = []*plot.Plot{p}
+	}
+	img := vgimg.New(7*vg.Inch, 8*vg.Inch)
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: len(rows), Cols: 1, PadY: vg.Millimeter * 4, PadTop: vg.Millimeter * 2, PadBottom: vg.Millimeter * 2, PadLeft: vg.Millimeter * 2, PadRight: vg.Millimeter * 4}
+	canvases := plot.Align(rows, tiles, dc)
+	for i := range rows {
+		rows[i][0].Draw(canvases[i][0])
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
