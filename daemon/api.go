@@ -111,6 +111,14 @@ func listenAPI(a configs.API) (net.Listener, error) {
 	return l, nil
 }
 
+// metricsHandler serves pnapd's metrics, and the Go runtime's and the
+// process's, in the Prometheus format.
+func (d *Daemon) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)})
+}
+
 // startAPI serves the status API (and metrics) when [api] listen is set.
 // Stopping shuts the server down within a second.
 func (d *Daemon) startAPI(context.Context) (func() error, error) {
@@ -124,9 +132,7 @@ func (d *Daemon) startAPI(context.Context) (func() error, error) {
 	}
 	var metrics http.Handler
 	if cfg.API.Metrics {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collector{d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)})
+		metrics = d.metricsHandler()
 	}
 	srv := &http.Server{Handler: d.handler(metrics), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
 	served := make(chan struct{})

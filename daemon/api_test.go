@@ -1,0 +1,150 @@
+package daemon
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/pnap-project/pnap/forwarder"
+	"github.com/pnap-project/pnap/forwarder/xsk"
+	"github.com/pnap-project/pnap/optimizer"
+	"github.com/pnap-project/pnap/probes"
+)
+
+// apiConf is a configuration the API tests serve: two backbones holding
+// a /16 and, backbone b only, a /24 at its first address.
+const apiConf = `
+[[backbone]]
+name = "a"
+interface = "eth1"
+gateway_v4 = "203.0.113.1"
+static = ["198.18.0.0/16"]
+cost = %d
+
+[[backbone]]
+name = "b"
+interface = "eth2"
+gateway_v4 = "203.0.113.65"
+static = ["198.18.0.0/16", "198.18.0.0/24"]
+
+[[customer]]
+name = "cust"
+interface = "eth0"
+address_v4 = "192.0.2.1/26"
+next_hop_v4 = "192.0.2.2"
+routes = ["192.0.2.64/26"]
+
+[api]
+metrics_top_prefixes = 10
+`
+
+// writeAPIConf writes apiConf, with backbone a's cost, to path.
+func writeAPIConf(t testing.TB, path string, cost int) {
+	t.Helper()
+	if err := os.WriteFile(path, fmt.Appendf(nil, apiConf, cost), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newAPIDaemon is a Daemon with what the status API reads and nothing
+// attached: the FIB, a data plane of counters only, probes fed by hand
+// and an optimizer that is not run.
+func newAPIDaemon(t testing.TB) *Daemon {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "pnapd.toml")
+	writeAPIConf(t, path, 0)
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{version: "test", errc: make(chan error, 16)}
+	d.log = slog.New(slog.DiscardHandler)
+	d.cfg.Store(cfg)
+	if d.plan, err = newPlan(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if d.fib, _, err = LoadFIB(cfg, d.log); err != nil {
+		t.Fatal(err)
+	}
+	dp := &dataPlane{plane: &forwarder.Plane{Backbones: d.fib}}
+	for _, c := range cfg.Customers {
+		dp.plane.Ports = append(dp.plane.Ports, forwarder.PortInfo{Name: c.Interface, Role: forwarder.RoleCustomer})
+	}
+	for i, b := range cfg.Backbones {
+		dp.plane.Ports = append(dp.plane.Ports, forwarder.PortInfo{Name: b.Interface, Role: forwarder.RoleBackbone})
+		dp.backbonePort = append(dp.backbonePort, uint8(len(cfg.Customers)+i))
+	}
+	dp.workers = []*forwarder.Worker{forwarder.NewWorker(dp.plane)}
+	// Sockets that were never opened: their kernel counters read as
+	// unavailable, which the metrics leave out.
+	dp.byQueue = [][]*xsk.Port{make([]*xsk.Port, len(dp.plane.Ports))}
+	for i := range dp.byQueue[0] {
+		dp.byQueue[0][i] = &xsk.Port{}
+	}
+	d.dp = dp
+	pr, err := probes.New(d.plan.probes, d.fib, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o, err := optimizer.New(d.plan.optimizer, d.fib, pr, &backboneRates{dp: dp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ctl = &control{probes: pr, opt: o, pins: o.Pins()}
+	return d
+}
+
+// get asks h for method path (with body) and returns the status and body.
+func get(h http.Handler, method, path, body string) (int, string) {
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest(method, path, strings.NewReader(body)))
+	b, _ := io.ReadAll(w.Result().Body)
+	return w.Code, string(b)
+}
+
+// The API reads the backbones' configuration while a reload (SIGHUP)
+// replaces it: every endpoint that reads it, at the same time as reloads
+// that change what reload changes (costs, routes), under -race.
+func TestAPIDuringReload(t *testing.T) {
+	d := newAPIDaemon(t)
+	h := d.handler(d.metricsHandler())
+	path := d.cfg.Load().Path
+	paths := []string{"/v1/status", "/v1/backbones", "/v1/fib?addr=198.18.0.1", "/v1/measurements", "/v1/pins", "/metrics"}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, p := range paths {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if code, body := get(h, "GET", p, ""); code != http.StatusOK {
+					t.Errorf("GET %s: %d %s", p, code, body)
+					return
+				}
+			}
+		})
+	}
+	for i := range 20 {
+		writeAPIConf(t, path, i+1)
+		d.reload()
+	}
+	close(stop)
+	wg.Wait()
+	if c := d.cfg.Load().Backbones[0].Cost; c != 20 {
+		t.Fatalf("backbone a's cost is %v after the reloads, want 20", c)
+	}
+	if code, body := get(h, "GET", "/v1/backbones", ""); code != http.StatusOK || !bytes.Contains([]byte(body), []byte(`"name": "b"`)) {
+		t.Fatalf("after reloads: %d %s", code, body)
+	}
+}
