@@ -2,19 +2,23 @@ package daemon
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/forwarder/xsk"
+	"github.com/pnap-project/pnap/internal/monotime"
 	"github.com/pnap-project/pnap/optimizer"
 	"github.com/pnap-project/pnap/probes"
 )
@@ -146,5 +150,35 @@ func TestAPIDuringReload(t *testing.T) {
 	}
 	if code, body := get(h, "GET", "/v1/backbones", ""); code != http.StatusOK || !bytes.Contains([]byte(body), []byte(`"name": "b"`)) {
 		t.Fatalf("after reloads: %d %s", code, body)
+	}
+}
+
+// A prefix's measurements name the backbone selected for that prefix, not
+// the one of a more-specific route at its first address.
+func TestMeasurementsSelectedIsTheExactRoute(t *testing.T) {
+	d := newAPIDaemon(t)
+	wide, narrow := netip.MustParsePrefix("198.18.0.0/16"), netip.MustParsePrefix("198.18.0.0/24")
+	ew, ok1 := d.fib.Route(wide)
+	en, ok2 := d.fib.Route(narrow)
+	if !ok1 || !ok2 || ew.Backbone != 0 || en.Backbone != 1 {
+		t.Fatalf("setup: /16 %v %v, /24 %v %v; want the /16 on a, the /24 on b", ew, ok1, en, ok2)
+	}
+	st := d.ctl.probes.Store()
+	st.AddRTT(ew.Route, 0, probes.Passive, 10*time.Millisecond, monotime.Now())
+	st.AddRTT(en.Route, 1, probes.Passive, 20*time.Millisecond, monotime.Now())
+	code, body := get(d.handler(nil), "GET", "/v1/measurements", "")
+	var ms []Measurement
+	if err := json.Unmarshal([]byte(body), &ms); code != http.StatusOK || err != nil {
+		t.Fatalf("%d %v: %s", code, err, body)
+	}
+	want := map[string]string{wide.String(): "a", narrow.String(): "b"}
+	for _, m := range ms {
+		if m.Selected != want[m.Prefix] {
+			t.Errorf("%s: selected %q, want %q", m.Prefix, m.Selected, want[m.Prefix])
+		}
+		delete(want, m.Prefix)
+	}
+	if len(want) > 0 {
+		t.Errorf("no measurements of %v: %s", want, body)
 	}
 }
