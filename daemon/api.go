@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // apiError is a request the API refuses, with its HTTP status.
@@ -119,6 +120,26 @@ func (d *Daemon) metricsHandler() http.Handler {
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)})
 }
 
+// apiLimits bound what the status API's clients may hold, so that idle or
+// slow ones cannot pile up: its clients are an operator's CLI and a
+// Prometheus scraper, a handful of connections at a time.
+type apiLimits struct {
+	// ReadHeader and Read bound reading one request (a body is at most
+	// 64 KiB); Write bounds answering it, from the end of its header.
+	ReadHeader, Read, Write time.Duration
+	// Idle is how long a keep-alive connection may wait for its next
+	// request before it is closed.
+	Idle time.Duration
+	// Conns is how many connections are open at once; a further one waits
+	// in the listen backlog until one of them closes.
+	Conns int
+}
+
+// defaultAPILimits: the largest answer, 100 000 measurements, is some tens
+// of MB, written well within Write even to a slow client; Idle outlasts a
+// 15 s scrape interval, so a scraper at that rate keeps its connection.
+var defaultAPILimits = apiLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: time.Minute, Idle: 30 * time.Second, Conns: 32}
+
 // startAPI serves the status API (and metrics) when [api] listen is set.
 // Stopping shuts the server down within a second.
 func (d *Daemon) startAPI(context.Context) (func() error, error) {
@@ -134,20 +155,30 @@ func (d *Daemon) startAPI(context.Context) (func() error, error) {
 	if cfg.API.Metrics {
 		metrics = d.metricsHandler()
 	}
-	srv := &http.Server{Handler: d.handler(metrics), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	stop := d.serveAPI(l, d.handler(metrics), d.apiLimits)
+	d.log.Info("status API", "listen", cfg.API.Listen, "metrics", cfg.API.Metrics, "token", cfg.API.Token != "")
+	return stop, nil
+}
+
+// serveAPI serves h on l within lim until stop, which shuts the server
+// down within a second.
+func (d *Daemon) serveAPI(l net.Listener, h http.Handler, lim apiLimits) (stop func() error) {
+	srv := &http.Server{
+		Handler: h, ReadHeaderTimeout: lim.ReadHeader, ReadTimeout: lim.Read, WriteTimeout: lim.Write, IdleTimeout: lim.Idle,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(netutil.LimitListener(l, lim.Conns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("status API", "error", err)
 		}
 	}()
-	d.log.Info("status API", "listen", cfg.API.Listen, "metrics", cfg.API.Metrics, "token", cfg.API.Token != "")
 	return func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 		<-served
 		return nil
-	}, nil
+	}
 }

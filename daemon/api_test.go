@@ -1,11 +1,13 @@
 package daemon
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -180,5 +182,82 @@ func TestMeasurementsSelectedIsTheExactRoute(t *testing.T) {
 	}
 	if len(want) > 0 {
 		t.Errorf("no measurements of %v: %s", want, body)
+	}
+}
+
+// testLimits: two connections at a time and short idle keep-alives; the
+// rest long enough never to be what closes a connection here.
+var testLimits = apiLimits{ReadHeader: 10 * time.Second, Read: 10 * time.Second, Write: 10 * time.Second, Idle: 300 * time.Millisecond, Conns: 2}
+
+// serveTestAPI serves d's API on a loopback port within lim.
+func serveTestAPI(t *testing.T, d *Daemon, lim apiLimits) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := d.serveAPI(l, d.handler(nil), lim)
+	t.Cleanup(func() { stop() })
+	return l.Addr().String()
+}
+
+// keepAlive opens a connection to addr and makes one request on it, which
+// leaves it open and idle.
+func keepAlive(t *testing.T, addr string) (net.Conn, *bufio.Reader) {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, "GET /v1/pins HTTP/1.1\r\nHost: pnapd\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Close {
+		t.Fatalf("status %d, close %v", resp.StatusCode, resp.Close)
+	}
+	return c, br
+}
+
+// An idle keep-alive connection is closed after the idle timeout.
+func TestAPIClosesIdleConnections(t *testing.T) {
+	addr := serveTestAPI(t, newAPIDaemon(t), testLimits)
+	start := time.Now()
+	c, br := keepAlive(t, addr)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := br.ReadByte()
+	took := time.Since(start)
+	if err != io.EOF {
+		t.Fatalf("an idle connection was still open after %v: %v", took.Round(time.Millisecond), err)
+	}
+	if took < testLimits.Idle {
+		t.Fatalf("closed after %v, before the idle timeout (%v)", took, testLimits.Idle)
+	}
+}
+
+// Connections past the limit wait to be served until open ones close: idle
+// keep-alives hold a client off until they time out.
+func TestAPILimitsConnections(t *testing.T) {
+	addr := serveTestAPI(t, newAPIDaemon(t), testLimits)
+	start := time.Now()
+	for range testLimits.Conns {
+		keepAlive(t, addr)
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Get("http://" + addr + "/v1/status")
+	if err != nil {
+		t.Fatalf("a client past the limit was not served once the idle connections timed out: %v", err)
+	}
+	resp.Body.Close()
+	// The server closes an idle connection no sooner than Idle after its
+	// request, all of which were sent after start.
+	if took := time.Since(start); resp.StatusCode != http.StatusOK || took < testLimits.Idle {
+		t.Fatalf("status %d after %v: served before the idle connections (%v) left", resp.StatusCode, took, testLimits.Idle)
 	}
 }
