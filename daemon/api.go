@@ -32,14 +32,36 @@ func badRequest(format string, args ...any) error {
 	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
+// apiRoute is one JSON endpoint: a ServeMux pattern and what answers it.
+type apiRoute struct {
+	pattern string
+	answer  func(r *http.Request) (any, error)
+}
+
+// routes are the API's JSON endpoints.
+func (d *Daemon) routes() []apiRoute {
+	return []apiRoute{
+		{"GET /v1/status", d.status},
+		{"GET /v1/ports", func(*http.Request) (any, error) { return d.ports(), nil }},
+		{"GET /v1/backbones", func(*http.Request) (any, error) { return d.backbones(), nil }},
+		{"GET /v1/fib", d.fibShow},
+		{"GET /v1/measurements", d.measurements},
+		{"GET /v1/decisions", d.decisions},
+		{"GET /v1/pins", func(*http.Request) (any, error) { return d.pinList(), nil }},
+		{"POST /v1/pins", d.pin},
+		{"DELETE /v1/pins", d.unpin},
+		{"GET /v1/bgp", d.bgpSessions},
+	}
+}
+
 // handler serves the API: JSON under /v1/, Prometheus at /metrics. Every
 // request needs the bearer token when one is configured.
 func (d *Daemon) handler(metrics http.Handler) http.Handler {
 	cfg := d.cfg.Load()
 	mux := http.NewServeMux()
-	route := func(pattern string, fn func(r *http.Request) (any, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			v, err := fn(r)
+	for _, rt := range d.routes() {
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+			v, err := rt.answer(r)
 			if err != nil {
 				status := http.StatusInternalServerError
 				var ae *apiError
@@ -52,16 +74,6 @@ func (d *Daemon) handler(metrics http.Handler) http.Handler {
 			writeJSON(w, http.StatusOK, v)
 		})
 	}
-	route("GET /v1/status", d.status)
-	route("GET /v1/ports", func(*http.Request) (any, error) { return d.ports(), nil })
-	route("GET /v1/backbones", func(*http.Request) (any, error) { return d.backbones(), nil })
-	route("GET /v1/fib", d.fibShow)
-	route("GET /v1/measurements", d.measurements)
-	route("GET /v1/decisions", d.decisions)
-	route("GET /v1/pins", func(*http.Request) (any, error) { return d.pinList(), nil })
-	route("POST /v1/pins", d.pin)
-	route("DELETE /v1/pins", d.unpin)
-	route("GET /v1/bgp", d.bgpSessions)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
