@@ -8,12 +8,14 @@ RACE_PKGS  = ./fib/ ./forwarder/ ./forwarder/neighbours/ ./forwarder/slowpath/ \
              ./forwarder/steering/ ./forwarder/xsk/ ./probes/ ./optimizer/ ./daemon/ \
              ./routes/bgp/
 # Packages whose tests measure timing (the benchmark harnesses' smoke runs,
-# the emulator's accuracy, the generator's pacing, the re-steer deadline,
-# what probes measure)
+# the emulator's accuracy, the generator's pacing, what probes measure)
 # run alone, one at a time, after the rest, so that other packages' tests
-# do not share their two CPUs.
-SOLO_PKGS  = ./bench/rfc2544/ ./bench/bgpbench/ ./bench/emu/ ./bench/traffic/ ./bench/demo/ ./cmd/pnapd/
-PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
+# do not share their two CPUs. cmd/pnapd (the re-steer deadline) is one of
+# them, and runs under the race detector too: its tests drive the daemon's
+# goroutines (API, reload, workers) all at once.
+SOLO_PKGS  = ./bench/rfc2544/ ./bench/bgpbench/ ./bench/emu/ ./bench/traffic/ ./bench/demo/
+SOLO_RACE_PKGS = ./cmd/pnapd/
+PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_RACE_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
 BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
@@ -33,6 +35,7 @@ test: lint
 	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 $(PLAIN_PKGS)
 	$(GO) test -count=1 -p 1 $(SOLO_PKGS)
+	$(GO) test -race -count=1 -p 1 $(SOLO_RACE_PKGS)
 
 # Every fuzz target in the tree (found by name, so new ones join), each for
 # FUZZTIME beyond its seed corpus, which make test already runs. A failure

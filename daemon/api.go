@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/net/netutil"
 )
 
 // apiError is a request the API refuses, with its HTTP status.
@@ -31,14 +32,36 @@ func badRequest(format string, args ...any) error {
 	return &apiError{http.StatusBadRequest, fmt.Sprintf(format, args...)}
 }
 
+// apiRoute is one JSON endpoint: a ServeMux pattern and what answers it.
+type apiRoute struct {
+	pattern string
+	answer  func(r *http.Request) (any, error)
+}
+
+// routes are the API's JSON endpoints.
+func (d *Daemon) routes() []apiRoute {
+	return []apiRoute{
+		{"GET /v1/status", d.status},
+		{"GET /v1/ports", func(*http.Request) (any, error) { return d.ports(), nil }},
+		{"GET /v1/backbones", func(*http.Request) (any, error) { return d.backbones(), nil }},
+		{"GET /v1/fib", d.fibShow},
+		{"GET /v1/measurements", d.measurements},
+		{"GET /v1/decisions", d.decisions},
+		{"GET /v1/pins", func(*http.Request) (any, error) { return d.pinList(), nil }},
+		{"POST /v1/pins", d.pin},
+		{"DELETE /v1/pins", d.unpin},
+		{"GET /v1/bgp", d.bgpSessions},
+	}
+}
+
 // handler serves the API: JSON under /v1/, Prometheus at /metrics. Every
 // request needs the bearer token when one is configured.
 func (d *Daemon) handler(metrics http.Handler) http.Handler {
 	cfg := d.cfg.Load()
 	mux := http.NewServeMux()
-	route := func(pattern string, fn func(r *http.Request) (any, error)) {
-		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-			v, err := fn(r)
+	for _, rt := range d.routes() {
+		mux.HandleFunc(rt.pattern, func(w http.ResponseWriter, r *http.Request) {
+			v, err := rt.answer(r)
 			if err != nil {
 				status := http.StatusInternalServerError
 				var ae *apiError
@@ -51,16 +74,6 @@ func (d *Daemon) handler(metrics http.Handler) http.Handler {
 			writeJSON(w, http.StatusOK, v)
 		})
 	}
-	route("GET /v1/status", d.status)
-	route("GET /v1/ports", func(*http.Request) (any, error) { return d.ports(), nil })
-	route("GET /v1/backbones", func(*http.Request) (any, error) { return d.backbones(), nil })
-	route("GET /v1/fib", d.fibShow)
-	route("GET /v1/measurements", d.measurements)
-	route("GET /v1/decisions", d.decisions)
-	route("GET /v1/pins", func(*http.Request) (any, error) { return d.pinList(), nil })
-	route("POST /v1/pins", d.pin)
-	route("DELETE /v1/pins", d.unpin)
-	route("GET /v1/bgp", d.bgpSessions)
 	if metrics != nil {
 		mux.Handle("GET /metrics", metrics)
 	}
@@ -111,6 +124,34 @@ func listenAPI(a configs.API) (net.Listener, error) {
 	return l, nil
 }
 
+// metricsHandler serves pnapd's metrics, and the Go runtime's and the
+// process's, in the Prometheus format.
+func (d *Daemon) metricsHandler() http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)})
+}
+
+// apiLimits bound what the status API's clients may hold, so that idle or
+// slow ones cannot pile up: its clients are an operator's CLI and a
+// Prometheus scraper, a handful of connections at a time.
+type apiLimits struct {
+	// ReadHeader and Read bound reading one request (a body is at most
+	// 64 KiB); Write bounds answering it, from the end of its header.
+	ReadHeader, Read, Write time.Duration
+	// Idle is how long a keep-alive connection may wait for its next
+	// request before it is closed.
+	Idle time.Duration
+	// Conns is how many connections are open at once; a further one waits
+	// in the listen backlog until one of them closes.
+	Conns int
+}
+
+// defaultAPILimits: the largest answer, 100 000 measurements, is some tens
+// of MB, written well within Write even to a slow client; Idle outlasts a
+// 15 s scrape interval, so a scraper at that rate keeps its connection.
+var defaultAPILimits = apiLimits{ReadHeader: 5 * time.Second, Read: 10 * time.Second, Write: time.Minute, Idle: 30 * time.Second, Conns: 32}
+
 // startAPI serves the status API (and metrics) when [api] listen is set.
 // Stopping shuts the server down within a second.
 func (d *Daemon) startAPI(context.Context) (func() error, error) {
@@ -124,24 +165,32 @@ func (d *Daemon) startAPI(context.Context) (func() error, error) {
 	}
 	var metrics http.Handler
 	if cfg.API.Metrics {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collector{d}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)})
+		metrics = d.metricsHandler()
 	}
-	srv := &http.Server{Handler: d.handler(metrics), ReadHeaderTimeout: 5 * time.Second, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	stop := d.serveAPI(l, d.handler(metrics), d.apiLimits)
+	d.log.Info("status API", "listen", cfg.API.Listen, "metrics", cfg.API.Metrics, "token", cfg.API.Token != "")
+	return stop, nil
+}
+
+// serveAPI serves h on l within lim until stop, which shuts the server
+// down within a second.
+func (d *Daemon) serveAPI(l net.Listener, h http.Handler, lim apiLimits) (stop func() error) {
+	srv := &http.Server{
+		Handler: h, ReadHeaderTimeout: lim.ReadHeader, ReadTimeout: lim.Read, WriteTimeout: lim.Write, IdleTimeout: lim.Idle,
+		ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
-		if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := srv.Serve(netutil.LimitListener(l, lim.Conns)); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			d.log.Error("status API", "error", err)
 		}
 	}()
-	d.log.Info("status API", "listen", cfg.API.Listen, "metrics", cfg.API.Metrics, "token", cfg.API.Token != "")
 	return func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
 		srv.Shutdown(ctx)
 		<-served
 		return nil
-	}, nil
+	}
 }

@@ -97,13 +97,14 @@ func (d *Daemon) measurements(r *http.Request) (any, error) {
 	}
 	snap := d.ctl.probes.Snapshot()
 	out := []Measurement{}
-	v := d.fib.Load()
 	for _, p := range snap.Prefixes {
 		if len(out) == n {
 			break
 		}
 		m := Measurement{Prefix: p.Prefix.String(), TrafficPPS: p.Traffic, Backbones: map[string]BackboneMeasurement{}}
-		if e, ok := v.Lookup(p.Prefix.Addr()); ok {
+		// The prefix's own route: a lookup of its first address would find
+		// a more-specific one there, selected apart.
+		if e, ok := d.fib.Route(p.Prefix); ok {
 			m.Selected = cfg.Backbones[e.Backbone].Name
 		}
 		ids := make([]int, 0, len(p.Backbones))

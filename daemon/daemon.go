@@ -47,6 +47,8 @@ type Daemon struct {
 	slow  *slowPath
 	ctl   *control
 	bgp   []*bgpSession
+	// apiLimits are the status API server's timeouts and connection limit.
+	apiLimits apiLimits
 
 	// errc carries the failure of any component that runs on its own
 	// goroutine; the first one stops pnapd.
@@ -64,7 +66,7 @@ type stage struct {
 // fails, then stops every component and releases what it attached. It
 // returns nil on a requested stop.
 func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
-	d := &Daemon{log: opts.Log, version: opts.Version, start: time.Now(), errc: make(chan error, 16)}
+	d := &Daemon{log: opts.Log, version: opts.Version, start: time.Now(), errc: make(chan error, 16), apiLimits: defaultAPILimits}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
