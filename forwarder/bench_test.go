@@ -84,6 +84,9 @@ func BenchmarkProcessSampling(b *testing.B) {
 					*m.t = append(*m.t, pool.run(m.w))
 				}
 			}
+			b.StopTimer()
+			requireAllForwarded(b, off)
+			requireAllForwarded(b, on)
 			sort.Float64s(tOff)
 			sort.Float64s(tOn)
 			mOff, mOn := tOff[len(tOff)/2], tOn[len(tOn)/2]
@@ -161,6 +164,13 @@ func runProcessBench(b *testing.B, w *Worker, rs []routes.Route, template []byte
 		w.Process(0, p.frames[k:k+64], p.out)
 	}
 	b.StopTimer()
+	requireAllForwarded(b, w)
+}
+
+// requireAllForwarded fails the benchmark unless w forwarded every frame it
+// received on port 0.
+func requireAllForwarded(b *testing.B, w *Worker) {
+	b.Helper()
 	var st PortStats
 	w.Stats(0, &st)
 	forwarded := st.RxPackets

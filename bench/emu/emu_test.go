@@ -17,9 +17,11 @@ import (
 // lets the emulator's thread run on time, which a shared 2-CPU VM often does
 // not: a SCHED_FIFO canary thread on the emulator's CPU records the stalls
 // that no user-space thread can escape. An attempt that misses the target
-// during such stalls, or whose sender or receiver was held up, is repeated
-// (three at most; then the test skips, saying why); one that misses it on an
-// undisturbed machine fails the test.
+// during such stalls, or whose sender was held up, is repeated (three at
+// most; then the test skips, saying why); one that misses it on an
+// undisturbed machine fails the test. Receiver drops are no excuse: with a
+// 32 MiB buffer they mean the emulator released frames in bursts, so an
+// undisturbed attempt with any fails the test.
 // Frames must never be lost, duplicated, reordered or early, stalls or not.
 func TestDelayAccuracy(t *testing.T) {
 	w := newWire(t)
@@ -35,45 +37,14 @@ func TestDelayAccuracy(t *testing.T) {
 	e := startTimed(t, w, Params{}, Params{})
 	s := newSender(t, w.la, hcpu)
 
-	r := newReceiver(t, w.lb, hcpu, s.seq, base)
-	if err := s.run(rate, base); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(20 * time.Millisecond)
-	rdrops := r.finish()
-	bd, bmiss := r.delays()
-	t.Logf("0 ms baseline, %d frames at %d pps: delay %v; %d missing (receiver dropped %d)", base, rate, summarise(bd), bmiss, rdrops)
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
-	if uint64(bmiss) > rdrops || r.dups > 0 {
-		t.Fatalf("baseline: %d frames missing (receiver dropped %d), %d duplicated; want none", bmiss, rdrops, r.dups)
-	}
-
+	delayBaseline(t, w, s, hcpu, rate, base)
 	if err := e.Set(Params{Delay: delay}, Params{}); err != nil {
 		t.Fatal(err)
 	}
 	for i := 1; ; i++ {
-		st0 := e.Stats()
-		cpu0, wait0 := schedstat(t, e.tid.Load())
-		r := newReceiver(t, w.lb, hcpu, s.seq, count)
-		c := startCanary(ecpu)
-		start := time.Now()
-		if err := s.run(rate, count); err != nil {
-			t.Fatal(err)
-		}
-		took := time.Since(start)
-		time.Sleep(delay + 50*time.Millisecond)
-		c.finish()
-		cpu, wait := schedstat(t, e.tid.Load())
-		cpu, wait = cpu-cpu0, wait-wait0
-		rdrops := r.finish()
-		st := e.Stats()
-		if r.err != nil || c.err != nil {
-			t.Fatal(r.err, c.err)
-		}
-		ab := st.AB
-		recv, fwd, over := ab.Received-st0.AB.Received, ab.Forwarded-st0.AB.Forwarded, ab.Overrun-st0.AB.Overrun
+		d := runDelay(t, w, e, s, hcpu, ecpu, rate, count, delay)
+		r, c, took, rdrops, ab, ab0 := d.r, d.c, d.took, d.rdrops, d.after, d.before
+		recv, fwd, over := ab.Received-ab0.Received, ab.Forwarded-ab0.Forwarded, ab.Overrun-ab0.Overrun
 		if fwd != recv {
 			t.Fatalf("emulator received %d frames and forwarded %d, want all (stats %+v)", recv, fwd, ab)
 		}
@@ -81,21 +52,11 @@ func TestDelayAccuracy(t *testing.T) {
 		// its socket (Overrun: it fell behind) or by the kernel before.
 
 		got, miss := r.delays()
-		errs := make([]int64, len(got))
-		outside, early := 0, 0
-		for i, d := range got {
-			errs[i] = d - int64(delay)
-			if errs[i] < -int64(tol) {
-				early++
-			}
-			if errs[i] < -int64(tol) || errs[i] > int64(tol) {
-				outside++
-			}
-		}
+		errs, outside, early := delayErrors(got, delay, tol)
 		m := summarise(errs)
 		share := float64(outside) / count
 		t.Logf("attempt %d: 100 ms, %d frames in %v: delay error %v; %d (%.3f %%) outside ±%v; emulator: %d late, max %v; canary: %v; receiver dropped %d; emulator used %v of CPU and waited %v for it",
-			i, count, took.Round(time.Millisecond), m, outside, 100*share, tol, ab.Late-st0.AB.Late, ab.MaxLate, c, rdrops, cpu.Round(time.Millisecond), wait.Round(time.Millisecond))
+			i, count, took.Round(time.Millisecond), m, outside, 100*share, tol, ab.Late-ab0.Late, ab.MaxLate, c, rdrops, d.cpu.Round(time.Millisecond), d.wait.Round(time.Millisecond))
 		if uint64(miss) > rdrops+count-recv || r.dups > 0 || r.reordered > 0 {
 			t.Fatalf("%d frames missing (emulator got %d of %d, receiver dropped %d), %d duplicated, %d out of order; want none", miss, recv, count, rdrops, r.dups, r.reordered)
 		}
@@ -108,9 +69,14 @@ func TestDelayAccuracy(t *testing.T) {
 			t.Fatalf("median error %v", m.p50)
 		}
 		// The machine disturbed the attempt if it stalled the emulator's CPU,
-		// or the sender's (which then sent in bursts), or the receiver's.
-		disturbed := len(c.late) > 0 || took > count*time.Second/rate*105/100 || rdrops > 0
-		if recv == count && share <= 0.001 {
+		// or the sender's (which then sent in bursts). Receiver drops are
+		// not a disturbance but what a bursty emulator causes.
+		disturbed := len(c.late) > 0 || took > count*time.Second/rate*105/100
+		if rdrops > 0 && !disturbed {
+			t.Fatalf("receiver dropped %d frames though neither the emulator's CPU nor the sender stalled: the emulator released frames in bursts", rdrops)
+		}
+		// Frames the receiver dropped were not measured: no pass with any.
+		if recv == count && rdrops == 0 && share <= 0.001 {
 			return
 		}
 		if !disturbed {
@@ -126,6 +92,77 @@ func TestDelayAccuracy(t *testing.T) {
 			t.Skipf("the machine disturbed all %d attempts (last: canary %v, sender %v, receiver dropped %d): the ±%v target for 99.9 %% of frames cannot be checked now", attempts, c, took.Round(time.Millisecond), rdrops, tol)
 		}
 	}
+}
+
+// delayBaseline measures n frames at rate through the emulator at 0 ms: the
+// measurement's own error. None may be lost but to the receiver's socket.
+func delayBaseline(t *testing.T, w *wire, s *sender, cpu, rate, n int) {
+	t.Helper()
+	r := newReceiver(t, w.lb, cpu, s.seq, n)
+	if err := s.run(rate, n); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	rdrops := r.finish()
+	bd, bmiss := r.delays()
+	t.Logf("0 ms baseline, %d frames at %d pps: delay %v; %d missing (receiver dropped %d)", n, rate, summarise(bd), bmiss, rdrops)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if uint64(bmiss) > rdrops || r.dups > 0 {
+		t.Fatalf("baseline: %d frames missing (receiver dropped %d), %d duplicated; want none", bmiss, rdrops, r.dups)
+	}
+}
+
+// delayRun is what one attempt of TestDelayAccuracy measured.
+type delayRun struct {
+	r             *receiver
+	c             *canary
+	took          time.Duration // to send every frame
+	cpu, wait     time.Duration // the emulator thread's CPU time, and its wait for a CPU
+	rdrops        uint64
+	before, after Counters // the emulator's, A to B
+}
+
+// runDelay sends count frames at rate through the emulator, with a canary on
+// its CPU, and waits for them to arrive.
+func runDelay(t *testing.T, w *wire, e *Emulator, s *sender, hcpu, ecpu, rate, count int, delay time.Duration) delayRun {
+	t.Helper()
+	d := delayRun{before: e.Stats().AB}
+	cpu0, wait0 := schedstat(t, e.tid.Load())
+	d.r = newReceiver(t, w.lb, hcpu, s.seq, count)
+	d.c = startCanary(ecpu)
+	start := time.Now()
+	if err := s.run(rate, count); err != nil {
+		t.Fatal(err)
+	}
+	d.took = time.Since(start)
+	time.Sleep(delay + 50*time.Millisecond)
+	d.c.finish()
+	cpu, wait := schedstat(t, e.tid.Load())
+	d.cpu, d.wait = cpu-cpu0, wait-wait0
+	d.rdrops = d.r.finish()
+	d.after = e.Stats().AB
+	if d.r.err != nil || d.c.err != nil {
+		t.Fatal(d.r.err, d.c.err)
+	}
+	return d
+}
+
+// delayErrors returns each delay's error (ns) and how many are outside
+// ±tol, and how many of those early.
+func delayErrors(got []int64, delay, tol time.Duration) (errs []int64, outside, early int) {
+	errs = make([]int64, len(got))
+	for i, d := range got {
+		errs[i] = d - int64(delay)
+		if errs[i] < -int64(tol) {
+			early++
+		}
+		if errs[i] < -int64(tol) || errs[i] > int64(tol) {
+			outside++
+		}
+	}
+	return errs, outside, early
 }
 
 // TestLoss checks a 10 % loss over 60k frames, as the emulator counts it and

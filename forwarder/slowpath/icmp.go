@@ -30,29 +30,65 @@ var ErrNoICMP = errors.New("no ICMP error is sent for this packet")
 func owedICMP(ip []byte) bool {
 	switch ip[0] >> 4 {
 	case 4:
-		ihl := int(ip[0]&0x0f) * 4
-		if binary.BigEndian.Uint16(ip[6:8])&0x1fff != 0 {
-			return false
-		}
-		if ip[9] == 1 && len(ip) > ihl {
-			switch ip[ihl] { // ICMP type: destination unreachable, source quench, redirect, time exceeded, parameter problem
-			case 3, 4, 5, 11, 12:
-				return false
-			}
-		}
-		src := netip.AddrFrom4([4]byte(ip[12:16]))
-		return !(src.IsMulticast() || src.IsUnspecified() || src.IsLoopback() || src == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || ip[12] == 0)
+		return owedICMP4(ip)
 	case 6:
-		if len(ip) < ipv6HdrLen {
-			return false
-		}
-		if ip[6] == 58 && len(ip) > ipv6HdrLen && ip[ipv6HdrLen] < 128 { // an ICMPv6 error
-			return false
-		}
-		src := netip.AddrFrom16([16]byte(ip[8:24]))
-		return !(src.IsMulticast() || src.IsUnspecified() || src.IsLoopback())
+		return owedICMP6(ip)
 	}
 	return false
+}
+
+func owedICMP4(ip []byte) bool {
+	ihl := int(ip[0]&0x0f) * 4
+	if binary.BigEndian.Uint16(ip[6:8])&0x1fff != 0 {
+		return false
+	}
+	if ip[9] == 1 && len(ip) > ihl {
+		switch ip[ihl] { // ICMP type: destination unreachable, source quench, redirect, time exceeded, parameter problem
+		case 3, 4, 5, 11, 12:
+			return false
+		}
+	}
+	src := netip.AddrFrom4([4]byte(ip[12:16]))
+	return !(src.IsMulticast() || src.IsUnspecified() || src.IsLoopback() || src == netip.AddrFrom4([4]byte{255, 255, 255, 255}) || ip[12] == 0)
+}
+
+// owedICMP6 walks the extension headers to the upper layer, as Linux's
+// ipv6_skip_exthdr does: an ICMPv6 error behind a hop-by-hop header is
+// still one. A non-first fragment's upper layer is in the first fragment,
+// and a chain longer than the bytes at hand hides it: neither is answered,
+// since either may be an error.
+func owedICMP6(ip []byte) bool {
+	if len(ip) < ipv6HdrLen {
+		return false
+	}
+	src := netip.AddrFrom16([16]byte(ip[8:24]))
+	if src.IsMulticast() || src.IsUnspecified() || src.IsLoopback() {
+		return false
+	}
+	next, off := ip[6], ipv6HdrLen
+	for {
+		switch next {
+		case 0, 43, 44, 51, 60: // hop-by-hop, routing, fragment, authentication, destination options
+			if off+8 > len(ip) {
+				return false
+			}
+			n := 8 + int(ip[off+1])*8
+			switch next {
+			case 44:
+				if binary.BigEndian.Uint16(ip[off+2:off+4])&^7 != 0 {
+					return false
+				}
+				n = 8
+			case 51:
+				n = (int(ip[off+1]) + 2) * 4 // RFC 4302: in 4-byte units
+			}
+			next, off = ip[off], off+n
+		case 58:
+			return off < len(ip) && ip[off] >= 128 // informational, not an error
+		default:
+			return true
+		}
+	}
 }
 
 // ICMPError builds the ICMP or ICMPv6 error owed to the sender of frame
@@ -132,10 +168,14 @@ func icmp4Error(ipPkt []byte, r forwarder.Reason, srcIP netip.Addr, mtu int) ([]
 	if !srcIP.Is4() {
 		return nil, fmt.Errorf("IPv4 error needs an IPv4 source, have %v", srcIP)
 	}
-	ihl := int(ipPkt[0]&0x0f) * 4
-	// The original header and 8 bytes of data (RFC 792); RFC 1812 allows
-	// more, up to 576 bytes in all.
-	quote := ipPkt[:min(len(ipPkt), ihl+8)]
+	ihl, total := int(ipPkt[0]&0x0f)*4, int(binary.BigEndian.Uint16(ipPkt[2:4]))
+	if ihl < ipv4MinHdr || ihl > len(ipPkt) || total < ihl {
+		// RFC 1812 5.2.2: a packet with an invalid header is dropped silently.
+		return nil, fmt.Errorf("%w: malformed IPv4 header (length %d, total length %d)", ErrNoICMP, ihl, total)
+	}
+	// As much of the packet as fits in 576 bytes (RFC 1812 4.3.2.3), and
+	// none of the Ethernet padding after a short one.
+	quote := ipPkt[:min(len(ipPkt), total, 576-ipv4MinHdr-8)]
 	tc, _, ok := errorTypes(r)
 	if !ok {
 		return nil, fmt.Errorf("no ICMP error for %v", r)
@@ -155,8 +195,9 @@ func icmp6Error(ipPkt []byte, r forwarder.Reason, srcIP netip.Addr, mtu int) ([]
 	if len(ipPkt) < ipv6HdrLen || !srcIP.Is6() {
 		return nil, fmt.Errorf("IPv6 error needs a whole header and an IPv6 source, have %v", srcIP)
 	}
-	// As much of the packet as fits in the minimum MTU (RFC 4443 2.4).
-	quote := ipPkt[:min(len(ipPkt), 1280-ipv6HdrLen-8)]
+	// As much of the packet as fits in the minimum MTU (RFC 4443 2.4), and
+	// none of the Ethernet padding after a short one.
+	quote := ipPkt[:min(len(ipPkt), ipv6HdrLen+int(binary.BigEndian.Uint16(ipPkt[4:6])), 1280-ipv6HdrLen-8)]
 	_, tc, ok := errorTypes(r)
 	if !ok {
 		return nil, fmt.Errorf("no ICMPv6 error for %v", r)
