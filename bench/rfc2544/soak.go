@@ -89,7 +89,7 @@ type soakRun struct {
 	dir     string
 	pnapd   *topo.Pnapd
 	api     *http.Client
-	configs [2]string // without and with the churn routes
+	configs [2]string    // without and with the churn routes
 	moves   atomic.Int64 // written by churn, read by sample
 }
 
