@@ -41,6 +41,9 @@ type Daemon struct {
 	// started with.
 	plan plan
 	fib  *fib.FIB
+	// stamps fingerprint each backbone's route sources as last loaded
+	// (sourceStamps); only the main goroutine, which reloads, uses them.
+	stamps []string
 
 	dp    *dataPlane
 	neigh *neighbours.Tracker
@@ -183,6 +186,7 @@ func (d *Daemon) goRun(wg *sync.WaitGroup, what string, fn func() error) {
 func (d *Daemon) startFIB(context.Context) (func() error, error) {
 	cfg := d.cfg.Load()
 	start := time.Now()
+	d.stamps = sourceStamps(cfg)
 	f, _, err := LoadFIB(cfg, d.log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)

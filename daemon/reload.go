@@ -31,7 +31,17 @@ func (d *Daemon) reload() {
 		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
 		return
 	}
-	added, withdrawn, err := reloadRoutes(cfg, d.fib, d.log, d.learnsFromBGP)
+	// Stamped before reading: a file that changes meanwhile is read again
+	// at the next reload.
+	stamps := sourceStamps(cfg)
+	changed := func(b int) bool { return b >= len(d.stamps) || d.stamps[b] != stamps[b] }
+	unchanged := 0
+	for b := range stamps {
+		if !changed(b) {
+			unchanged++
+		}
+	}
+	added, withdrawn, err := reloadRoutes(cfg, d.fib, d.log, d.learnsFromBGP, changed)
 	if err != nil {
 		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
 		return
@@ -46,8 +56,9 @@ func (d *Daemon) reload() {
 	// Everything that differs is reloadable (routes, costs, limits), so
 	// the new configuration replaces the old whole.
 	d.cfg.Store(cfg)
+	d.stamps = stamps
 	st := d.fib.Stats()
-	d.log.Info("reloaded", "config", path, "routes added", added, "withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "took", time.Since(start).Round(time.Millisecond))
+	d.log.Info("reloaded", "config", path, "routes added", added, "withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "backbones unchanged", unchanged, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // reloadable says why a new configuration cannot be applied to a running
