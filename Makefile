@@ -37,18 +37,12 @@ test: lint
 	$(GO) test -count=1 -p 1 $(SOLO_PKGS)
 	$(GO) test -race -count=1 -p 1 $(SOLO_RACE_PKGS)
 
-# Every fuzz target in the tree (found by name, so new ones join), each for
-# FUZZTIME beyond its seed corpus, which make test already runs. A failure
-# leaves its input under the package's testdata/fuzz. .ci/run calls this.
+# Every fuzz target in the tree for FUZZTIME (20 s) each beyond its seed
+# corpus (see .ci/fuzz). A failure leaves its input under the package's
+# testdata/fuzz. .ci/run calls this after make test.
 FUZZTIME ?= 20s
 fuzz:
-	@set -e; for file in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
-		dir=$$(dirname $$file); \
-		for target in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$file); do \
-			echo "== $$target in $$dir for $(FUZZTIME)"; \
-			$(GO) test -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) $$dir/; \
-		done; \
-	done
+	GO=$(GO) FUZZTIME=$(FUZZTIME) bash .ci/fuzz
 
 # FIB benchmarks side by side with gaissmai/bart on the shared full tables;
 # ends with one table of ratios.
