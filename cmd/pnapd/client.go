@@ -123,19 +123,17 @@ func (c *apiClient) do(method, path string, body any, out any) ([]byte, error) {
 func clientCommand(name, synopsis string, nargs int, args []string, stderr io.Writer) (*apiClient, []string, bool, error) {
 	fs := newFlags(name, synopsis, stderr)
 	cfg, api, token, asJSON := clientFlags(fs)
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil, nil, false, err
-		}
-		return nil, nil, false, errUsage
+	rest, err := parseAnywhere(fs, args)
+	if err != nil {
+		return nil, nil, false, err
 	}
-	if fs.NArg() != nargs {
-		fmt.Fprintf(stderr, "pnapd %s: want %d argument(s), got %d\n", name, nargs, fs.NArg())
+	if len(rest) != nargs {
+		fmt.Fprintf(stderr, "pnapd %s: want %d argument(s), got %d\n", name, nargs, len(rest))
 		fs.Usage()
 		return nil, nil, false, errUsage
 	}
 	c, err := newAPIClient(*cfg, *api, *token)
-	return c, fs.Args(), *asJSON, err
+	return c, rest, *asJSON, err
 }
 
 func cmdStatus(args []string, stdout, stderr io.Writer) error {

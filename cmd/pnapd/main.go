@@ -96,20 +96,45 @@ func newFlags(name, synopsis string, stderr io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// parse runs fs.Parse and maps its failures to errUsage.
+// parse parses a command that takes no arguments, mapping its failures
+// to errUsage.
 func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
-		}
-		return errUsage
+	rest, err := parseAnywhere(fs, args)
+	if err != nil {
+		return err
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", fs.Arg(0))
+	if len(rest) > 0 {
+		fmt.Fprintf(fs.Output(), "unexpected argument %q\n", rest[0])
 		fs.Usage()
 		return errUsage
 	}
 	return nil
+}
+
+// parseAnywhere parses flags before, between and after the arguments
+// (`pnapd fib show ADDR --api X` as well as `--api X ADDR`), which the flag
+// package alone does not: it stops at the first argument. "--" ends the
+// flags. It returns the arguments in order; failures are errUsage, or
+// flag.ErrHelp for -h.
+func parseAnywhere(fs *flag.FlagSet, args []string) ([]string, error) {
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, errUsage
+		}
+		left := fs.Args()
+		if len(left) == 0 {
+			return rest, nil
+		}
+		if used := len(args) - len(left); used > 0 && args[used-1] == "--" {
+			return append(rest, left...), nil
+		}
+		rest = append(rest, left[0])
+		args = left[1:]
+	}
 }
 
 func cmdVersion(args []string, stdout, stderr io.Writer) error {

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -173,4 +175,46 @@ func TestCheckRefusesTableTheFIBCannotAddress(t *testing.T) {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want exit 1 naming the file and fib: full", code, out, errs)
 	}
 	t.Log(strings.TrimSpace(errs))
+}
+
+// Flags may come after the arguments as well as before: an operator types
+// `pnapd fib show ADDR --api X`. A fake status API records what each
+// form asked for.
+func TestFlagsBeforeOrAfterArguments(t *testing.T) {
+	var asked []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked = append(asked, r.Method+" "+r.URL.RequestURI())
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/v1/fib":
+			fmt.Fprint(w, `{"address":"203.0.113.9","prefix":"203.0.113.0/25","route":7,"backbone":"bb-a","holders":["bb-a"],"why":"default","default":"bb-a"}`)
+		case "/v1/pins":
+			fmt.Fprint(w, `{"prefix":"203.0.113.0/25","backbone":"bb-b"}`)
+		}
+	}))
+	defer srv.Close()
+	api := strings.TrimPrefix(srv.URL, "http://")
+	for _, args := range [][]string{
+		{"fib", "show", "--api", api, "203.0.113.9"},
+		{"fib", "show", "203.0.113.9", "--api", api},
+		{"pin", "203.0.113.0/25", "--api", api, "bb-b"},
+		{"pin", "--api", api, "--", "203.0.113.0/25", "bb-b"},
+	} {
+		asked = nil
+		code, out, errs := runCmd(t, "", args...)
+		if code != 0 || len(asked) != 1 {
+			t.Fatalf("%q: exit %d, asked %q, stdout %q, stderr %q", args, code, asked, out, errs)
+		}
+		want := "GET /v1/fib?addr=203.0.113.9"
+		if args[0] == "pin" {
+			want = "POST /v1/pins"
+		}
+		if asked[0] != want {
+			t.Errorf("%q asked %q, want %q", args, asked[0], want)
+		}
+	}
+	// Too many arguments, wherever the flags are, is still refused.
+	if code, _, errs := runCmd(t, "", "fib", "show", "203.0.113.9", "--api", api, "198.51.100.1"); code != 2 || !strings.Contains(errs, "want 1 argument") {
+		t.Errorf("two addresses: exit %d, %q", code, errs)
+	}
 }
