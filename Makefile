@@ -24,8 +24,11 @@ TRIAL     ?= 500ms
 
 all: build
 
+# The version pnapd reports: git describe of the checkout.
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
 build:
-	$(GO) build -o $(BIN)/pnapd ./cmd/pnapd
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/pnapd ./cmd/pnapd
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -10,7 +10,9 @@ import (
 	"runtime/debug"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
+// version is set at build time (make build) with
+// -ldflags "-X main.version=$(git describe --tags --always --dirty)".
+// A plain go build leaves "dev", and version adds the commit Go recorded.
 var version = "dev"
 
 const usage = `pnapd: route-optimizing packet forwarder
@@ -25,7 +27,7 @@ Usage:
   pnapd pin PREFIX BACKBONE          send PREFIX over BACKBONE until unpinned
   pnapd unpin PREFIX                 hand PREFIX back to the optimizer
   pnapd bgp                          BGP sessions: state, prefixes received, held, announced
-  pnapd version                      print the version
+  pnapd version                      print the version (also --version)
 
 The client commands (status, fib show, decisions, pin, unpin, bgp) reach pnapd's
 status API as [api] in -c FILE (default /etc/pnapd/pnapd.toml) says, or at --api.
@@ -63,7 +65,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdUnpin(args[1:], stdout, stderr)
 	case "bgp":
 		err = cmdBGP(args[1:], stdout, stderr)
-	case "version":
+	case "version", "--version", "-version", "-V":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -143,7 +145,7 @@ func cmdVersion(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	rev := ""
-	if bi, ok := debug.ReadBuildInfo(); ok {
+	if bi, ok := debug.ReadBuildInfo(); ok && version == "dev" {
 		for _, s := range bi.Settings {
 			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
 				rev = " " + s.Value[:12]

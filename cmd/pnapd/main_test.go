@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
+	"runtime"
 	"os"
 	"path/filepath"
 	"strings"
@@ -42,6 +44,26 @@ func TestVersion(t *testing.T) {
 	code, out, _ := runCmd(t, "", "version")
 	if code != 0 || !strings.HasPrefix(out, "pnapd ") || !strings.Contains(out, "go1.") {
 		t.Fatalf("version: exit %d, output %q", code, out)
+	}
+	if code, out2, _ := runCmd(t, "", "--version"); code != 0 || out2 != out {
+		t.Fatalf("--version: exit %d, %q; version said %q", code, out2, out)
+	}
+}
+
+// make build stamps the binary with git describe through -ldflags -X; a
+// binary built so reports it.
+func TestVersionFromLdflags(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds pnapd")
+	}
+	bin := filepath.Join(t.TempDir(), "pnapd")
+	build := exec.Command("go", "build", "-ldflags", "-X main.version=v9.8.7-3-gabcdef0", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "pnapd v9.8.7-3-gabcdef0 ") || !strings.Contains(string(out), runtime.Version()) {
+		t.Fatalf("--version: %q, %v", out, err)
 	}
 }
 
