@@ -1,6 +1,12 @@
 # pnap — see README.md. Targets need Go 1.26; tests that need root skip
 # without it.
-GO        ?= go
+# Go from PATH, or where the official tarball puts it: sudo's secure_path
+# drops /usr/local/go/bin, and `sudo make test` must still work.
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
+# Tests run go themselves (to build pnapd): give them the same one.
+ifneq ($(filter /%,$(GO)),)
+export PATH := $(dir $(GO)):$(PATH)
+endif
 BIN       ?= bin
 # Packages whose tests exercise memory shared between goroutines run under
 # the race detector; the rest run plainly.
@@ -35,6 +41,7 @@ lint:
 	$(GO) vet ./...
 
 test: lint
+	@command -v gcc >/dev/null || { echo "make test: the race detector needs a C compiler: apt-get install gcc"; exit 1; }
 	$(GO) test -race -count=1 $(RACE_PKGS)
 	$(GO) test -count=1 $(PLAIN_PKGS)
 	$(GO) test -count=1 -p 1 $(SOLO_PKGS)
