@@ -6,7 +6,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // The Grafana dashboard only plots metrics pnapd serves.
@@ -26,6 +30,7 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	}
 	src, _ := os.ReadFile("metrics.go")
 	names := regexp.MustCompile(`pnap_[a-z0-9_]+`)
+	fixedWindow := regexp.MustCompile(`\[[0-9]+[smh]\]`)
 	for _, p := range d.Panels {
 		for _, tg := range p.Targets {
 			for _, m := range names.FindAllString(tg.Expr, -1) {
@@ -33,9 +38,46 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 					t.Errorf("panel %q plots %s, which pnapd does not serve", p.Title, m)
 				}
 			}
+			// One appliance at a time (the instance variable), and rate
+			// windows Grafana fits to the scrape interval.
+			if len(names.FindAllString(tg.Expr, -1)) != strings.Count(tg.Expr, `instance=~"$instance"`) {
+				t.Errorf("panel %q: %s does not select $instance on every metric", p.Title, tg.Expr)
+			}
+			if fixedWindow.MatchString(tg.Expr) {
+				t.Errorf("panel %q: %s has a fixed rate window; use $__rate_interval", p.Title, tg.Expr)
+			}
 		}
 	}
 	if len(d.Panels) < 8 {
 		t.Errorf("%d panels", len(d.Panels))
+	}
+}
+
+// The metrics pass client_golang's lint (promlint: names, units, counters
+// ending in _total, help on every metric), and no family mixes a total
+// with its own parts under one label, which makes every sum double count.
+func TestMetricsLint(t *testing.T) {
+	d := newAPIDaemon(t)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collector{d})
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	fams, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fams {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if v := l.GetValue(); v == "sent" || v == "total" || v == "all" {
+					t.Errorf("%s{%s=%q}: a total among its parts", f.GetName(), l.GetName(), v)
+				}
+			}
+		}
 	}
 }
