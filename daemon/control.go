@@ -53,14 +53,15 @@ func (d *Daemon) startControl(context.Context) (func() error, error) {
 	if !cfg.Optimizer.Enabled {
 		return stop, nil
 	}
-	o, err := optimizer.New(plan.optimizer, d.fib, c.probes, &backboneRates{dp: d.dp})
+	oo := plan.optimizer
+	oo.Log = d.log.With("component", "optimizer")
+	o, err := optimizer.New(oo, d.fib, c.probes, &backboneRates{dp: d.dp})
 	if err != nil {
 		stop()
 		return nil, err
 	}
 	c.opt, c.pins = o, o.Pins()
 	d.goRun(&wg, "optimizer", func() error { o.Run(ctx); return nil })
-	oo := plan.optimizer
 	d.log.Info("optimizer", "interval", oo.Interval, "statistic", oo.Statistic, "hold_down", oo.HoldDown)
 	return stop, nil
 }

@@ -1,6 +1,8 @@
 package optimizer
 
 import (
+	"fmt"
+	"math"
 	"net/netip"
 	"time"
 
@@ -35,7 +37,22 @@ func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
 		if failing {
 			b.failedUntil = now.Add(o.cfg.failureHold)
 		}
+		o.logFailure(now, b, snap.Backbones[id], rounds[id])
 	}
+}
+
+// logFailure logs a backbone's failure and its recovery, once each.
+func (o *Optimizer) logFailure(now time.Time, b *backbone, bs probes.BackboneStats, r Round) {
+	if o.opt.Log == nil || b.failed(now) == b.reported {
+		return
+	}
+	b.reported = !b.reported
+	if b.reported {
+		o.opt.Log.Warn("backbone failed", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost, "loss", math.Round(bs.Loss*1000)/1000,
+			"round_sent", r.Sent, "round_lost", r.Lost, "hold", o.cfg.failureHold)
+		return
+	}
+	o.opt.Log.Info("backbone recovered", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost)
 }
 
 // evacuate moves every prefix selected on a failed backbone, measured or
@@ -69,6 +86,7 @@ func (o *Optimizer) evacuate(now time.Time, snap *probes.Snapshot) {
 			continue
 		}
 		o.sweep = o.sweep[:0]
+		moved := map[string]int{} // by the backbone they went to
 		// Collect first: Routes holds the fib's writer lock, which Route
 		// and ResetSelection take too.
 		o.fib.Routes(b, func(p netip.Prefix, _ int) bool {
@@ -106,7 +124,19 @@ func (o *Optimizer) evacuate(now time.Time, snap *probes.Snapshot) {
 			}
 			if o.move(now, p, e, o.fib.DefaultAmong(e.Route, e.Holders), from, to, BackboneFailed) {
 				o.shift(b, to.Backbone, bps)
+				moved[to.Name]++
 			}
 		}
+		if o.opt.Log != nil && len(moved) > 0 {
+			o.opt.Log.Warn("evacuated", "backbone", o.bb[b].name, "prefixes", sum(moved), "to", fmt.Sprint(moved), "stranded", o.pending.Stranded)
+		}
 	}
+}
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
 }

@@ -3,6 +3,7 @@ package optimizer
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,7 @@ type backbone struct {
 	// (negative: off it), so that moves within one Step see each other.
 	delta       float64
 	failing     bool      // failed by this Step's measurements
+	reported    bool      // the last failure or recovery logged was a failure
 	failedUntil time.Time // excluded until then
 }
 
@@ -261,6 +263,18 @@ func (o *Optimizer) record(e Event) {
 	o.mu.Lock()
 	o.events.push(e)
 	o.mu.Unlock()
+	if o.opt.Log != nil && e.Reason != BackboneFailed {
+		o.opt.Log.Info("prefix moved", "prefix", e.Prefix, "from", e.From.Name, "to", e.To.Name, "reason", e.Reason.String(),
+			"from_score_ms", scoreOf(e.From), "to_score_ms", scoreOf(e.To), "from_samples", e.From.Samples, "to_samples", e.To.Samples)
+	}
+}
+
+// scoreOf is a choice's score for a log line: -1 when unmeasured.
+func scoreOf(c Choice) float64 {
+	if !c.Measured {
+		return -1
+	}
+	return math.Round(c.Score*10) / 10
 }
 
 // Events returns up to n of the newest events, oldest first.

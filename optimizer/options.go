@@ -2,6 +2,7 @@ package optimizer
 
 import (
 	"fmt"
+	"log/slog"
 	"math"
 	"time"
 
@@ -73,6 +74,10 @@ type Options struct {
 	StaleAfter time.Duration
 	// Events is how many events are kept.
 	Events int
+	// Log, if set, gets a line for every selection change with the numbers
+	// behind it (an evacuation: one line per failed backbone and Step,
+	// not one per prefix), and for every backbone failure and recovery.
+	Log *slog.Logger
 }
 
 // Statistic is how a backbone's RTT samples for a prefix are summarised.
