@@ -22,6 +22,7 @@ type Config struct {
 	Probes    Probes
 	Optimizer Optimizer
 	API       API
+	Log       Log
 	BGP       BGP
 	Announces []Announce // [[announce]], in file order
 
@@ -180,6 +181,33 @@ type API struct {
 	// the busiest N prefixes; default 20, 0 for none.
 	MetricsTopPrefixes int
 }
+
+// Log is [log]: how pnapd writes its log (to stderr, which systemd's
+// journal takes).
+type Log struct {
+	Level  LogLevel  // "debug", "info" (default), "warn" or "error"
+	Format LogFormat // "text" (default: key=value) or "json"
+}
+
+// LogLevel is [log] level.
+type LogLevel string
+
+// The log levels.
+const (
+	LogDebug LogLevel = "debug"
+	LogInfo  LogLevel = "info"
+	LogWarn  LogLevel = "warn"
+	LogError LogLevel = "error"
+)
+
+// LogFormat is [log] format.
+type LogFormat string
+
+// The log formats.
+const (
+	LogText LogFormat = "text"
+	LogJSON LogFormat = "json"
+)
 
 // BGP is [bgp]: pnapd's own side of every BGP session, those that learn a
 // backbone's routes ([backbone.bgp]) and those that announce its choices

@@ -53,6 +53,7 @@ func (d *decoder) config(root *table) *Config {
 	c.Probes = d.probes(root.table("probes", "probes"))
 	c.Optimizer = d.optimizer(root.table("optimizer", "optimizer"))
 	c.API = d.api(root.table("api", "api"))
+	c.Log = d.log(root.table("log", "log"))
 	c.BGP = d.bgp(root.table("bgp", "bgp"))
 	c.Announces = d.announces(root)
 	d.sessions(c)
@@ -342,6 +343,13 @@ func (d *decoder) optimizer(t *table) Optimizer {
 	t.int("max_overrides", &o.MaxOverrides, math.MinInt, math.MaxInt)
 	t.duration("failure_hold", &o.FailureHold)
 	return o
+}
+
+func (d *decoder) log(t *table) Log {
+	l := Log{Level: LogInfo, Format: LogText}
+	oneOf(t, "level", &l.Level, LogDebug, LogInfo, LogWarn, LogError)
+	oneOf(t, "format", &l.Format, LogText, LogJSON)
+	return l
 }
 
 func (d *decoder) api(t *table) API {

@@ -20,6 +20,9 @@ import (
 type Options struct {
 	// Log receives everything pnapd logs. Default: discarded.
 	Log *slog.Logger
+	// LogLevel, if set, is Log's level (NewLogger): a reload sets it to
+	// the new [log] level.
+	LogLevel *slog.LevelVar
 	// Version is what the status API reports.
 	Version string
 	// Reloads asks for the configuration file to be read again and applied
@@ -30,9 +33,10 @@ type Options struct {
 // Daemon is one running pnapd. Its fields are set by the stages of Run, in
 // order, before the status API (the last stage) can read them.
 type Daemon struct {
-	log     *slog.Logger
-	version string
-	start   time.Time
+	log      *slog.Logger
+	logLevel *slog.LevelVar // nil: the level is the caller's
+	version  string
+	start    time.Time
 
 	// cfg is replaced whole by a reload, never written in place, so the API
 	// reads a consistent configuration without a lock.
@@ -69,7 +73,7 @@ type stage struct {
 // fails, then stops every component and releases what it attached. It
 // returns nil on a requested stop.
 func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
-	d := &Daemon{log: opts.Log, version: opts.Version, start: time.Now(), errc: make(chan error, 16), apiLimits: defaultAPILimits}
+	d := &Daemon{log: opts.Log, logLevel: opts.LogLevel, version: opts.Version, start: time.Now(), errc: make(chan error, 16), apiLimits: defaultAPILimits}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}

@@ -57,8 +57,11 @@ func (d *Daemon) reload() {
 	// the new configuration replaces the old whole.
 	d.cfg.Store(cfg)
 	d.stamps = stamps
+	if d.logLevel != nil {
+		d.logLevel.Set(slogLevel(cfg.Log.Level))
+	}
 	st := d.fib.Stats()
-	d.log.Info("reloaded", "config", path, "routes added", added, "withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "backbones unchanged", unchanged, "took", time.Since(start).Round(time.Millisecond))
+	d.log.Info("reloaded", "config", path, "routes_added", added, "routes_withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "backbones_unchanged", unchanged, "took", time.Since(start).Round(time.Millisecond))
 }
 
 // reloadable says why a new configuration cannot be applied to a running
@@ -101,6 +104,9 @@ func reloadable(old, cur *configs.Config) error {
 	}
 	if old.API != cur.API {
 		errs = append(errs, errors.New("[api] changed"))
+	}
+	if old.Log.Format != cur.Log.Format {
+		errs = append(errs, errors.New("[log] format changed (its level reloads)"))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("these need a restart: %w", errors.Join(errs...))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -118,5 +119,56 @@ func TestReloadReadsOnlyChangedSources(t *testing.T) {
 	d.reload()
 	if got := readFiles(); len(got) != 2 || !holds("198.18.5.0/24") || !holds("198.18.4.0/24") {
 		t.Fatalf("b gained c.txt: the reload read %v", got)
+	}
+}
+
+// [log]: JSON lines when asked; debug lines only at level debug; a reload
+// changes the level of the running logger, and refuses a format change.
+func TestLogLevelAndFormat(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{"a.txt": "198.18.1.0/24\n", "b.txt": "198.18.2.0/24\n", "pnapd.toml": reloadConf + "\n[log]\nformat = \"json\"\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := filepath.Join(dir, "pnapd.toml")
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &logBuffer{}
+	level := new(slog.LevelVar)
+	d := &Daemon{log: NewLogger(logs, cfg.Log, level), logLevel: level, errc: make(chan error, 1), ctl: &control{}}
+	d.cfg.Store(cfg)
+	if _, err := d.startFIB(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.take()
+	if strings.Contains(out, "read route file") || !strings.Contains(out, `"msg":"FIB loaded"`) {
+		t.Fatalf("at level info, in JSON: %s", out)
+	}
+	if err := os.WriteFile(path, []byte(reloadConf+"\n[log]\nformat = \"json\"\nlevel = \"debug\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("198.18.3.0/24\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.reload() // the new level applies from the end of this reload on
+	if out := logs.take(); strings.Contains(out, `"level":"DEBUG"`) || !strings.Contains(out, `"msg":"reloaded"`) || !strings.Contains(out, `"routes_added":1`) {
+		t.Fatalf("the reload to level debug: %s", out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("198.18.4.0/24\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.reload()
+	if out := logs.take(); !strings.Contains(out, `"level":"DEBUG","msg":"read route file"`) {
+		t.Fatalf("a reload at level debug: %s", out)
+	}
+	if err := os.WriteFile(path, []byte(reloadConf+"\n[log]\nformat = \"text\"\nlevel = \"debug\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d.reload()
+	if out := logs.take(); !strings.Contains(out, "reload refused") || !strings.Contains(out, "[log] format changed") {
+		t.Fatalf("a format change: %s", out)
 	}
 }

@@ -32,10 +32,12 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	defer signal.Stop(hups)
 	reloads := make(chan struct{}, 1)
 	go forwardSignals(stops, hups, cancel, reloads, stderr)
+	level := new(slog.LevelVar)
 	return daemon.Run(ctx, cfg, daemon.Options{
-		Log:     slog.New(slog.NewTextHandler(stderr, nil)),
-		Version: version,
-		Reloads: reloads,
+		Log:      daemon.NewLogger(stderr, cfg.Log, level),
+		LogLevel: level,
+		Version:  version,
+		Reloads:  reloads,
 	})
 }
 
