@@ -50,6 +50,7 @@ func (d *Daemon) routes() []apiRoute {
 		{"GET /v1/pins", func(*http.Request) (any, error) { return d.pinList(), nil }},
 		{"POST /v1/pins", d.pin},
 		{"DELETE /v1/pins", d.unpin},
+		{"POST /v1/reload", d.reloadFromAPI},
 		{"GET /v1/bgp", d.bgpSessions},
 	}
 }

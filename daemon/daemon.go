@@ -35,6 +35,9 @@ type Options struct {
 type Daemon struct {
 	log      *slog.Logger
 	logLevel *slog.LevelVar // nil: the level is the caller's
+	// apiReloads carries POST /v1/reload to serve; nil in tests that run
+	// no serve loop.
+	apiReloads chan reloadRequest
 	version  string
 	start    time.Time
 
@@ -73,7 +76,8 @@ type stage struct {
 // fails, then stops every component and releases what it attached. It
 // returns nil on a requested stop.
 func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
-	d := &Daemon{log: opts.Log, logLevel: opts.LogLevel, version: opts.Version, start: time.Now(), errc: make(chan error, 16), apiLimits: defaultAPILimits}
+	d := &Daemon{log: opts.Log, logLevel: opts.LogLevel, version: opts.Version, start: time.Now(), errc: make(chan error, 16), apiLimits: defaultAPILimits,
+		apiReloads: make(chan reloadRequest)}
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -167,6 +171,8 @@ func (d *Daemon) serve(ctx context.Context, reloads <-chan struct{}) error {
 			return err
 		case <-reloads:
 			d.reload()
+		case req := <-d.apiReloads:
+			req.err <- d.reload()
 		}
 	}
 }

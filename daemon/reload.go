@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"reflect"
 	"slices"
 	"time"
@@ -14,8 +15,8 @@ import (
 // backbone (published as one FIB Version, so traffic never misses a lookup)
 // and the optimizer's backbone costs and limits. A file that does not load,
 // or that changes what needs a restart, is refused and the running
-// configuration stays.
-func (d *Daemon) reload() {
+// configuration stays. It returns why it refused, or nil.
+func (d *Daemon) reload() error {
 	start := time.Now()
 	old := d.cfg.Load()
 	path := old.Path
@@ -29,7 +30,7 @@ func (d *Daemon) reload() {
 	}
 	if err != nil {
 		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
-		return
+		return err
 	}
 	// Stamped before reading: a file that changes meanwhile is read again
 	// at the next reload.
@@ -44,7 +45,7 @@ func (d *Daemon) reload() {
 	added, withdrawn, err := reloadRoutes(cfg, d.fib, d.log, d.learnsFromBGP, changed)
 	if err != nil {
 		d.log.Error("reload refused; still running the previous configuration", "config", path, "error", err)
-		return
+		return err
 	}
 	a, w := d.reloadBGPStatics(cfg)
 	added, withdrawn = added+a, withdrawn+w
@@ -62,6 +63,31 @@ func (d *Daemon) reload() {
 	}
 	st := d.fib.Stats()
 	d.log.Info("reloaded", "config", path, "routes_added", added, "routes_withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "backbones_unchanged", unchanged, "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// reloadRequest is a reload the status API asks of serve, which alone
+// applies reloads; err gets the outcome.
+type reloadRequest struct{ err chan error }
+
+// reloadFromAPI is POST /v1/reload: the reload a SIGHUP would make, with
+// its outcome in the answer, so that `pnapd reload` (and systemctl
+// reload) fail when the reload is refused.
+func (d *Daemon) reloadFromAPI(r *http.Request) (any, error) {
+	if d.apiReloads == nil {
+		return nil, &apiError{http.StatusConflict, "pnapd is not serving reloads"}
+	}
+	start := time.Now()
+	req := reloadRequest{err: make(chan error, 1)}
+	select {
+	case d.apiReloads <- req:
+	case <-r.Context().Done():
+		return nil, &apiError{http.StatusConflict, "pnapd is busy: " + r.Context().Err().Error()}
+	}
+	if err := <-req.err; err != nil {
+		return nil, &apiError{http.StatusUnprocessableEntity, "reload refused; still running the previous configuration: " + err.Error()}
+	}
+	return map[string]any{"reloaded": d.cfg.Load().Path, "took": time.Since(start).Round(time.Millisecond).String()}, nil
 }
 
 // reloadable says why a new configuration cannot be applied to a running

@@ -2,7 +2,9 @@ package daemon
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -170,5 +172,53 @@ func TestLogLevelAndFormat(t *testing.T) {
 	d.reload()
 	if out := logs.take(); !strings.Contains(out, "reload refused") || !strings.Contains(out, "[log] format changed") {
 		t.Fatalf("a format change: %s", out)
+	}
+}
+
+// POST /v1/reload applies the file as SIGHUP does and answers with the
+// outcome: 200, or 422 with the reason the reload was refused.
+func TestReloadFromAPI(t *testing.T) {
+	dir := t.TempDir()
+	for name, text := range map[string]string{"a.txt": "198.18.1.0/24\n", "b.txt": "198.18.2.0/24\n", "pnapd.toml": reloadConf} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg, err := LoadConfig(filepath.Join(dir, "pnapd.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{log: slog.New(slog.DiscardHandler), errc: make(chan error, 1), ctl: &control{}}
+	d.cfg.Store(cfg)
+	if _, err := d.startFIB(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	h := d.handler(nil)
+	if code, body := get(h, "POST", "/v1/reload", ""); code != http.StatusConflict {
+		t.Fatalf("without a serve loop: %d %s", code, body)
+	}
+	d.apiReloads = make(chan reloadRequest)
+	ctx, cancel := context.WithCancel(t.Context())
+	served := make(chan error, 1)
+	go func() { served <- d.serve(ctx, nil) }()
+	defer func() { cancel(); <-served }()
+
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("198.18.3.0/24\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(h, "POST", "/v1/reload", ""); code != http.StatusOK || !strings.Contains(body, `"reloaded"`) {
+		t.Fatalf("a good reload: %d %s", code, body)
+	}
+	if _, ok := d.fib.Route(netip.MustParsePrefix("198.18.3.0/24")); !ok {
+		t.Fatal("the reload answered 200 but did not apply the new routes")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("not a prefix\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(h, "POST", "/v1/reload", ""); code != http.StatusUnprocessableEntity || !strings.Contains(body, "reload refused") || !strings.Contains(body, "a.txt") {
+		t.Fatalf("a bad route file: %d %s", code, body)
+	}
+	if _, ok := d.fib.Route(netip.MustParsePrefix("198.18.3.0/24")); !ok {
+		t.Fatal("a refused reload changed the routes")
 	}
 }

@@ -256,3 +256,30 @@ func cmdUnpin(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s unpinned: back to its default backbone and the optimizer\n", rest[0])
 	return nil
 }
+
+// cmdReload is what `systemctl reload pnapd` runs: it applies the
+// configuration file as SIGHUP would and fails, with pnapd's reason, when
+// pnapd refuses it.
+func cmdReload(args []string, stdout, stderr io.Writer) error {
+	c, _, asJSON, err := clientCommand("reload", "pnapd reload [-c FILE | --api ADDR]", 0, args, stderr)
+	if err != nil {
+		return err
+	}
+	// A reload reads every changed route source: a full table takes
+	// seconds, several take longer than the other commands wait.
+	c.http.Timeout = 90 * time.Second
+	var ans struct {
+		Reloaded string `json:"reloaded"`
+		Took     string `json:"took"`
+	}
+	raw, err := c.do("POST", "/v1/reload", nil, &ans)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		fmt.Fprintf(stdout, "%s\n", raw)
+		return nil
+	}
+	fmt.Fprintf(stdout, "reloaded %s in %s\n", ans.Reloaded, ans.Took)
+	return nil
+}

@@ -27,9 +27,10 @@ Usage:
   pnapd pin PREFIX BACKBONE          send PREFIX over BACKBONE until unpinned
   pnapd unpin PREFIX                 hand PREFIX back to the optimizer
   pnapd bgp                          BGP sessions: state, prefixes received, held, announced
+  pnapd reload                       apply the configuration file again; fails with the reason if refused
   pnapd version                      print the version (also --version)
 
-The client commands (status, fib show, decisions, pin, unpin, bgp) reach pnapd's
+The client commands (status, fib show, decisions, pin, unpin, bgp, reload) reach pnapd's
 status API as [api] in -c FILE (default /etc/pnapd/pnapd.toml) says, or at --api.
 
 Run 'pnapd COMMAND --help' for a command's flags.
@@ -65,6 +66,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdUnpin(args[1:], stdout, stderr)
 	case "bgp":
 		err = cmdBGP(args[1:], stdout, stderr)
+	case "reload":
+		err = cmdReload(args[1:], stdout, stderr)
 	case "version", "--version", "-version", "-V":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":

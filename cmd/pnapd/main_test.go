@@ -240,3 +240,30 @@ func TestFlagsBeforeOrAfterArguments(t *testing.T) {
 		t.Errorf("two addresses: exit %d, %q", code, errs)
 	}
 }
+
+// pnapd reload (the unit's ExecReload) exits 0 on an applied reload and 1
+// with pnapd's reason on a refused one, so systemctl reload fails too.
+func TestReloadCommand(t *testing.T) {
+	refuse := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != "POST" || r.URL.Path != "/v1/reload" {
+			http.NotFound(w, r)
+			return
+		}
+		if refuse {
+			w.WriteHeader(http.StatusUnprocessableEntity)
+			fmt.Fprint(w, `{"error":"reload refused; still running the previous configuration: backbone \"a\": a.txt:1: bad prefix"}`)
+			return
+		}
+		fmt.Fprint(w, `{"reloaded":"/etc/pnapd/pnapd.toml","took":"12ms"}`)
+	}))
+	defer srv.Close()
+	api := strings.TrimPrefix(srv.URL, "http://")
+	if code, out, errs := runCmd(t, "", "reload", "--api", api); code != 0 || !strings.Contains(out, "reloaded /etc/pnapd/pnapd.toml") {
+		t.Fatalf("applied: exit %d, %q %q", code, out, errs)
+	}
+	refuse = true
+	if code, _, errs := runCmd(t, "", "reload", "--api", api); code != 1 || !strings.Contains(errs, "a.txt:1: bad prefix") {
+		t.Fatalf("refused: exit %d, %q", code, errs)
+	}
+}
