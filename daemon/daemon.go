@@ -38,8 +38,8 @@ type Daemon struct {
 	// apiReloads carries POST /v1/reload to serve; nil in tests that run
 	// no serve loop.
 	apiReloads chan reloadRequest
-	version  string
-	start    time.Time
+	version    string
+	start      time.Time
 
 	// cfg is replaced whole by a reload, never written in place, so the API
 	// reads a consistent configuration without a lock.
