@@ -52,6 +52,7 @@ func (d *Daemon) routes() []apiRoute {
 		{"DELETE /v1/pins", d.unpin},
 		{"POST /v1/reload", d.reloadFromAPI},
 		{"GET /v1/bgp", d.bgpSessions},
+		{"GET /v1/routes", d.routeList},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"slices"
 	"sort"
 	"strconv"
 	"time"
@@ -215,4 +216,55 @@ func (d *Daemon) unpin(r *http.Request) (any, error) {
 		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("%v is not pinned", p)}
 	}
 	return map[string]string{"unpinned": p.String()}, nil
+}
+
+// RouteEntry is one route a backbone holds, as GET /v1/routes lists it.
+type RouteEntry struct {
+	Prefix   string `json:"prefix"`
+	PathLen  int    `json:"as_path_len"` // -1: unknown (route files, static)
+	Selected bool   `json:"selected"`    // this backbone carries the prefix now
+}
+
+// routeList is GET /v1/routes?backbone=NAME[&prefix=P][&limit=N]: what the
+// backbone holds (like birdc show route protocol X), or only prefix P.
+func (d *Daemon) routeList(r *http.Request) (any, error) {
+	name := r.URL.Query().Get("backbone")
+	b, ok := d.fib.BackboneID(name)
+	if !ok {
+		return nil, badRequest("no backbone %q; give ?backbone=NAME", name)
+	}
+	if q := r.URL.Query().Get("prefix"); q != "" {
+		p, err := netip.ParsePrefix(q)
+		if err != nil || p != p.Masked() {
+			return nil, badRequest("prefix %q is not a canonical prefix like 192.0.2.0/24", q)
+		}
+		e, ok := d.fib.Route(p)
+		if !ok || !e.Holders.Has(b) {
+			return nil, &apiError{http.StatusNotFound, fmt.Sprintf("backbone %q holds no route for %v", name, p)}
+		}
+		return []RouteEntry{{Prefix: p.String(), PathLen: d.fib.PathLen(e.Route, b), Selected: e.Backbone == b}}, nil
+	}
+	n, err := limitParam(r, 1000, 10_000_000)
+	if err != nil {
+		return nil, err
+	}
+	var ps []netip.Prefix
+	d.fib.Routes(b, func(p netip.Prefix, _ int) bool {
+		ps = append(ps, p)
+		return len(ps) < n
+	})
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	out := make([]RouteEntry, 0, len(ps))
+	for _, p := range ps {
+		// Route takes the lock Routes holds: looked up after.
+		if e, ok := d.fib.Route(p); ok && e.Holders.Has(b) {
+			out = append(out, RouteEntry{Prefix: p.String(), PathLen: d.fib.PathLen(e.Route, b), Selected: e.Backbone == b})
+		}
+	}
+	return out, nil
 }

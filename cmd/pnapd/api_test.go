@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -125,6 +126,10 @@ func TestAPIStatusMetricsPins(t *testing.T) {
 	if _, f := x.sendUntil(t, capB, 3*time.Second); f == nil {
 		t.Fatal("pinned prefix's traffic did not move to bb-b")
 	}
+	out.Reset()
+	if code := run([]string{"pins", "--api", "unix:" + x.sock}, nil, &out, &errb); code != 0 || !regexp.MustCompile(`203\.0\.113\.0/25 +bb-b `).MatchString(out.String()) {
+		t.Fatalf("pnapd pins: exit %d, %q %q", code, out.String(), errb.String())
+	}
 	var ds []daemon.Decision
 	if _, err := c.do("GET", "/v1/decisions", nil, &ds); err != nil || len(ds) == 0 || ds[len(ds)-1].Reason != "pinned" {
 		t.Fatalf("decisions after pin: %+v %v", ds, err)
@@ -154,6 +159,8 @@ func TestAPIStatusMetricsPins(t *testing.T) {
 		{"DELETE", "/v1/pins?prefix=203.0.113.0/25", nil, 404, "not pinned"},
 		{"GET", "/v1/decisions?limit=0", nil, 400, "limit"},
 		{"GET", "/v2/nothing", nil, 404, "no such endpoint"},
+		{"GET", "/v1/routes?backbone=bb-z", nil, 400, `no backbone "bb-z"`},
+		{"GET", "/v1/routes?backbone=bb-c&prefix=203.0.113.0/25", nil, 404, "holds no route"},
 	} {
 		raw, err := c.do(bad.method, bad.path, bad.body, nil)
 		if err == nil || !strings.Contains(err.Error(), bad.msg) || !strings.Contains(err.Error(), "HTTP "+itoa(bad.status)) {
@@ -170,6 +177,10 @@ func TestAPIStatusMetricsPins(t *testing.T) {
 		{[]string{"status", "--api", api}, "bb-a"},
 		{[]string{"fib", "show", "--api", api, "203.0.113.9"}, "203.0.113.0/25 via bb-a (default"},
 		{[]string{"decisions", "--api", api}, "unpinned"},
+		{[]string{"routes", "bb-b", "--api", api}, "203.0.113.128/25"},
+		{[]string{"routes", "bb-a", "203.0.113.0/25", "--api", api}, "*"},
+		{[]string{"routes", "bb-c", "--api", api, "-n", "2"}, "PREFIX"},
+		{[]string{"measurements", "--api", api}, "PREFIX"},
 	} {
 		out.Reset()
 		if code := run(cmd.args, nil, &out, &errb); code != 0 || !strings.Contains(out.String(), cmd.want) {

@@ -7,10 +7,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -118,17 +120,31 @@ func (c *apiClient) do(method, path string, body any, out any) ([]byte, error) {
 	return raw, nil
 }
 
+// clientCommandUpTo is clientCommand for commands whose last nargs
+// arguments are optional: it wants at most nargs.
+func clientCommandUpTo(name, synopsis string, nargs int, args []string, stderr io.Writer) (*apiClient, []string, bool, error) {
+	return clientCommandArgs(name, synopsis, 0, nargs, args, stderr)
+}
+
 // clientCommand parses a client command's flags, wants exactly nargs
 // positional arguments, and returns the client.
 func clientCommand(name, synopsis string, nargs int, args []string, stderr io.Writer) (*apiClient, []string, bool, error) {
+	return clientCommandArgs(name, synopsis, nargs, nargs, args, stderr)
+}
+
+func clientCommandArgs(name, synopsis string, least, most int, args []string, stderr io.Writer) (*apiClient, []string, bool, error) {
 	fs := newFlags(name, synopsis, stderr)
 	cfg, api, token, asJSON := clientFlags(fs)
 	rest, err := parseAnywhere(fs, args)
 	if err != nil {
 		return nil, nil, false, err
 	}
-	if len(rest) != nargs {
-		fmt.Fprintf(stderr, "pnapd %s: want %d argument(s), got %d\n", name, nargs, len(rest))
+	if len(rest) < least || len(rest) > most {
+		want := fmt.Sprint(most)
+		if least != most {
+			want = fmt.Sprintf("%d to %d", least, most)
+		}
+		fmt.Fprintf(stderr, "pnapd %s: want %s argument(s), got %d\n", name, want, len(rest))
 		fs.Usage()
 		return nil, nil, false, errUsage
 	}
@@ -282,4 +298,104 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "reloaded %s in %s\n", ans.Reloaded, ans.Took)
 	return nil
+}
+
+func cmdPins(args []string, stdout, stderr io.Writer) error {
+	c, _, asJSON, err := clientCommand("pins", "pnapd pins [-c FILE | --api ADDR]", 0, args, stderr)
+	if err != nil {
+		return err
+	}
+	var pins []daemon.Pin
+	raw, err := c.do("GET", "/v1/pins", nil, &pins)
+	if err != nil || asJSON {
+		stdout.Write(raw)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PREFIX\tBACKBONE\tSINCE")
+	for _, p := range pins {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", p.Prefix, p.Backbone, p.Since)
+	}
+	return tw.Flush()
+}
+
+// cmdMeasurements prints what probes know of the busiest prefixes, or of
+// one: per backbone, RTT percentiles, loss and samples.
+func cmdMeasurements(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "pnapd measurements [-c FILE | --api ADDR] [PREFIX]"
+	c, rest, asJSON, err := clientCommandUpTo("measurements", synopsis, 1, args, stderr)
+	if err != nil {
+		return err
+	}
+	var ms []daemon.Measurement
+	if _, err := c.do("GET", "/v1/measurements?limit=100000", nil, &ms); err != nil {
+		return err
+	}
+	if len(rest) == 1 {
+		ms = slices.DeleteFunc(ms, func(m daemon.Measurement) bool { return m.Prefix != rest[0] })
+		if len(ms) == 0 {
+			return fmt.Errorf("%s is not among the measured prefixes (probes measure the busiest [probes] top_prefixes)", rest[0])
+		}
+	}
+	if asJSON {
+		return json.NewEncoder(stdout).Encode(ms)
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PREFIX\tPPS\tBACKBONE\tSELECTED\tMIN ms\tP50 ms\tP95 ms\tLOSS\tSAMPLES")
+	for _, m := range ms {
+		names := slices.Sorted(maps.Keys(m.Backbones))
+		for _, name := range names {
+			b := m.Backbones[name]
+			sel := ""
+			if name == m.Selected {
+				sel = "*"
+			}
+			fmt.Fprintf(tw, "%s\t%.0f\t%s\t%s\t%.1f\t%.1f\t%.1f\t%.3f\t%d\n", m.Prefix, m.TrafficPPS, name, sel, b.MinMs, b.P50Ms, b.P95Ms, b.Loss, b.Passive+b.Active)
+		}
+	}
+	return tw.Flush()
+}
+
+// cmdRoutes lists what a backbone holds, like birdc show route protocol X.
+func cmdRoutes(args []string, stdout, stderr io.Writer) error {
+	const synopsis = "pnapd routes [-c FILE | --api ADDR] [-n N] BACKBONE [PREFIX]"
+	fs := newFlags("routes", synopsis, stderr)
+	cfg, api, token, asJSON := clientFlags(fs)
+	n := fs.Int("n", 1000, "at most this many routes")
+	rest, err := parseAnywhere(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(rest) < 1 || len(rest) > 2 {
+		fmt.Fprintf(stderr, "pnapd routes: want BACKBONE and at most one PREFIX, got %d argument(s)\n", len(rest))
+		fs.Usage()
+		return errUsage
+	}
+	c, err := newAPIClient(*cfg, *api, *token)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"backbone": {rest[0]}, "limit": {fmt.Sprint(*n)}}
+	if len(rest) == 2 {
+		q.Set("prefix", rest[1])
+	}
+	var rs []daemon.RouteEntry
+	raw, err := c.do("GET", "/v1/routes?"+q.Encode(), nil, &rs)
+	if err != nil || *asJSON {
+		stdout.Write(raw)
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PREFIX\tAS PATH LENGTH\tSELECTED")
+	for _, r := range rs {
+		pl, sel := "-", ""
+		if r.PathLen >= 0 {
+			pl = fmt.Sprint(r.PathLen)
+		}
+		if r.Selected {
+			sel = "*"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", r.Prefix, pl, sel)
+	}
+	return tw.Flush()
 }

@@ -26,11 +26,15 @@ Usage:
   pnapd decisions [-n N]             the optimizer's latest decisions
   pnapd pin PREFIX BACKBONE          send PREFIX over BACKBONE until unpinned
   pnapd unpin PREFIX                 hand PREFIX back to the optimizer
+  pnapd pins                         the operator's pins
+  pnapd measurements [PREFIX]        RTT and loss per backbone of the busiest prefixes, or of PREFIX
+  pnapd routes BACKBONE [PREFIX]     what BACKBONE holds (AS path length, selected)
   pnapd bgp                          BGP sessions: state, prefixes received, held, announced
   pnapd reload                       apply the configuration file again; fails with the reason if refused
   pnapd version                      print the version (also --version)
 
-The client commands (status, fib show, decisions, pin, unpin, bgp, reload) reach pnapd's
+The client commands (status, fib show, decisions, pin, unpin, pins, measurements,
+routes, bgp, reload) reach pnapd's
 status API as [api] in -c FILE (default /etc/pnapd/pnapd.toml) says, or at --api.
 
 Run 'pnapd COMMAND --help' for a command's flags.
@@ -68,6 +72,12 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = cmdBGP(args[1:], stdout, stderr)
 	case "reload":
 		err = cmdReload(args[1:], stdout, stderr)
+	case "pins":
+		err = cmdPins(args[1:], stdout, stderr)
+	case "measurements":
+		err = cmdMeasurements(args[1:], stdout, stderr)
+	case "routes":
+		err = cmdRoutes(args[1:], stdout, stderr)
 	case "version", "--version", "-version", "-V":
 		err = cmdVersion(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
