@@ -35,6 +35,11 @@ type Options struct {
 type Daemon struct {
 	log      *slog.Logger
 	logLevel *slog.LevelVar // nil: the level is the caller's
+	// reloads counts reloads for the metrics; last is when the
+	// configuration was last applied (Unix ns).
+	reloads struct {
+		applied, refused, last atomic.Int64
+	}
 	// apiReloads carries POST /v1/reload to serve; nil in tests that run
 	// no serve loop.
 	apiReloads chan reloadRequest
@@ -197,6 +202,7 @@ func (d *Daemon) startFIB(context.Context) (func() error, error) {
 	cfg := d.cfg.Load()
 	start := time.Now()
 	d.stamps = sourceStamps(cfg)
+	d.reloads.last.Store(start.UnixNano())
 	f, _, err := LoadFIB(cfg, d.log)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.Path, err)

@@ -28,6 +28,7 @@ type dataPlane struct {
 	links    []netlink.Link // by port
 	spec     neighbours.HopSpec
 	steering []*steering.Program
+	xdpModes []string // by port: how its XDP program is attached (native, generic)
 	// byQueue holds, for each queue, that queue's socket of every port: one
 	// worker serves them all, so no ring has two producers; they share
 	// that queue's UMEM, umems[q].
@@ -259,6 +260,7 @@ func (dp *dataPlane) attach(cfg *configs.Config, i int, local []netip.Addr, d *D
 			return err
 		}
 	}
+	dp.xdpModes = append(dp.xdpModes, mode)
 	d.log.Info("port attached", "role", roleName(p.role), "name", p.name, "interface", p.iface, "xdp", mode, "af_xdp", dp.umems[0].Mode(), "queues", fw.Queues, "busy_poll", fw.BusyPoll)
 	return nil
 }

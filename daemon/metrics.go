@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"fmt"
+	"runtime"
 
 	"github.com/pnap-project/pnap/forwarder"
 	"github.com/pnap-project/pnap/forwarder/steering"
@@ -55,6 +56,11 @@ var (
 	descWorkerSpin    = prometheus.NewDesc("pnap_worker_spin_seconds_total", "CPU time each worker spent polling empty rings before sleeping ([forwarder] spin_us): what low latency costs.", []string{"queue"}, nil)
 	descWorkerSleeps  = prometheus.NewDesc("pnap_worker_sleeps_total", "Times each worker slept in poll(2) for want of work.", []string{"queue"}, nil)
 	descXDPPassed     = prometheus.NewDesc("pnap_xdp_passed_total", "Frames the XDP program gave to the kernel rather than to the workers, by port and reason (short: truncated headers; not_ip: ARP, QinQ and other ethertypes; multicast; ndp; local: addressed to the box).", []string{"port", "interface", "reason"}, nil)
+	descBuildInfo     = prometheus.NewDesc("pnap_build_info", "Always 1: the version pnapd was built as and its Go.", []string{"version", "goversion"}, nil)
+	descReloads       = prometheus.NewDesc("pnap_reloads_total", "Configuration reloads by result (applied, refused).", []string{"result"}, nil)
+	descReloadTime    = prometheus.NewDesc("pnap_last_reload_timestamp_seconds", "When the configuration was last applied (start-up or reload), Unix time.", nil, nil)
+	descXDPMode       = prometheus.NewDesc("pnap_port_xdp_mode", "Always 1: how each port's XDP program is attached (native, generic).", []string{"port", "interface", "mode"}, nil)
+	descICMP          = prometheus.NewDesc("pnap_icmp_errors_total", "ICMP errors the slow path handled, by outcome (sent; rate_limited: over the rate limit; suppressed: owed none, as for errors about errors; failed).", []string{"outcome"}, nil)
 	descInjectRefuse  = prometheus.NewDesc("pnap_probe_inject_refused_total", "Probe frames the workers' inject ring refused.", nil, nil)
 )
 
@@ -64,6 +70,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
 	m := sink(ch)
+	c.collectDaemon(m)
 	c.collectPorts(m)
 	c.collectBackbones(m)
 	c.collectFIB(m)
@@ -79,6 +86,24 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		m.counter(descBlocked, float64(oc.BlockedCommit), "commit")
 		m.counter(descBlocked, float64(oc.BlockedCapacity), "capacity")
 		m.counter(descBlocked, float64(oc.BlockedCap), "max_overrides")
+	}
+}
+
+// collectDaemon: build, reloads, the slow path's ICMP errors.
+func (c collector) collectDaemon(m sink) {
+	d := c.d
+	m.gauge(descBuildInfo, 1, d.version, runtime.Version())
+	m.counter(descReloads, float64(d.reloads.applied.Load()), "applied")
+	m.counter(descReloads, float64(d.reloads.refused.Load()), "refused")
+	if at := d.reloads.last.Load(); at != 0 {
+		m.gauge(descReloadTime, float64(at)/1e9)
+	}
+	if d.slow != nil && d.slow.path != nil {
+		r := d.slow.path
+		m.counter(descICMP, float64(r.Sent.Load()), "sent")
+		m.counter(descICMP, float64(r.Limited.Load()), "rate_limited")
+		m.counter(descICMP, float64(r.Suppressed.Load()), "suppressed")
+		m.counter(descICMP, float64(r.Failed.Load()), "failed")
 	}
 }
 
@@ -112,6 +137,9 @@ func (c collector) collectPorts(m sink) {
 				}
 			}
 			c.collectSocket(m, d.dp.byQueue[q][i], name, qs)
+		}
+		if i < len(d.dp.xdpModes) {
+			m.gauge(descXDPMode, 1, name, p.Name, d.dp.xdpModes[i])
 		}
 		if i < len(d.dp.steering) {
 			if passed, err := d.dp.steering[i].PassCounts(); err == nil {

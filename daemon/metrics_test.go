@@ -3,9 +3,12 @@ package daemon
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -78,6 +81,43 @@ func TestMetricsLint(t *testing.T) {
 					t.Errorf("%s{%s=%q}: a total among its parts", f.GetName(), l.GetName(), v)
 				}
 			}
+		}
+	}
+}
+
+// pnap_build_info says the version; pnap_reloads_total counts applied and
+// refused reloads; the timestamp moves with an applied one only.
+func TestBuildAndReloadMetrics(t *testing.T) {
+	d := newAPIDaemon(t)
+	d.version = "v1.2.3-4-gabcdef0"
+	h := d.handler(d.metricsHandler())
+	scrape := func() string {
+		t.Helper()
+		code, body := get(h, "GET", "/metrics", "")
+		if code != http.StatusOK {
+			t.Fatalf("/metrics: %d", code)
+		}
+		return body
+	}
+	if err := d.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(d.cfg.Load().Path, []byte("[[backbone]]\nname = 1\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	applied := d.reloads.last.Load()
+	if err := d.reload(); err == nil {
+		t.Fatal("a broken file reloaded")
+	}
+	body := scrape()
+	for _, want := range []string{
+		`pnap_build_info{goversion="` + runtime.Version() + `",version="v1.2.3-4-gabcdef0"} 1`,
+		`pnap_reloads_total{result="applied"} 1`,
+		`pnap_reloads_total{result="refused"} 1`,
+		fmt.Sprintf("pnap_last_reload_timestamp_seconds %g", float64(applied)/1e9),
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
 		}
 	}
 }

@@ -17,6 +17,16 @@ import (
 // or that changes what needs a restart, is refused and the running
 // configuration stays. It returns why it refused, or nil.
 func (d *Daemon) reload() error {
+	if err := d.applyReload(); err != nil {
+		d.reloads.refused.Add(1)
+		return err
+	}
+	d.reloads.applied.Add(1)
+	d.reloads.last.Store(time.Now().UnixNano())
+	return nil
+}
+
+func (d *Daemon) applyReload() error {
 	start := time.Now()
 	old := d.cfg.Load()
 	path := old.Path
