@@ -23,6 +23,7 @@ type Config struct {
 	Optimizer Optimizer
 	API       API
 	Log       Log
+	State     State
 	BGP       BGP
 	Announces []Announce // [[announce]], in file order
 
@@ -180,6 +181,14 @@ type API struct {
 	// MetricsTopPrefixes bounds the per-prefix series (RTT by backbone) to
 	// the busiest N prefixes; default 20, 0 for none.
 	MetricsTopPrefixes int
+}
+
+// State is [state]: where pnapd keeps what must survive a restart or an
+// upgrade (the operator's pins).
+type State struct {
+	// Dir is an absolute directory; default "/var/lib/pnapd" (the unit's
+	// StateDirectory). Written as "", nothing is kept.
+	Dir string
 }
 
 // Log is [log]: how pnapd writes its log (to stderr, which systemd's

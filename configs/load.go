@@ -54,6 +54,7 @@ func (d *decoder) config(root *table) *Config {
 	c.Optimizer = d.optimizer(root.table("optimizer", "optimizer"))
 	c.API = d.api(root.table("api", "api"))
 	c.Log = d.log(root.table("log", "log"))
+	c.State = d.state(root.table("state", "state"))
 	c.BGP = d.bgp(root.table("bgp", "bgp"))
 	c.Announces = d.announces(root)
 	d.sessions(c)
@@ -343,6 +344,15 @@ func (d *decoder) optimizer(t *table) Optimizer {
 	t.int("max_overrides", &o.MaxOverrides, math.MinInt, math.MaxInt)
 	t.duration("failure_hold", &o.FailureHold)
 	return o
+}
+
+func (d *decoder) state(t *table) State {
+	s := State{Dir: "/var/lib/pnapd"}
+	t.string("dir", &s.Dir)
+	if d.ok() && s.Dir != "" && !strings.HasPrefix(s.Dir, "/") {
+		t.errf("dir", "dir %q is not an absolute path; write one like \"/var/lib/pnapd\", or \"\" to keep no state", s.Dir)
+	}
+	return s
 }
 
 func (d *decoder) log(t *table) Log {

@@ -117,6 +117,7 @@ func TestDefaults(t *testing.T) {
 		Optimizer: Optimizer{Enabled: true},
 		API:       API{Listen: "127.0.0.1:9180", Metrics: true, MetricsTopPrefixes: 20},
 		Log:       Log{Level: LogInfo, Format: LogText},
+		State:     State{Dir: "/var/lib/pnapd"},
 	}
 	c.at = nil // where keys are written is TestLine's
 	if !reflect.DeepEqual(c, want) {
@@ -230,7 +231,8 @@ func TestMessages(t *testing.T) {
 		{backbone + "\"quoted key\" = 1", `:6:1: backbone "uunet": unknown key "quoted key"; remove it`},
 		{backbone + "[[forwarder]]\nqueues = 1", `:6: forwarder must be one table; write [forwarder] with single brackets`},
 		{backbone + "[[backbones]]", `:6:1: unknown table "backbones" (did you mean "backbone"?)`},
-		{backbone + "[bogus]", `:6:1: unknown table "bogus"; the tables are forwarder, backbone, customer, probes, optimizer, api, log, bgp, announce`},
+		{backbone + "[bogus]", `:6:1: unknown table "bogus"; the tables are forwarder, backbone, customer, probes, optimizer, api, log, state, bgp, announce`},
+		{backbone + "[state]\ndir = \"var/lib\"", `:7: state: dir "var/lib" is not an absolute path; write one like "/var/lib/pnapd", or "" to keep no state`},
 		{backbone + "[log]\nlevel = \"verbose\"", `:7: log: level = "verbose" is not allowed; use one of "debug", "info", "warn", "error"`},
 		{backbone + "[probes]\n  Interval = \"1s\"", `:7:3: probes: unknown key "Interval" (did you mean "interval"?)`},
 		{"[[customer]]\nname = \"a\"\ninterface = \"eth0\"\nrouts = []\n" + backbone, `:4:1: customer "a": unknown key "routs" (did you mean "routes"?)`},

@@ -50,6 +50,9 @@ routes = ["192.0.2.64/26"]
 
 [api]
 metrics_top_prefixes = 10
+
+[state]
+dir = ""
 `
 
 // writeAPIConf writes apiConf, with backbone a's cost, to path.
@@ -67,6 +70,12 @@ func newAPIDaemon(t testing.TB) *Daemon {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "pnapd.toml")
 	writeAPIConf(t, path, 0)
+	return newAPIDaemonFrom(t, path)
+}
+
+// newAPIDaemonFrom is newAPIDaemon with the configuration file at path.
+func newAPIDaemonFrom(t testing.TB, path string) *Daemon {
+	t.Helper()
 	cfg, err := LoadConfig(path)
 	if err != nil {
 		t.Fatal(err)

@@ -199,6 +199,7 @@ func (d *Daemon) pin(r *http.Request) (any, error) {
 	if err := d.ctl.pins.Pin(p, b); err != nil {
 		return nil, &apiError{http.StatusConflict, err.Error()}
 	}
+	d.keepState()
 	return Pin{Prefix: p.String(), Backbone: req.Backbone}, nil
 }
 
@@ -215,6 +216,7 @@ func (d *Daemon) unpin(r *http.Request) (any, error) {
 	if !was {
 		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("%v is not pinned", p)}
 	}
+	d.keepState()
 	return map[string]string{"unpinned": p.String()}, nil
 }
 

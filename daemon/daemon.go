@@ -40,6 +40,8 @@ type Daemon struct {
 	reloads struct {
 		applied, refused, last atomic.Int64
 	}
+	// stateMu serialises writes of the state file (saveState).
+	stateMu sync.Mutex
 	// apiReloads carries POST /v1/reload to serve; nil in tests that run
 	// no serve loop.
 	apiReloads chan reloadRequest
@@ -117,6 +119,7 @@ func (d *Daemon) stages() []stage {
 		{"slow path", d.startSlowPath},
 		{"probes and optimizer", d.startControl},
 		{"BGP", d.startBGP},
+		{"state", d.startState},
 		{"status API", d.startAPI},
 		{"workers", d.startWorkers},
 	}

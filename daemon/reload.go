@@ -141,6 +141,9 @@ func reloadable(old, cur *configs.Config) error {
 	if old.API != cur.API {
 		errs = append(errs, errors.New("[api] changed"))
 	}
+	if old.State != cur.State {
+		errs = append(errs, errors.New("[state] changed"))
+	}
 	if old.Log.Format != cur.Log.Format {
 		errs = append(errs, errors.New("[log] format changed (its level reloads)"))
 	}

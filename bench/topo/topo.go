@@ -143,5 +143,7 @@ func (t *Topology) PnapdConfigPerBackbone(routeFiles [][]string, cpus []int) str
 			fmt.Fprintf(&b, "\n  [[backbone.route_file]]\n  path = %q\n", f)
 		}
 	}
+	// A benchmark keeps no pins between runs.
+	b.WriteString("\n[state]\ndir = \"\"\n")
 	return b.String()
 }

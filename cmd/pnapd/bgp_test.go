@@ -205,7 +205,7 @@ func (l *bgpLab) pnapdConfig(sock string, announce bool) string {
 	if announce {
 		fmt.Fprintf(&b, "\n[[announce]]\nname = \"core\"\nneighbor = %q\nlocal_pref = 200\n", l.Host4.Addr())
 	}
-	fmt.Fprintf(&b, "\n[probes]\nenabled = false\n\n[optimizer]\nenabled = false\n\n[api]\nlisten = \"unix:%s\"\n", sock)
+	fmt.Fprintf(&b, "\n[probes]\nenabled = false\n\n[optimizer]\nenabled = false\n\n[api]\nlisten = \"unix:%s\"\n\n[state]\ndir = \"\"\n", sock)
 	return b.String()
 }
 

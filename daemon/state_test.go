@@ -1,0 +1,70 @@
+package daemon
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Pins survive a restart: pin, restart, the pin is back and selects its
+// backbone; unpinning is kept too. A file that is not pnapd's state is
+// reported and ignored.
+func TestPinsSurviveRestart(t *testing.T) {
+	dir := t.TempDir()
+	stateDir := filepath.Join(dir, "state")
+	path := filepath.Join(dir, "pnapd.toml")
+	conf := strings.Replace(fmt.Sprintf(apiConf, 0), `dir = ""`, `dir = "`+stateDir+`"`, 1)
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p16 := netip.MustParsePrefix("198.18.0.0/16")
+	d := newAPIDaemonFrom(t, path)
+	h := d.handler(nil)
+	if code, body := get(h, "POST", "/v1/pins", `{"prefix": "198.18.0.0/16", "backbone": "b"}`); code != http.StatusOK {
+		t.Fatalf("pin: %d %s", code, body)
+	}
+	st, err := readState(filepath.Join(stateDir, stateFileName))
+	if err != nil || len(st.Pins) != 1 || st.Pins[0].Prefix != p16 || st.Pins[0].Backbone != "b" {
+		t.Fatalf("state after the pin: %+v, %v", st, err)
+	}
+
+	// The restart: a new daemon from the same file, its pins restored.
+	var logs bytes.Buffer
+	d2 := newAPIDaemonFrom(t, path)
+	d2.log = slog.New(slog.NewTextHandler(&logs, nil))
+	if e, _ := d2.fib.Route(p16); e.Backbone == 1 {
+		t.Fatal("the new daemon's FIB selects b before any restore: the test proves nothing")
+	}
+	d2.restoreState()
+	if pins := d2.ctl.pins.List(); len(pins) != 1 || pins[0].Prefix != p16 || pins[0].Name != "b" {
+		t.Fatalf("pins after the restart: %+v\n%s", pins, logs.String())
+	}
+	if e, _ := d2.fib.Route(p16); e.Backbone != 1 {
+		t.Fatalf("the restored pin does not select b: %+v", e)
+	}
+	if code, body := get(d2.handler(nil), "DELETE", "/v1/pins?prefix=198.18.0.0/16", ""); code != http.StatusOK {
+		t.Fatalf("unpin: %d %s", code, body)
+	}
+	if st, err := readState(filepath.Join(stateDir, stateFileName)); err != nil || len(st.Pins) != 0 {
+		t.Fatalf("state after the unpin: %+v, %v", st, err)
+	}
+
+	for _, bad := range []string{"{not json", `{"format": "someone-else/3", "pins": []}`} {
+		if err := os.WriteFile(filepath.Join(stateDir, stateFileName), []byte(bad), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		logs.Reset()
+		d3 := newAPIDaemonFrom(t, path)
+		d3.log = slog.New(slog.NewTextHandler(&logs, nil))
+		d3.restoreState()
+		if len(d3.ctl.pins.List()) != 0 || !strings.Contains(logs.String(), "state file ignored") {
+			t.Fatalf("state %q: pins %v, log %s", bad, d3.ctl.pins.List(), logs.String())
+		}
+	}
+}
