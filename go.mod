@@ -11,6 +11,7 @@ require (
 require (
 	github.com/HdrHistogram/hdrhistogram-go v1.1.2
 	github.com/cilium/ebpf v0.22.0
+	github.com/coreos/go-systemd/v22 v22.7.0
 	github.com/google/gopacket v1.1.19
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3

@@ -97,7 +97,12 @@ func Run(ctx context.Context, cfg *configs.Config, opts Options) error {
 	stops, err = startStages(ctx, d.stages())
 	if err == nil && ctx.Err() == nil {
 		d.log.Info("forwarding", "workers", len(d.dp.loops), "ports", len(d.dp.plane.Ports))
+		d.notify(sdReady)
+		wctx, stopWatchdog := context.WithCancel(ctx)
+		go d.watchdog(wctx)
 		err = d.serve(ctx, opts.Reloads)
+		stopWatchdog()
+		d.notify(sdStopping)
 	} else if err == nil {
 		d.log.Info("stopping before forwarding", "reason", context.Cause(ctx))
 	}

@@ -17,6 +17,8 @@ import (
 // or that changes what needs a restart, is refused and the running
 // configuration stays. It returns why it refused, or nil.
 func (d *Daemon) reload() error {
+	d.notifyReloading()
+	defer d.notify(sdReady)
 	if err := d.applyReload(); err != nil {
 		d.reloads.refused.Add(1)
 		return err

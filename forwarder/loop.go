@@ -157,6 +157,7 @@ func (l *Loop) Run() error {
 	b := newBatch(l.opt.Batch, len(l.ports))
 	var idleSince int64 // when the rings last ran dry; 0 while busy
 	for !l.stop.Load() {
+		l.stats.rounds.Store(l.stats.rounds.Load() + 1)
 		txPending := l.round(b)
 		if b.worked {
 			if idleSince != 0 {
@@ -345,10 +346,16 @@ func (l *Loop) toSlowPath(in uint8, f []byte, d *Decision) {
 type loopCounters struct {
 	sleeps atomic.Uint64
 	spin   atomic.Uint64 // nanoseconds spent polling empty rings
+	// rounds counts the Loop's rounds, busy or idle (poll returns at least
+	// every 100 ms): a watchdog that sees it stand still has a stuck
+	// worker. Only the Loop writes it: a plain store, no locked add.
+	rounds atomic.Uint64
 }
 
 // LoopStats say how a Loop waited.
 type LoopStats struct {
+	// Rounds counts the rounds it ran, idle ones included.
+	Rounds uint64
 	// Sleeps counts the times it blocked in poll(2).
 	Sleeps uint64
 	// SpinSeconds is the time it spent polling empty rings before new
@@ -358,5 +365,5 @@ type LoopStats struct {
 
 // Stats reads the Loop's counters.
 func (l *Loop) Stats() LoopStats {
-	return LoopStats{Sleeps: l.stats.sleeps.Load(), SpinSeconds: float64(l.stats.spin.Load()) / 1e9}
+	return LoopStats{Rounds: l.stats.rounds.Load(), Sleeps: l.stats.sleeps.Load(), SpinSeconds: float64(l.stats.spin.Load()) / 1e9}
 }
