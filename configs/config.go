@@ -175,8 +175,13 @@ type API struct {
 	// Listen is host:port or "unix:/absolute/path"; default "127.0.0.1:9180".
 	Listen string
 	// Token is the bearer token clients must send (Authorization: Bearer
-	// TOKEN). Required when Listen is reachable from other hosts.
-	Token   string
+	// TOKEN), for everything. Required when Listen is reachable from other
+	// hosts. From token, or read from token_file (the file kept out of a
+	// world-readable configuration, or a systemd credential).
+	Token string
+	// ReadToken (read_token or read_token_file), when set, also opens the
+	// GETs and /metrics, not pins or reload: for dashboards and scrapers.
+	ReadToken string
 	Metrics bool // metrics: serve Prometheus metrics at /metrics; default true
 	// MetricsTopPrefixes bounds the per-prefix series (RTT by backbone) to
 	// the busiest N prefixes; default 20, 0 for none.

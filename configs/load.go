@@ -374,16 +374,62 @@ func (d *decoder) api(t *table) API {
 			t.errf("listen", "listen %q %s", a.Listen, msg)
 		}
 	}
-	t.string("token", &a.Token)
+	a.Token = d.secret(t, "token")
+	a.ReadToken = d.secret(t, "read_token")
+	if d.ok() && a.ReadToken != "" && a.Token == "" {
+		t.errf("read_token", "read_token opens the API's reads only; set token too (for pins and reload), or drop read_token")
+	}
+	if d.ok() && a.ReadToken != "" && a.ReadToken == a.Token {
+		t.errf("read_token", "read_token is the same as token; give readers a token of their own")
+	}
 	t.bool("metrics", &a.Metrics)
 	t.int("metrics_top_prefixes", &a.MetricsTopPrefixes, 0, 1000)
 	if d.ok() && a.Token == "" && !a.LocalOnly() {
 		t.errf("listen", "listen %q is reachable from other hosts; set token = \"...\" (clients send it as a bearer token) or listen on 127.0.0.1, [::1] or a unix socket", a.Listen)
 	}
-	if d.ok() && a.Token != "" && len(a.Token) < 16 {
-		t.errf("token", "token is %d characters; use at least 16 (e.g. from `openssl rand -hex 16`)", len(a.Token))
-	}
 	return a
+}
+
+// secret is key's value, written inline or read from key_file (a path
+// relative to the configuration's directory, whitespace trimmed): at
+// least 16 characters, and a file no other user may read.
+func (d *decoder) secret(t *table, key string) string {
+	var s, file string
+	t.string(key, &s)
+	t.string(key+"_file", &file)
+	if !d.ok() {
+		return ""
+	}
+	if s != "" && file != "" {
+		t.errf(key+"_file", "%s and %s_file are both set; keep one", key, key)
+		return ""
+	}
+	if file != "" {
+		path := file
+		if !filepath.IsAbs(path) {
+			path = filepath.Join(d.dir, path)
+		}
+		st, err := os.Stat(path)
+		if err == nil && st.Mode().Perm()&0o004 != 0 {
+			t.errf(key+"_file", "%s_file %q is readable by every user (mode %v); chmod o-r it", key, file, st.Mode().Perm())
+			return ""
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.errf(key+"_file", "%s_file %q: %v", key, file, err)
+			return ""
+		}
+		s = strings.TrimSpace(string(b))
+		if s == "" {
+			t.errf(key+"_file", "%s_file %q is empty", key, file)
+			return ""
+		}
+	}
+	if s != "" && len(s) < 16 {
+		t.errf(key, "%s is %d characters; use at least 16 (e.g. from `openssl rand -hex 16`)", key, len(s))
+		return ""
+	}
+	return s
 }
 
 // checkListen explains what is wrong with a listen address, or returns "".

@@ -232,6 +232,8 @@ func TestMessages(t *testing.T) {
 		{backbone + "[[forwarder]]\nqueues = 1", `:6: forwarder must be one table; write [forwarder] with single brackets`},
 		{backbone + "[[backbones]]", `:6:1: unknown table "backbones" (did you mean "backbone"?)`},
 		{backbone + "[bogus]", `:6:1: unknown table "bogus"; the tables are forwarder, backbone, customer, probes, optimizer, api, log, state, bgp, announce`},
+		{backbone + "[api]\nread_token = \"0123456789abcdef01\"", `:7: api: read_token opens the API's reads only; set token too (for pins and reload), or drop read_token`},
+		{backbone + "[api]\ntoken = \"0123456789abcdef01\"\ntoken_file = \"x\"", `:8: api: token and token_file are both set; keep one`},
 		{backbone + "[state]\ndir = \"var/lib\"", `:7: state: dir "var/lib" is not an absolute path; write one like "/var/lib/pnapd", or "" to keep no state`},
 		{backbone + "[log]\nlevel = \"verbose\"", `:7: log: level = "verbose" is not allowed; use one of "debug", "info", "warn", "error"`},
 		{backbone + "[probes]\n  Interval = \"1s\"", `:7:3: probes: unknown key "Interval" (did you mean "interval"?)`},
@@ -379,5 +381,26 @@ func TestFullDocumentsEveryKey(t *testing.T) {
 	}
 	if len(seen) < 50 {
 		t.Errorf("only %d keys seen", len(seen))
+	}
+}
+
+// token_file keeps the token out of the configuration: read relative to
+// its directory, trimmed, and refused while every user may read it.
+func TestTokenFile(t *testing.T) {
+	dir := t.TempDir()
+	secret := filepath.Join(dir, "api-token")
+	if err := os.WriteFile(secret, []byte("  0123456789abcdef0123\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	doc := configtest.TwoBackbones + "\n[api]\nlisten = \"0.0.0.0:9180\"\ntoken_file = \"api-token\"\n"
+	if _, err := Parse([]byte(doc), filepath.Join(dir, "x.toml")); err == nil || !strings.Contains(err.Error(), "readable by every user") {
+		t.Fatalf("a world-readable token file: %v", err)
+	}
+	if err := os.Chmod(secret, 0o640); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Parse([]byte(doc), filepath.Join(dir, "x.toml"))
+	if err != nil || c.API.Token != "0123456789abcdef0123" {
+		t.Fatalf("token from the file: %q, %v", c.API.Token, err)
 	}
 }

@@ -82,19 +82,30 @@ func (d *Daemon) handler(metrics http.Handler) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusNotFound, map[string]string{"error": "no such endpoint: " + r.Method + " " + r.URL.Path + "; see /v1/status"})
 	})
-	token := cfg.API.Token
+	token, readToken := cfg.API.Token, cfg.API.ReadToken
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != "" {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+			got, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+			write := sameSecret(got, token)
+			read := write || readToken != "" && sameSecret(got, readToken)
+			switch {
+			case !read:
 				w.Header().Set("WWW-Authenticate", `Bearer realm="pnapd"`)
 				writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "missing or wrong bearer token"})
+				return
+			case !write && r.Method != http.MethodGet && r.Method != http.MethodHead:
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "the read-only token opens GETs and /metrics only; pins and reload need [api] token"})
 				return
 			}
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		mux.ServeHTTP(w, r)
 	})
+}
+
+// sameSecret compares in constant time.
+func sameSecret(got, want string) bool {
+	return got != "" && subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
