@@ -182,7 +182,7 @@ type API struct {
 	// ReadToken (read_token or read_token_file), when set, also opens the
 	// GETs and /metrics, not pins or reload: for dashboards and scrapers.
 	ReadToken string
-	Metrics bool // metrics: serve Prometheus metrics at /metrics; default true
+	Metrics   bool // metrics: serve Prometheus metrics at /metrics; default true
 	// MetricsTopPrefixes bounds the per-prefix series (RTT by backbone) to
 	// the busiest N prefixes; default 20, 0 for none.
 	MetricsTopPrefixes int
