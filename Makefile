@@ -26,7 +26,7 @@ BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
 
-.PHONY: all build test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
+.PHONY: all build install test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
 
 all: build
 
@@ -100,6 +100,23 @@ demo:
 # out: bench, the tools, and the helpers only tests import (*test).
 arch:
 	$(GO) run ./internal/archplot -o docs/architecture.png -omit bench,internal/shareddata,internal/archplot,internal/cmdline,forwarder/internal/frametest,forwarder/xsk/xsktest,configs/configtest,internal/setting/settingtest,routes/bgp/bgptest,internal/layout
+
+# Install the binary, the unit, an example configuration (never over an
+# existing one), and the sysusers.d and tmpfiles.d entries that create the
+# pnapd user and /etc/pnapd. DESTDIR stages it (packages, the test).
+PREFIX  ?= /usr/local
+DESTDIR ?=
+install: build
+	install -D -m 0755 $(BIN)/pnapd $(DESTDIR)$(PREFIX)/bin/pnapd
+	install -D -m 0644 configs/pnapd.service $(DESTDIR)/etc/systemd/system/pnapd.service
+	install -D -m 0644 configs/packaging/pnapd.sysusers $(DESTDIR)/usr/lib/sysusers.d/pnapd.conf
+	install -D -m 0644 configs/packaging/pnapd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/pnapd.conf
+	install -D -m 0644 configs/examples/full.toml $(DESTDIR)/usr/share/doc/pnapd/pnapd.toml.example
+	install -D -m 0644 configs/grafana-dashboard.json $(DESTDIR)/usr/share/doc/pnapd/grafana-dashboard.json
+	@if [ ! -e $(DESTDIR)/etc/pnapd/pnapd.toml ]; then \
+		install -D -m 0640 configs/examples/minimal.toml $(DESTDIR)/etc/pnapd/pnapd.toml; \
+		echo "installed an example /etc/pnapd/pnapd.toml: edit it, then systemctl enable --now pnapd"; \
+	fi
 
 clean:
 	rm -rf $(BIN)
