@@ -26,7 +26,7 @@ BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
 
-.PHONY: all build install test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
+.PHONY: all build install deb test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
 
 all: build
 
@@ -117,6 +117,17 @@ install: build
 		install -D -m 0640 configs/examples/minimal.toml $(DESTDIR)/etc/pnapd/pnapd.toml; \
 		echo "installed an example /etc/pnapd/pnapd.toml: edit it, then systemctl enable --now pnapd"; \
 	fi
+
+# A Debian package of the same files, Debian's paths, built with nfpm
+# (fetched and built by go run on first use, about 1.5 min). Writes
+# $(BIN)/pnapd_VERSION_amd64.deb.
+NFPM        ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_VERSION ?= 0.0~git$(subst -,.,$(VERSION))
+deb: build
+	mkdir -p $(BIN)/deb
+	sed 's|/usr/local/bin/pnapd|/usr/bin/pnapd|g' configs/pnapd.service > $(BIN)/deb/pnapd.service
+	sed 's|$${BIN}|$(abspath $(BIN))|g' configs/packaging/nfpm.yaml > $(BIN)/deb/nfpm.yaml
+	DEB_VERSION=$(DEB_VERSION) $(GO) run $(NFPM) package --config $(BIN)/deb/nfpm.yaml --packager deb --target $(BIN)/
 
 clean:
 	rm -rf $(BIN)

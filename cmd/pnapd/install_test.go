@@ -65,3 +65,60 @@ func TestMakeInstall(t *testing.T) {
 		t.Errorf("make install overwrote /etc/pnapd/pnapd.toml: %q", b)
 	}
 }
+
+// make deb builds a Debian package of the same files at Debian's paths:
+// its control fields, its contents, the configuration as a conffile, and a
+// unit that starts the packaged binary.
+func TestMakeDeb(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds pnapd and nfpm")
+	}
+	if _, err := exec.LookPath("dpkg-deb"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("dpkg-deb is missing")
+		}
+		t.Skip("no dpkg-deb to read the package with")
+	}
+	bin := t.TempDir()
+	out, err := exec.Command("make", "-s", "-C", filepath.Join("..", ".."), "deb", "BIN="+bin).CombinedOutput()
+	if err != nil {
+		t.Fatalf("make deb: %v\n%s", err, out)
+	}
+	debs, _ := filepath.Glob(filepath.Join(bin, "pnapd_*_amd64.deb"))
+	if len(debs) != 1 {
+		t.Fatalf("packages: %v\n%s", debs, out)
+	}
+	info, err := exec.Command("dpkg-deb", "-I", debs[0]).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Package: pnapd", "Version: 0.0~git", "Architecture: amd64", "Depends: systemd", "postinst"} {
+		if !strings.Contains(string(info), want) {
+			t.Errorf("dpkg-deb -I lacks %q:\n%s", want, info)
+		}
+	}
+	contents, err := exec.Command("dpkg-deb", "-c", debs[0]).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"./usr/bin/pnapd", "./lib/systemd/system/pnapd.service", "./usr/lib/sysusers.d/pnapd.conf", "./usr/lib/tmpfiles.d/pnapd.conf", "./etc/pnapd/pnapd.toml"} {
+		if !strings.Contains(string(contents), want+"\n") {
+			t.Errorf("the package lacks %s:\n%s", want, contents)
+		}
+	}
+	x := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	unit, _ := os.ReadFile(filepath.Join(x, "lib/systemd/system/pnapd.service"))
+	if !strings.Contains(string(unit), "ExecStart=/usr/bin/pnapd run") || strings.Contains(string(unit), "/usr/local/") {
+		t.Errorf("the packaged unit does not start /usr/bin/pnapd:\n%s", unit)
+	}
+	ctl := t.TempDir()
+	if out, err := exec.Command("dpkg-deb", "-e", debs[0], ctl).CombinedOutput(); err != nil {
+		t.Fatalf("dpkg-deb -e: %v\n%s", err, out)
+	}
+	if b, _ := os.ReadFile(filepath.Join(ctl, "conffiles")); strings.TrimSpace(string(b)) != "/etc/pnapd/pnapd.toml" {
+		t.Errorf("conffiles: %q", b)
+	}
+}
