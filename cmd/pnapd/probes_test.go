@@ -57,6 +57,11 @@ func exclusiveDst(i int, v6 bool) netip.Addr {
 // source inside the customer's subnet.
 func TestProbesMeasureEmulatedBackbones(t *testing.T) {
 	lab.RequireRoot(t)
+	if raceDetector {
+		// A race-instrumented pnapd loses probes of its own (20 % against
+		// the emulator's 9 % on the 60 ms backbone, in CI).
+		t.Skip("measures loss and RTT to ±2: make test's plain run of cmd/pnapd does, not the -race one")
+	}
 	x := topo.Build(t, topo.Options{Backbones: 3, Emulated: true})
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "api.sock")
