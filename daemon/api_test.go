@@ -34,6 +34,7 @@ interface = "eth1"
 gateway_v4 = "203.0.113.1"
 static = ["198.18.0.0/16"]
 cost = %d
+commit_mbps = 100
 
 [[backbone]]
 name = "b"

@@ -56,6 +56,8 @@ var (
 	descWorkerSpin    = prometheus.NewDesc("pnap_worker_spin_seconds_total", "CPU time each worker spent polling empty rings before sleeping ([forwarder] spin_us): what low latency costs.", []string{"queue"}, nil)
 	descWorkerSleeps  = prometheus.NewDesc("pnap_worker_sleeps_total", "Times each worker slept in poll(2) for want of work.", []string{"queue"}, nil)
 	descXDPPassed     = prometheus.NewDesc("pnap_xdp_passed_total", "Frames the XDP program gave to the kernel rather than to the workers, by port and reason (short: truncated headers; not_ip: ARP, QinQ and other ethertypes; multicast; ndp; local: addressed to the box).", []string{"port", "interface", "reason"}, nil)
+	descBBCommit      = prometheus.NewDesc("pnap_backbone_commit_bps", "Each backbone's committed rate ([[backbone]] commit_mbps), bits/s; absent when none.", []string{"backbone"}, nil)
+	descBBRateP95     = prometheus.NewDesc("pnap_backbone_rate_p95_bps", "The 95th percentile of each backbone's traffic over the optimizer's rate window, bits/s: what the commit is billed on.", []string{"backbone"}, nil)
 	descBuildInfo     = prometheus.NewDesc("pnap_build_info", "Always 1: the version pnapd was built as and its Go.", []string{"version", "goversion"}, nil)
 	descReloads       = prometheus.NewDesc("pnap_reloads_total", "Configuration reloads by result (applied, refused).", []string{"result"}, nil)
 	descReloadTime    = prometheus.NewDesc("pnap_last_reload_timestamp_seconds", "When the configuration was last applied (start-up or reload), Unix time.", nil, nil)
@@ -175,6 +177,14 @@ func (c collector) collectSocket(m sink, s *xsk.Port, name, queue string) {
 
 // collectBackbones: what the status API says of each backbone.
 func (c collector) collectBackbones(m sink) {
+	if o := c.d.ctl.opt; o != nil {
+		for _, b := range o.Backbones() {
+			if b.CommitBps > 0 {
+				m.gauge(descBBCommit, b.CommitBps, b.Name)
+			}
+			m.gauge(descBBRateP95, b.P95Bps, b.Name)
+		}
+	}
 	for _, b := range c.d.backbones() {
 		m.counter(descBBTxBytes, float64(b.TxBytes), b.Name)
 		m.gauge(descBBSelected, float64(b.Selected), b.Name)

@@ -112,6 +112,8 @@ func TestBuildAndReloadMetrics(t *testing.T) {
 	body := scrape()
 	for _, want := range []string{
 		`pnap_build_info{goversion="` + runtime.Version() + `",version="v1.2.3-4-gabcdef0"} 1`,
+		`pnap_backbone_rate_p95_bps{backbone="a"} 0`,
+		`pnap_backbone_commit_bps{backbone="a"} 1e+08`,
 		`pnap_reloads_total{result="applied"} 1`,
 		`pnap_reloads_total{result="refused"} 1`,
 		fmt.Sprintf("pnap_last_reload_timestamp_seconds %g", float64(applied)/1e9),
