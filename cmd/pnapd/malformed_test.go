@@ -12,8 +12,6 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/bench/lab"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 )
 
 // A corpus of malformed and edge-case frames, interleaved with good
@@ -120,16 +118,7 @@ type portCounts map[string]float64
 
 func scrapePort(t *testing.T, x *apiLab, iface string) portCounts {
 	t.Helper()
-	resp, err := x.c.http.Get(x.c.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := scrapeMetrics(t, x.c)
 	out := portCounts{}
 	for name, key := range map[string]string{"pnap_port_packets_total": "direction", "pnap_port_drops_total": "reason", "pnap_xdp_passed_total": "reason", "pnap_xsk_drops_total": "reason"} {
 		prefix := map[string]string{"pnap_port_packets_total": "", "pnap_port_drops_total": "drop/", "pnap_xdp_passed_total": "passed/", "pnap_xsk_drops_total": "xsk/"}[name]

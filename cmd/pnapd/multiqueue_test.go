@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/bench/lab"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
@@ -133,16 +134,7 @@ func rxPerQueue(t *testing.T, sock, iface string) map[string]float64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := c.http.Get(c.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
+	fams := scrapeMetrics(t, c)
 	out := map[string]float64{}
 	for _, m := range fams["pnap_port_packets_total"].GetMetric() {
 		l := map[string]string{}
@@ -154,4 +146,20 @@ func rxPerQueue(t *testing.T, sock, iface string) map[string]float64 {
 		}
 	}
 	return out
+}
+
+// scrapeMetrics reads and parses pnapd's /metrics through c.
+func scrapeMetrics(t *testing.T, c *apiClient) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := c.http.Get(c.base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fams
 }
