@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 
 	"github.com/cilium/ebpf/link"
 	"github.com/pnap-project/pnap/configs"
@@ -106,6 +107,9 @@ func preferBusyPoll(iface string) (func() error, error) {
 		}
 		if err := os.WriteFile(path, []byte(st.value), 0); err != nil {
 			restore()
+			if errors.Is(err, syscall.EROFS) {
+				err = fmt.Errorf("%w (under systemd, busy_poll needs ProtectKernelTunables=no: see pnapd.service)", err)
+			}
 			return nil, fmt.Errorf("busy_poll: setting %s: %w", path, err)
 		}
 		saved = append(saved, func() error { return os.WriteFile(path, old, 0) })
