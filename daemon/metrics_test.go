@@ -32,12 +32,14 @@ type dashboard struct {
 }
 
 type dashboardPanel struct {
+	ID      int
 	Title   string
+	GridPos struct{ X, Y, W, H int }
 	Targets []struct{ Expr, LegendFormat string }
 }
 
 // The Grafana dashboard only plots metrics pnapd serves, by labels they
-// have, one appliance at a time.
+// have, one appliance at a time, on panels Grafana can lay out.
 func TestGrafanaDashboardMetricsExist(t *testing.T) {
 	b, err := os.ReadFile(filepath.Join("..", "configs", "grafana-dashboard.json"))
 	if err != nil {
@@ -69,6 +71,7 @@ func TestGrafanaDashboardMetricsExist(t *testing.T) {
 			checkLabels(t, "variable "+v.Name, expr, "", served)
 		}
 	}
+	checkLayout(t, d.Panels)
 	if len(d.Panels) < 8 {
 		t.Errorf("%d panels", len(d.Panels))
 	}
@@ -119,6 +122,29 @@ func checkLabels(t *testing.T, where, expr, legend string, served map[string][]s
 	for l := range used {
 		if !have[l] {
 			t.Errorf("%s: %s uses label %s, which none of its metrics has", where, expr, l)
+		}
+	}
+}
+
+// checkLayout fails t unless every panel has its own id and a place on
+// Grafana's 24-column grid that no other panel covers.
+func checkLayout(t *testing.T, panels []dashboardPanel) {
+	t.Helper()
+	ids := map[int]string{}
+	for i, p := range panels {
+		if prev, dup := ids[p.ID]; dup || p.ID <= 0 {
+			t.Errorf("panel %q: id %d (also %q)", p.Title, p.ID, prev)
+		}
+		ids[p.ID] = p.Title
+		g := p.GridPos
+		if g.W <= 0 || g.H <= 0 || g.X < 0 || g.Y < 0 || g.X+g.W > 24 {
+			t.Errorf("panel %q: gridPos %+v is off the grid", p.Title, g)
+		}
+		for _, o := range panels[:i] {
+			h := o.GridPos
+			if g.X < h.X+h.W && h.X < g.X+g.W && g.Y < h.Y+h.H && h.Y < g.Y+g.H {
+				t.Errorf("panels %q and %q overlap", o.Title, p.Title)
+			}
 		}
 	}
 }
