@@ -15,15 +15,18 @@ import (
 // collector reads pnapd's counters when Prometheus scrapes, so nothing on
 // the fast path knows about metrics. Label cardinality is bounded: ports,
 // queues, drop reasons, backbones, decision reasons, and per-prefix series
-// only for the busiest [api] metrics_top_prefixes prefixes.
+// only for the busiest [api] metrics_top_prefixes prefixes. A port's series
+// carry one identity, its configured name (port), as the backbone label and
+// the API do; its Linux interface and role are on pnap_port_info, to join on
+// port, rather than repeated on every series.
 type collector struct {
 	d *Daemon
 }
 
 var (
-	descPortPackets   = prometheus.NewDesc("pnap_port_packets_total", "Packets by port, queue and direction (rx, tx).", []string{"port", "interface", "queue", "direction"}, nil)
-	descPortBytes     = prometheus.NewDesc("pnap_port_bytes_total", "Bytes by port, queue and direction (rx, tx).", []string{"port", "interface", "queue", "direction"}, nil)
-	descPortDrops     = prometheus.NewDesc("pnap_port_drops_total", "Packets received and not forwarded, by port, queue and reason.", []string{"port", "interface", "queue", "reason"}, nil)
+	descPortPackets   = prometheus.NewDesc("pnap_port_packets_total", "Packets by port, queue and direction (rx, tx).", []string{"port", "queue", "direction"}, nil)
+	descPortBytes     = prometheus.NewDesc("pnap_port_bytes_total", "Bytes by port, queue and direction (rx, tx).", []string{"port", "queue", "direction"}, nil)
+	descPortDrops     = prometheus.NewDesc("pnap_port_drops_total", "Packets received and not forwarded, by port, queue and reason.", []string{"port", "queue", "reason"}, nil)
 	descBBTxBytes     = prometheus.NewDesc("pnap_backbone_tx_bytes_total", "Bytes sent out of each backbone's port.", []string{"backbone"}, nil)
 	descBBSelected    = prometheus.NewDesc("pnap_backbone_prefixes_selected", "Prefixes whose traffic each backbone carries now.", []string{"backbone"}, nil)
 	descBBHeld        = prometheus.NewDesc("pnap_backbone_routes_held", "Routes each backbone holds.", []string{"backbone"}, nil)
@@ -51,17 +54,18 @@ var (
 	descBGPPrefixes   = prometheus.NewDesc("pnap_bgp_prefixes", "A session's prefixes now, by family and kind (held: in the FIB from this session; announced: the peer has them from pnapd).", []string{"session", "role", "neighbor", "family", "kind"}, nil)
 	descBGPReceived   = prometheus.NewDesc("pnap_bgp_prefixes_received_total", "Prefixes the peer announced, every UPDATE counted, by family.", []string{"session", "role", "neighbor", "family"}, nil)
 	descBGPRefused    = prometheus.NewDesc("pnap_bgp_prefixes_refused_total", "Announced prefixes the import rules refused, by reason (policy, next_hop, max_prefixes).", []string{"session", "role", "neighbor", "reason"}, nil)
-	descXSKDrops      = prometheus.NewDesc("pnap_xsk_drops_total", "Frames the kernel's AF_XDP socket dropped or refused, by port, queue and reason (rx_dropped, rx_ring_full: the worker fell behind; fill_ring_empty; rx_invalid, tx_invalid: descriptors).", []string{"port", "interface", "queue", "reason"}, nil)
-	descXSKCopied     = prometheus.NewDesc("pnap_xsk_copied_frames_total", "Frames copied into the UMEM to be sent (probes); forwarding moves frames without copying.", []string{"port", "interface", "queue"}, nil)
+	descXSKDrops      = prometheus.NewDesc("pnap_xsk_drops_total", "Frames the kernel's AF_XDP socket dropped or refused, by port, queue and reason (rx_dropped, rx_ring_full: the worker fell behind; fill_ring_empty; rx_invalid, tx_invalid: descriptors).", []string{"port", "queue", "reason"}, nil)
+	descXSKCopied     = prometheus.NewDesc("pnap_xsk_copied_frames_total", "Frames copied into the UMEM to be sent (probes); forwarding moves frames without copying.", []string{"port", "queue"}, nil)
 	descWorkerSpin    = prometheus.NewDesc("pnap_worker_spin_seconds_total", "CPU time each worker spent polling empty rings before sleeping ([forwarder] spin_us): what low latency costs.", []string{"queue"}, nil)
 	descWorkerSleeps  = prometheus.NewDesc("pnap_worker_sleeps_total", "Times each worker slept in poll(2) for want of work.", []string{"queue"}, nil)
-	descXDPPassed     = prometheus.NewDesc("pnap_xdp_passed_total", "Frames the XDP program gave to the kernel rather than to the workers, by port and reason (short: truncated headers; not_ip: ARP, QinQ and other ethertypes; multicast; ndp; local: addressed to the box).", []string{"port", "interface", "reason"}, nil)
+	descXDPPassed     = prometheus.NewDesc("pnap_xdp_passed_total", "Frames the XDP program gave to the kernel rather than to the workers, by port and reason (short: truncated headers; not_ip: ARP, QinQ and other ethertypes; multicast; ndp; local: addressed to the box).", []string{"port", "reason"}, nil)
 	descBBCommit      = prometheus.NewDesc("pnap_backbone_commit_bps", "Each backbone's committed rate ([[backbone]] commit_mbps), bits/s; absent when none.", []string{"backbone"}, nil)
 	descBBRateP95     = prometheus.NewDesc("pnap_backbone_rate_p95_bps", "The 95th percentile of each backbone's traffic over the optimizer's rate window, bits/s: what the commit is billed on.", []string{"backbone"}, nil)
 	descBuildInfo     = prometheus.NewDesc("pnap_build_info", "Always 1: the version pnapd was built as and its Go.", []string{"version", "goversion"}, nil)
 	descReloads       = prometheus.NewDesc("pnap_reloads_total", "Configuration reloads by result (applied, refused).", []string{"result"}, nil)
 	descReloadTime    = prometheus.NewDesc("pnap_last_reload_timestamp_seconds", "When the configuration was last applied (start-up or reload), Unix time.", nil, nil)
-	descXDPMode       = prometheus.NewDesc("pnap_port_xdp_mode", "Always 1: how each port's XDP program is attached (native, generic).", []string{"port", "interface", "mode"}, nil)
+	descXDPMode       = prometheus.NewDesc("pnap_port_xdp_mode", "Always 1: how each port's XDP program is attached (native, generic).", []string{"port", "mode"}, nil)
+	descPortInfo      = prometheus.NewDesc("pnap_port_info", "Always 1: each port's Linux interface and role (customer, backbone), to join on port.", []string{"port", "interface", "role"}, nil)
 	descICMP          = prometheus.NewDesc("pnap_icmp_errors_total", "ICMP errors the slow path handled, by outcome (sent; rate_limited: over the rate limit; suppressed: owed none, as for errors about errors; failed).", []string{"outcome"}, nil)
 	descInjectRefuse  = prometheus.NewDesc("pnap_probe_inject_refused_total", "Probe frames the workers' inject ring refused.", nil, nil)
 )
@@ -125,28 +129,29 @@ func (c collector) collectPorts(m sink) {
 	d := c.d
 	for i, p := range d.dp.plane.Ports {
 		name := d.portName(i)
+		m.gauge(descPortInfo, 1, name, p.Name, roleName(p.Role))
 		for q, w := range d.dp.workers {
 			var st forwarder.PortStats
 			w.Stats(i, &st)
 			qs := fmt.Sprint(q)
-			m.counter(descPortPackets, float64(st.RxPackets), name, p.Name, qs, "rx")
-			m.counter(descPortPackets, float64(st.TxPackets), name, p.Name, qs, "tx")
-			m.counter(descPortBytes, float64(st.RxBytes), name, p.Name, qs, "rx")
-			m.counter(descPortBytes, float64(st.TxBytes), name, p.Name, qs, "tx")
+			m.counter(descPortPackets, float64(st.RxPackets), name, qs, "rx")
+			m.counter(descPortPackets, float64(st.TxPackets), name, qs, "tx")
+			m.counter(descPortBytes, float64(st.RxBytes), name, qs, "rx")
+			m.counter(descPortBytes, float64(st.TxBytes), name, qs, "tx")
 			for r, n := range st.Drops {
 				if forwarder.Reason(r) != forwarder.ReasonNone {
-					m.counter(descPortDrops, float64(n), name, p.Name, qs, forwarder.Reason(r).String())
+					m.counter(descPortDrops, float64(n), name, qs, forwarder.Reason(r).String())
 				}
 			}
 			c.collectSocket(m, d.dp.byQueue[q][i], name, qs)
 		}
 		if i < len(d.dp.xdpModes) {
-			m.gauge(descXDPMode, 1, name, p.Name, d.dp.xdpModes[i])
+			m.gauge(descXDPMode, 1, name, d.dp.xdpModes[i])
 		}
 		if i < len(d.dp.steering) {
 			if passed, err := d.dp.steering[i].PassCounts(); err == nil {
 				for r, n := range passed {
-					m.counter(descXDPPassed, float64(n), name, p.Name, steering.PassReason(r).String())
+					m.counter(descXDPPassed, float64(n), name, steering.PassReason(r).String())
 				}
 			}
 		}
@@ -170,9 +175,9 @@ func (c collector) collectSocket(m sink, s *xsk.Port, name, queue string) {
 		reason string
 		n      uint64
 	}{{"rx_dropped", st.RxDropped}, {"rx_ring_full", st.RxRingFull}, {"fill_ring_empty", st.RxFillRingEmpty}, {"rx_invalid", st.RxInvalid}, {"tx_invalid", st.TxInvalid}} {
-		m.counter(descXSKDrops, float64(r.n), name, s.Name, queue, r.reason)
+		m.counter(descXSKDrops, float64(r.n), name, queue, r.reason)
 	}
-	m.counter(descXSKCopied, float64(st.Copied), name, s.Name, queue)
+	m.counter(descXSKCopied, float64(st.Copied), name, queue)
 }
 
 // collectBackbones: what the status API says of each backbone.

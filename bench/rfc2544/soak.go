@@ -309,7 +309,7 @@ func (s *soakRun) drops(tb testing.TB) map[string]float64 {
 		for _, m := range fams[name].GetMetric() {
 			var labels []string
 			for _, l := range m.GetLabel() {
-				if l.GetName() == "interface" || l.GetName() == "reason" {
+				if l.GetName() == "port" || l.GetName() == "reason" {
 					labels = append(labels, l.GetValue())
 				}
 			}

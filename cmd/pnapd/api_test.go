@@ -94,7 +94,7 @@ func TestAPIStatusMetricsPins(t *testing.T) {
 	if err != nil {
 		t.Fatalf("metrics do not parse: %v", err)
 	}
-	for _, name := range []string{"pnap_port_packets_total", "pnap_port_drops_total", "pnap_backbone_prefixes_selected", "pnap_fib_routes", "pnap_fib_versions_total", "pnap_optimizer_decisions_total", "pnap_sample_ring_drops_total", "pnap_probes_sent_total", "pnap_probe_results_total", "pnap_xdp_passed_total"} {
+	for _, name := range []string{"pnap_port_packets_total", "pnap_port_drops_total", "pnap_backbone_prefixes_selected", "pnap_fib_routes", "pnap_fib_versions_total", "pnap_optimizer_decisions_total", "pnap_sample_ring_drops_total", "pnap_probes_sent_total", "pnap_probe_results_total", "pnap_xdp_passed_total", "pnap_port_info"} {
 		if fams[name] == nil {
 			t.Errorf("metric %s missing", name)
 		}

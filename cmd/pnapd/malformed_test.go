@@ -119,6 +119,7 @@ type portCounts map[string]float64
 func scrapePort(t *testing.T, x *apiLab, iface string) portCounts {
 	t.Helper()
 	fams := scrapeMetrics(t, x.c)
+	port := portOn(t, fams, iface)
 	out := portCounts{}
 	for name, key := range map[string]string{"pnap_port_packets_total": "direction", "pnap_port_drops_total": "reason", "pnap_xdp_passed_total": "reason", "pnap_xsk_drops_total": "reason"} {
 		prefix := map[string]string{"pnap_port_packets_total": "", "pnap_port_drops_total": "drop/", "pnap_xdp_passed_total": "passed/", "pnap_xsk_drops_total": "xsk/"}[name]
@@ -126,12 +127,8 @@ func scrapePort(t *testing.T, x *apiLab, iface string) portCounts {
 			t.Fatalf("metric %s missing", name)
 		}
 		for _, m := range fams[name].GetMetric() {
-			labels := map[string]string{}
-			for _, l := range m.GetLabel() {
-				labels[l.GetName()] = l.GetValue()
-			}
-			if labels["interface"] == iface {
-				out[prefix+labels[key]] += m.GetCounter().GetValue()
+			if l := metricLabels(m); l["port"] == port {
+				out[prefix+l[key]] += m.GetCounter().GetValue()
 			}
 		}
 	}

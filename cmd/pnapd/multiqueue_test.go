@@ -126,8 +126,8 @@ func flowSockets(t *testing.T, ns *lab.NS, n int) []int {
 	return fds
 }
 
-// rxPerQueue reads pnap_port_packets_total for iface's received packets,
-// by queue, from the API on unix socket sock.
+// rxPerQueue reads pnap_port_packets_total for the received packets of
+// the port on iface, by queue, from the API on unix socket sock.
 func rxPerQueue(t *testing.T, sock, iface string) map[string]float64 {
 	t.Helper()
 	c, err := newAPIClient("", "unix:"+sock, "")
@@ -135,17 +135,35 @@ func rxPerQueue(t *testing.T, sock, iface string) map[string]float64 {
 		t.Fatal(err)
 	}
 	fams := scrapeMetrics(t, c)
+	port := portOn(t, fams, iface)
 	out := map[string]float64{}
 	for _, m := range fams["pnap_port_packets_total"].GetMetric() {
-		l := map[string]string{}
-		for _, p := range m.GetLabel() {
-			l[p.GetName()] = p.GetValue()
-		}
-		if l["interface"] == iface && l["direction"] == "rx" {
+		if l := metricLabels(m); l["port"] == port && l["direction"] == "rx" {
 			out[l["queue"]] += m.GetCounter().GetValue()
 		}
 	}
 	return out
+}
+
+// portOn is the port on interface iface, as pnap_port_info says: the port
+// series name a port by its configured name alone.
+func portOn(t *testing.T, fams map[string]*dto.MetricFamily, iface string) string {
+	t.Helper()
+	for _, m := range fams["pnap_port_info"].GetMetric() {
+		if l := metricLabels(m); l["interface"] == iface {
+			return l["port"]
+		}
+	}
+	t.Fatalf("pnap_port_info has no port on %s", iface)
+	return ""
+}
+
+func metricLabels(m *dto.Metric) map[string]string {
+	l := map[string]string{}
+	for _, p := range m.GetLabel() {
+		l[p.GetName()] = p.GetValue()
+	}
+	return l
 }
 
 // scrapeMetrics reads and parses pnapd's /metrics through c.
