@@ -185,6 +185,26 @@ func newProber(cfg proberConfig, f *fib.FIB, dp DataPlane, traffic *Traffic, sin
 	return p
 }
 
+// configure applies what SetOptions may change: how many prefixes, how
+// often, how fast and to which port. The sources and the timeout stay.
+func (p *Prober) configure(cfg proberConfig) {
+	p.top = cfg.top
+	p.interval = int64(cfg.interval)
+	if p.roundNo > 0 && p.nextRound > p.roundStart+p.interval {
+		p.nextRound = p.roundStart + p.interval
+	}
+	p.period = max(int64(time.Second)/int64(cfg.ratePerBackbone), 1)
+	p.port = cfg.port
+	if cfg.maxOutstanding > len(p.fifo) {
+		// A faster rate keeps more probes out: the same ring, in order, larger.
+		fifo := make([]sentProbe, cfg.maxOutstanding)
+		for i := range p.fifoLen {
+			fifo[i] = p.fifo[(p.fifoHead+i)%len(p.fifo)]
+		}
+		p.fifo, p.fifoHead = fifo, 0
+	}
+}
+
 // flowIdentity is the (prefix, backbone) pair's ICMP identifier and TCP
 // source port: a hash (FNV-1a), so it is stable across rounds and restarts
 // without a table.

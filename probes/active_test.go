@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -482,5 +483,69 @@ func TestLastRound(t *testing.T) {
 	want := map[fib.BackboneID]Round{0: {Sent: 4}, 1: {Sent: 4, Lost: 4}}
 	if lr := l.p.LastRound(); fmt.Sprint(lr) != fmt.Sprint(want) {
 		t.Fatalf("last round %v, want %v", lr, want)
+	}
+}
+
+// SetOptions changes a running prober's interval, rate, prefix count and
+// port from the next tick; a change it cannot make live is refused by name
+// and changes nothing.
+func TestSetOptionsAppliesLive(t *testing.T) {
+	holders := map[string][]fib.BackboneID{}
+	var prefixes []string
+	for i := range 20 {
+		p := fmt.Sprintf("203.0.%d.0/24", i)
+		prefixes = append(prefixes, p)
+		holders[p] = nil
+	}
+	f := newFIB(t, 2, holders)
+	var opt Options
+	l := newLab(t, func(o *Options) {
+		oneSecondV4(o)
+		o.TopPrefixes, o.RatePerBackbone = 5, 10
+		opt = *o
+	}, f)
+	l.delay, l.loss = []time.Duration{durMS(10), durMS(10)}, []float64{1, 1} // nothing answers: probes stay out
+	for i, p := range prefixes {
+		l.traffic(p, fmt.Sprintf("203.0.%d.9", i), 17, 53, 20-i)
+	}
+	sentIn := func(d time.Duration) (rounds, sent uint64) {
+		r0, s0 := l.p.c.rounds.Load(), l.p.c.probesSent.Load()
+		l.run(d)
+		return l.p.c.rounds.Load() - r0, l.p.c.probesSent.Load() - s0
+	}
+	sentIn(2 * time.Second)
+	if r, s := sentIn(4 * time.Second); r != 4 || s != 4*5*2*2 {
+		t.Fatalf("before: %d rounds and %d probes in 4 s, want 4 and 80 (5 prefixes × 2 backbones × echo and SYN a round)", r, s)
+	}
+
+	refused := opt
+	refused.Timeout, refused.TopPrefixes = 400*time.Millisecond, 10
+	if err := l.p.SetOptions(refused); err == nil || !strings.Contains(err.Error(), "timeout cannot change") {
+		t.Fatalf("a new timeout: %v, want it refused by name", err)
+	}
+	if r, s := sentIn(2 * time.Second); r != 2 || s != 2*5*2*2 {
+		t.Fatalf("after a refused change: %d rounds and %d probes in 2 s, want 2 and 40", r, s)
+	}
+
+	for l.p.prober.Outstanding() == 0 { // a round's probes are out
+		l.run(10 * time.Millisecond)
+	}
+	fifo := len(l.p.prober.fifo)
+	out := l.p.prober.Outstanding()
+	next := opt
+	next.Interval, next.TopPrefixes, next.RatePerBackbone, next.TCPPorts = 600*time.Millisecond, 10, 2000, []int{8080}
+	if err := l.p.SetOptions(next); err != nil {
+		t.Fatal(err)
+	}
+	l.run(time.Millisecond) // the next tick applies it
+	if len(l.p.prober.fifo) <= fifo || l.p.prober.Outstanding() != out {
+		t.Fatalf("rate 10 to 2000: fifo %d to %d slots, outstanding %d to %d; want it larger, keeping every probe out",
+			fifo, len(l.p.prober.fifo), out, l.p.prober.Outstanding())
+	}
+	if r, s := sentIn(6 * time.Second); r < 9 || r > 11 || s < 9*10*2*2 {
+		t.Fatalf("after: %d rounds and %d probes in 6 s, want 10 rounds of 10 prefixes × 2 backbones × 2", r, s)
+	}
+	if l.p.prober.port != 8080 {
+		t.Fatalf("tcp_ports: probing port %d, want 8080", l.p.prober.port)
 	}
 }

@@ -3,6 +3,7 @@ package probes
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,14 +16,17 @@ import (
 // handles their replies, and keeps the Store. Snapshot, OfferReply and
 // Counters may be called from any goroutine.
 type Probes struct {
-	clock   clock
-	tick    time.Duration
-	rings   []sampleSource
-	batch   []forwarder.Sample
-	store   *Store
-	traffic *Traffic
-	matcher *Matcher
-	prober  *Prober // nil without a data plane: passive only
+	opt      Options // as last set; only New and SetOptions touch it
+	nb       int
+	reconfig chan proberConfig // SetOptions to the prober, which Run owns
+	clock    clock
+	tick     time.Duration
+	rings    []sampleSource
+	batch    []forwarder.Sample
+	store    *Store
+	traffic  *Traffic
+	matcher  *Matcher
+	prober   *Prober // nil without a data plane: passive only
 
 	replies   chan *replySlot
 	freeSlots chan *replySlot
@@ -71,6 +75,9 @@ func New(opt Options, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane) (
 	}
 	nb := len(f.Backbones())
 	p := &Probes{
+		opt:       opt,
+		nb:        nb,
+		reconfig:  make(chan proberConfig, 1),
 		clock:     newClock(opt.Now),
 		tick:      opt.Tick,
 		replies:   make(chan *replySlot, opt.ReplyQueue),
@@ -86,9 +93,8 @@ func New(opt Options, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane) (
 		p.freeSlots <- new(replySlot)
 	}
 	p.store = NewStore(StoreOptions{
-		Window: opt.Window,
-		// Every probed pair plus as many passive-only ones.
-		MaxPairs: min(max(opt.TopPrefixes*(nb+1), 1024), 65536),
+		Window:   opt.Window,
+		MaxPairs: maxPairs(opt, nb),
 		// Passive handshakes may take longer than a probe may.
 		MaxRTT: max(defaultMaxRTT, 2*opt.Timeout),
 	}, f.Prefix, p.clock.now)
@@ -96,20 +102,83 @@ func New(opt Options, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane) (
 	p.traffic.resolve = f.Prefix
 	p.matcher = newMatcher(p.store, p.traffic, opt.FlowTable, opt.Timeout, &p.c)
 	if dp != nil {
-		// Room for every probe of a timeout's worth at the full rate.
-		out := opt.RatePerBackbone * nb * int(opt.Timeout/time.Second+1)
-		p.prober = newProber(proberConfig{
-			top:             opt.TopPrefixes,
-			interval:        opt.Interval,
-			timeout:         opt.Timeout,
-			ratePerBackbone: opt.RatePerBackbone,
-			src4:            opt.SourceV4,
-			src6:            opt.SourceV6,
-			port:            uint16(opt.TCPPorts[0]),
-			maxOutstanding:  min(max(out, 1024), 1<<20),
-		}, f, dp, p.traffic, p.store, &p.c)
+		p.prober = newProber(proberConfigOf(opt, nb), f, dp, p.traffic, p.store, &p.c)
 	}
 	return p, nil
+}
+
+// maxPairs is how many (prefix, backbone) pairs the store keeps: every
+// probed pair plus as many passive-only ones.
+func maxPairs(opt Options, nb int) int {
+	return min(max(opt.TopPrefixes*(nb+1), 1024), 65536)
+}
+
+func proberConfigOf(opt Options, nb int) proberConfig {
+	// Room for every probe of a timeout's worth at the full rate.
+	out := opt.RatePerBackbone * nb * int(opt.Timeout/time.Second+1)
+	return proberConfig{
+		top:             opt.TopPrefixes,
+		interval:        opt.Interval,
+		timeout:         opt.Timeout,
+		ratePerBackbone: opt.RatePerBackbone,
+		src4:            opt.SourceV4,
+		src6:            opt.SourceV6,
+		port:            uint16(opt.TCPPorts[0]),
+		maxOutstanding:  min(max(out, 1024), 1<<20),
+	}
+}
+
+// RestartNeeded names the settings (as [probes] calls them) that differ
+// between old and next and that SetOptions cannot change in a running
+// Probes: the sources are wired into the data plane's steering, timeout
+// bounds the FIB's grace period for reused route IDs, and the rest size
+// tables made once.
+func RestartNeeded(old, next Options) []string {
+	var keys []string
+	for _, c := range []struct {
+		key     string
+		changed bool
+	}{
+		{"source_v4", old.SourceV4 != next.SourceV4},
+		{"source_v6", old.SourceV6 != next.SourceV6},
+		{"timeout", old.Timeout != next.Timeout},
+		{"sample_ring", old.SampleRing != next.SampleRing},
+		{"flow_table", old.FlowTable != next.FlowTable},
+		{"window", old.Window != next.Window},
+		{"tick", old.Tick != next.Tick},
+		{"reply_queue", old.ReplyQueue != next.ReplyQueue},
+		{"traffic", old.Traffic != next.Traffic},
+	} {
+		if c.changed {
+			keys = append(keys, c.key)
+		}
+	}
+	return keys
+}
+
+// SetOptions applies new settings to running Probes: top_prefixes,
+// interval, rate_per_backbone and tcp_ports, from the next tick on (a
+// shorter interval brings the next round forward). It refuses Options that
+// do not Validate or that change what RestartNeeded names, and then
+// changes nothing. One goroutine at a time may call it.
+func (p *Probes) SetOptions(opt Options) error {
+	if err := opt.Validate(); err != nil {
+		return fmt.Errorf("probes: %w", err)
+	}
+	if keys := RestartNeeded(p.opt, opt); len(keys) > 0 {
+		return fmt.Errorf("probes: %s cannot change while running", strings.Join(keys, ", "))
+	}
+	p.opt = opt
+	p.store.setMaxPairs(maxPairs(opt, p.nb))
+	if p.prober != nil {
+		// A newer configuration replaces one the loop has not taken yet.
+		select {
+		case <-p.reconfig:
+		default:
+		}
+		p.reconfig <- proberConfigOf(opt, p.nb)
+	}
+	return nil
 }
 
 // Run measures until ctx is done.
@@ -131,6 +200,11 @@ func (p *Probes) step(now int64) {
 	p.drain(now)
 	p.takeReplies()
 	if p.prober != nil {
+		select {
+		case cfg := <-p.reconfig:
+			p.prober.configure(cfg)
+		default:
+		}
 		p.prober.tick(now)
 	}
 	if now >= p.nextSweep {

@@ -142,6 +142,15 @@ type bbRec struct {
 	updated    int64
 }
 
+// setMaxPairs bounds the pairs kept from now on; under a lower bound the
+// store shrinks as pairs expire, since a new pair is added only by
+// evicting the least recently updated.
+func (s *Store) setMaxPairs(n int) {
+	s.mu.Lock()
+	s.maxPairs = n
+	s.mu.Unlock()
+}
+
 // NewStore makes a store. resolve names a route's prefix (fib.FIB.Prefix):
 // it is called when a route is first recorded and again by Sweep, which
 // drops routes whose ID has come to name another prefix. now is the
