@@ -43,16 +43,16 @@ func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
 
 // logFailure logs a backbone's failure and its recovery, once each.
 func (o *Optimizer) logFailure(now time.Time, b *backbone, bs probes.BackboneStats, r Round) {
-	if o.opt.Log == nil || b.failed(now) == b.reported {
+	if o.log == nil || b.failed(now) == b.reported {
 		return
 	}
 	b.reported = !b.reported
 	if b.reported {
-		o.opt.Log.Warn("backbone failed", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost, "loss", math.Round(bs.Loss*1000)/1000,
+		o.log.Warn("backbone failed", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost, "loss", math.Round(bs.Loss*1000)/1000,
 			"round_sent", r.Sent, "round_lost", r.Lost, "hold", o.cfg.failureHold)
 		return
 	}
-	o.opt.Log.Info("backbone recovered", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost)
+	o.log.Info("backbone recovered", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost)
 }
 
 // evacuate moves every prefix selected on a failed backbone, measured or
@@ -127,8 +127,8 @@ func (o *Optimizer) evacuate(now time.Time, snap *probes.Snapshot) {
 				moved[to.Name]++
 			}
 		}
-		if o.opt.Log != nil && len(moved) > 0 {
-			o.opt.Log.Warn("evacuated", "backbone", o.bb[b].name, "prefixes", sum(moved), "to", fmt.Sprint(moved), "stranded", o.pending.Stranded)
+		if o.log != nil && len(moved) > 0 {
+			o.log.Warn("evacuated", "backbone", o.bb[b].name, "prefixes", sum(moved), "to", fmt.Sprint(moved), "stranded", o.pending.Stranded)
 		}
 	}
 }

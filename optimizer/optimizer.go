@@ -3,6 +3,7 @@ package optimizer
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/netip"
 	"sync"
@@ -89,11 +90,15 @@ type pstate struct {
 // Optimizer chooses a backbone per prefix. Step is driven by Run (or by a
 // test); the accessors may be called from any goroutine meanwhile.
 type Optimizer struct {
-	cfg     settings
-	opt     Options
-	fib     *fib.FIB
-	src     Source
-	traffic TrafficSource
+	cfg      settings // Step's, and SetOptions' under stepMu
+	opt      Options
+	now      func() time.Time
+	log      *slog.Logger
+	interval atomic.Int64 // ns: Run's tick, as SetOptions last set it
+	retime   chan struct{} // SetOptions tells Run to read interval again
+	fib      *fib.FIB
+	src      Source
+	traffic  TrafficSource
 
 	stepMu  sync.Mutex // Step runs alone; what follows up to mu is Step's own
 	bb      []backbone
@@ -142,19 +147,8 @@ func New(opt Options, f *fib.FIB, src Source, traffic TrafficSource) (*Optimizer
 		bb[id].params = p
 	}
 	o := &Optimizer{
-		cfg: settings{
-			interval:      opt.Interval,
-			useMin:        opt.Statistic == StatisticMin,
-			lossPenalty:   opt.LossPenaltyMs,
-			minImpMs:      opt.MinImprovementMs,
-			minImpFrac:    opt.MinImprovementPct / 100,
-			minSamples:    uint64(opt.MinSamples),
-			holdDown:      opt.HoldDown,
-			maxOverrides:  opt.MaxOverrides,
-			failureHold:   opt.FailureHold,
-			commitWinMs:   opt.CommitWinMs,
-			bitsPerPacket: opt.MeanPacketBytes * 8,
-		},
+		cfg: settingsOf(opt),
+		now: opt.Now, log: opt.Log, retime: make(chan struct{}, 1),
 		opt: opt, fib: f, src: src, traffic: traffic,
 		bb:      bb,
 		tracked: map[netip.Prefix]pstate{},
@@ -164,9 +158,60 @@ func New(opt Options, f *fib.FIB, src Source, traffic TrafficSource) (*Optimizer
 		events:  eventRing{buf: make([]Event, opt.Events)},
 		status:  make([]BackboneStatus, len(bb)),
 	}
+	o.interval.Store(int64(opt.Interval))
 	o.pins = newPins(f, opt.Now, o.record)
 	o.publish(time.Time{})
 	return o, nil
+}
+
+// settingsOf is opt in the units Step works in.
+func settingsOf(opt Options) settings {
+	return settings{
+		interval:      opt.Interval,
+		useMin:        opt.Statistic == StatisticMin,
+		lossPenalty:   opt.LossPenaltyMs,
+		minImpMs:      opt.MinImprovementMs,
+		minImpFrac:    opt.MinImprovementPct / 100,
+		minSamples:    uint64(opt.MinSamples),
+		holdDown:      opt.HoldDown,
+		maxOverrides:  opt.MaxOverrides,
+		failureHold:   opt.FailureHold,
+		commitWinMs:   opt.CommitWinMs,
+		bitsPerPacket: opt.MeanPacketBytes * 8,
+	}
+}
+
+// SetOptions applies a reloaded configuration from the next Step on: the
+// interval (Run's next tick), how prefixes are scored and moved, and the
+// backbones' parameters, as SetBackbones does. Prefixes moved under the
+// old settings stay until the new ones move them: a lower max_overrides
+// stops new overrides until enough return. Events and RateWindow size the
+// optimizer and cannot change; Now and Log stay those New was given. It
+// refuses Options that do not Validate, and then changes nothing.
+func (o *Optimizer) SetOptions(opt Options) error {
+	if err := opt.Validate(); err != nil {
+		return fmt.Errorf("optimizer: %w", err)
+	}
+	next, err := paramsOf(o.fib, opt.Backbones)
+	if err != nil {
+		return err
+	}
+	o.stepMu.Lock()
+	defer o.stepMu.Unlock()
+	if opt.Events != o.opt.Events || opt.RateWindow != o.opt.RateWindow {
+		return fmt.Errorf("optimizer: Events and RateWindow size the optimizer; they cannot change while it runs")
+	}
+	opt.Now, opt.Log = o.now, o.log
+	o.opt, o.cfg = opt, settingsOf(opt)
+	for id, p := range next {
+		o.bb[id].params = p
+	}
+	o.interval.Store(int64(opt.Interval))
+	select {
+	case o.retime <- struct{}{}:
+	default: // Run has one pending already
+	}
+	return nil
 }
 
 // params are a backbone's parameters in the units Step works in.
@@ -193,16 +238,22 @@ func paramsOf(f *fib.FIB, bs []Backbone) (map[fib.BackboneID]params, error) {
 // and unpinning through them is logged as events.
 func (o *Optimizer) Pins() *Pins { return o.pins }
 
-// Run calls Step every Interval until ctx is done.
+// Run calls Step every Interval (as last set) until ctx is done.
 func (o *Optimizer) Run(ctx context.Context) {
-	t := time.NewTicker(o.cfg.interval)
+	every := time.Duration(o.interval.Load())
+	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			o.Step(o.opt.Now())
+			o.Step(o.now())
+		case <-o.retime:
+			if d := time.Duration(o.interval.Load()); d != every {
+				every = d
+				t.Reset(d)
+			}
 		}
 	}
 }
@@ -263,8 +314,8 @@ func (o *Optimizer) record(e Event) {
 	o.mu.Lock()
 	o.events.push(e)
 	o.mu.Unlock()
-	if o.opt.Log != nil && e.Reason != BackboneFailed {
-		o.opt.Log.Info("prefix moved", "prefix", e.Prefix, "from", e.From.Name, "to", e.To.Name, "reason", e.Reason.String(),
+	if o.log != nil && e.Reason != BackboneFailed {
+		o.log.Info("prefix moved", "prefix", e.Prefix, "from", e.From.Name, "to", e.To.Name, "reason", e.Reason.String(),
 			"from_score_ms", scoreOf(e.From), "to_score_ms", scoreOf(e.To), "from_samples", e.From.Samples, "to_samples", e.To.Samples)
 	}
 }

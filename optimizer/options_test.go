@@ -1,8 +1,10 @@
 package optimizer
 
 import (
+	"context"
 	"math"
 	"testing"
+	"time"
 
 	"github.com/pnap-project/pnap/internal/setting/settingtest"
 )
@@ -28,5 +30,62 @@ func TestSetBackbonesRefusesWrongValues(t *testing.T) {
 	}
 	if r.o.bb[bbB].cost != 0 {
 		t.Fatal("a refused reload changed b's cost")
+	}
+}
+
+// SetOptions changes how prefixes are scored and moved from the next Step,
+// and Run's interval at once; wrong settings change nothing.
+func TestSetOptionsAppliesFromNextStep(t *testing.T) {
+	opt := testOptions()
+	opt.MinImprovementPct = 30
+	r := newRig(t, 1, opt)
+	p := pfx(0)
+	r.measure(p, 50, 40, 60) // b is 20 % faster than a: not enough at 30 %
+	r.stepExpect(time.Second, p, bbA)
+
+	bad := opt
+	bad.MinImprovementPct, bad.MinSamples = 10, 0
+	if err := r.o.SetOptions(bad); err == nil {
+		t.Fatal("min_samples = 0 was accepted")
+	}
+	r.stepExpect(time.Second, p, bbA)
+	sized := opt
+	sized.MinImprovementPct, sized.Events = 10, opt.Events+1
+	if err := r.o.SetOptions(sized); err == nil {
+		t.Fatal("a new event ring size was accepted")
+	}
+	r.stepExpect(time.Second, p, bbA)
+
+	next := opt
+	next.MinImprovementPct = 10
+	next.Backbones = []Backbone{{Name: "c", Cost: 7}}
+	if err := r.o.SetOptions(next); err != nil {
+		t.Fatal(err)
+	}
+	r.stepExpect(time.Second, p, bbB)
+	if r.o.bb[bbC].cost != 7 {
+		t.Fatalf("c's cost is %v after SetOptions, want 7", r.o.bb[bbC].cost)
+	}
+}
+
+// Run takes a new interval at once, not after the old one's next tick.
+func TestSetOptionsRetimesRun(t *testing.T) {
+	opt := testOptions()
+	opt.Interval = time.Hour
+	r := newRig(t, 1, opt)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { r.o.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	opt.Interval = 10 * time.Millisecond
+	if err := r.o.SetOptions(opt); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for r.o.Counters().Steps < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d Steps 10 s after the interval went from 1 h to 10 ms", r.o.Counters().Steps)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
