@@ -82,7 +82,9 @@ func TestReloadable(t *testing.T) {
 			c.Customers[0].Routes = append(c.Customers[0].Routes, netip.MustParsePrefix("192.0.2.128/25"))
 		}, `customer "cust" changed`},
 		{"worker CPUs", "", func(c *configs.Config) { c.Forwarder.CPUs = []int{1} }, "[forwarder] changed"},
-		{"probe ports", "[probes]\ntcp_ports = [22]\n", func(*configs.Config) {}, "[probes]"},
+		{"probe ports and rate", "[probes]\ntcp_ports = [22]\nrate_per_backbone = 50\n[optimizer]\nhold_down = \"5m\"\n", func(*configs.Config) {}, ""},
+		{"probe flow table", "[probes]\nflow_table = 1000\n", func(*configs.Config) {}, "[probes] flow_table changed"},
+		{"optimizer off", "[optimizer]\nenabled = false\n", func(*configs.Config) {}, "[optimizer] enabled changed"},
 		{"gateway", "", func(c *configs.Config) {
 			c.Backbones[0].GatewayV4 = netip.MustParseAddr("203.0.113.9")
 		}, "interface or gateway changed"},

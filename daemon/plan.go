@@ -174,24 +174,64 @@ func optimizerOptions(cfg *configs.Config, bbs []optimizer.Backbone) (optimizer.
 	return o, located(cfg, "optimizer", "optimizer", o.Validate())
 }
 
-// planChanged reports whether the components' settings differ between old
-// and cur as the daemon runs them, defaults applied: writing a default out
-// is no change. The backbones' parameters are left out: a reload applies
-// them.
-func planChanged(old, cur *configs.Config) bool {
+// planRestarts says what, in the components' settings as the daemon runs
+// them (defaults applied: writing a default out is no change), differs
+// between old and cur and needs a restart: [forwarder] sizes, the probes'
+// settings that probes.RestartNeeded names, BGP sessions, and turning
+// probes or the optimizer on or off. The optimizer's settings, the
+// backbones' parameters and the other [probes] settings reload.
+func planRestarts(old, cur *configs.Config) []string {
 	o, oerr := newPlan(old)
 	c, cerr := newPlan(cur)
 	if oerr != nil || cerr != nil {
-		return true
+		return []string{"the configuration does not load"}
 	}
-	// Clocks are functions, which never compare equal; both plans take the
-	// components' defaults for them.
-	o.optimizer.Backbones, c.optimizer.Backbones = nil, nil
-	o.optimizer.Now, c.optimizer.Now = nil, nil
-	o.probes.Now, c.probes.Now = nil, nil
-	return !reflect.DeepEqual(o, c) ||
-		old.Probes.Enabled != cur.Probes.Enabled ||
-		old.Optimizer.Enabled != cur.Optimizer.Enabled
+	var out []string
+	if !reflect.DeepEqual(o.socket, c.socket) || !reflect.DeepEqual(o.loop, c.loop) || !reflect.DeepEqual(o.sampler, c.sampler) {
+		out = append(out, "[forwarder] sizes or sampling changed")
+	}
+	for _, k := range probes.RestartNeeded(o.probes, c.probes) {
+		out = append(out, "[probes] "+k+" changed")
+	}
+	if !reflect.DeepEqual(o.peers, c.peers) || !reflect.DeepEqual(o.announces, c.announces) {
+		out = append(out, "a BGP session changed")
+	}
+	if old.Probes.Enabled != cur.Probes.Enabled {
+		out = append(out, "[probes] enabled changed")
+	}
+	if old.Optimizer.Enabled != cur.Optimizer.Enabled {
+		out = append(out, "[optimizer] enabled changed")
+	}
+	return out
+}
+
+// liveChanges names the [optimizer] and [probes] settings that differ
+// between old and cur and that a reload applies, for its log line.
+func liveChanges(old, cur plan) []string {
+	var out []string
+	for _, c := range []struct {
+		key  string
+		a, b any
+	}{
+		{"optimizer.interval", old.optimizer.Interval, cur.optimizer.Interval},
+		{"optimizer.statistic", old.optimizer.Statistic, cur.optimizer.Statistic},
+		{"optimizer.loss_penalty_ms", old.optimizer.LossPenaltyMs, cur.optimizer.LossPenaltyMs},
+		{"optimizer.min_improvement_ms", old.optimizer.MinImprovementMs, cur.optimizer.MinImprovementMs},
+		{"optimizer.min_improvement_pct", old.optimizer.MinImprovementPct, cur.optimizer.MinImprovementPct},
+		{"optimizer.min_samples", old.optimizer.MinSamples, cur.optimizer.MinSamples},
+		{"optimizer.hold_down", old.optimizer.HoldDown, cur.optimizer.HoldDown},
+		{"optimizer.max_overrides", old.optimizer.MaxOverrides, cur.optimizer.MaxOverrides},
+		{"optimizer.failure_hold", old.optimizer.FailureHold, cur.optimizer.FailureHold},
+		{"probes.top_prefixes", old.probes.TopPrefixes, cur.probes.TopPrefixes},
+		{"probes.interval", old.probes.Interval, cur.probes.Interval},
+		{"probes.rate_per_backbone", old.probes.RatePerBackbone, cur.probes.RatePerBackbone},
+		{"probes.tcp_ports", old.probes.TCPPorts, cur.probes.TCPPorts},
+	} {
+		if !reflect.DeepEqual(c.a, c.b) {
+			out = append(out, c.key)
+		}
+	}
+	return out
 }
 
 // take sets *dst to v, the value the file gives key, when the file sets

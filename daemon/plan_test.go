@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -102,8 +103,9 @@ func TestCheckBroken(t *testing.T) {
 	}, func(e *configs.Error) int { return e.Line })
 }
 
-// A reload that writes a default out, or changes a backbone's cost, needs
-// no restart; one that changes what probes run with does.
+// A reload that writes a default out, changes a backbone's cost, or
+// changes [optimizer] or the live [probes] settings needs no restart; one
+// that changes what probes were built with, or turns a component off, does.
 func TestCheckReloadableControl(t *testing.T) {
 	parse := func(src string) *configs.Config {
 		cfg, err := configs.Parse([]byte(src), "x.toml")
@@ -113,14 +115,27 @@ func TestCheckReloadableControl(t *testing.T) {
 		return cfg
 	}
 	old := parse(backboneTOML)
-	if planChanged(old, parse(backboneTOML+"cost = 3\n[probes]\ntop_prefixes = 1000\n[optimizer]\nstatistic = \"p50\"\n")) {
-		t.Error("defaults written out, or a cost, count as a change")
+	if r := planRestarts(old, parse(backboneTOML+"cost = 3\n[probes]\ntop_prefixes = 1000\n[optimizer]\nstatistic = \"p50\"\n")); len(r) > 0 {
+		t.Errorf("defaults written out, or a cost, need a restart: %v", r)
 	}
-	if !planChanged(old, parse(backboneTOML+"[probes]\ntop_prefixes = 10\n")) {
-		t.Error("a new top_prefixes is not a change")
+	liveTOML := backboneTOML + "[probes]\ntop_prefixes = 10\ninterval = \"5s\"\n[optimizer]\nstatistic = \"min\"\nhold_down = \"2m\"\n"
+	if r := planRestarts(old, parse(liveTOML)); len(r) > 0 {
+		t.Errorf("live settings need a restart: %v", r)
 	}
-	if !planChanged(old, parse(backboneTOML+"[optimizer]\nenabled = false\n")) {
-		t.Error("disabling the optimizer is not a change")
+	o, _ := newPlan(old)
+	c, _ := newPlan(parse(liveTOML))
+	if got, want := liveChanges(o, c), []string{"optimizer.statistic", "optimizer.hold_down", "probes.top_prefixes", "probes.interval"}; !slices.Equal(got, want) {
+		t.Errorf("live changes %v, want %v", got, want)
+	}
+	for src, want := range map[string]string{
+		"[probes]\ntimeout = \"1s\"\n":   "[probes] timeout changed",
+		"[probes]\nflow_table = 1000\n":  "[probes] flow_table changed",
+		"[optimizer]\nenabled = false\n": "[optimizer] enabled changed",
+		"[forwarder]\nframes = 1024\n":   "[forwarder] sizes or sampling changed",
+	} {
+		if r := planRestarts(old, parse(backboneTOML+src)); !slices.Equal(r, []string{want}) {
+			t.Errorf("%q: restarts %v, want [%s]", src, r, want)
+		}
 	}
 }
 

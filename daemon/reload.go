@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"reflect"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/pnap-project/pnap/configs"
@@ -61,21 +62,38 @@ func (d *Daemon) applyReload() error {
 	}
 	a, w := d.reloadBGPStatics(cfg)
 	added, withdrawn = added+a, withdrawn+w
-	if d.ctl.opt != nil {
-		if err := d.ctl.opt.SetBackbones(p.optimizer.Backbones); err != nil {
-			d.log.Error("reload: backbone parameters not applied", "error", err)
-		}
-	}
-	// Everything that differs is reloadable (routes, costs, limits), so
-	// the new configuration replaces the old whole.
+	live := d.applyLive(p)
+	// Everything that differs is reloadable (routes, costs, limits,
+	// [optimizer] and most of [probes]), so the new configuration replaces
+	// the old whole.
 	d.cfg.Store(cfg)
 	d.stamps = stamps
 	if d.logLevel != nil {
 		d.logLevel.Set(slogLevel(cfg.Log.Level))
 	}
 	st := d.fib.Stats()
-	d.log.Info("reloaded", "config", path, "routes_added", added, "routes_withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "backbones_unchanged", unchanged, "took", time.Since(start).Round(time.Millisecond))
+	d.log.Info("reloaded", "config", path, "routes_added", added, "routes_withdrawn", withdrawn, "ipv4", st.IPv4Routes, "ipv6", st.IPv6Routes, "backbones_unchanged", unchanged, "settings_changed", strings.Join(live, ","), "took", time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// applyLive hands the reloaded [optimizer] and [probes] settings, and the
+// backbones' parameters, to the running components, and names the settings
+// that changed. reloadable has already refused what they cannot take; a
+// refusal here is a bug, logged rather than fatal.
+func (d *Daemon) applyLive(p plan) []string {
+	live := liveChanges(d.plan, p)
+	if d.ctl.opt != nil {
+		if err := d.ctl.opt.SetOptions(p.optimizer); err != nil {
+			d.log.Error("reload: optimizer settings not applied", "error", err)
+		}
+	}
+	if d.ctl.probes != nil {
+		if err := d.ctl.probes.SetOptions(p.probes); err != nil {
+			d.log.Error("reload: probes settings not applied", "error", err)
+		}
+	}
+	d.plan.optimizer, d.plan.probes = p.optimizer, p.probes
+	return live
 }
 
 // reloadRequest is a reload the status API asks of serve, which alone
@@ -134,8 +152,8 @@ func reloadable(old, cur *configs.Config) error {
 	if !reflect.DeepEqual(daemonSettings(old.Forwarder), daemonSettings(cur.Forwarder)) {
 		errs = append(errs, errors.New("[forwarder] changed"))
 	}
-	if planChanged(old, cur) {
-		errs = append(errs, errors.New("[forwarder] sizes, [probes], [optimizer] or a BGP session changed"))
+	for _, r := range planRestarts(old, cur) {
+		errs = append(errs, errors.New(r))
 	}
 	if old.BGP != cur.BGP {
 		errs = append(errs, errors.New("[bgp] changed"))

@@ -336,3 +336,58 @@ func TestReloadUnderTraffic(t *testing.T) {
 		t.Fatalf("an interface change was not refused:\n%s", logs)
 	}
 }
+
+// A reload applies [probes] and [optimizer] settings to the running
+// components: a shorter probe interval sends more probes from then on,
+// and the reload names what changed.
+func TestReloadAppliesProbeAndOptimizerSettings(t *testing.T) {
+	x := newAPILab(t, nil)
+	capA := x.al.Capture(t)
+	if _, f := x.sendUntil(t, capA, 5*time.Second); f == nil {
+		t.Fatal("nothing forwarded to bb-a")
+	}
+	sent := func() float64 {
+		f := scrapeMetrics(t, x.c)["pnap_probes_sent_total"]
+		if f == nil {
+			t.Fatal("no pnap_probes_sent_total")
+		}
+		total := 0.0
+		for _, m := range f.GetMetric() {
+			total += m.GetCounter().GetValue()
+		}
+		return total
+	}
+	// sentIn counts probes sent in d, keeping the prefix busy meanwhile so
+	// that it stays among the probed.
+	sentIn := func(d time.Duration) float64 {
+		before := sent()
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(200 * time.Millisecond) {
+			x.cust.SendUDP(netip.MustParseAddrPort("198.18.0.7:40000"), netip.MustParseAddrPort("203.0.113.9:9"), []byte("keep-busy"))
+		}
+		return sent() - before
+	}
+	sentIn(6 * time.Second) // the first round
+	slow := sentIn(10 * time.Second)
+
+	conf, _ := os.ReadFile(x.config)
+	conf = bytes.Replace(conf, []byte("interval = \"5s\"\ntimeout = \"1s\""), []byte("interval = \"1500ms\"\ntimeout = \"900ms\""), 1)
+	os.WriteFile(x.config, conf, 0o644)
+	if code, _, errs := runCmd(t, "", "reload", "--api", "unix:"+x.sock); code != 1 || !strings.Contains(errs, "[probes] timeout changed") {
+		t.Fatalf("a new probe timeout: exit %d, %q; want it refused, naming it", code, errs)
+	}
+	conf = bytes.Replace(conf, []byte("timeout = \"900ms\""), []byte("timeout = \"1s\""), 1)
+	conf = bytes.Replace(conf, []byte("hold_down = \"20s\""), []byte("hold_down = \"30s\""), 1)
+	os.WriteFile(x.config, conf, 0o644)
+	if code, out, errs := runCmd(t, "", "reload", "--api", "unix:"+x.sock); code != 0 {
+		t.Fatalf("reload: exit %d, %q %q\n%s", code, out, errs, x.logs)
+	}
+	if !strings.Contains(x.logs.String(), "settings_changed=optimizer.hold_down,probes.interval") {
+		t.Fatalf("the reload does not name the settings it changed:\n%s", x.logs)
+	}
+	sentIn(time.Second)
+	fast := sentIn(10 * time.Second)
+	t.Logf("probes sent in 10 s: %.0f at interval 5 s, %.0f at 1.5 s", slow, fast)
+	if slow == 0 || fast < 2*slow {
+		t.Fatalf("probes sent in 10 s: %.0f at interval 5 s, %.0f after the reload to 1.5 s; want about 3 times as many", slow, fast)
+	}
+}
