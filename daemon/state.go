@@ -8,24 +8,42 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/pnap-project/pnap/optimizer"
 )
 
 // What pnapd keeps across restarts and upgrades, in [state] dir: the
-// operator's pins, which would otherwise vanish with the process. The file
-// is replaced whole, atomically (write, fsync, rename, fsync the
-// directory), after every pin and unpin; a file that does not parse, or is
-// not pnapd's, is reported and left alone at start, never fatal.
+// operator's pins, which would otherwise vanish with the process, and the
+// optimizer's moves with their hold-downs, without which a restart would
+// put every steered prefix back on its default until the measurements had
+// rebuilt. The file is replaced whole, atomically (write, fsync, rename,
+// fsync the directory), after every pin and unpin, every stateEvery while
+// the moves change, and at stop; a file that does not parse, or is not
+// pnapd's, is reported and left alone at start, never fatal.
 
 const (
 	stateFileName = "state.json"
 	stateFormat   = "pnapd-state/1"
+	// stateEvery bounds what a crash loses of the optimizer's moves.
+	stateEvery = 10 * time.Second
 )
 
 type stateFile struct {
 	Format string     `json:"format"`
 	Saved  time.Time  `json:"saved"`
 	Pins   []statePin `json:"pins"`
+	// Steers are the optimizer's moves (absent from files of pnapd
+	// versions before them, which restore none).
+	Steers []stateSteer `json:"steers,omitempty"`
+}
+
+type stateSteer struct {
+	Prefix   netip.Prefix `json:"prefix"`
+	Backbone string       `json:"backbone"`
+	Moved    time.Time    `json:"moved"`
+	Measured time.Time    `json:"measured,omitzero"`
 }
 
 type statePin struct {
@@ -56,6 +74,11 @@ func (d *Daemon) saveState() error {
 	for _, p := range d.ctl.pins.List() {
 		st.Pins = append(st.Pins, statePin{p.Prefix, p.Name, p.Since.UTC()})
 	}
+	if d.ctl.opt != nil {
+		for _, s := range d.ctl.opt.Steers() {
+			st.Steers = append(st.Steers, stateSteer(s))
+		}
+	}
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
@@ -67,7 +90,7 @@ func (d *Daemon) saveState() error {
 // cannot be saved, which is logged.
 func (d *Daemon) keepState() {
 	if err := d.saveState(); err != nil {
-		d.log.Error("state not saved: the pins will not survive a restart", "file", d.statePath(), "error", err)
+		d.log.Error("state not saved: the pins and moves since the last save will not survive a restart", "file", d.statePath(), "error", err)
 	}
 }
 
@@ -106,12 +129,35 @@ func writeAtomically(path string, b []byte) error {
 	return err
 }
 
-// startState restores the pins the state file holds. It runs after the
-// route sources are loaded; a pin of a prefix only a BGP session announces
-// cannot be restored before the session has sent it (it is logged).
+// startState restores the pins and moves the state file holds, then keeps
+// the file current as the optimizer moves prefixes, and saves it a last
+// time at stop. It runs after the route sources are loaded; a pin or move
+// of a prefix only a BGP session announces cannot be restored before the
+// session has sent it (it is logged).
 func (d *Daemon) startState(context.Context) (func() error, error) {
 	d.restoreState()
-	return func() error { return nil }, nil
+	if d.statePath() == "" || d.ctl == nil || d.ctl.opt == nil {
+		return func() error { return nil }, nil
+	}
+	done, exited := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(stateEvery)
+		defer t.Stop()
+		last := d.ctl.opt.Steers()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if cur := d.ctl.opt.Steers(); !slices.Equal(cur, last) {
+					d.keepState()
+					last = cur
+				}
+			}
+		}
+	}()
+	return func() error { close(done); <-exited; return d.saveState() }, nil
 }
 
 // restoreState pins again what the state file says was pinned, where the
@@ -142,7 +188,20 @@ func (d *Daemon) restoreState() {
 		}
 		restored++
 	}
-	d.log.Info("state restored", "file", path, "pins", restored, "of", len(st.Pins), "saved", st.Saved)
+	moves := 0
+	if d.ctl.opt != nil && len(st.Steers) > 0 {
+		steers := make([]optimizer.Steer, len(st.Steers))
+		for i, s := range st.Steers {
+			steers[i] = optimizer.Steer(s)
+		}
+		var errs []error
+		moves, errs = d.ctl.opt.Restore(steers)
+		// A backbone gone since can strand thousands: the first few say why.
+		for _, err := range errs[:min(len(errs), 10)] {
+			d.log.Warn("move not restored", "why", err.Error())
+		}
+	}
+	d.log.Info("state restored", "file", path, "pins", restored, "of", len(st.Pins), "moves", moves, "of", len(st.Steers), "saved", st.Saved)
 }
 
 func readState(path string) (stateFile, error) {
