@@ -94,7 +94,7 @@ type Optimizer struct {
 	opt      Options
 	now      func() time.Time
 	log      *slog.Logger
-	interval atomic.Int64 // ns: Run's tick, as SetOptions last set it
+	interval atomic.Int64  // ns: Run's tick, as SetOptions last set it
 	retime   chan struct{} // SetOptions tells Run to read interval again
 	fib      *fib.FIB
 	src      Source
