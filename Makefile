@@ -20,7 +20,7 @@ RACE_PKGS  = ./fib/ ./forwarder/ ./forwarder/neighbours/ ./forwarder/slowpath/ \
 # time under the race detector: its tests drive the daemon's goroutines
 # (API, reload, workers) all at once; the few that measure precisely skip
 # there (a race-instrumented pnapd is several times slower).
-SOLO_PKGS  = ./bench/rfc2544/ ./bench/bgpbench/ ./bench/emu/ ./bench/traffic/ ./bench/demo/ ./cmd/pnapd/
+SOLO_PKGS  = ./bench/rfc2544/ ./bench/bgpbench/ ./bench/emu/ ./bench/traffic/ ./bench/demo/ ./bench/steerlab/ ./cmd/pnapd/
 SOLO_RACE_PKGS = ./cmd/pnapd/
 PLAIN_PKGS = $(filter-out $(RACE_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_PKGS:./%/=github.com/pnap-project/pnap/%) $(SOLO_RACE_PKGS:./%/=github.com/pnap-project/pnap/%),$(shell $(GO) list ./...))
 BENCHTIME ?= 1s

@@ -4,6 +4,7 @@
 // "Internet" of TCP and UDP echo servers on many prefixes in the benchmark
 // ranges. Mid-run the emulated delays shift; pnapd's probes notice and its
 // optimizer re-steers. The demo prints a line a second, a summary and a
-// plot, and removes its lab when it ends and on Ctrl-C. Its tests hold the
-// optimizer's end-to-end test (TestResteer), the same lab, shorter.
+// plot, and removes its lab when it ends and on Ctrl-C. The lab is
+// bench/steerlab's, whose tests hold the optimizer's end-to-end test
+// (TestResteer), the same lab, shorter.
 package main

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/steerlab"
 	"github.com/pnap-project/pnap/bench/topo"
 	"github.com/pnap-project/pnap/internal/cmdline"
 )
@@ -41,7 +42,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 func demo(tb testing.TB, out io.Writer, plotTo string) {
 	start := time.Now()
 	dir := tb.TempDir()
-	tables, what, err := Tables(dir)
+	tables, what, err := steerlab.Tables(dir)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -49,18 +50,18 @@ func demo(tb testing.TB, out io.Writer, plotTo string) {
 	say("pnap demo: a customer, pnapd, and three backbones through emulators (20, 45, 80 ms)\n")
 	say("  backbones carry %s, plus %d served prefixes each (servers in 198.19.0.0/16 and 2001:2::/48)\n", what, 2*16)
 	say("  building pnapd and the lab...\n")
-	l := Build(tb, Options{
+	l := steerlab.Build(tb, steerlab.Options{
 		Prefixes: 16, RouteFiles: tables,
 		Delays: []time.Duration{20 * time.Millisecond, 45 * time.Millisecond, 80 * time.Millisecond},
 		Pnapd:  topo.BuildPnapd(tb, dir),
 		Window: 2 * time.Second, ProbeInterval: 250 * time.Millisecond, OptimizerInterval: 250 * time.Millisecond, HoldDown: 3 * time.Second,
 	})
 	say("  pnapd is forwarding (%.1f s); customer TCP and UDP flows start. Each line: per backbone pnapd's measured RTT and the served prefixes it carries.\n\n", time.Since(start).Seconds())
-	shifts := []Shift{
+	shifts := []steerlab.Shift{
 		{At: 20 * time.Second, Index: 0, Delay: 150 * time.Millisecond, Loss: 0.05, Say: "bb-0 degrades: 20 -> 150 ms, 5 % loss"},
 		{At: 45 * time.Second, Index: 2, Delay: 10 * time.Millisecond, Say: "bb-2 improves: 80 -> 10 ms"},
 	}
-	res := Run(tb, l, shifts, 70*time.Second, out)
+	res := steerlab.Run(tb, l, shifts, 70*time.Second, out)
 	res.Summary(out, l, shifts)
 	if err := res.Plot(plotTo, l); err != nil {
 		tb.Fatal(err)

@@ -1,4 +1,4 @@
-package main
+package steerlab
 
 import (
 	"math/rand/v2"
