@@ -8,16 +8,18 @@ import (
 	"strings"
 )
 
-// A command is one entry of pnapd's command table. Dispatch and the usage
-// text are both made from the table, so a command added to it is in both.
+// A command is one entry of pnapd's command table. Dispatch, the usage
+// text, the completion scripts and the man page are all made from the
+// table, so a command added to it is in every one of them.
 type command struct {
 	name    string   // "status"; "fib show" for a subcommand of the group fib
 	aliases []string // other spellings of name ("--version")
 	args    string   // argument synopsis; a client command's [-c FILE | --api ADDR] goes before it
-	summary string   // one line for the usage text
-	help    string   // a paragraph more, for --help (optional)
+	summary string   // one line for the usage text and the man page
+	help    string   // a paragraph more, for --help and the man page (optional)
+	words   []string // what the first argument can be, for completion (optional)
 	// define adds the command's flags to fs and returns its work. It runs
-	// nothing: the usage text calls it to learn the flags.
+	// nothing: completion and the man page call it to learn the flags.
 	define func(fs *flag.FlagSet) action
 }
 
@@ -25,8 +27,9 @@ type command struct {
 // define bound them to; args are the arguments left, in order.
 type action func(args []string, stdin io.Reader, stdout, stderr io.Writer) error
 
-// commands is filled in init so that a command may read the table: a
-// variable whose initializer reaches itself does not compile.
+// commands is filled in init so that a command may read the table
+// (completion and man do): a variable whose initializer reaches itself
+// does not compile.
 var commands []command
 
 func init() {
@@ -47,6 +50,9 @@ func init() {
 		{name: "bgp", args: "[--json]", summary: "BGP sessions: state, prefixes received, held, announced", define: clientOnly(0, 0, cmdBGP)},
 		{name: "reload", summary: "apply the configuration file again; fails with the reason if refused", define: clientOnly(0, 0, cmdReload)},
 		{name: "version", aliases: []string{"--version", "-version", "-V"}, summary: "print the version (also --version)", define: defineVersion},
+		{name: "completion", args: "bash|zsh", words: []string{"bash", "zsh"}, summary: "print the shell's completion script",
+			help: completionHelp, define: defineCompletion},
+		{name: "man", summary: "print pnapd's manual page (roff, section 8)", define: defineMan},
 	}
 }
 
@@ -190,4 +196,38 @@ func wrap(text string, width int) string {
 		n += len(w)
 	}
 	return b.String()
+}
+
+// A flagDoc is what the completion scripts and the man page say about one
+// flag.
+type flagDoc struct {
+	name   string // as flag knows it, without dashes
+	spell  string // "-c" for one letter, "--api" for more, as pnapd's docs write them
+	value  string // what it takes ("file", "int"), "" for a switch
+	usage  string
+	def    string // its default, if it has one worth saying
+	repeat bool   // may be given more than once
+}
+
+// flagDocs describes the command's flags, in flag's (alphabetical) order.
+func (c *command) flagDocs() []flagDoc {
+	fs, _ := c.flags(io.Discard)
+	return docFlags(fs)
+}
+
+func docFlags(fs *flag.FlagSet) []flagDoc {
+	var docs []flagDoc
+	fs.VisitAll(func(f *flag.Flag) {
+		value, usage := flag.UnquoteUsage(f)
+		d := flagDoc{name: f.Name, spell: "--" + f.Name, value: value, usage: usage}
+		if len(f.Name) == 1 {
+			d.spell = "-" + f.Name
+		}
+		if value != "" && f.DefValue != "" && f.DefValue != "0" {
+			d.def = f.DefValue
+		}
+		_, d.repeat = f.Value.(*stringList)
+		docs = append(docs, d)
+	})
+	return docs
 }
