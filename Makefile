@@ -27,7 +27,7 @@ BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
 
-.PHONY: all build install deb test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
+.PHONY: all build cli-files install deb test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
 
 all: build
 
@@ -36,6 +36,13 @@ VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo de
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN)/pnapd ./cmd/pnapd
+
+# The bash and zsh completions and the man page, printed by the built
+# pnapd from its command table, for install and deb.
+cli-files: build
+	$(BIN)/pnapd completion bash > $(BIN)/pnapd.bash
+	$(BIN)/pnapd completion zsh > $(BIN)/_pnapd
+	$(BIN)/pnapd man > $(BIN)/pnapd.8
 
 lint:
 	@out="$$(gofmt -l .)"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -103,12 +110,17 @@ arch:
 	$(GO) run ./internal/archplot -o docs/architecture.png -omit bench,internal/shareddata,internal/archplot,internal/cmdline,forwarder/internal/frametest,forwarder/xsk/xsktest,configs/configtest,internal/setting/settingtest,routes/bgp/bgptest,internal/layout
 
 # Install the binary, the unit, an example configuration (never over an
-# existing one), and the sysusers.d and tmpfiles.d entries that create the
-# pnapd user and /etc/pnapd. DESTDIR stages it (packages, the test).
+# existing one), the sysusers.d and tmpfiles.d entries that create the
+# pnapd user and /etc/pnapd, the completions and the man page (where bash,
+# zsh and man look without being told). DESTDIR stages it (packages, the
+# test).
 PREFIX  ?= /usr/local
 DESTDIR ?=
-install: build
+install: build cli-files
 	install -D -m 0755 $(BIN)/pnapd $(DESTDIR)$(PREFIX)/bin/pnapd
+	install -D -m 0644 $(BIN)/pnapd.bash $(DESTDIR)/usr/share/bash-completion/completions/pnapd
+	install -D -m 0644 $(BIN)/_pnapd $(DESTDIR)/usr/share/zsh/vendor-completions/_pnapd
+	install -D -m 0644 $(BIN)/pnapd.8 $(DESTDIR)/usr/share/man/man8/pnapd.8
 	install -D -m 0644 configs/pnapd.service $(DESTDIR)/etc/systemd/system/pnapd.service
 	install -D -m 0644 configs/packaging/pnapd.sysusers $(DESTDIR)/usr/lib/sysusers.d/pnapd.conf
 	install -D -m 0644 configs/packaging/pnapd.tmpfiles $(DESTDIR)/usr/lib/tmpfiles.d/pnapd.conf
@@ -124,8 +136,9 @@ install: build
 # $(BIN)/pnapd_VERSION_amd64.deb.
 NFPM        ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 DEB_VERSION ?= 0.0~git$(subst -,.,$(VERSION))
-deb: build
+deb: build cli-files
 	mkdir -p $(BIN)/deb
+	gzip -9n < $(BIN)/pnapd.8 > $(BIN)/deb/pnapd.8.gz
 	sed 's|/usr/local/bin/pnapd|/usr/bin/pnapd|g' configs/pnapd.service > $(BIN)/deb/pnapd.service
 	sed 's|$${BIN}|$(abspath $(BIN))|g' configs/packaging/nfpm.yaml > $(BIN)/deb/nfpm.yaml
 	DEB_VERSION=$(DEB_VERSION) $(GO) run $(NFPM) package --config $(BIN)/deb/nfpm.yaml --packager deb --target $(BIN)/

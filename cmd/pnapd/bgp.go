@@ -12,11 +12,7 @@ import (
 // cmdBGP prints every BGP session of a running pnapd, like birdc's
 // "show protocols": state, uptime, and per family what the peer sent,
 // what pnapd took and holds, and what it announces.
-func cmdBGP(args []string, stdout, stderr io.Writer) error {
-	c, _, asJSON, err := clientCommand("bgp", "pnapd bgp [-c FILE | --api ADDR] [--json]", 0, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdBGP(c *apiClient, _ []string, asJSON bool, stdout io.Writer) error {
 	var ss []daemon.BGPSession
 	raw, err := c.do("GET", "/v1/bgp", nil, &ss)
 	if err != nil {

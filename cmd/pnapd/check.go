@@ -1,6 +1,7 @@
 package main
 
 import (
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,24 +11,21 @@ import (
 	"github.com/pnap-project/pnap/daemon"
 )
 
-func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check", "pnapd check -c FILE [--host]", stderr)
-	cpath := fs.String("c", "", "configuration `file` (TOML)")
+func defineCheck(fs *flag.FlagSet) action {
+	cpath := configFlag(fs)
 	onHost := fs.Bool("host", false, "also check against this host: interfaces exist, their addresses match the configuration, gateways are on a connected subnet")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(args []string, _ io.Reader, stdout, _ io.Writer) error {
+		cfg, err := needConfig(fs, *cpath, args)
+		if err != nil {
+			return err
+		}
+		return check(cfg, *cpath, *onHost, stdout)
 	}
-	if *cpath == "" {
-		fmt.Fprintln(stderr, "pnapd check: -c FILE is required")
-		fs.Usage()
-		return errUsage
-	}
-	cfg, err := daemon.LoadConfig(*cpath)
-	if err != nil {
-		return err
-	}
-	path := *cpath
-	if *onHost {
+}
+
+// check loads the configuration's routes, as run would, and reports them.
+func check(cfg *configs.Config, path string, onHost bool, stdout io.Writer) error {
+	if onHost {
 		if err := daemon.CheckHost(cfg); err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
@@ -51,21 +49,23 @@ func cmdCheck(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// configCommand parses the flags of a command whose only flag is -c FILE and
-// loads that configuration.
-func configCommand(name string, args []string, stderr io.Writer) (*configs.Config, string, error) {
-	fs := newFlags(name, "pnapd "+name+" -c FILE", stderr)
-	path := fs.String("c", "", "configuration `file` (TOML)")
-	if err := parse(fs, args); err != nil {
-		return nil, "", err
+// configFlag adds -c FILE, the configuration of an offline command.
+func configFlag(fs *flag.FlagSet) *string {
+	return fs.String("c", "", "configuration `file` (TOML)")
+}
+
+// needConfig refuses arguments and a missing -c FILE, and loads the
+// configuration.
+func needConfig(fs *flag.FlagSet, path string, args []string) (*configs.Config, error) {
+	if err := noArgs(fs, args); err != nil {
+		return nil, err
 	}
-	if *path == "" {
-		fmt.Fprintf(stderr, "pnapd %s: -c FILE is required\n", name)
+	if path == "" {
+		fmt.Fprintf(fs.Output(), "pnapd %s: -c FILE is required\n", fs.Name())
 		fs.Usage()
-		return nil, "", errUsage
+		return nil, errUsage
 	}
-	cfg, err := daemon.LoadConfig(*path)
-	return cfg, *path, err
+	return daemon.LoadConfig(path)
 }
 
 // humanBytes prints n in KiB below a MiB and in MiB above.

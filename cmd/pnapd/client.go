@@ -32,13 +32,47 @@ type apiClient struct {
 	http  *http.Client
 }
 
-// clientFlags adds the flags every client command takes.
-func clientFlags(fs *flag.FlagSet) (cfg, api, token *string, asJSON *bool) {
-	cfg = fs.String("c", defaultConfig, "configuration `file` whose [api] says where pnapd listens")
-	api = fs.String("api", "", "pnapd's API: host:port or unix:/path (overrides -c)")
-	token = fs.String("token", "", "bearer token (default: [api] token, or $PNAPD_TOKEN)")
-	asJSON = fs.Bool("json", false, "print the API's JSON as it is")
-	return
+// clientFlags are the flags every client command takes.
+type clientFlags struct {
+	cfg, api, token string
+	asJSON          bool
+}
+
+func addClientFlags(fs *flag.FlagSet) *clientFlags {
+	f := new(clientFlags)
+	fs.StringVar(&f.cfg, "c", defaultConfig, "configuration `file` whose [api] says where pnapd listens")
+	fs.StringVar(&f.api, "api", "", "pnapd's API: host:port or unix:/path (overrides -c)")
+	fs.StringVar(&f.token, "token", "", "bearer token (default: [api] token, or $PNAPD_TOKEN)")
+	fs.BoolVar(&f.asJSON, "json", false, "print the API's JSON as it is")
+	return f
+}
+
+func (f *clientFlags) client() (*apiClient, error) {
+	return newAPIClient(f.cfg, f.api, f.token)
+}
+
+// clientOnly defines a client command whose flags are clientFlags alone:
+// do gets the client, least to most arguments, and --json.
+func clientOnly(least, most int, do func(c *apiClient, args []string, asJSON bool, stdout io.Writer) error) func(*flag.FlagSet) action {
+	return func(fs *flag.FlagSet) action {
+		f := addClientFlags(fs)
+		return func(args []string, _ io.Reader, stdout, _ io.Writer) error {
+			if len(args) < least || len(args) > most {
+				want := fmt.Sprint(most)
+				if least != most {
+					want = fmt.Sprintf("%d to %d", least, most)
+				}
+				fmt.Fprintf(fs.Output(), "pnapd %s: want %s argument(s), got %d\n", fs.Name(), want, len(args))
+				fs.Usage()
+				return errUsage
+			}
+			c, err := f.client()
+			if err != nil {
+				return err
+			}
+			return do(c, args, f.asJSON, stdout)
+		}
+	}
 }
 
 func newAPIClient(cfgPath, api, token string) (*apiClient, error) {
@@ -120,43 +154,7 @@ func (c *apiClient) do(method, path string, body any, out any) ([]byte, error) {
 	return raw, nil
 }
 
-// clientCommandUpTo is clientCommand for commands whose last nargs
-// arguments are optional: it wants at most nargs.
-func clientCommandUpTo(name, synopsis string, nargs int, args []string, stderr io.Writer) (*apiClient, []string, bool, error) {
-	return clientCommandArgs(name, synopsis, 0, nargs, args, stderr)
-}
-
-// clientCommand parses a client command's flags, wants exactly nargs
-// positional arguments, and returns the client.
-func clientCommand(name, synopsis string, nargs int, args []string, stderr io.Writer) (*apiClient, []string, bool, error) {
-	return clientCommandArgs(name, synopsis, nargs, nargs, args, stderr)
-}
-
-func clientCommandArgs(name, synopsis string, least, most int, args []string, stderr io.Writer) (*apiClient, []string, bool, error) {
-	fs := newFlags(name, synopsis, stderr)
-	cfg, api, token, asJSON := clientFlags(fs)
-	rest, err := parseAnywhere(fs, args)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	if len(rest) < least || len(rest) > most {
-		want := fmt.Sprint(most)
-		if least != most {
-			want = fmt.Sprintf("%d to %d", least, most)
-		}
-		fmt.Fprintf(stderr, "pnapd %s: want %s argument(s), got %d\n", name, want, len(rest))
-		fs.Usage()
-		return nil, nil, false, errUsage
-	}
-	c, err := newAPIClient(*cfg, *api, *token)
-	return c, rest, *asJSON, err
-}
-
-func cmdStatus(args []string, stdout, stderr io.Writer) error {
-	c, _, asJSON, err := clientCommand("status", "pnapd status [-c FILE | --api ADDR] [--json]", 0, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdStatus(c *apiClient, _ []string, asJSON bool, stdout io.Writer) error {
 	var st daemon.Status
 	raw, err := c.do("GET", "/v1/status", nil, &st)
 	if err != nil {
@@ -203,13 +201,9 @@ func cmdStatus(args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-func cmdFIBShow(args []string, stdout, stderr io.Writer) error {
-	c, rest, asJSON, err := clientCommand("fib show", "pnapd fib show [-c FILE | --api ADDR] ADDRESS", 1, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdFIBShow(c *apiClient, args []string, asJSON bool, stdout io.Writer) error {
 	var j daemon.FIBAnswer
-	raw, err := c.do("GET", "/v1/fib?addr="+url.QueryEscape(rest[0]), nil, &j)
+	raw, err := c.do("GET", "/v1/fib?addr="+url.QueryEscape(args[0]), nil, &j)
 	if err != nil {
 		return err
 	}
@@ -221,23 +215,28 @@ func cmdFIBShow(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdDecisions(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("decisions", "pnapd decisions [-c FILE | --api ADDR] [-n N]", stderr)
-	cfg, api, token, asJSON := clientFlags(fs)
+func defineDecisions(fs *flag.FlagSet) action {
+	f := addClientFlags(fs)
 	n := fs.Int("n", 20, "how many of the newest decisions")
-	if err := parse(fs, args); err != nil {
-		return err
+	return func(args []string, _ io.Reader, stdout, _ io.Writer) error {
+		if err := noArgs(fs, args); err != nil {
+			return err
+		}
+		c, err := f.client()
+		if err != nil {
+			return err
+		}
+		return cmdDecisions(c, *n, f.asJSON, stdout)
 	}
-	c, err := newAPIClient(*cfg, *api, *token)
-	if err != nil {
-		return err
-	}
+}
+
+func cmdDecisions(c *apiClient, n int, asJSON bool, stdout io.Writer) error {
 	var ds []daemon.Decision
-	raw, err := c.do("GET", fmt.Sprintf("/v1/decisions?limit=%d", *n), nil, &ds)
+	raw, err := c.do("GET", fmt.Sprintf("/v1/decisions?limit=%d", n), nil, &ds)
 	if err != nil {
 		return err
 	}
-	if *asJSON {
+	if asJSON {
 		stdout.Write(raw)
 		return nil
 	}
@@ -249,11 +248,7 @@ func cmdDecisions(args []string, stdout, stderr io.Writer) error {
 	return tw.Flush()
 }
 
-func cmdPin(args []string, stdout, stderr io.Writer) error {
-	c, rest, _, err := clientCommand("pin", "pnapd pin [-c FILE | --api ADDR] PREFIX BACKBONE", 2, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdPin(c *apiClient, rest []string, _ bool, stdout io.Writer) error {
 	if _, err := c.do("POST", "/v1/pins", daemon.Pin{Prefix: rest[0], Backbone: rest[1]}, nil); err != nil {
 		return err
 	}
@@ -261,11 +256,7 @@ func cmdPin(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdUnpin(args []string, stdout, stderr io.Writer) error {
-	c, rest, _, err := clientCommand("unpin", "pnapd unpin [-c FILE | --api ADDR] PREFIX", 1, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdUnpin(c *apiClient, rest []string, _ bool, stdout io.Writer) error {
 	if _, err := c.do("DELETE", "/v1/pins?prefix="+url.QueryEscape(rest[0]), nil, nil); err != nil {
 		return err
 	}
@@ -276,11 +267,7 @@ func cmdUnpin(args []string, stdout, stderr io.Writer) error {
 // cmdReload is what `systemctl reload pnapd` runs: it applies the
 // configuration file as SIGHUP would and fails, with pnapd's reason, when
 // pnapd refuses it.
-func cmdReload(args []string, stdout, stderr io.Writer) error {
-	c, _, asJSON, err := clientCommand("reload", "pnapd reload [-c FILE | --api ADDR]", 0, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdReload(c *apiClient, _ []string, asJSON bool, stdout io.Writer) error {
 	// A reload reads every changed route source: a full table takes
 	// seconds, several take longer than the other commands wait.
 	c.http.Timeout = 90 * time.Second
@@ -300,11 +287,7 @@ func cmdReload(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-func cmdPins(args []string, stdout, stderr io.Writer) error {
-	c, _, asJSON, err := clientCommand("pins", "pnapd pins [-c FILE | --api ADDR]", 0, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdPins(c *apiClient, _ []string, asJSON bool, stdout io.Writer) error {
 	var pins []daemon.Pin
 	raw, err := c.do("GET", "/v1/pins", nil, &pins)
 	if err != nil || asJSON {
@@ -321,12 +304,7 @@ func cmdPins(args []string, stdout, stderr io.Writer) error {
 
 // cmdMeasurements prints what probes know of the busiest prefixes, or of
 // one: per backbone, RTT percentiles, loss and samples.
-func cmdMeasurements(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "pnapd measurements [-c FILE | --api ADDR] [PREFIX]"
-	c, rest, asJSON, err := clientCommandUpTo("measurements", synopsis, 1, args, stderr)
-	if err != nil {
-		return err
-	}
+func cmdMeasurements(c *apiClient, rest []string, asJSON bool, stdout io.Writer) error {
 	var ms []daemon.Measurement
 	if _, err := c.do("GET", "/v1/measurements?limit=100000", nil, &ms); err != nil {
 		return err
@@ -357,31 +335,31 @@ func cmdMeasurements(args []string, stdout, stderr io.Writer) error {
 }
 
 // cmdRoutes lists what a backbone holds, like birdc show route protocol X.
-func cmdRoutes(args []string, stdout, stderr io.Writer) error {
-	const synopsis = "pnapd routes [-c FILE | --api ADDR] [-n N] BACKBONE [PREFIX]"
-	fs := newFlags("routes", synopsis, stderr)
-	cfg, api, token, asJSON := clientFlags(fs)
+func defineRoutes(fs *flag.FlagSet) action {
+	f := addClientFlags(fs)
 	n := fs.Int("n", 1000, "at most this many routes")
-	rest, err := parseAnywhere(fs, args)
-	if err != nil {
-		return err
+	return func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+		if len(args) < 1 || len(args) > 2 {
+			fmt.Fprintf(stderr, "pnapd routes: want BACKBONE and at most one PREFIX, got %d argument(s)\n", len(args))
+			fs.Usage()
+			return errUsage
+		}
+		c, err := f.client()
+		if err != nil {
+			return err
+		}
+		return cmdRoutes(c, args, *n, f.asJSON, stdout)
 	}
-	if len(rest) < 1 || len(rest) > 2 {
-		fmt.Fprintf(stderr, "pnapd routes: want BACKBONE and at most one PREFIX, got %d argument(s)\n", len(rest))
-		fs.Usage()
-		return errUsage
-	}
-	c, err := newAPIClient(*cfg, *api, *token)
-	if err != nil {
-		return err
-	}
-	q := url.Values{"backbone": {rest[0]}, "limit": {fmt.Sprint(*n)}}
+}
+
+func cmdRoutes(c *apiClient, rest []string, n int, asJSON bool, stdout io.Writer) error {
+	q := url.Values{"backbone": {rest[0]}, "limit": {fmt.Sprint(n)}}
 	if len(rest) == 2 {
 		q.Set("prefix", rest[1])
 	}
 	var rs []daemon.RouteEntry
 	raw, err := c.do("GET", "/v1/routes?"+q.Encode(), nil, &rs)
-	if err != nil || *asJSON {
+	if err != nil || asJSON {
 		stdout.Write(raw)
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,54 +22,49 @@ type stringList []string
 func (s *stringList) String() string     { return strings.Join(*s, ",") }
 func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
 
-func cmdFIB(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	const synopsis = "pnapd fib lookup (--routes FILE [--routes FILE ...] | -c CONFIG) [--backbone] < addresses\n       pnapd fib show [-c FILE | --api ADDR] ADDRESS"
-	if len(args) > 0 && args[0] == "show" {
-		return cmdFIBShow(args[1:], stdout, stderr)
-	}
-	if len(args) == 0 || args[0] != "lookup" {
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
-			fmt.Fprintf(stdout, "Usage: %s\n", synopsis)
-			return nil
-		}
-		fmt.Fprintf(stderr, "Usage: %s\n", synopsis)
-		return errUsage
-	}
-	fs := newFlags("fib lookup", synopsis+`
-
-Reads addresses from stdin, one per line, and writes "ADDRESS PREFIX" per
+const fibLookupHelp = `Reads addresses from stdin, one per line, and writes "ADDRESS PREFIX" per
 line: the longest match across all route files (or the configuration's
 backbones), "-" when none matches. Blank lines and lines starting with '#'
 are skipped. A line that is not an address stops the run with its line
-number and exit status 1.`, stderr)
+number and exit status 1.`
+
+func defineFIBLookup(fs *flag.FlagSet) action {
 	var files stringList
 	fs.Var(&files, "routes", "route `file` (text prefixes, plain or gzip); repeat for more")
 	cfgPath := fs.String("c", "", "take routes from this configuration `file` instead")
 	showBackbone := fs.Bool("backbone", false, "add a third column: the backbone selected for the prefix")
-	if err := parse(fs, args[1:]); err != nil {
-		return err
-	}
-	if (len(files) == 0) == (*cfgPath == "") {
-		fmt.Fprintln(stderr, "pnapd fib lookup: give either --routes FILE (one or more) or -c CONFIG")
-		fs.Usage()
-		return errUsage
-	}
-	var f *fib.FIB
-	if *cfgPath != "" {
-		cfg, err := daemon.LoadConfig(*cfgPath)
+	return func(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+		if err := noArgs(fs, args); err != nil {
+			return err
+		}
+		if (len(files) == 0) == (*cfgPath == "") {
+			fmt.Fprintln(stderr, "pnapd fib lookup: give either --routes FILE (one or more) or -c CONFIG")
+			fs.Usage()
+			return errUsage
+		}
+		f, err := lookupFIB(files, *cfgPath)
 		if err != nil {
 			return err
 		}
-		if f, _, err = daemon.LoadFIB(cfg, slog.New(slog.DiscardHandler)); err != nil {
-			return fmt.Errorf("%s: %w", *cfgPath, err)
-		}
-	} else {
-		var err error
-		if f, err = fibFromFiles(files); err != nil {
-			return err
-		}
+		return lookupStream(f, stdin, stdout, *showBackbone)
 	}
-	return lookupStream(f, stdin, stdout, *showBackbone)
+}
+
+// lookupFIB loads the FIB fib lookup answers from: the route files, or
+// the configuration's backbones.
+func lookupFIB(files []string, cfgPath string) (*fib.FIB, error) {
+	if cfgPath == "" {
+		return fibFromFiles(files)
+	}
+	cfg, err := daemon.LoadConfig(cfgPath)
+	if err != nil {
+		return nil, err
+	}
+	f, _, err := daemon.LoadFIB(cfg, slog.New(slog.DiscardHandler))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", cfgPath, err)
+	}
+	return f, nil
 }
 
 // fibFromFiles makes one backbone per route file, named after the file.

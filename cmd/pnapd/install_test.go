@@ -10,8 +10,9 @@ import (
 )
 
 // make install stages what a host needs: the binary the unit starts, the
-// unit, the sysusers.d and tmpfiles.d entries, an example configuration
-// that passes check, and it never overwrites an operator's configuration.
+// unit, the sysusers.d and tmpfiles.d entries, the completions and the man
+// page, an example configuration that passes check, and it never
+// overwrites an operator's configuration.
 func TestMakeInstall(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds pnapd")
@@ -31,17 +32,32 @@ func TestMakeInstall(t *testing.T) {
 	}
 	install()
 	for path, mode := range map[string]os.FileMode{
-		"usr/local/bin/pnapd":                        0o755,
-		"etc/systemd/system/pnapd.service":           0o644,
-		"usr/lib/sysusers.d/pnapd.conf":              0o644,
-		"usr/lib/tmpfiles.d/pnapd.conf":              0o644,
-		"usr/share/doc/pnapd/pnapd.toml.example":     0o644,
-		"usr/share/doc/pnapd/grafana-dashboard.json": 0o644,
-		"etc/pnapd/pnapd.toml":                       0o640,
+		"usr/local/bin/pnapd":                         0o755,
+		"etc/systemd/system/pnapd.service":            0o644,
+		"usr/lib/sysusers.d/pnapd.conf":               0o644,
+		"usr/lib/tmpfiles.d/pnapd.conf":               0o644,
+		"usr/share/doc/pnapd/pnapd.toml.example":      0o644,
+		"usr/share/doc/pnapd/grafana-dashboard.json":  0o644,
+		"etc/pnapd/pnapd.toml":                        0o640,
+		"usr/share/bash-completion/completions/pnapd": 0o644,
+		"usr/share/zsh/vendor-completions/_pnapd":     0o644,
+		"usr/share/man/man8/pnapd.8":                  0o644,
 	} {
 		st, err := os.Stat(filepath.Join(dest, path))
 		if err != nil || st.Mode().Perm() != mode {
 			t.Errorf("%s: %v, mode %v, want %v", path, err, st.Mode().Perm(), mode)
+		}
+	}
+	// The completions and the man page are what the installed pnapd prints.
+	for path, args := range map[string][]string{
+		"usr/share/bash-completion/completions/pnapd": {"completion", "bash"},
+		"usr/share/zsh/vendor-completions/_pnapd":     {"completion", "zsh"},
+		"usr/share/man/man8/pnapd.8":                  {"man"},
+	} {
+		want, err := exec.Command(filepath.Join(dest, "usr/local/bin/pnapd"), args...).Output()
+		got, _ := os.ReadFile(filepath.Join(dest, path))
+		if err != nil || len(want) == 0 || string(got) != string(want) {
+			t.Errorf("%s is not what pnapd %s prints (%v)", path, strings.Join(args, " "), err)
 		}
 	}
 	// The unit starts the binary where make install put it.
@@ -101,7 +117,8 @@ func TestMakeDeb(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"./usr/bin/pnapd", "./lib/systemd/system/pnapd.service", "./usr/lib/sysusers.d/pnapd.conf", "./usr/lib/tmpfiles.d/pnapd.conf", "./etc/pnapd/pnapd.toml"} {
+	for _, want := range []string{"./usr/bin/pnapd", "./lib/systemd/system/pnapd.service", "./usr/lib/sysusers.d/pnapd.conf", "./usr/lib/tmpfiles.d/pnapd.conf", "./etc/pnapd/pnapd.toml",
+		"./usr/share/bash-completion/completions/pnapd", "./usr/share/zsh/vendor-completions/_pnapd", "./usr/share/man/man8/pnapd.8.gz"} {
 		if !strings.Contains(string(contents), want+"\n") {
 			t.Errorf("the package lacks %s:\n%s", want, contents)
 		}
@@ -109,6 +126,15 @@ func TestMakeDeb(t *testing.T) {
 	x := t.TempDir()
 	if out, err := exec.Command("dpkg-deb", "-x", debs[0], x).CombinedOutput(); err != nil {
 		t.Fatalf("dpkg-deb -x: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(string(contents), "\n") {
+		generated := strings.HasSuffix(line, "/completions/pnapd") || strings.HasSuffix(line, "/_pnapd") || strings.HasSuffix(line, "/pnapd.8.gz")
+		if generated && !strings.HasPrefix(line, "-rw-r--r-- ") {
+			t.Errorf("not mode 0644: %s", line)
+		}
+	}
+	if out, err := exec.Command("gzip", "-dc", filepath.Join(x, "usr/share/man/man8/pnapd.8.gz")).Output(); err != nil || !strings.Contains(string(out), "\n.TH PNAPD 8 ") {
+		t.Errorf("the packaged man page: %v\n%.200s", err, out)
 	}
 	unit, _ := os.ReadFile(filepath.Join(x, "lib/systemd/system/pnapd.service"))
 	if !strings.Contains(string(unit), "ExecStart=/usr/bin/pnapd run") || strings.Contains(string(unit), "/usr/local/") {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -9,14 +10,23 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/pnap-project/pnap/configs"
 	"github.com/pnap-project/pnap/daemon"
 )
 
-func cmdRun(args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := configCommand("run", args, stderr)
-	if err != nil {
-		return err
+func defineRun(fs *flag.FlagSet) action {
+	path := configFlag(fs)
+	return func(args []string, _ io.Reader, _, stderr io.Writer) error {
+		cfg, err := needConfig(fs, *path, args)
+		if err != nil {
+			return err
+		}
+		return runDaemon(cfg, stderr)
 	}
+}
+
+// runDaemon runs pnapd until SIGINT or SIGTERM, with SIGHUP as a reload.
+func runDaemon(cfg *configs.Config, stderr io.Writer) error {
 	// Signals before anything is attached, so that a SIGTERM during start-up
 	// still releases what was attached, and an early SIGHUP does not kill
 	// pnapd.
