@@ -26,7 +26,8 @@ type Options struct {
 	Prefixes   int      // destination prefixes served behind every backbone (each family)
 	RouteFiles []string // full tables every backbone also holds (none: only the served prefixes)
 	Delays     []time.Duration
-	Pnapd      string // the pnapd binary
+	Jitter     time.Duration // on every backbone's way out from the start
+	Pnapd      string        // the pnapd binary
 	// Optimizer settings written to pnapd's configuration.
 	Window, ProbeInterval, OptimizerInterval, HoldDown time.Duration
 }
@@ -91,7 +92,7 @@ func Build(tb testing.TB, opt Options) *Lab {
 			l.Internet.AddRoute(tb, "0.0.0.0/0", "198.18.110.1")
 			l.Internet.AddRoute(tb, "::/0", "2001:2:0:110::1")
 		}
-		if err := bb.Emu.Set(emu.Params{Delay: opt.Delays[i]}, emu.Params{}); err != nil {
+		if err := bb.Emu.Set(emu.Params{Delay: opt.Delays[i], Jitter: l.jitter(i)}, emu.Params{}); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -109,6 +110,11 @@ func Build(tb testing.TB, opt Options) *Lab {
 	l.startPnapd(tb, conf)
 	return l
 }
+
+// jitter is backbone i's jitter at the start: Options.Jitter, less where
+// it would exceed the delay (the emulator refuses nothing, but a delay
+// cannot go below 0).
+func (l *Lab) jitter(i int) time.Duration { return min(l.Opt.Jitter, l.Opt.Delays[i]) }
 
 func (l *Lab) config(sock string) string {
 	x, o := l.X, l.Opt

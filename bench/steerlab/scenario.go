@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -17,45 +18,64 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// Shift is a change of the emulated backbones at some time into the run.
+// Shift is a change of one emulated backbone at some time into the run:
+// its way out (Delay, Jitter, Loss) and its way back (Return). In this lab
+// every answer comes back through bb-0 (the Internet's one way home), so
+// only bb-0's Return changes what anyone sees, and it changes it for every
+// backbone alike.
 type Shift struct {
-	At    time.Duration
-	Index int // backbone
-	Delay time.Duration
-	Loss  float64
-	Say   string
+	At     time.Duration
+	Index  int // backbone
+	Delay  time.Duration
+	Jitter time.Duration
+	Loss   float64
+	Return emu.Params
+	Say    string
 }
 
-// Second is what the demo saw in one second of the run.
+// Second is what the run saw in one second.
 type Second struct {
 	T        time.Duration
 	RTT      map[string]float64 // pnapd's measured median per backbone
 	Carried  map[string]int     // served prefixes per backbone
 	FlowsRTT time.Duration      // customer's mean RTT that second
+	Oracle   []OracleSample     // the oracle's measurement of every backbone then
 	Resteers int
 }
 
 // Result sums up a run.
 type Result struct {
-	Seconds        []Second
-	MeanRTT        time.Duration            // the customer's flows
-	StaticRTT      map[string]time.Duration // had every flow stayed on one backbone
-	OracleRTT      time.Duration            // the best backbone at every moment
+	Seconds []Second
+	MeanRTT time.Duration // the customer's flows through pnap
+	P95RTT  time.Duration
+	// StaticRTT is what the flows would have seen had every one stayed on
+	// one backbone, OracleRTT on the best backbone at every moment: both
+	// from the oracle's measurements at each exchange (see Oracle).
+	StaticRTT      map[string]time.Duration
+	OracleRTT      time.Duration
 	Resteers       int
-	ResteerAfter   []time.Duration // per shift: until ≥ 90 % of prefixes were on the new best; -1 never
+	ResteerAfter   []time.Duration // per shift: until ≥ 90 % of prefixes were on the new best; -1 never; 0 when the best did not change
+	Moves          int             // selection changes the shifts called for (a prefix's move to a new best)
 	Broken         int64
 	UDPLost, UDPOf int64
 }
 
+// Flaps are the selection changes beyond those the shifts called for.
+func (r Result) Flaps() int { return max(0, r.Resteers-r.Moves) }
+
 // Run drives lab through the shifts for total, printing a line a second to
-// w, and returns what happened.
+// w, and returns what happened. The oracle measures every backbone
+// meanwhile.
 func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer) Result {
 	tb.Helper()
-	sc := &scenario{tb: tb, l: l, shifts: shifts, w: w, delays: append([]time.Duration(nil), l.Opt.Delays...),
-		pending: map[int]time.Time{}, say: "start", lastLine: -1}
+	sc := &scenario{tb: tb, l: l, shifts: shifts, w: w, pending: map[int]time.Time{}, say: "start", lastLine: -1}
+	for i, d := range l.Opt.Delays {
+		sc.out = append(sc.out, emu.Params{Delay: d, Jitter: l.jitter(i)})
+	}
+	sc.best = sc.bestNow()
 	sc.flows = StartFlows(tb, l.X.Source, l.Dests)
+	sc.oracle = StartOracle(tb, l, 20*time.Millisecond)
 	sc.start = time.Now()
-	sc.history = []change{{sc.start, append([]time.Duration(nil), sc.delays...)}}
 	sc.res.ResteerAfter = make([]time.Duration, len(shifts))
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
@@ -69,6 +89,7 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 		}
 	}
 	sc.flows.Stop()
+	sc.oracle.Stop()
 	for i := range shifts {
 		if _, ok := sc.pending[i]; ok {
 			sc.res.ResteerAfter[i] = -1
@@ -81,12 +102,6 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 	return sc.res
 }
 
-// change is the emulated delays in force from at on.
-type change struct {
-	at     time.Time
-	delays []time.Duration
-}
-
 // scenario is one Run under way.
 type scenario struct {
 	tb       testing.TB
@@ -94,28 +109,49 @@ type scenario struct {
 	shifts   []Shift
 	w        io.Writer
 	flows    *Flows
+	oracle   *Oracle
 	start    time.Time
-	delays   []time.Duration // the emulated delays now
-	history  []change
-	pending  map[int]time.Time // shift index -> when applied, until re-steered
-	next     int               // the next shift to apply
-	say      string            // the last shift's words, on every line
-	lastLine time.Duration     // the second of the last line printed
+	out      []emu.Params // every backbone's way out now
+	best     int          // the best backbone by the emulation's settings now
+	pending  map[int]time.Time
+	next     int           // the next shift to apply
+	say      string        // the last shift's words, on every line
+	lastLine time.Duration // the second of the last line printed
 	res      Result
 }
 
+// bestNow is the backbone whose way out costs least as set: its delay
+// plus its loss at retransmitCost, as the oracle counts.
+func (sc *scenario) bestNow() int {
+	best, cost := 0, time.Duration(1<<63-1)
+	for i, p := range sc.out {
+		c := p.Delay + time.Duration(p.Loss*float64(retransmitCost))
+		if p.Loss >= 1 {
+			c = 1<<63 - 1
+		}
+		if c < cost {
+			best, cost = i, c
+		}
+	}
+	return best
+}
+
 // applyShifts applies the shifts due el into the run: the emulator's new
-// delay and loss, the history, and a line saying so.
+// settings, the new best backbone (whose prefixes are then awaited), and
+// a line saying so.
 func (sc *scenario) applyShifts(el time.Duration) {
 	for sc.next < len(sc.shifts) && el >= sc.shifts[sc.next].At {
 		s := sc.shifts[sc.next]
 		bb := sc.l.X.Backbones[s.Index]
-		if err := bb.Emu.Set(emu.Params{Delay: s.Delay, Loss: s.Loss}, emu.Params{}); err != nil {
+		sc.out[s.Index] = emu.Params{Delay: s.Delay, Jitter: s.Jitter, Loss: s.Loss}
+		if err := bb.Emu.Set(sc.out[s.Index], s.Return); err != nil {
 			sc.tb.Fatal(err)
 		}
-		sc.delays[s.Index] = s.Delay
-		sc.history = append(sc.history, change{time.Now(), append([]time.Duration(nil), sc.delays...)})
-		sc.pending[sc.next] = time.Now()
+		if b := sc.bestNow(); b != sc.best {
+			sc.best = b
+			sc.pending[sc.next] = time.Now()
+			sc.res.Moves += len(sc.l.Prefix)
+		}
 		sc.say = s.Say
 		fmt.Fprintf(sc.w, "  %5.1fs  >>> %s\n", el.Seconds(), s.Say)
 		sc.next++
@@ -134,9 +170,8 @@ func (sc *scenario) carried() map[string]int {
 	for _, b := range sel {
 		carried[b]++
 	}
-	best := sc.l.Backbone[argmin(sc.delays)]
 	for i, at := range sc.pending {
-		if carried[best] >= len(sc.l.Prefix)*9/10 {
+		if carried[sc.l.Backbone[sc.best]] >= len(sc.l.Prefix)*9/10 {
 			sc.res.ResteerAfter[i] = time.Since(at)
 			delete(sc.pending, i)
 		}
@@ -161,48 +196,55 @@ func (sc *scenario) second(now time.Time, el time.Duration, carried map[string]i
 	fmt.Fprintf(sc.w, "  %5.1fs  %s | flows %6.1f ms | re-steers %3d | %s\n", el.Seconds(), strings.Join(parts, " | "), ms(fm), n, sc.say)
 }
 
-// compare sets what the flows saw against each static choice and the
-// oracle, from the emulated delays in force at each exchange.
+// deadCost is what the oracle charges an exchange on a backbone that
+// answered nothing around it: TCP would stall; a number keeps the means
+// finite.
+const deadCost = time.Second
+
+// compare sets what the flows saw, and what they would have seen on each
+// static choice and on the oracle's, from the oracle's measurements
+// around each exchange (100 ms buckets, each measured over ±500 ms).
 func (sc *scenario) compare() {
+	const bucket, span = 100 * time.Millisecond, 500 * time.Millisecond
+	end := time.Now()
+	costs := map[int64][]time.Duration{}
+	costAt := func(t time.Time) []time.Duration {
+		k := int64(t.Sub(sc.start) / bucket)
+		if c, ok := costs[k]; ok {
+			return c
+		}
+		var c []time.Duration
+		for _, s := range sc.oracle.At(sc.start.Add(time.Duration(k)*bucket+bucket/2), span, end) {
+			c = append(c, min(s.Cost(), deadCost))
+		}
+		costs[k] = c
+		return c
+	}
+	for i := range sc.res.Seconds {
+		sc.res.Seconds[i].Oracle = sc.oracle.At(sc.start.Add(sc.res.Seconds[i].T), span, end)
+	}
 	sc.res.StaticRTT = map[string]time.Duration{}
 	var sum, oracle time.Duration
 	static := make([]time.Duration, len(sc.l.Backbone))
 	rtts := sc.flows.RTTs()
+	all := make([]time.Duration, 0, len(rtts))
 	for _, x := range rtts {
-		d := sc.delaysAt(x.At)
+		c := costAt(x.At)
 		sum += x.RTT
-		oracle += d[argmin(d)]
+		all = append(all, x.RTT)
+		oracle += slices.Min(c)
 		for i := range static {
-			static[i] += d[i]
+			static[i] += c[i]
 		}
 	}
 	if n := time.Duration(len(rtts)); n > 0 {
 		sc.res.MeanRTT, sc.res.OracleRTT = sum/n, oracle/n
+		slices.Sort(all)
+		sc.res.P95RTT = all[len(all)*95/100]
 		for i, b := range sc.l.Backbone {
 			sc.res.StaticRTT[b] = static[i] / n
 		}
 	}
-}
-
-// delaysAt are the emulated delays in force at t.
-func (sc *scenario) delaysAt(t time.Time) []time.Duration {
-	d := sc.history[0].delays
-	for _, c := range sc.history {
-		if !t.Before(c.at) {
-			d = c.delays
-		}
-	}
-	return d
-}
-
-func argmin(d []time.Duration) int {
-	best := 0
-	for i := range d {
-		if d[i] < d[best] {
-			best = i
-		}
-	}
-	return best
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }
