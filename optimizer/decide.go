@@ -56,21 +56,33 @@ const (
 
 // fits checks that bps more traffic on b keeps it under its capacity
 // (always) and under its commit (unless the move wins at least
-// CommitWinMs). Load is the larger of the p95 and the last sample, plus
-// what this Step already moved: the p95 lags a move by minutes, and
-// without the last sample moves in consecutive Steps would pile onto a
-// backbone before its p95 noticed.
+// CommitWinMs). Load is the busiest sample of the last recentSpan, plus
+// what this Step already moved. Not the p95: a sample at or under the
+// commit cannot raise a p95 that is over it, and one over it raises it
+// whatever the p95 was, so the p95 only delays a backbone's refilling
+// after it shed load, by as long as its window (minutes) remembers the
+// overshoot (the commit scenario in bench/steerlab kept every prefix off
+// the fastest backbone for the rest of its run). Not the last sample
+// alone: one quiet Step would let moves pile on. Under a commit, moves
+// stop commitHeadroom short of it, while shedding (overCommit) starts only
+// above it: without that band, rate noise around the commit moved prefixes
+// on and off it every few seconds (106 moves in a minute in the commit
+// scenario).
 func (o *Optimizer) fits(b fib.BackboneID, bps, win float64) fit {
 	bb := &o.bb[b]
-	load := max(bb.p95, bb.last) + bb.delta + bps
+	load := bb.recent + bb.delta + bps
 	if bb.capacityBps > 0 && load > bb.capacityBps {
 		return fitCapacity
 	}
-	if bb.commitBps > 0 && load > bb.commitBps && win < o.cfg.commitWinMs {
+	if bb.commitBps > 0 && load > bb.commitBps*(1-commitHeadroom) && win < o.cfg.commitWinMs {
 		return fitCommit
 	}
 	return fitOK
 }
+
+// commitHeadroom is the share of a commit that moves onto its backbone
+// leave free.
+const commitHeadroom = 0.1
 
 func (o *Optimizer) countBlocked(f fit) {
 	switch f {
@@ -302,7 +314,10 @@ func (o *Optimizer) score(now time.Time, ps *probes.PrefixStats, d *decision) bo
 		}
 		return cmp.Or(rank(a)-rank(b), int(a.Backbone)-int(b.Backbone))
 	})
-	d.bps = ps.Traffic * o.cfg.bitsPerPacket
+	d.bps = ps.TrafficBps
+	if d.bps == 0 {
+		d.bps = ps.Traffic * o.cfg.bitsPerPacket // no lengths: a mean packet size
+	}
 	return true
 }
 

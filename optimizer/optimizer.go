@@ -64,6 +64,7 @@ type backbone struct {
 	params
 	rate      rateWindow
 	last, p95 float64 // bits/s as of this Step
+	recent    float64 // bits/s: the busiest sample of the last recentSpan
 	// delta is the traffic, bits/s, this Step has moved onto the backbone
 	// (negative: off it), so that moves within one Step see each other.
 	delta       float64
@@ -288,6 +289,7 @@ func (o *Optimizer) sampleRates() {
 		b.last = bps[fib.BackboneID(i)]
 		b.rate.add(b.last)
 		b.p95 = b.rate.p95(o.rateBuf)
+		b.recent = b.rate.recentMax(max(1, int((recentSpan+o.cfg.interval-1)/o.cfg.interval)))
 		b.delta = 0
 	}
 }

@@ -137,8 +137,8 @@ func TestMaxOverrides(t *testing.T) {
 }
 
 func TestCommitLimit(t *testing.T) {
-	r := limitRig(t, 2, bbB, Backbone{CommitMbps: 100}, 92e6)
-	p, q := pfx(0), pfx(1)
+	r := limitRig(t, 3, bbB, Backbone{CommitMbps: 100}, 92e6)
+	p, q, w := pfx(0), pfx(1), pfx(2)
 	// 10 Mbit/s onto b at 92: 102 > 100. A 10 ms win does not justify it.
 	r.measure(p, 30, 20)
 	r.src.setTraffic(p, 10)
@@ -149,13 +149,23 @@ func TestCommitLimit(t *testing.T) {
 	// A 60 ms win does (CommitWinMs 50).
 	r.measure(p, 130, 70)
 	r.stepExpect(time.Second, p, bbB)
-	// A small prefix that fits under the commit moves on an ordinary win.
+	// A small prefix that fits under the commit, less its 10 % headroom,
+	// moves on an ordinary win: b carries 80 now; 80 + 5 fits under 90.
+	// (b's p95 over the window is still 92 Mbit/s: it does not count.)
 	r.measure(q, 30, 20)
 	r.src.setTraffic(q, 5)
-	r.tr[bbB] = 90e6
+	r.tr[bbB] = 80e6
 	r.step(time.Second)
-	// b's p95 over the window is still 92 Mbit/s: 92 + 5 fits under 100.
+	r.step(time.Second)
 	r.expectSel(q, bbB)
+	// Into the headroom, nothing does: b carries 85 with q; 85 + 8 = 93
+	// is under the commit but over 90.
+	r.tr[bbB] = 85e6
+	r.measure(w, 30, 20)
+	r.src.setTraffic(w, 8)
+	r.step(time.Second)
+	r.step(time.Second)
+	r.expectSel(w, bbA)
 }
 
 func TestCapacityLimit(t *testing.T) {
@@ -458,4 +468,31 @@ func TestRateWindowP95(t *testing.T) {
 	if got := w.p95(scratch); got != 284 { // 15 of 300 free
 		t.Fatalf("p95 = %v, want 284", got)
 	}
+}
+
+// A backbone that shed load to its commit takes traffic back once it
+// carries less again, seconds later, not when its p95 window has
+// forgotten the overshoot: a sample under the commit cannot raise a p95
+// that is over it.
+func TestCommitRefillsAfterShedding(t *testing.T) {
+	r := limitRig(t, 2, bbA, Backbone{CommitMbps: 100}, 120e6)
+	p, q := pfx(0), pfx(1)
+	r.measure(p, 20, 30)
+	r.src.setTraffic(p, 25)
+	r.measure(q, 20, 30)
+	r.src.setTraffic(q, 10)
+	r.step(time.Second)
+	r.expectSel(p, bbB) // 120 - 25 = 95: under
+	r.expectSel(q, bbA)
+	// a now carries 60 (its other traffic went quiet); its p95 over the
+	// window is still 120. p is 10 ms faster on a; 60 + 25 fits under 100.
+	// (Its hold-down, 60 s, over first.)
+	r.tr[bbA] = 60e6
+	r.step(time.Second)
+	r.step(time.Second)
+	r.step(time.Minute)
+	if st := r.o.Backbones()[bbA]; st.P95Bps < 100e6 {
+		t.Fatalf("a's p95 %v fell under the commit: the test proves nothing", st.P95Bps)
+	}
+	r.expectSel(p, bbA)
 }

@@ -1,6 +1,14 @@
 package optimizer
 
-import "slices"
+import (
+	"slices"
+	"time"
+)
+
+// recentSpan is how much of a backbone's rate history admission looks at
+// (fits): long enough to cover a Step or two of sampling noise, short
+// enough that a backbone that shed load can take traffic back soon after.
+const recentSpan = 2 * time.Second
 
 // rateWindow keeps a backbone's last samples of its carried rate (one per
 // Step) and estimates their 95th percentile the way burstable billing does:
@@ -34,4 +42,14 @@ func (w *rateWindow) p95(scratch []float64) float64 {
 	slices.Sort(s)
 	k := (w.n*95+99)/100 - 1 // ceil(0.95 n) - 1
 	return s[k]
+}
+
+// recentMax is the largest of the last k samples (all there are, if fewer).
+func (w *rateWindow) recentMax(k int) float64 {
+	k = min(k, w.n)
+	m := 0.0
+	for i := 1; i <= k; i++ {
+		m = max(m, w.samples[(w.next-i+len(w.samples))%len(w.samples)])
+	}
+	return m
 }
