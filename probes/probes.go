@@ -253,7 +253,9 @@ func (p *Probes) takeReplies() {
 func (p *Probes) sweep(now int64) {
 	p.traffic.Expire(now)
 	p.store.Sweep()
-	p.store.setTraffic(func(r fib.RouteID) float64 { return p.traffic.Rate(r, now) })
+	p.store.setTraffic(func(r fib.RouteID) (float64, float64) {
+		return p.traffic.Rate(r, now), 8 * p.traffic.ByteRate(r, now)
+	})
 	p.c.trafficRoutes.Store(int64(p.traffic.Len()))
 	p.c.trafficEvicted.Store(p.traffic.evicted)
 	if p.prober != nil {

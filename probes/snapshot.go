@@ -55,6 +55,9 @@ type PrefixStats struct {
 	// Traffic is the prefix's estimated forwarded packets per second (from
 	// the traffic samples), which ranks prefixes for active probing.
 	Traffic float64
+	// TrafficBps is the same in bits per second, from the sampled packets'
+	// lengths; 0 when unknown.
+	TrafficBps float64
 }
 
 // Snapshot is a consistent copy of the store at one moment, safe to read

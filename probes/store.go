@@ -79,9 +79,12 @@ type routeRec struct {
 	route   fib.RouteID
 	prefix  netip.Prefix
 	traffic float64
-	idx     int // in Store.list
-	pairs   [fib.MaxBackbones]*pair
-	n       int
+	// trafficBps is the same traffic in bits per second; 0 where only a
+	// packet rate was set (SetTraffic).
+	trafficBps float64
+	idx        int // in Store.list
+	pairs      [fib.MaxBackbones]*pair
+	n          int
 }
 
 // counts are one half-window's (or the whole window's) tallies.
@@ -241,12 +244,13 @@ func (s *Store) SetTraffic(r fib.RouteID, pps float64) {
 	s.mu.Unlock()
 }
 
-// setTraffic sets every route's traffic estimate from rate.
-func (s *Store) setTraffic(rate func(fib.RouteID) float64) {
+// setTraffic sets every route's traffic estimates from rate, which
+// returns packets and bits per second.
+func (s *Store) setTraffic(rate func(fib.RouteID) (pps, bps float64)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, rec := range s.list {
-		rec.traffic = rate(rec.route)
+		rec.traffic, rec.trafficBps = rate(rec.route)
 	}
 }
 
@@ -447,7 +451,7 @@ func (s *Store) Snapshot() Snapshot {
 		Backbones: make(map[fib.BackboneID]BackboneStats),
 	}
 	for _, rec := range s.list {
-		ps := PrefixStats{Prefix: rec.prefix, Route: rec.route, Traffic: rec.traffic}
+		ps := PrefixStats{Prefix: rec.prefix, Route: rec.route, Traffic: rec.traffic, TrafficBps: rec.trafficBps}
 		for _, p := range rec.pairs {
 			if p == nil {
 				continue

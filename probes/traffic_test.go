@@ -101,3 +101,21 @@ func TestTrafficCap(t *testing.T) {
 		t.Error("a warmer route or the new one was evicted")
 	}
 }
+
+// A route new to the ranking reads at its rate within seconds, not a time
+// constant (10 s) later, in packets and in bytes.
+func TestTrafficNewRouteReadsItsRate(t *testing.T) {
+	tr := NewTraffic(TrafficOptions{SampleEvery: 10})
+	feed(tr, 1, 100, sec(5), sec(7)) // 2 s of 1000 packets/s of 1500 bytes
+	now := sec(7)
+	if got, want := tr.Rate(1, now), 1000.0; math.Abs(got-want) > want*0.1 {
+		t.Errorf("after 2 s: %.0f packets/s, want %.0f ± 10 %%", got, want)
+	}
+	if got, want := tr.ByteRate(1, now), 1500*1000.0; math.Abs(got-want) > want*0.1 {
+		t.Errorf("after 2 s: %.0f bytes/s, want %.0f ± 10 %%", got, want)
+	}
+	// Quiet for a time constant after 2 s of traffic: it has faded.
+	if got := tr.Rate(1, sec(17)); got > 150 {
+		t.Errorf("10 s after: %.0f packets/s, want it faded under 150", got)
+	}
+}
