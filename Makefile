@@ -27,7 +27,7 @@ BENCHTIME ?= 1s
 
 TRIAL     ?= 500ms
 
-.PHONY: all build cli-files install deb test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo arch clean
+.PHONY: all build cli-files install deb test fuzz soak lint bench bench-fib bench-rfc2544 bench-bgp demo scenarios arch clean
 
 all: build
 
@@ -102,6 +102,18 @@ DEMO_PLOT ?= $(BIN)/demo.png
 demo:
 	@mkdir -p $(dir $(DEMO_PLOT))
 	$(GO) run ./bench/demo -plot $(abspath $(DEMO_PLOT))
+
+# The decision-quality suite (root, about 15 minutes): every scenario of
+# bench/steerlab on a lab of its own, with active probing and in-band
+# samples only, judged against static choices and the hindsight oracle,
+# all measured; writes SCENARIOS_OUT/scenarios.{json,md} and a plot per
+# scenario. SCENARIOS="steady-jitter,commit" runs some; SCENARIO_MODES=active
+# one mode.
+SCENARIOS_OUT  ?= bench/results
+SCENARIOS      ?=
+SCENARIO_MODES ?= active,passive
+scenarios:
+	$(GO) run ./bench/scenarios -out $(SCENARIOS_OUT) -mode $(SCENARIO_MODES) $(if $(SCENARIOS),-only $(SCENARIOS))
 
 # The architecture picture: pnap's packages in layers by import depth, their
 # imports, and the paths of a packet and of a decision, from go list. Left

@@ -93,7 +93,7 @@ func (l *labLayout) pnapdConfig(sock string) string {
 		fmt.Fprintf(&b, "\n  [backbone.bgp]\n  neighbors = [%q]\n  peer_as = %d\n  allow_default = true\n  allow_martians = true\n  max_length_v4 = 32\n  max_length_v6 = 128\n",
 			bb.Gateway4, as)
 	}
-	fmt.Fprintf(&b, "\n[api]\nlisten = \"unix:%s\"\n", sock)
+	fmt.Fprintf(&b, "\n[api]\nlisten = \"unix:%s\"\n\n[state]\ndir = \"\"\n", sock)
 	return b.String()
 }
 

@@ -69,6 +69,40 @@ func StartFlows(tb testing.TB, ns *lab.NS, dests []netip.Addr) *Flows {
 	return f
 }
 
+// StartBulk adds bulk traffic from ns: UDP datagrams of 1200 bytes to
+// every destination's discard port at mbps each, until Stop. It is what
+// fills a commit.
+func (f *Flows) StartBulk(tb testing.TB, ns *lab.NS, dests []netip.Addr, mbps float64) {
+	var c net.PacketConn
+	if err := ns.Do(func() error {
+		var err error
+		c, err = net.ListenPacket("udp", ":0")
+		return err
+	}); err != nil {
+		tb.Fatal(err)
+	}
+	const size = 1200
+	every := time.Duration(float64(time.Second) * size * 8 / (mbps * 1e6))
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		defer c.Close()
+		buf := make([]byte, size)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+			}
+			for _, d := range dests {
+				c.WriteTo(buf, net.UDPAddrFromAddrPort(netip.AddrPortFrom(d, 9)))
+			}
+		}
+	}()
+}
+
 // Stop ends the traffic, waiting a second for the last answers.
 func (f *Flows) Stop() {
 	close(f.stop)

@@ -28,6 +28,11 @@ type Options struct {
 	Delays     []time.Duration
 	Jitter     time.Duration // on every backbone's way out from the start
 	Pnapd      string        // the pnapd binary
+	Passive    bool          // [probes] active = false: in-band samples only
+	// CommitMbps is each backbone's commit_mbps (none where 0); BulkMbps
+	// the bulk traffic to every destination that fills it (StartBulk).
+	CommitMbps []float64
+	BulkMbps   float64
 	// Optimizer settings written to pnapd's configuration.
 	Window, ProbeInterval, OptimizerInterval, HoldDown time.Duration
 }
@@ -128,15 +133,24 @@ func (l *Lab) config(sock string) string {
 	for i, bb := range x.Backbones {
 		fmt.Fprintf(&b, "\n[[backbone]]\nname = %q\ninterface = %q\ngateway_v4 = %q\ngateway_v6 = %q\npreference = %d\nstatic = [%s]\n",
 			bb.Name, bb.Port.Name, bb.Gateway4, bb.Gateway6, 100+10*i, strings.Join(static, ", "))
+		if i < len(o.CommitMbps) && o.CommitMbps[i] > 0 {
+			fmt.Fprintf(&b, "commit_mbps = %g\n", o.CommitMbps[i])
+		}
 		for _, f := range o.RouteFiles {
 			fmt.Fprintf(&b, "\n  [[backbone.route_file]]\n  path = %q\n", f)
 		}
 	}
 	fmt.Fprintf(&b, "\n[probes]\ntop_prefixes = %d\ninterval = %q\ntimeout = \"%dms\"\nrate_per_backbone = 2000\nsource_v4 = \"198.18.0.200\"\nsource_v6 = \"2001:2:0:1::200\"\ntcp_ports = [%d]\nwindow = %q\n",
 		4*o.Prefixes, o.ProbeInterval.String(), min(400, o.ProbeInterval.Milliseconds()*8/10), echoPort, o.Window.String())
+	if o.Passive {
+		b.WriteString("active = false\n")
+	}
 	fmt.Fprintf(&b, "\n[optimizer]\ninterval = %q\nhold_down = %q\nmin_samples = 4\nmin_improvement_ms = 5\nmin_improvement_pct = 10\nfailure_hold = \"10s\"\n",
 		o.OptimizerInterval.String(), o.HoldDown.String())
 	fmt.Fprintf(&b, "\n[api]\nlisten = \"unix:%s\"\n", sock)
+	// A lab keeps nothing between runs: restored moves would start the
+	// next scenario from the last one's choices.
+	b.WriteString("\n[state]\ndir = \"\"\n")
 	return b.String()
 }
 
@@ -187,6 +201,17 @@ func (l *Lab) BackboneRTT() (map[string]float64, error) {
 		}
 	}
 	return out, nil
+}
+
+// ReceivedBytes is what backbone i's far end has received so far: the
+// traffic pnap sent into it, counted outside pnap.
+func (l *Lab) ReceivedBytes(i int) (uint64, error) {
+	bb := l.X.Backbones[i]
+	link, err := bb.NS.Handle().LinkByName(bb.Far.Name)
+	if err != nil {
+		return 0, err
+	}
+	return link.Attrs().Statistics.RxBytes, nil
 }
 
 // Decisions counts the optimizer's selection changes so far.

@@ -206,8 +206,9 @@ func (o *Oracle) receive() {
 // counts as lost.
 const lostAfter = time.Second
 
-// OracleSample is one backbone's measurement at a moment: its median RTT
-// over the probes around it and the share of them lost.
+// OracleSample is one backbone's measurement at a moment: its mean RTT
+// over the probes around it (the mean, as the flows are judged by theirs)
+// and the share of them lost.
 type OracleSample struct {
 	RTT  time.Duration // 0: nothing answered
 	Loss float64
@@ -241,8 +242,11 @@ func (o *Oracle) At(t time.Time, span time.Duration, end time.Time) []OracleSamp
 			out[b].Loss /= float64(out[b].N)
 		}
 		if r := rtts[b]; len(r) > 0 {
-			sort.Slice(r, func(i, j int) bool { return r[i] < r[j] })
-			out[b].RTT = r[len(r)/2]
+			var sum time.Duration
+			for _, x := range r {
+				sum += x
+			}
+			out[b].RTT = sum / time.Duration(len(r))
 		}
 	}
 	return out

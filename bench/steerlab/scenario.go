@@ -3,7 +3,9 @@
 package steerlab
 
 import (
+	"cmp"
 	"fmt"
+	"math"
 	"image/color"
 	"io"
 	"slices"
@@ -41,6 +43,8 @@ type Second struct {
 	FlowsRTT time.Duration      // customer's mean RTT that second
 	Oracle   []OracleSample     // the oracle's measurement of every backbone then
 	Resteers int
+	rx       []uint64 // bytes received at the far end of backbones with a commit
+	at       time.Time
 }
 
 // Result sums up a run.
@@ -58,6 +62,12 @@ type Result struct {
 	Moves          int             // selection changes the shifts called for (a prefix's move to a new best)
 	Broken         int64
 	UDPLost, UDPOf int64
+	// CommitP95 is, for each backbone with a commit, the 95th percentile
+	// of its per-second rate (bits/s) from commitSettle on, measured at its
+	// far end; CommitOvershoot how far that is above the commit, in
+	// percent (0 when under).
+	CommitP95       map[string]float64
+	CommitOvershoot map[string]float64
 }
 
 // Flaps are the selection changes beyond those the shifts called for.
@@ -74,6 +84,9 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 	}
 	sc.best = sc.bestNow()
 	sc.flows = StartFlows(tb, l.X.Source, l.Dests)
+	if l.Opt.BulkMbps > 0 {
+		sc.flows.StartBulk(tb, l.X.Source, l.Dests, l.Opt.BulkMbps)
+	}
 	sc.oracle = StartOracle(tb, l, 20*time.Millisecond)
 	sc.start = time.Now()
 	sc.res.ResteerAfter = make([]time.Duration, len(shifts))
@@ -96,6 +109,7 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 		}
 	}
 	sc.compare()
+	sc.commitRates()
 	sc.res.Resteers, _ = l.Decisions()
 	sc.res.Broken = sc.flows.Broken()
 	sc.res.UDPLost, sc.res.UDPOf = sc.flows.UDPLost()
@@ -188,12 +202,49 @@ func (sc *scenario) second(now time.Time, el time.Duration, carried map[string]i
 	}
 	n, _ := sc.l.Decisions()
 	fm, _ := sc.flows.MeanRTT(now.Add(-time.Second), now)
-	sc.res.Seconds = append(sc.res.Seconds, Second{T: el, RTT: rtt, Carried: carried, FlowsRTT: fm, Resteers: n})
+	rx := make([]uint64, len(sc.l.Backbone))
+	for i := range sc.l.Opt.CommitMbps {
+		if rx[i], err = sc.l.ReceivedBytes(i); err != nil {
+			sc.tb.Fatal(err)
+		}
+	}
+	sc.res.Seconds = append(sc.res.Seconds, Second{T: el, RTT: rtt, Carried: carried, FlowsRTT: fm, Resteers: n, rx: rx, at: now})
 	var parts []string
 	for _, b := range sc.l.Backbone {
 		parts = append(parts, fmt.Sprintf("%s %6.1f ms %2d/%d", b, rtt[b], carried[b], len(sc.l.Prefix)))
 	}
 	fmt.Fprintf(sc.w, "  %5.1fs  %s | flows %6.1f ms | re-steers %3d | %s\n", el.Seconds(), strings.Join(parts, " | "), ms(fm), n, sc.say)
+}
+
+// commitSettle is how long a run goes before its commits are judged:
+// the optimizer needs traffic measured before it can shed any.
+const commitSettle = 10 * time.Second
+
+// commitRates sets CommitP95 and CommitOvershoot from the per-second
+// byte counts.
+func (sc *scenario) commitRates() {
+	sc.res.CommitP95, sc.res.CommitOvershoot = map[string]float64{}, map[string]float64{}
+	for i, commit := range sc.l.Opt.CommitMbps {
+		if commit <= 0 {
+			continue
+		}
+		var rates []float64
+		for k := 1; k < len(sc.res.Seconds); k++ {
+			a, b := sc.res.Seconds[k-1], sc.res.Seconds[k]
+			if a.T < commitSettle || b.at.Sub(a.at) <= 0 {
+				continue
+			}
+			rates = append(rates, float64(b.rx[i]-a.rx[i])*8/b.at.Sub(a.at).Seconds())
+		}
+		if len(rates) == 0 {
+			continue
+		}
+		slices.Sort(rates)
+		p95 := rates[(len(rates)*95+99)/100-1]
+		name := sc.l.Backbone[i]
+		sc.res.CommitP95[name] = p95
+		sc.res.CommitOvershoot[name] = max(0, 100*(p95/(commit*1e6)-1))
+	}
 }
 
 // deadCost is what the oracle charges an exchange on a backbone that
@@ -228,11 +279,12 @@ func (sc *scenario) compare() {
 	static := make([]time.Duration, len(sc.l.Backbone))
 	rtts := sc.flows.RTTs()
 	all := make([]time.Duration, 0, len(rtts))
+	shares := sc.commitShares()
 	for _, x := range rtts {
 		c := costAt(x.At)
 		sum += x.RTT
 		all = append(all, x.RTT)
-		oracle += slices.Min(c)
+		oracle += best(c, shares)
 		for i := range static {
 			static[i] += c[i]
 		}
@@ -245,6 +297,42 @@ func (sc *scenario) compare() {
 			sc.res.StaticRTT[b] = static[i] / n
 		}
 	}
+}
+
+// commitShares is the most of the prefixes each backbone can carry under
+// its commit, as a fraction: every prefix sends BulkMbps (and its IP and
+// UDP headers), so a commit holds whole prefixes up to it. 1 where there
+// is no commit.
+func (sc *scenario) commitShares() []float64 {
+	n := len(sc.l.Prefix)
+	shares := make([]float64, len(sc.l.Backbone))
+	for i := range shares {
+		shares[i] = 1
+		if i < len(sc.l.Opt.CommitMbps) && sc.l.Opt.CommitMbps[i] > 0 && sc.l.Opt.BulkMbps > 0 {
+			per := sc.l.Opt.BulkMbps * (1200 + 28) / 1200
+			shares[i] = min(1, math.Floor(sc.l.Opt.CommitMbps[i]/per)/float64(n))
+		}
+	}
+	return shares
+}
+
+// best is what the oracle gets from backbones costing c, each able to
+// carry shares of the prefixes: the cheapest filled first.
+func best(c []time.Duration, shares []float64) time.Duration {
+	order := make([]int, len(c))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int { return cmp.Compare(c[a], c[b]) })
+	left, sum := 1.0, 0.0
+	for _, i := range order {
+		f := min(left, shares[i])
+		sum += f * float64(c[i])
+		if left -= f; left <= 0 {
+			break
+		}
+	}
+	return time.Duration(sum)
 }
 
 func ms(d time.Duration) float64 { return float64(d) / 1e6 }

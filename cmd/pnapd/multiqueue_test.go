@@ -39,6 +39,9 @@ xdp_mode = "native"
 [api]
 listen = "unix:%s"
 
+[state]
+dir = ""
+
 [[customer]]
 name = "c"
 interface = "pnap-c0"

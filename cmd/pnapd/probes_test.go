@@ -80,7 +80,7 @@ func TestProbesMeasureEmulatedBackbones(t *testing.T) {
 			bb.Name, bb.Port.Name, bb.Gateway4, bb.Gateway6, 100+i, strings.Join(static, ", "))
 	}
 	fmt.Fprintf(&conf, "\n[probes]\ntop_prefixes = 100\ninterval = \"500ms\"\ntimeout = \"400ms\"\nrate_per_backbone = 1000\nsource_v4 = %q\nsource_v6 = %q\ntcp_ports = [443]\n", probe4, probe6)
-	fmt.Fprintf(&conf, "\n[optimizer]\nenabled = false\n\n[api]\nlisten = \"unix:%s\"\n", sock)
+	fmt.Fprintf(&conf, "\n[optimizer]\nenabled = false\n\n[api]\nlisten = \"unix:%s\"\n\n[state]\ndir = \"\"\n", sock)
 	path := filepath.Join(dir, "pnapd.toml")
 	if err := os.WriteFile(path, []byte(conf.String()), 0o644); err != nil {
 		t.Fatal(err)

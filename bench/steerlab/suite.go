@@ -1,0 +1,202 @@
+//go:build linux
+
+package steerlab
+
+import (
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pnap-project/pnap/bench/emu"
+)
+
+// Scenario is one situation pnap is judged in: backbones as they start,
+// the shifts of the run, and how long it lasts.
+type Scenario struct {
+	Name   string
+	About  string // one line: what happens and what pnap should do
+	Delays []time.Duration
+	Jitter time.Duration
+	Shifts []Shift
+	Total  time.Duration
+	// CommitMbps and BulkMbps as in Options.
+	CommitMbps []float64
+	BulkMbps   float64
+}
+
+// Suite is the scenarios of `make scenarios`, in the order they run. Every
+// lab sends its answers home through bb-0 (see Shift), which carries the
+// customer's prefixes by default (BGP's choice: all paths are equally long
+// here, so preference decides).
+func Suite() []Scenario {
+	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+	s := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	return []Scenario{
+		{Name: "steady-jitter", About: "backbones at 20, 30 and 45 ms, each ±10 ms of jitter, nothing changes: pnap should never move",
+			Delays: []time.Duration{ms(20), ms(30), ms(45)}, Jitter: ms(10), Total: s(60)},
+		{Name: "degrade-recover", About: "bb-0 (20 ms) degrades to 150 ms and 5 % loss at 15 s and recovers at 40 s: off it and back",
+			Delays: []time.Duration{ms(20), ms(45), ms(80)}, Total: s(60), Shifts: []Shift{
+				{At: s(15), Index: 0, Delay: ms(150), Loss: 0.05, Say: "bb-0 degrades: 20 -> 150 ms, 5 % loss"},
+				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0 recovers: 20 ms"},
+			}},
+		{Name: "brownout", About: "bb-0 (20 ms) starts losing 5 % at 15 s, its latency unchanged, until 40 s; bb-1 is a clean 25 ms",
+			Delays: []time.Duration{ms(20), ms(25), ms(80)}, Total: s(60), Shifts: []Shift{
+				{At: s(15), Index: 0, Delay: ms(20), Loss: 0.05, Say: "bb-0 browns out: 5 % loss"},
+				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0 is clean again"},
+			}},
+		{Name: "blackout", About: "bb-0 (20 ms) drops everything sent into it from 15 s to 40 s: off it within a second, no TCP connection broken",
+			Delays: []time.Duration{ms(20), ms(45), ms(80)}, Total: s(60), Shifts: []Shift{
+				{At: s(15), Index: 0, Delay: ms(20), Loss: 1, Say: "bb-0 blacks out"},
+				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0 is back"},
+			}},
+		{Name: "asymmetric", About: "only the way back degrades (bb-0's, which every answer takes) by 60 ms from 15 s to 40 s: no outbound choice helps, so pnap should not move",
+			Delays: []time.Duration{ms(20), ms(45), ms(80)}, Total: s(60), Shifts: []Shift{
+				{At: s(15), Index: 0, Delay: ms(20), Return: emu.Params{Delay: ms(60)}, Say: "bb-0's way back: +60 ms"},
+				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0's way back recovers"},
+			}},
+		{Name: "commit", About: "bb-1 is the fastest (20 ms against bb-0's 45) but commits to 5 Mbit/s of the 16 the prefixes send: pnap fills it and no more",
+			Delays: []time.Duration{ms(45), ms(20), ms(80)}, Total: s(60), CommitMbps: []float64{0, 5, 0}, BulkMbps: 1},
+	}
+}
+
+// Row is one scenario's outcome, as bench/results/scenarios.json lists it.
+// Times are in milliseconds and seconds; a null resteer_90_s means the
+// best backbone never changed, -1 that pnap did not follow it by the end.
+// Under a commit, the oracle fills the fastest backbone only as far as its
+// commit goes, and a backbone that cannot carry everything is no static
+// choice.
+type Row struct {
+	Name                string             `json:"name"`
+	Mode                string             `json:"mode"` // "active" or "passive" probing
+	PnapMeanRTTms       float64            `json:"pnap_mean_rtt_ms"`
+	PnapP95RTTms        float64            `json:"pnap_p95_rtt_ms"`
+	OracleMeanRTTms     float64            `json:"oracle_mean_rtt_ms"`
+	BestStaticMeanRTTms float64            `json:"best_static_mean_rtt_ms"`
+	BestStatic          string             `json:"best_static"`
+	BGPDefaultMeanRTTms float64            `json:"bgp_default_mean_rtt_ms"`
+	StaticMeanRTTms     map[string]float64 `json:"static_mean_rtt_ms"`
+	Resteer90s          *float64           `json:"resteer_90_s"`
+	Flaps               int                `json:"flaps"`
+	Moves               int                `json:"moves"` // selection changes made, all told
+	TCPBroken           int64              `json:"tcp_broken"`
+	UDPLossPct          float64            `json:"udp_loss_pct"`
+	CommitOvershootPct  *float64           `json:"commit_overshoot_pct"`
+	VsOraclePct         float64            `json:"vs_oracle_pct"`      // pnap's mean over the oracle's, less 1
+	VsBestStaticPct     float64            `json:"vs_best_static_pct"` // pnap's mean over the best static's, less 1
+}
+
+// RowOf sums up r, a run of sc in mode, on l.
+func RowOf(sc Scenario, mode string, l *Lab, r Result) Row {
+	row := Row{Name: sc.Name, Mode: mode, PnapMeanRTTms: ms(r.MeanRTT), PnapP95RTTms: ms(r.P95RTT), OracleMeanRTTms: ms(r.OracleRTT),
+		StaticMeanRTTms: map[string]float64{}, Flaps: r.Flaps(), Moves: r.Resteers, TCPBroken: r.Broken,
+		UDPLossPct: 100 * float64(r.UDPLost) / float64(max(r.UDPOf, 1))}
+	row.BestStaticMeanRTTms = math.Inf(1)
+	for i, b := range l.Backbone {
+		v := ms(r.StaticRTT[b])
+		row.StaticMeanRTTms[b] = v
+		// A backbone whose commit cannot carry every prefix is no static
+		// choice at all.
+		feasible := i >= len(sc.CommitMbps) || sc.CommitMbps[i] <= 0 || sc.CommitMbps[i] >= sc.BulkMbps*float64(len(l.Prefix))
+		if feasible && v < row.BestStaticMeanRTTms {
+			row.BestStaticMeanRTTms, row.BestStatic = v, b
+		}
+	}
+	row.BGPDefaultMeanRTTms = row.StaticMeanRTTms[l.Backbone[0]]
+	for _, a := range r.ResteerAfter {
+		if a == 0 {
+			continue
+		}
+		v := a.Seconds()
+		if a < 0 {
+			v = -1
+		}
+		if row.Resteer90s == nil || v < 0 || (*row.Resteer90s >= 0 && v > *row.Resteer90s) {
+			row.Resteer90s = &v
+		}
+	}
+	for _, v := range r.CommitOvershoot {
+		v = math.Round(10*v) / 10
+		if row.CommitOvershootPct == nil || v > *row.CommitOvershootPct {
+			row.CommitOvershootPct = &v
+		}
+	}
+	row.VsOraclePct = pct(row.PnapMeanRTTms, row.OracleMeanRTTms)
+	row.VsBestStaticPct = pct(row.PnapMeanRTTms, row.BestStaticMeanRTTms)
+	return row
+}
+
+func pct(a, b float64) float64 {
+	if b <= 0 {
+		return 0
+	}
+	return math.Round(1000*(a/b-1)) / 10
+}
+
+// RunScenario builds a lab for sc (probing actively or not), runs it, and
+// returns its result and lab. Lines go to w as the run goes.
+func RunScenario(tb testing.TB, sc Scenario, pnapd string, passive bool, w io.Writer) (Result, *Lab) {
+	tb.Helper()
+	l := Build(tb, Options{
+		Prefixes: 8, Delays: sc.Delays, Jitter: sc.Jitter, Pnapd: pnapd, Passive: passive, CommitMbps: sc.CommitMbps, BulkMbps: sc.BulkMbps,
+		Window: 2 * time.Second, ProbeInterval: 250 * time.Millisecond, OptimizerInterval: 250 * time.Millisecond, HoldDown: 3 * time.Second,
+	})
+	fmt.Fprintf(w, "%s: %s\n", sc.Name, sc.About)
+	return Run(tb, l, sc.Shifts, sc.Total, w), l
+}
+
+// Markdown is the rows as bench/results/scenarios.md shows them: one
+// table of every scenario and mode, then per scenario what each choice
+// would have given.
+func Markdown(rows []Row, scenarios []Scenario) string {
+	var b strings.Builder
+	b.WriteString("| scenario | probing | pnap mean (p95) ms | oracle ms | pnap vs oracle | best static ms | pnap vs best static | BGP default ms | re-steer 90 % s | flaps | TCP broken | UDP loss % | commit overshoot % |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, r := range rows {
+		fmt.Fprintf(&b, "| %s | %s | %.1f (%.1f) | %.1f | %+.1f %% | %.1f (%s) | %+.1f %% | %.1f | %s | %d | %d | %.2f | %s |\n",
+			r.Name, r.Mode, r.PnapMeanRTTms, r.PnapP95RTTms, r.OracleMeanRTTms, r.VsOraclePct, r.BestStaticMeanRTTms, r.BestStatic,
+			r.VsBestStaticPct, r.BGPDefaultMeanRTTms, optional(r.Resteer90s, "%.1f"), r.Flaps, r.TCPBroken, r.UDPLossPct, optional(r.CommitOvershootPct, "%.1f"))
+	}
+	for _, sc := range scenarios {
+		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n| probing | pnap | oracle |", sc.Name, sc.About)
+		var names []string
+		for _, r := range rows {
+			if r.Name == sc.Name {
+				for n := range r.StaticMeanRTTms {
+					names = append(names, n)
+				}
+				break
+			}
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			fmt.Fprintf(&b, " %s static |", n)
+		}
+		b.WriteString("\n|---|---|---|" + strings.Repeat("---|", len(names)) + "\n")
+		for _, r := range rows {
+			if r.Name != sc.Name {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %.1f ms | %.1f ms |", r.Mode, r.PnapMeanRTTms, r.OracleMeanRTTms)
+			for _, n := range names {
+				fmt.Fprintf(&b, " %.1f ms |", r.StaticMeanRTTms[n])
+			}
+			b.WriteString("\n")
+		}
+		fmt.Fprintf(&b, "\n![%s](scenario-%s.png)\n", sc.Name, sc.Name)
+	}
+	return b.String()
+}
+
+func optional(v *float64, format string) string {
+	if v == nil {
+		return "—"
+	}
+	if *v < 0 {
+		return "never"
+	}
+	return fmt.Sprintf(format, *v)
+}
