@@ -5,9 +5,9 @@ package steerlab
 import (
 	"cmp"
 	"fmt"
-	"math"
 	"image/color"
 	"io"
+	"math"
 	"slices"
 	"sort"
 	"strings"
