@@ -32,13 +32,37 @@ func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
 		}
 		if failing && !b.failed(now) {
 			o.pending.Failures++
+			b.strike(now, o.cfg.failureHold)
 		}
 		b.failing = failing
 		if failing {
-			b.failedUntil = now.Add(o.cfg.failureHold)
+			b.failedUntil = now.Add(b.hold(o.cfg.failureHold))
 		}
 		o.logFailure(now, b, snap.Backbones[id], rounds[id])
 	}
+}
+
+// A backbone's failures are damped as BGP damps flapping routes: the
+// first failure in a while keeps it out for a quarter of FailureHold, a
+// second soon after for half, a third and more for all of it. A backbone
+// that failed once and came back clean is worth returning to within
+// seconds (a blackout scenario lost a quarter of its run waiting out a
+// fixed 10 s hold); one that keeps failing is not.
+const maxStrikes = 3
+
+// strike counts a new failure starting at now: a strike more if the last
+// one ended less than 4 FailureHold ago, else the first.
+func (b *backbone) strike(now time.Time, hold time.Duration) {
+	if b.strikes > 0 && now.Sub(b.failedUntil) < 4*hold {
+		b.strikes = min(b.strikes+1, maxStrikes)
+	} else {
+		b.strikes = 1
+	}
+}
+
+// hold is how long b stays excluded after its last failing Step.
+func (b *backbone) hold(full time.Duration) time.Duration {
+	return full >> (maxStrikes - max(b.strikes, 1))
 }
 
 // logFailure logs a backbone's failure and its recovery, once each.
@@ -49,7 +73,7 @@ func (o *Optimizer) logFailure(now time.Time, b *backbone, bs probes.BackboneSta
 	b.reported = !b.reported
 	if b.reported {
 		o.log.Warn("backbone failed", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost, "loss", math.Round(bs.Loss*1000)/1000,
-			"round_sent", r.Sent, "round_lost", r.Lost, "hold", o.cfg.failureHold)
+			"round_sent", r.Sent, "round_lost", r.Lost, "hold", b.hold(o.cfg.failureHold), "strikes", b.strikes)
 		return
 	}
 	o.log.Info("backbone recovered", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost)

@@ -44,7 +44,8 @@ func TestBackboneFailure(t *testing.T) {
 	if c.Moves[BackboneFailed] != 5 || c.Failures != 1 || c.Stranded != 1 {
 		t.Fatalf("counters after failure: %+v", c)
 	}
-	if st := r.o.Backbones()[bbA]; !st.Failed || !st.FailedUntil.Equal(failedAt.Add(30*time.Second)) {
+	// A first failure: a quarter of FailureHold (30 s).
+	if st := r.o.Backbones()[bbA]; !st.Failed || !st.FailedUntil.Equal(failedAt.Add(7500*time.Millisecond)) {
 		t.Fatalf("status of a: %+v", st)
 	}
 	for _, e := range r.o.Events(5) {
@@ -53,17 +54,16 @@ func TestBackboneFailure(t *testing.T) {
 		}
 	}
 
-	// a recovers at once, but stays excluded for FailureHold although it
+	// a recovers at once, but stays excluded for its hold although it
 	// is the clear winner and hold-down is over.
 	delete(r.src.backbones, bbA)
-	r.step(10 * time.Second)
-	r.step(19 * time.Second)
+	r.step(7 * time.Second)
 	r.expectSel(pfx(0), bbC)
 	r.expectSel(pfx(2), bbB)
 	if st := r.o.Backbones()[bbA]; !st.Failed {
-		t.Fatal("a no longer failed within FailureHold")
+		t.Fatal("a no longer failed within its hold")
 	}
-	r.step(time.Second) // FailureHold after the last failing Step
+	r.step(3 * time.Second) // past the hold after the last failing Step
 	// Measured prefixes return by score (a is 10 ms better), unmeasured
 	// ones to the default order.
 	r.expectSel(pfx(0), bbA)
@@ -80,6 +80,35 @@ func TestBackboneFailure(t *testing.T) {
 	c = r.o.Counters()
 	if c.Moves[BetterRTT] != 2 || c.Moves[ResetToDefault] != 3 {
 		t.Fatalf("counters after recovery: %+v", c)
+	}
+}
+
+// A backbone that fails again soon after it came back is held longer each
+// time, up to FailureHold; after a quiet spell a failure is a first again.
+func TestRepeatedFailuresHoldLonger(t *testing.T) {
+	r := newRig(t, 1, testOptions()) // FailureHold 30 s
+	failFor := func() time.Duration {
+		r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 100, ProbesLost: 80, Loss: 0.8}
+		r.step(time.Second)
+		at := r.now
+		delete(r.src.backbones, bbA)
+		st := r.o.Backbones()[bbA]
+		if !st.Failed {
+			t.Fatal("a not failed")
+		}
+		for r.o.Backbones()[bbA].Failed {
+			r.step(time.Second)
+		}
+		return st.FailedUntil.Sub(at)
+	}
+	for i, want := range []time.Duration{7500 * time.Millisecond, 15 * time.Second, 30 * time.Second, 30 * time.Second} {
+		if got := failFor(); got != want {
+			t.Fatalf("failure %d in a row: held %v, want %v", i+1, got, want)
+		}
+	}
+	r.step(3 * time.Minute) // quiet for more than 4 FailureHold
+	if got := failFor(); got != 7500*time.Millisecond {
+		t.Fatalf("a failure after a quiet spell: held %v, want 7.5s", got)
 	}
 }
 

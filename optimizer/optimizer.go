@@ -71,6 +71,7 @@ type backbone struct {
 	failing     bool      // failed by this Step's measurements
 	reported    bool      // the last failure or recovery logged was a failure
 	failedUntil time.Time // excluded until then
+	strikes     int       // failures in a row, each soon after the last (see strike)
 }
 
 func (b *backbone) failed(now time.Time) bool { return b.failing || now.Before(b.failedUntil) }

@@ -39,7 +39,9 @@ type Options struct {
 	// (max_overrides): 1 or more.
 	MaxOverrides int
 	// FailureHold is how long a failed backbone stays excluded after the
-	// last Step that saw it failing (failure_hold).
+	// last Step that saw it failing (failure_hold), when it keeps failing:
+	// a first failure holds it a quarter of that, a second soon after half
+	// (see strike).
 	FailureHold time.Duration
 	// Backbones are the [[backbone]] parameters, matched to the FIB's
 	// backbones by name; a FIB backbone not among them has no cost and
