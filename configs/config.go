@@ -133,10 +133,14 @@ type Customer struct {
 }
 
 // Probes is [probes]: latency measurement of the busiest prefixes. Enabled
-// has its default; the rest are settings of probes.Options and of the
-// forwarder's sampler, as written: zero (nil TCPPorts) when not.
+// and Active have their defaults; the rest are settings of probes.Options
+// and of the forwarder's sampler, as written: zero (nil TCPPorts) when not.
 type Probes struct {
 	Enabled bool // enabled: default true
+	// Active (active, default true) sends probes; false measures from the
+	// forwarded traffic's in-band samples alone, for networks that forbid
+	// probing.
+	Active bool
 	// TCPTSRateLimit (tcp_ts_rate_limit) is the forwarder sampler's
 	// minimum gap between TCP timestamp samples of a flow.
 	TCPTSRateLimit Duration

@@ -308,12 +308,13 @@ func backboneNamed(bs []Backbone, name string) string {
 	return ""
 }
 
-// probes reads [probes]. Besides enabled its settings are probes.Options'
-// and the forwarder sampler's: only their types are checked here, and
-// unwritten ones stay zero for the component's defaults.
+// probes reads [probes]. Besides enabled and active its settings are
+// probes.Options' and the forwarder sampler's: only their types are
+// checked here, and unwritten ones stay zero for the component's defaults.
 func (d *decoder) probes(t *table) Probes {
-	p := Probes{Enabled: true}
+	p := Probes{Enabled: true, Active: true}
 	t.bool("enabled", &p.Enabled)
+	t.bool("active", &p.Active)
 	t.int("top_prefixes", &p.TopPrefixes, math.MinInt, math.MaxInt)
 	t.duration("interval", &p.Interval)
 	t.duration("timeout", &p.Timeout)

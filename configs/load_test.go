@@ -113,7 +113,7 @@ func TestDefaults(t *testing.T) {
 		// The other [probes] and [optimizer] settings are the components':
 		// unwritten, they stay zero here, and cmd/pnapd's
 		// TestCheckDefaultsFromComponents checks their defaults.
-		Probes:    Probes{Enabled: true},
+		Probes:    Probes{Enabled: true, Active: true},
 		Optimizer: Optimizer{Enabled: true},
 		API:       API{Listen: "127.0.0.1:9180", Metrics: true, MetricsTopPrefixes: 20},
 		Log:       Log{Level: LogInfo, Format: LogText},
@@ -122,6 +122,21 @@ func TestDefaults(t *testing.T) {
 	c.at = nil // where keys are written is TestLine's
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got  %+v\nwant %+v", c, want)
+	}
+}
+
+// [probes] active turns active probing off alone: probes stay enabled,
+// and the sources may be left out.
+func TestProbesPassiveOnly(t *testing.T) {
+	c, err := Parse([]byte(configtest.TwoBackbones+"\n[probes]\nactive = false\n"), "passive.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Probes.Active || !c.Probes.Enabled || c.Probes.SourceV4.IsValid() {
+		t.Errorf("probes %+v; want enabled, not active, no source", c.Probes)
+	}
+	if line, written := c.Line("probes.active"); !written || line == 0 {
+		t.Errorf("probes.active at line %d, written %v", line, written)
 	}
 }
 
@@ -247,6 +262,7 @@ func TestMessages(t *testing.T) {
 		{backbone + "[forwarder]\nmtu = 9001", `:7: forwarder: mtu = 9001 is out of range; use 576 to 9000`},
 		{backbone + "[probes]\ninterval = 10", `:7: probes: interval must be a duration string like "10s", not an integer`},
 		{backbone + "[probes]\nenabled = \"yes\"", `:7: probes: enabled must be true or false, not the string "yes"`},
+		{backbone + "[probes]\nactive = 0", `:7: probes: active must be true or false, not an integer`},
 		{backbone + "[api]\nlisten = \"bad host:80\"", `:7: api: listen "bad host:80" has host "bad host", which is neither`},
 		{backbone + "[api]\nlisten = \"127.0.0.1:0\"", `:7: api: listen "127.0.0.1:0" has port "0"`},
 		{backbone + "[api]\nlisten = \"0.0.0.0:9180\"", `:7: api: listen "0.0.0.0:9180" is reachable from other hosts; set token`},

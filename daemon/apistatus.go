@@ -26,6 +26,10 @@ type Status struct {
 	Optimizer  bool             `json:"optimizer"`
 	Ports      []PortStatus     `json:"ports"`
 	Backbones  []BackboneStatus `json:"backbones"`
+
+	// ActiveProbes is false when probes measure from in-band samples
+	// alone ([probes] active = false), or do not run.
+	ActiveProbes bool `json:"active_probes"`
 }
 
 func (d *Daemon) status(*http.Request) (any, error) {
@@ -36,6 +40,7 @@ func (d *Daemon) status(*http.Request) (any, error) {
 		Version: d.version, Config: cfg.Path, UptimeSec: time.Since(d.start).Seconds(), Workers: len(d.dp.workers),
 		IPv4Routes: st.IPv4Routes, IPv6Routes: st.IPv6Routes, Generation: d.fib.Load().Generation(), Overrides: over,
 		Probes: d.ctl.probes != nil, Optimizer: d.ctl.opt != nil, Ports: d.ports(), Backbones: d.backbones(),
+		ActiveProbes: d.ctl.probes != nil && d.ctl.probes.Active(),
 	}, nil
 }
 

@@ -34,8 +34,10 @@ func (d *Daemon) startControl(context.Context) (func() error, error) {
 		}
 		return stop, nil
 	}
+	// Passive only there is no inject ring, and without a data plane
+	// probes sends nothing.
 	var dp probes.DataPlane
-	if d.dp.inject != nil {
+	if cfg.Probes.Active && d.dp.inject != nil {
 		dp = d.dp
 	}
 	var err error
@@ -48,8 +50,11 @@ func (d *Daemon) startControl(context.Context) (func() error, error) {
 		}
 		return nil
 	})
-	po := plan.probes
-	d.log.Info("probes", "top_prefixes", po.TopPrefixes, "interval", po.Interval, "source_v4", po.SourceV4, "source_v6", po.SourceV6)
+	if po := plan.probes; c.probes.Active() {
+		d.log.Info("probes", "top_prefixes", po.TopPrefixes, "interval", po.Interval, "source_v4", po.SourceV4, "source_v6", po.SourceV6)
+	} else {
+		d.log.Info("probes: passive only ([probes] active = false): no probe is sent, decisions come from in-band samples only")
+	}
 	if !cfg.Optimizer.Enabled {
 		return stop, nil
 	}

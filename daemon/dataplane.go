@@ -129,6 +129,9 @@ func (d *Daemon) startDataPlane(context.Context) (_ func() error, err error) {
 	}
 	dp.makeSlowPorts()
 	if cfg.Probes.Enabled {
+		dp.makeSampleRings(d.plan.probes.SampleRing)
+	}
+	if cfg.Probes.Enabled && cfg.Probes.Active {
 		if err := dp.setUpProbes(d.plan.probes, local); err != nil {
 			return nil, err
 		}
@@ -305,8 +308,17 @@ func (dp *dataPlane) makeSlowPorts() {
 	}
 }
 
-// setUpProbes makes the workers' sample rings and the probe inject ring,
-// and tells the plane which sources probe replies come back to.
+// makeSampleRings makes the rings the workers hand in-band samples to
+// probes through, one per queue.
+func (dp *dataPlane) makeSampleRings(size int) {
+	for range dp.byQueue {
+		dp.rings = append(dp.rings, forwarder.NewSampleRing(size))
+	}
+}
+
+// setUpProbes makes the probe inject ring and tells the plane which
+// sources probe replies come back to: active probing's part of the data
+// plane, which passive measurement does without.
 func (dp *dataPlane) setUpProbes(po probes.Options, local []netip.Addr) error {
 	for _, a := range []netip.Addr{po.SourceV4, po.SourceV6} {
 		for _, l := range local {
@@ -322,9 +334,6 @@ func (dp *dataPlane) setUpProbes(po probes.Options, local []netip.Addr) error {
 	}
 	dp.inject = inject
 	dp.closers = append(dp.closers, inject.Close)
-	for range dp.byQueue {
-		dp.rings = append(dp.rings, forwarder.NewSampleRing(po.SampleRing))
-	}
 	return nil
 }
 

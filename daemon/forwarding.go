@@ -67,7 +67,7 @@ func (d *Daemon) startSlowPath(context.Context) (func() error, error) {
 func (d *Daemon) startWorkers(context.Context) (func() error, error) {
 	fw := d.cfg.Load().Forwarder
 	var probeReply func(frame []byte, at int64)
-	if p := d.ctl.probes; p != nil {
+	if p := d.ctl.probes; p != nil && p.Active() {
 		probeReply = func(frame []byte, at int64) { p.OfferReply(frame, at) }
 	}
 	for q, w := range d.dp.workers {

@@ -146,8 +146,12 @@ func probesOptions(cfg *configs.Config) (probes.Options, error) {
 	take(cfg, "probes.interval", &o.Interval, c.Interval.Duration())
 	take(cfg, "probes.timeout", &o.Timeout, c.Timeout.Duration())
 	take(cfg, "probes.rate_per_backbone", &o.RatePerBackbone, c.RatePerBackbone)
-	take(cfg, "probes.source_v4", &o.SourceV4, c.SourceV4)
-	take(cfg, "probes.source_v6", &o.SourceV6, c.SourceV6)
+	if c.Active {
+		// Passive only, no reply comes back to a source: none is steered
+		// to probes, and changing one needs no restart.
+		take(cfg, "probes.source_v4", &o.SourceV4, c.SourceV4)
+		take(cfg, "probes.source_v6", &o.SourceV6, c.SourceV6)
+	}
 	take(cfg, "probes.tcp_ports", &o.TCPPorts, c.TCPPorts)
 	take(cfg, "probes.sample_ring", &o.SampleRing, c.SampleRing)
 	take(cfg, "probes.flow_table", &o.FlowTable, c.FlowTable)
@@ -178,8 +182,9 @@ func optimizerOptions(cfg *configs.Config, bbs []optimizer.Backbone) (optimizer.
 // them (defaults applied: writing a default out is no change), differs
 // between old and cur and needs a restart: [forwarder] sizes, the probes'
 // settings that probes.RestartNeeded names, BGP sessions, and turning
-// probes or the optimizer on or off. The optimizer's settings, the
-// backbones' parameters and the other [probes] settings reload.
+// probes, active probing or the optimizer on or off. The optimizer's
+// settings, the backbones' parameters and the other [probes] settings
+// reload.
 func planRestarts(old, cur *configs.Config) []string {
 	o, oerr := newPlan(old)
 	c, cerr := newPlan(cur)
@@ -198,6 +203,10 @@ func planRestarts(old, cur *configs.Config) []string {
 	}
 	if old.Probes.Enabled != cur.Probes.Enabled {
 		out = append(out, "[probes] enabled changed")
+	}
+	if old.Probes.Active != cur.Probes.Active {
+		// The inject ring and the reply steering are made at start.
+		out = append(out, "[probes] active changed")
 	}
 	if old.Optimizer.Enabled != cur.Optimizer.Enabled {
 		out = append(out, "[optimizer] enabled changed")

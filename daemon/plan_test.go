@@ -131,11 +131,34 @@ func TestCheckReloadableControl(t *testing.T) {
 		"[probes]\ntimeout = \"1s\"\n":   "[probes] timeout changed",
 		"[probes]\nflow_table = 1000\n":  "[probes] flow_table changed",
 		"[optimizer]\nenabled = false\n": "[optimizer] enabled changed",
+		"[probes]\nactive = false\n":     "[probes] active changed",
 		"[forwarder]\nframes = 1024\n":   "[forwarder] sizes or sampling changed",
 	} {
 		if r := planRestarts(old, parse(backboneTOML+src)); !slices.Equal(r, []string{want}) {
 			t.Errorf("%q: restarts %v, want [%s]", src, r, want)
 		}
+	}
+}
+
+// Passive only, the probes get no source: nothing is steered to them, and
+// a source may change on reload.
+func TestPassiveOnlyPlan(t *testing.T) {
+	passive := func(src string) *configs.Config {
+		cfg, err := configs.Parse([]byte(backboneTOML+"[probes]\nactive = false\nsource_v4 = \""+src+"\"\n"), "x.toml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cfg
+	}
+	o, err := newPlan(passive("198.18.200.1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.probes.SourceV4.IsValid() || o.probes.SourceV6.IsValid() {
+		t.Errorf("passive probes have sources %v, %v", o.probes.SourceV4, o.probes.SourceV6)
+	}
+	if r := planRestarts(passive("198.18.200.1"), passive("198.18.200.2")); len(r) > 0 {
+		t.Errorf("a passive source change needs a restart: %v", r)
 	}
 }
 

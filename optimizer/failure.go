@@ -14,6 +14,8 @@ import (
 // at least FailLoss over at least FailMinProbes probes in the store's
 // window, or a whole lost round (RoundSource). A failed backbone stays
 // excluded until FailureHold after the last Step that saw it failing.
+// Only lost probes count: passive samples carry no loss, so passive-only
+// measurement (no probe sent) fails nothing rather than guess.
 func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
 	var rounds map[fib.BackboneID]Round
 	if rs, ok := o.src.(RoundSource); ok {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/internal/monotime"
 	"github.com/pnap-project/pnap/probes"
 )
 
@@ -156,6 +157,49 @@ func TestFailureLastRoundLost(t *testing.T) {
 	for i := range 2 {
 		if e, _ := f.Route(pfx(i)); e.Backbone != bbB {
 			t.Fatalf("%v on %d after a's whole round was lost", pfx(i), e.Backbone)
+		}
+	}
+}
+
+// Passive only (probes without a data plane) no probe is sent, so none is
+// lost: however long it runs, and whatever RTTs the traffic shows, no
+// backbone is failed and nothing is evacuated.
+func TestPassiveOnlyFailsNoBackbone(t *testing.T) {
+	f := newFIB(t, 3, 4)
+	pr, err := probes.New(probes.DefaultOptions(), f, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr.Active() {
+		t.Fatal("probes without a data plane say they send probes")
+	}
+	o, err := New(testOptions(), f, pr, fakeTraffic{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := t0
+	for range 120 {
+		// The traffic's own handshakes, slow ones, on the backbone it takes.
+		for i := range 4 {
+			e, _ := f.Route(pfx(i))
+			for range 5 {
+				pr.Store().AddRTT(e.Route, e.Backbone, probes.Passive, 400*time.Millisecond, monotime.Now())
+			}
+		}
+		now = now.Add(time.Second)
+		o.Step(now)
+	}
+	snap := pr.Snapshot()
+	if len(snap.Prefixes) != 4 {
+		t.Fatalf("the store holds %d measured prefixes, want 4", len(snap.Prefixes))
+	}
+	c := o.Counters()
+	if c.Failures != 0 || moves(c) != 0 {
+		t.Fatalf("passive only: %d failures, %d moves; events:\n%s", c.Failures, moves(c), eventList(o.Events(20)))
+	}
+	for _, b := range o.Backbones() {
+		if b.Failed {
+			t.Errorf("backbone %s failed", b.Name)
 		}
 	}
 }

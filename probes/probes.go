@@ -290,6 +290,10 @@ func (p *Probes) LastRound() map[fib.BackboneID]Round {
 	return p.prober.LastRound()
 }
 
+// Active reports whether p sends probes: false when New had no data
+// plane, and every measurement comes from in-band samples.
+func (p *Probes) Active() bool { return p.prober != nil }
+
 // Store is the measurement store.
 func (p *Probes) Store() *Store { return p.store }
 

@@ -164,8 +164,12 @@ func cmdStatus(c *apiClient, _ []string, asJSON bool, stdout io.Writer) error {
 		stdout.Write(raw)
 		return nil
 	}
-	fmt.Fprintf(stdout, "pnapd %s, up %s, %d worker(s); FIB: %d IPv4 + %d IPv6 routes, generation %d, %d overrides; probes %v, optimizer %v\n\n",
-		st.Version, (time.Duration(st.UptimeSec) * time.Second).String(), st.Workers, st.IPv4Routes, st.IPv6Routes, st.Generation, st.Overrides, st.Probes, st.Optimizer)
+	probes := fmt.Sprint(st.Probes)
+	if st.Probes && !st.ActiveProbes {
+		probes = "passive only"
+	}
+	fmt.Fprintf(stdout, "pnapd %s, up %s, %d worker(s); FIB: %d IPv4 + %d IPv6 routes, generation %d, %d overrides; probes %s, optimizer %v\n\n",
+		st.Version, (time.Duration(st.UptimeSec) * time.Second).String(), st.Workers, st.IPv4Routes, st.IPv6Routes, st.Generation, st.Overrides, probes, st.Optimizer)
 	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "PORT\tINTERFACE\tROLE\tRX PKTS\tTX PKTS\tDROPPED\tDROPS BY REASON")
 	for _, p := range st.Ports {
