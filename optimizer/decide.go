@@ -28,6 +28,7 @@ func (o *Optimizer) measure(ps *probes.PrefixStats, b fib.BackboneID) Choice {
 		if o.cfg.useMin {
 			c.RTT = st.Min
 		}
+		c.RTT = o.levelShift(st, c.RTT)
 	}
 	if c.Samples < o.cfg.minSamples {
 		return c
@@ -35,6 +36,24 @@ func (o *Optimizer) measure(ps *probes.PrefixStats, b fib.BackboneID) Choice {
 	c.Measured = true
 	c.Score = ms(c.RTT) + o.cfg.lossPenalty*c.Loss*100 + o.bb[b].cost
 	return c
+}
+
+// levelShift is the RTT to score a backbone by: rtt, the window's figure,
+// unless the latest samples all lie beyond it by twice what a move must
+// win, which is a path that changed rather than noise (jitter scatters the
+// samples to both sides). Then it is their median. The window's median
+// follows a step only once half its samples are new, a second or more
+// after the change; four fresh samples come within a few hundred ms.
+func (o *Optimizer) levelShift(st probes.Stats, rtt time.Duration) time.Duration {
+	r := st.Recent
+	if r.N < probes.RecentSamples {
+		return rtt
+	}
+	thr := 2 * max(o.cfg.minImpMs, o.cfg.minImpFrac*ms(rtt))
+	if ms(r.Lo)-ms(rtt) > thr || ms(rtt)-ms(r.Hi) > thr {
+		return r.P50
+	}
+	return rtt
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -3,11 +3,13 @@ package optimizer
 import (
 	"context"
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pnap-project/pnap/fib"
+	"github.com/pnap-project/pnap/probes"
 )
 
 func TestHysteresis(t *testing.T) {
@@ -496,3 +498,28 @@ func TestCommitRefillsAfterShedding(t *testing.T) {
 	}
 	r.expectSel(p, bbA)
 }
+
+// A path that changed shows in its latest samples before its window's
+// median follows: the optimizer scores by them when they all lie well
+// beyond it, and not when they scatter to both sides (jitter).
+func TestLevelShift(t *testing.T) {
+	r := newRig(t, 2, testOptions())
+	p, q := pfx(0), pfx(1)
+	r.measure(p, 20, 45, 80)
+	r.measure(q, 20, 45, 80)
+	recent := func(pf netip.Prefix, lo, p50, hi float64) {
+		st := r.src.prefixes[pf].Backbones[bbA]
+		st.Recent = probes.Recent{N: probes.RecentSamples, Lo: durMs(lo), P50: durMs(p50), Hi: durMs(hi)}
+		r.src.prefixes[pf].Backbones[bbA] = st
+	}
+	recent(p, 148, 150, 152) // a went from 20 to 150 ms
+	recent(q, 8, 22, 35)     // a jitters around 20 ms
+	r.step(time.Second)
+	r.expectSel(p, bbB)
+	r.expectSel(q, bbA)
+	if e := r.o.Events(1); len(e) != 1 || e[0].From.RTT != durMs(150) {
+		t.Fatalf("the move scored a by %v, want its recent 150 ms", e)
+	}
+}
+
+func durMs(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }

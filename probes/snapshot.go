@@ -35,6 +35,21 @@ type Stats struct {
 	// Lost) those answered by an ICMP error from a router.
 	Sent, Lost, Unreachable uint64
 	Updated                 time.Time // last sample or probe outcome
+	// Recent is the last RecentSamples RTTs, from any source: where the
+	// path is now, while the window's percentiles still mix in where it
+	// was (see the optimizer's level shifts).
+	Recent Recent
+}
+
+// RecentSamples is how many of a pair's latest RTTs Stats.Recent covers.
+const RecentSamples = 4
+
+// Recent sums up a pair's latest RTTs: how many (0 until there are
+// RecentSamples within the window), the smallest, the median and the
+// largest.
+type Recent struct {
+	N           int
+	Lo, P50, Hi time.Duration
 }
 
 // RTTSamples is the total number of RTT samples from all sources.

@@ -137,6 +137,12 @@ type pair struct {
 
 	stats Stats // as of the last Snapshot that computed it
 	dirty bool
+
+	// The last RecentSamples RTTs and when they came, a ring: what
+	// Stats.Recent reports.
+	recent     [RecentSamples]int64
+	recentAt   [RecentSamples]int64
+	recentNext int
 }
 
 type bbRec struct {
@@ -205,6 +211,8 @@ func (s *Store) AddRTT(r fib.RouteID, b fib.BackboneID, src Source, rtt time.Dur
 	p.cCur.addMin(v)
 	p.cSum.addMin(v)
 	p.cCur.recorded, p.cSum.recorded = true, true
+	p.recent[p.recentNext], p.recentAt[p.recentNext] = v, at
+	p.recentNext = (p.recentNext + 1) % RecentSamples
 }
 
 // AddOutcome records how one active probe of route r through backbone b
@@ -496,6 +504,25 @@ func (s *Store) Snapshot() Snapshot {
 	return snap
 }
 
+// recentOf is p's last RecentSamples RTTs within the window, if it has
+// that many.
+func (s *Store) recentOf(p *pair) Recent {
+	var r Recent
+	var v [RecentSamples]int64
+	now := s.clock.now()
+	for i, at := range p.recentAt {
+		if at == 0 || now-at >= 2*s.half {
+			return r
+		}
+		v[i] = p.recent[i]
+	}
+	slices.Sort(v[:])
+	r.N = RecentSamples
+	r.Lo, r.Hi = time.Duration(v[0]), time.Duration(v[RecentSamples-1])
+	r.P50 = time.Duration((v[RecentSamples/2-1] + v[RecentSamples/2]) / 2)
+	return r
+}
+
 func (s *Store) stats(p *pair) Stats {
 	st := Stats{
 		Samples:     p.cSum.samples,
@@ -505,6 +532,7 @@ func (s *Store) stats(p *pair) Stats {
 		Loss:        p.cSum.loss(),
 		Updated:     s.clock.wall(p.updated),
 	}
+	st.Recent = s.recentOf(p)
 	if h := p.sum; h.TotalCount() > 0 {
 		// ValueAtQuantile takes a percentage, not a fraction.
 		st.Min = time.Duration(p.cSum.min)

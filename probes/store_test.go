@@ -270,3 +270,31 @@ func TestStoreConcurrentSnapshot(t *testing.T) {
 	close(done)
 	wg.Wait()
 }
+
+// Stats.Recent is the last RecentSamples RTTs, once there are that many
+// within the window.
+func TestStoreRecent(t *testing.T) {
+	st, clk, _ := newTestStore(StoreOptions{Window: 10 * time.Second})
+	for i, ms := range []float64{20, 21, 150, 152} {
+		st.AddRTT(1, 0, Active, durMS(ms), sec(1+float64(i)/10))
+	}
+	clk.set(sec(2))
+	if s, _ := statsOf(t, st.Snapshot(), 1, 0); s.Recent.N != RecentSamples || s.Recent.Lo > durMS(20.1) || s.Recent.Hi < durMS(151.9) {
+		t.Fatalf("4 samples: recent %+v", s.Recent)
+	}
+	for i, ms := range []float64{149, 151, 150} {
+		st.AddRTT(1, 0, Passive, durMS(ms), sec(2+float64(i)/10))
+	}
+	clk.set(sec(3))
+	s, _ := statsOf(t, st.Snapshot(), 1, 0)
+	if r := s.Recent; r.N != RecentSamples || r.Lo < durMS(148.9) || r.Hi > durMS(152.1) {
+		t.Fatalf("the last 4 of 7: recent %+v, want 149 to 152 ms", r)
+	}
+	within(t, "recent median", s.Recent.P50, durMS(150.5))
+	within(t, "window median", s.P50, durMS(150))
+	st.AddRTT(1, 0, Active, durMS(30), sec(12.1)) // the others are out of the window
+	clk.set(sec(12.5))
+	if s, _ := statsOf(t, st.Snapshot(), 1, 0); s.Recent.N != 0 {
+		t.Fatalf("one sample in the window: recent %+v, want none", s.Recent)
+	}
+}
