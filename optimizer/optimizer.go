@@ -71,7 +71,11 @@ type backbone struct {
 	failing     bool      // failed by this Step's measurements
 	reported    bool      // the last failure or recovery logged was a failure
 	failedUntil time.Time // excluded until then
-	strikes     int       // failures in a row, each soon after the last (see strike)
+	// loss and probes are the backbone's probe loss over all its prefixes
+	// in this Step's snapshot: what a pair's few probes are read against.
+	loss    float64
+	probes  uint64
+	strikes int // failures in a row, each soon after the last (see strike)
 }
 
 func (b *backbone) failed(now time.Time) bool { return b.failing || now.Before(b.failedUntil) }
@@ -268,6 +272,7 @@ func (o *Optimizer) Step(now time.Time) {
 	o.gen++
 	o.pending = Counters{Steps: 1}
 	snap := o.src.Snapshot()
+	o.backboneLoss(&snap)
 	o.sampleRates()
 	o.detectFailures(now, &snap)
 	o.evacuate(now, &snap)

@@ -523,3 +523,26 @@ func TestLevelShift(t *testing.T) {
 }
 
 func durMs(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
+
+// A prefix's few probes are read against its backbone's loss over all
+// prefixes: a clean window of 16 probes on a backbone losing 5 % is luck,
+// not a reason to return to it.
+func TestLossReadAgainstBackbone(t *testing.T) {
+	r := newRig(t, 1, testOptions())
+	p := pfx(0)
+	r.measure(p, 20, 25)
+	st := r.src.prefixes[p].Backbones[bbA]
+	st.Sent, st.Lost, st.Loss = 16, 0, 0
+	r.src.prefixes[p].Backbones[bbA] = st
+	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 400, ProbesLost: 20, Loss: 0.05}
+	r.stepExpect(time.Second, p, bbB)
+	// A prefix's own loss still shows: 16 of 16 lost on a backbone that
+	// loses little elsewhere.
+	r2 := newRig(t, 1, testOptions())
+	r2.measure(p, 20, 25)
+	st = r2.src.prefixes[p].Backbones[bbA]
+	st.Sent, st.Lost, st.Loss = 16, 16, 1
+	r2.src.prefixes[p].Backbones[bbA] = st
+	r2.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 400, ProbesLost: 16, Loss: 0.04}
+	r2.stepExpect(time.Second, p, bbB)
+}
