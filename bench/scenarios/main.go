@@ -129,8 +129,9 @@ func suiteRun(suite []steerlab.Scenario, modes []string, out string, verbose boo
 			if !ok {
 				return nil, false
 			}
-			fmt.Fprintf(w, "%s (%s): pnap %.1f ms, oracle %.1f ms (%+.1f %%), best static %s %.1f ms, flaps %d, TCP broken %d\n",
-				row.Name, row.Mode, row.PnapMeanRTTms, row.OracleMeanRTTms, row.VsOraclePct, row.BestStatic, row.BestStaticMeanRTTms, row.Flaps, row.TCPBroken)
+			fmt.Fprintf(w, "%s (%s): flows %.1f ms, pnap's choices %.1f ms, oracle %.1f ms (%+.1f %%), best static %s %.1f ms, re-steer %s s, flaps %d, TCP broken %d\n",
+				row.Name, row.Mode, row.PnapMeanRTTms, row.PnapChosenMeanRTTms, row.OracleMeanRTTms, row.VsOraclePct, row.BestStatic, row.BestStaticMeanRTTms,
+				steerlab.Optional(row.Resteer90s), row.Flaps, row.TCPBroken)
 			rows = append(rows, row)
 		}
 	}

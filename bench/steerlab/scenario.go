@@ -8,6 +8,7 @@ import (
 	"image/color"
 	"io"
 	"math"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -55,8 +56,14 @@ type Result struct {
 	// StaticRTT is what the flows would have seen had every one stayed on
 	// one backbone, OracleRTT on the best backbone at every moment: both
 	// from the oracle's measurements at each exchange (see Oracle).
-	StaticRTT      map[string]time.Duration
-	OracleRTT      time.Duration
+	StaticRTT map[string]time.Duration
+	OracleRTT time.Duration
+	// ChosenRTT is pnap's choices judged as the oracle's are: the
+	// oracle's measurement of the backbone pnap had selected for each
+	// exchange's prefix. Against OracleRTT it compares decisions alone,
+	// with one instrument; MeanRTT, the flows' own, also carries what the
+	// instruments differ by (TCP against UDP echoes, pnap's forwarding).
+	ChosenRTT      time.Duration
 	Resteers       int
 	ResteerAfter   []time.Duration // per shift: until ≥ 90 % of prefixes were on the new best; -1 never; 0 when the best did not change
 	Moves          int             // selection changes the shifts called for (a prefix's move to a new best)
@@ -118,20 +125,42 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 
 // scenario is one Run under way.
 type scenario struct {
-	tb       testing.TB
-	l        *Lab
-	shifts   []Shift
-	w        io.Writer
-	flows    *Flows
-	oracle   *Oracle
-	start    time.Time
-	out      []emu.Params // every backbone's way out now
-	best     int          // the best backbone by the emulation's settings now
-	pending  map[int]time.Time
-	next     int           // the next shift to apply
-	say      string        // the last shift's words, on every line
-	lastLine time.Duration // the second of the last line printed
-	res      Result
+	tb      testing.TB
+	l       *Lab
+	shifts  []Shift
+	w       io.Writer
+	flows   *Flows
+	oracle  *Oracle
+	start   time.Time
+	out     []emu.Params // every backbone's way out now
+	best    int          // the best backbone by the emulation's settings now
+	pending map[int]time.Time
+	next    int // the next shift to apply
+	// selections is which backbone carried each prefix, every 100 ms.
+	selections []selection
+	say        string        // the last shift's words, on every line
+	lastLine   time.Duration // the second of the last line printed
+	res        Result
+}
+
+type selection struct {
+	at  time.Time
+	sel map[netip.Prefix]string
+}
+
+// selectedAt is the backbone (index) carrying the prefix of dest at t, as
+// last seen before it; -1 before the first look.
+func (sc *scenario) selectedAt(dest netip.Addr, t time.Time) int {
+	k := sort.Search(len(sc.selections), func(i int) bool { return sc.selections[i].at.After(t) }) - 1
+	if k < 0 {
+		return -1
+	}
+	for i, d := range sc.l.Dests {
+		if d == dest {
+			return slices.Index(sc.l.Backbone, sc.selections[k].sel[sc.l.Prefix[i]])
+		}
+	}
+	return -1
 }
 
 // bestNow is the backbone whose way out costs least as set: its delay
@@ -184,6 +213,7 @@ func (sc *scenario) carried() map[string]int {
 	for _, b := range sel {
 		carried[b]++
 	}
+	sc.selections = append(sc.selections, selection{time.Now(), sel})
 	for i, at := range sc.pending {
 		if carried[sc.l.Backbone[sc.best]] >= len(sc.l.Prefix)*9/10 {
 			sc.res.ResteerAfter[i] = time.Since(at)
@@ -280,17 +310,24 @@ func (sc *scenario) compare() {
 	rtts := sc.flows.RTTs()
 	all := make([]time.Duration, 0, len(rtts))
 	shares := sc.commitShares()
+	var chosen time.Duration
+	chosenN := 0
 	for _, x := range rtts {
 		c := costAt(x.At)
 		sum += x.RTT
 		all = append(all, x.RTT)
 		oracle += best(c, shares)
+		if b := sc.selectedAt(x.Dest, x.At); b >= 0 {
+			chosen += c[b]
+			chosenN++
+		}
 		for i := range static {
 			static[i] += c[i]
 		}
 	}
 	if n := time.Duration(len(rtts)); n > 0 {
 		sc.res.MeanRTT, sc.res.OracleRTT = sum/n, oracle/n
+		sc.res.ChosenRTT = chosen / time.Duration(max(chosenN, 1))
 		slices.Sort(all)
 		sc.res.P95RTT = all[len(all)*95/100]
 		for i, b := range sc.l.Backbone {

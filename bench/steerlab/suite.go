@@ -70,11 +70,16 @@ func Suite() []Scenario {
 // commit goes, and a backbone that cannot carry everything is no static
 // choice.
 type Row struct {
-	Name                string             `json:"name"`
-	Mode                string             `json:"mode"` // "active" or "passive" probing
-	PnapMeanRTTms       float64            `json:"pnap_mean_rtt_ms"`
-	PnapP95RTTms        float64            `json:"pnap_p95_rtt_ms"`
-	OracleMeanRTTms     float64            `json:"oracle_mean_rtt_ms"`
+	Name            string  `json:"name"`
+	Mode            string  `json:"mode"` // "active" or "passive" probing
+	PnapMeanRTTms   float64 `json:"pnap_mean_rtt_ms"`
+	PnapP95RTTms    float64 `json:"pnap_p95_rtt_ms"`
+	OracleMeanRTTms float64 `json:"oracle_mean_rtt_ms"`
+	// PnapChosenMeanRTTms is pnap's choices measured by the oracle's
+	// instrument (Result.ChosenRTT); VsOraclePct compares it with the
+	// oracle, FlowsVsOraclePct the flows' own RTT.
+	PnapChosenMeanRTTms float64            `json:"pnap_chosen_mean_rtt_ms"`
+	FlowsVsOraclePct    float64            `json:"flows_vs_oracle_pct"`
 	BestStaticMeanRTTms float64            `json:"best_static_mean_rtt_ms"`
 	BestStatic          string             `json:"best_static"`
 	BGPDefaultMeanRTTms float64            `json:"bgp_default_mean_rtt_ms"`
@@ -85,8 +90,8 @@ type Row struct {
 	TCPBroken           int64              `json:"tcp_broken"`
 	UDPLossPct          float64            `json:"udp_loss_pct"`
 	CommitOvershootPct  *float64           `json:"commit_overshoot_pct"`
-	VsOraclePct         float64            `json:"vs_oracle_pct"`      // pnap's mean over the oracle's, less 1
-	VsBestStaticPct     float64            `json:"vs_best_static_pct"` // pnap's mean over the best static's, less 1
+	VsOraclePct         float64            `json:"vs_oracle_pct"`      // pnap's choices over the oracle's, less 1, one instrument
+	VsBestStaticPct     float64            `json:"vs_best_static_pct"` // pnap's choices over the best static's, less 1
 }
 
 // RowOf sums up r, a run of sc in mode, on l.
@@ -124,8 +129,10 @@ func RowOf(sc Scenario, mode string, l *Lab, r Result) Row {
 			row.CommitOvershootPct = &v
 		}
 	}
-	row.VsOraclePct = pct(row.PnapMeanRTTms, row.OracleMeanRTTms)
-	row.VsBestStaticPct = pct(row.PnapMeanRTTms, row.BestStaticMeanRTTms)
+	row.PnapChosenMeanRTTms = ms(r.ChosenRTT)
+	row.VsOraclePct = pct(row.PnapChosenMeanRTTms, row.OracleMeanRTTms)
+	row.FlowsVsOraclePct = pct(row.PnapMeanRTTms, row.OracleMeanRTTms)
+	row.VsBestStaticPct = pct(row.PnapChosenMeanRTTms, row.BestStaticMeanRTTms)
 	return row
 }
 
@@ -153,15 +160,15 @@ func RunScenario(tb testing.TB, sc Scenario, pnapd string, passive bool, w io.Wr
 // would have given.
 func Markdown(rows []Row, scenarios []Scenario) string {
 	var b strings.Builder
-	b.WriteString("| scenario | probing | pnap mean (p95) ms | oracle ms | pnap vs oracle | best static ms | pnap vs best static | BGP default ms | re-steer 90 % s | flaps | TCP broken | UDP loss % | commit overshoot % |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| scenario | probing | flows via pnap, mean (p95) ms | pnap's choices ms | oracle ms | choices vs oracle | flows vs oracle | best static ms | choices vs best static | BGP default ms | re-steer 90 % s | flaps | TCP broken | UDP loss % | commit overshoot % |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		fmt.Fprintf(&b, "| %s | %s | %.1f (%.1f) | %.1f | %+.1f %% | %.1f (%s) | %+.1f %% | %.1f | %s | %d | %d | %.2f | %s |\n",
-			r.Name, r.Mode, r.PnapMeanRTTms, r.PnapP95RTTms, r.OracleMeanRTTms, r.VsOraclePct, r.BestStaticMeanRTTms, r.BestStatic,
+		fmt.Fprintf(&b, "| %s | %s | %.1f (%.1f) | %.1f | %.1f | %+.1f %% | %+.1f %% | %.1f (%s) | %+.1f %% | %.1f | %s | %d | %d | %.2f | %s |\n",
+			r.Name, r.Mode, r.PnapMeanRTTms, r.PnapP95RTTms, r.PnapChosenMeanRTTms, r.OracleMeanRTTms, r.VsOraclePct, r.FlowsVsOraclePct, r.BestStaticMeanRTTms, r.BestStatic,
 			r.VsBestStaticPct, r.BGPDefaultMeanRTTms, optional(r.Resteer90s, "%.1f"), r.Flaps, r.TCPBroken, r.UDPLossPct, optional(r.CommitOvershootPct, "%.1f"))
 	}
 	for _, sc := range scenarios {
-		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n| probing | pnap | oracle |", sc.Name, sc.About)
+		fmt.Fprintf(&b, "\n## %s\n\n%s.\n\n| probing | pnap's choices | oracle |", sc.Name, sc.About)
 		var names []string
 		for _, r := range rows {
 			if r.Name == sc.Name {
@@ -180,7 +187,7 @@ func Markdown(rows []Row, scenarios []Scenario) string {
 			if r.Name != sc.Name {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %.1f ms | %.1f ms |", r.Mode, r.PnapMeanRTTms, r.OracleMeanRTTms)
+			fmt.Fprintf(&b, "| %s | %.1f ms | %.1f ms |", r.Mode, r.PnapChosenMeanRTTms, r.OracleMeanRTTms)
 			for _, n := range names {
 				fmt.Fprintf(&b, " %.1f ms |", r.StaticMeanRTTms[n])
 			}
@@ -190,6 +197,9 @@ func Markdown(rows []Row, scenarios []Scenario) string {
 	}
 	return b.String()
 }
+
+// Optional is v as the tables show it: "—" for none, "never" for -1.
+func Optional(v *float64) string { return optional(v, "%.2f") }
 
 func optional(v *float64, format string) string {
 	if v == nil {
