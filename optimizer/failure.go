@@ -12,8 +12,9 @@ import (
 
 // detectFailures marks backbones failed from the backbone totals: loss of
 // at least FailLoss over at least FailMinProbes probes in the store's
-// window, or a whole lost round (RoundSource). A failed backbone stays
-// excluded until FailureHold after the last Step that saw it failing.
+// window, or a whole lost round (RoundSource), unless the last round was
+// answered whole. A failed backbone stays excluded for its hold (see
+// strike) after the last Step that saw it failing.
 // Only lost probes count: passive samples carry no loss, so passive-only
 // measurement (no probe sent) fails nothing rather than guess.
 func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
@@ -29,8 +30,16 @@ func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
 			loss := max(bs.Loss, float64(bs.ProbesLost)/float64(bs.ProbesSent))
 			failing = loss >= o.opt.FailLoss
 		}
-		if r, ok := rounds[id]; ok && r.Sent >= o.opt.FailRoundMin && r.Lost >= r.Sent {
-			failing = true
+		if r, ok := rounds[id]; ok && r.Sent >= o.opt.FailRoundMin {
+			switch r.Lost {
+			case r.Sent:
+				failing = true
+			case 0:
+				// A whole round answered: the window's loss is the past,
+				// which would keep a recovered backbone failing for up to a
+				// window more.
+				failing = false
+			}
 		}
 		if failing && !b.failed(now) {
 			o.pending.Failures++

@@ -203,3 +203,26 @@ func TestPassiveOnlyFailsNoBackbone(t *testing.T) {
 		}
 	}
 }
+
+// A round answered whole ends a failure, though the window still holds
+// the lost probes of the outage.
+func TestCleanRoundEndsFailure(t *testing.T) {
+	f := newFIB(t, 3, 2)
+	src := roundSource{newSource()}
+	src.backbones[bbA] = probes.BackboneStats{ProbesSent: 100, ProbesLost: 80, Loss: 0.8}
+	src.rounds = map[fib.BackboneID]Round{bbA: {Sent: 10, Lost: 10}}
+	o, err := New(testOptions(), f, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Step(t0)
+	if !o.Backbones()[bbA].Failed {
+		t.Fatal("a not failed")
+	}
+	failedUntil := o.Backbones()[bbA].FailedUntil
+	src.rounds[bbA] = Round{Sent: 10, Lost: 0} // the window's 80 % stays
+	o.Step(t0.Add(time.Second))
+	if got := o.Backbones()[bbA].FailedUntil; !got.Equal(failedUntil) {
+		t.Fatalf("a clean round extended the failure: until %v, was %v", got, failedUntil)
+	}
+}

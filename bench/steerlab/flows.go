@@ -30,10 +30,13 @@ type Flows struct {
 }
 
 // FlowRTT is one exchange: when and how long, to which destination.
+// Failed: it got no answer within 5 s (its connection broke), and RTT is
+// how long it waited.
 type FlowRTT struct {
-	At   time.Time
-	Dest netip.Addr
-	RTT  time.Duration
+	At     time.Time
+	Dest   netip.Addr
+	RTT    time.Duration
+	Failed bool
 }
 
 // StartFlows starts the traffic from ns to dests until Stop.
@@ -137,11 +140,17 @@ func (f *Flows) tcp(ns *lab.NS, d netip.Addr) {
 			}
 			c.SetDeadline(time.Now().Add(5 * time.Second))
 			start := time.Now()
-			if _, err := c.Write(buf); err != nil {
-				ok = false
-				break
+			_, err := c.Write(buf)
+			if err == nil {
+				_, err = io.ReadFull(c, buf)
 			}
-			if _, err := io.ReadFull(c, buf); err != nil {
+			if err != nil {
+				// What the customer waited before giving up counts: an
+				// exchange that never came back is the worst of all, not
+				// one left out.
+				f.mu.Lock()
+				f.rtts = append(f.rtts, FlowRTT{At: start, Dest: d, RTT: time.Since(start), Failed: true})
+				f.mu.Unlock()
 				ok = false
 				break
 			}

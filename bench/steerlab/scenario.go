@@ -376,8 +376,9 @@ func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 // Summary prints the result.
 func (r Result) Summary(w io.Writer, l *Lab, shifts []Shift) {
-	fmt.Fprintf(w, "\nSummary\n")
-	fmt.Fprintf(w, "  customer flows, mean RTT:     %6.1f ms (pnap)\n", ms(r.MeanRTT))
+	fmt.Fprintf(w, "\nSummary (static choices, the oracle and pnap's choices as measured by the oracle's probes, outside pnap, in this run)\n")
+	fmt.Fprintf(w, "  customer flows, mean RTT:     %6.1f ms (through pnap, as the flows measured it)\n", ms(r.MeanRTT))
+	fmt.Fprintf(w, "  pnap's choices:               %6.1f ms (the backbone pnap selected, as the oracle measured it)\n", ms(r.ChosenRTT))
 	var names []string
 	for b := range r.StaticRTT {
 		names = append(names, b)
