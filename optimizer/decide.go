@@ -380,6 +380,14 @@ func (o *Optimizer) clearWinner(d *decision) (Choice, float64, bool) {
 			o.countBlocked(f)
 			continue
 		}
+		if d.bps <= 0 && o.bb[c.Backbone].commitBps > 0 && win < o.cfg.commitWinMs {
+			// Traffic not measured yet (the first second of a prefix): it
+			// may be anything, and a commit would pay for the guess (the
+			// commit scenario moved 5 Mbit/s onto a 5 Mbit/s commit at
+			// start, then shed it again).
+			o.countBlocked(fitCommit)
+			continue
+		}
 		return c, win, true
 	}
 	return Choice{}, 0, false

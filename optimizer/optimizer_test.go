@@ -546,3 +546,17 @@ func TestLossReadAgainstBackbone(t *testing.T) {
 	r2.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 400, ProbesLost: 16, Loss: 0.04}
 	r2.stepExpect(time.Second, p, bbB)
 }
+
+// A prefix whose traffic is not measured yet does not go onto a backbone
+// with a commit on an ordinary win; once it is, it does if it fits.
+func TestCommitWaitsForTraffic(t *testing.T) {
+	r := limitRig(t, 1, bbB, Backbone{CommitMbps: 100}, 10e6)
+	p := pfx(0)
+	r.measure(p, 30, 20)
+	r.stepExpect(time.Second, p, bbA)
+	if c := r.o.Counters(); c.BlockedCommit == 0 {
+		t.Fatal("the move was not counted as blocked by the commit")
+	}
+	r.src.setTraffic(p, 5)
+	r.stepExpect(time.Second, p, bbB)
+}
