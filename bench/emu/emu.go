@@ -436,10 +436,8 @@ func (e *Emulator) nextDue() (int64, bool) {
 	var due int64
 	ok := false
 	for d := range e.lines {
-		if l := &e.lines[d]; l.n > 0 {
-			if t, _ := l.at(0); !ok || t < due {
-				due, ok = t, true
-			}
+		if t, has := e.lines[d].next(); has && (!ok || t < due) {
+			due, ok = t, true
 		}
 	}
 	return due, ok
@@ -496,7 +494,7 @@ func (e *Emulator) receive(d int) error {
 			if j := int64(prm.Jitter); j > 0 {
 				delay = max(delay+e.rng.Int64N(2*j+1)-j, 0)
 			}
-			if !l.push(at+delay, f) {
+			if !l.push(at+delay, 0, f) {
 				c.queueFull.Add(1)
 				continue
 			}
@@ -514,36 +512,31 @@ func (e *Emulator) receive(d int) error {
 // transmit sends the frames of lines[d] that are due out of ports[1-d].
 func (e *Emulator) transmit(d int) {
 	out, l, c := e.ports[1-d], &e.lines[d], &e.stats[d]
-	for l.n > 0 {
+	for {
 		now := e.now()
-		e.txb = e.txb[:0]
-		var late, maxLate int64
-		for k := 0; k < l.n && k < batch; k++ {
-			due, f := l.at(k)
-			if due > now {
-				break
-			}
-			e.txb = append(e.txb, f)
-			if now-due > int64(LateAfter) {
-				late++
-			}
-			maxLate = max(maxLate, now-due)
-		}
+		e.txb = l.ready(now, e.txb[:0])
 		if len(e.txb) == 0 {
 			return
+		}
+		var late, maxLate int64
+		for _, p := range l.picked {
+			if now-p.due > int64(LateAfter) {
+				late++
+			}
+			maxLate = max(maxLate, now-p.due)
 		}
 		c.late.Add(uint64(late))
 		if maxLate > c.maxLate.Load() {
 			c.maxLate.Store(maxLate)
 		}
 		sent, err := out.send(e.txb)
-		l.pop(sent)
 		c.forwarded.Add(uint64(sent))
 		if err != nil {
-			// The kernel refused the head frame (link down, too big): drop
-			// it rather than retry forever.
-			l.pop(1)
+			// The kernel refused the first frame (link down, too big):
+			// drop it rather than retry forever.
+			sent++
 			c.failed.Add(1)
 		}
+		l.settle(sent)
 	}
 }
