@@ -33,7 +33,7 @@ type line struct {
 	// maxDue is the latest due time queued yet, fifoDue that of the newest
 	// frame without a key.
 	maxDue, fifoDue int64
-	keys            keyTable // by key, the newest queued frame's due time; made on first use
+	keys            keyTable // by key, the newest queued frame's due time
 	mixed           bool     // due times do not rise with arrival: sorted orders the frames
 	sorted          schedule
 	picked          []pending // the frames ready handed out, for settle
@@ -53,8 +53,18 @@ type pending struct {
 	seq uint64
 }
 
+// newLine makes a line for frames and bytes. Its per-prefix table and heap
+// (4 MiB at the default 65536 frames) are made now, though a line without
+// keys never uses them, so that the loop's thread does not allocate
+// megabytes, and perhaps start a garbage collection, while frames wait.
 func newLine(frames, bytes int) line {
-	return line{ents: make([]entry, frames), buf: make([]byte, bytes), picked: make([]pending, 0, batch)}
+	return line{
+		ents:   make([]entry, frames),
+		buf:    make([]byte, bytes),
+		keys:   newKeyTable(frames),
+		sorted: make(schedule, 0, frames),
+		picked: make([]pending, 0, batch),
+	}
 }
 
 // push queues a copy of f, due at due or, if later, when the frames it must
@@ -74,9 +84,6 @@ func (l *line) push(due int64, key uint64, f []byte) bool {
 		due = max(due, l.maxDue)
 		l.fifoDue = due
 	} else {
-		if l.keys.slots == nil {
-			l.keys = newKeyTable(len(l.ents))
-		}
 		due = max(due, l.fifoDue, l.keys.due(key))
 		l.keys.set(key, due, seq)
 	}
@@ -96,9 +103,6 @@ func (l *line) push(due int64, key uint64, f []byte) bool {
 // mix turns the heap on. The frames queued so far are in due order, which
 // makes them a heap as they stand.
 func (l *line) mix() {
-	if cap(l.sorted) < len(l.ents) {
-		l.sorted = make(schedule, 0, len(l.ents))
-	}
 	l.sorted = l.sorted[:0]
 	for k := range l.n {
 		l.sorted = append(l.sorted, pending{l.ents[(l.head+k)%len(l.ents)].due, l.headSeq + uint64(k)})
