@@ -24,13 +24,21 @@ type Params struct {
 	// Delay is added to every frame, counted from the kernel's receive time.
 	Delay time.Duration
 	// Jitter spreads each frame's delay uniformly over
-	// [Delay-Jitter, Delay+Jitter] (never below 0). Frames keep their order,
-	// so a frame whose draw would let it overtake the one ahead leaves right
-	// after it instead: see the package doc for what that does.
+	// [Delay-Jitter, Delay+Jitter] (never below 0), after DestDelay's extra
+	// delay is added. Frames keep their order (with DestDelay, frames to one
+	// prefix do), so a frame whose draw would let it overtake the one ahead
+	// leaves right after it instead: see the package doc for what that does.
 	Jitter time.Duration
 	// Loss is the probability, 0 to 1, that a frame is dropped, drawn
 	// independently per frame.
 	Loss float64
+	// DestDelay, if not nil, adds to Delay an extra delay per destination:
+	// that of the IPv4 /24 or IPv6 /48 holding the frame's destination
+	// address, 0 if the table has none or the frame is not IP. Frames to
+	// different prefixes then leave independently (a frame to a fast prefix
+	// is not held behind one to a slow prefix), frames to one prefix in
+	// order. Nil is one delay for all, in order, as without it.
+	DestDelay *DestDelays
 }
 
 func (p Params) validate() error {
@@ -48,7 +56,9 @@ func (p Params) validate() error {
 // Options size the emulator. The zero value is what New uses.
 type Options struct {
 	// QueueFrames is the most frames each direction holds; 0 means 65536
-	// (650 ms at 100 kpps).
+	// (650 ms at 100 kpps). With DestDelay, every frame that arrived since
+	// the oldest one still queued counts, those that left before it too: size
+	// it, and QueueBytes, for the longest delay.
 	QueueFrames int
 	// QueueBytes is the most bytes each direction holds (each frame counts
 	// 10 bytes more for its virtio-net header); 0 means 32 MiB, 250 ms of
@@ -273,7 +283,10 @@ func quiet(ns *lab.NS, a, b *lab.Link) error {
 // Set changes both directions' parameters. It takes effect for the frames
 // that arrive from then on (by the kernel's receive time); frames already
 // queued keep their due times, so after a cut in delay new frames wait for
-// those ahead of them (order is kept).
+// those ahead of them (order is kept; with DestDelay, those to the same
+// prefix). A DestDelay table is swapped whole with the rest: each frame gets
+// the old table's delay or the new one's, never some of each, so a scenario
+// shifts many prefixes at once with one new table.
 func (e *Emulator) Set(ab, ba Params) error {
 	for _, p := range []Params{ab, ba} {
 		if err := p.validate(); err != nil {
@@ -482,19 +495,16 @@ func (e *Emulator) receive(d int) error {
 				}
 
 			}
-			prm := s.p[d]
+			prm := &s.p[d]
 			if at < s.since {
-				prm = s.prev[d]
+				prm = &s.prev[d]
 			}
 			if prm.Loss > 0 && e.rng.Float64() < prm.Loss {
 				c.lost.Add(1)
 				continue
 			}
-			delay := int64(prm.Delay)
-			if j := int64(prm.Jitter); j > 0 {
-				delay = max(delay+e.rng.Int64N(2*j+1)-j, 0)
-			}
-			if !l.push(at+delay, 0, f) {
+			delay, key := e.delay(prm, f[vnetHdrLen:])
+			if !l.push(at+delay, key, f) {
 				c.queueFull.Add(1)
 				continue
 			}
@@ -507,6 +517,21 @@ func (e *Emulator) receive(d int) error {
 		}
 	}
 	return nil
+}
+
+// delay draws the delay of a frame (Ethernet header first) under prm, and
+// returns it with the frame's destination key, 0 without DestDelay.
+func (e *Emulator) delay(prm *Params, eth []byte) (delay int64, key uint64) {
+	delay = int64(prm.Delay)
+	if prm.DestDelay != nil {
+		var extra int64
+		key, extra = prm.DestDelay.lookup(eth)
+		delay += extra
+	}
+	if j := int64(prm.Jitter); j > 0 {
+		delay = max(delay+e.rng.Int64N(2*j+1)-j, 0)
+	}
+	return delay, key
 }
 
 // transmit sends the frames of lines[d] that are due out of ports[1-d].
