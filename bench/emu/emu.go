@@ -37,7 +37,7 @@ type Params struct {
 	// address, 0 if the table has none or the frame is not IP. Frames to
 	// different prefixes then leave independently (a frame to a fast prefix
 	// is not held behind one to a slow prefix), frames to one prefix in
-	// order. Nil is one delay for all, in order, as without it.
+	// order. Nil: one delay for all frames, in order.
 	DestDelay *DestDelays
 }
 
@@ -56,9 +56,9 @@ func (p Params) validate() error {
 // Options size the emulator. The zero value is what New uses.
 type Options struct {
 	// QueueFrames is the most frames each direction holds; 0 means 65536
-	// (650 ms at 100 kpps). With DestDelay, every frame that arrived since
-	// the oldest one still queued counts, those that left before it too: size
-	// it, and QueueBytes, for the longest delay.
+	// (650 ms at 100 kpps). With DestDelay, a frame that leaves ahead of
+	// older ones keeps its room until they have left too: size this, and
+	// QueueBytes, for the longest delay.
 	QueueFrames int
 	// QueueBytes is the most bytes each direction holds (each frame counts
 	// 10 bytes more for its virtio-net header); 0 means 32 MiB, 250 ms of
