@@ -178,6 +178,23 @@ func TestLineKeys(t *testing.T) {
 	}
 }
 
+// TestLineAllocs: queueing and sending frames by prefix, heap on, does not
+// allocate.
+func TestLineAllocs(t *testing.T) {
+	l := newLine(1024, 1<<16)
+	f := make([]byte, vnetHdrLen+60)
+	txb := make([][]byte, 0, batch)
+	var at int64
+	n := testing.AllocsPerRun(10_000, func() {
+		at += 10
+		l.push(at+int64(at%7)*100, v4Key|uint64(at%7), f)
+		txb = drain(&l, at, txb)
+	})
+	if n != 0 || !l.mixed {
+		t.Errorf("%v allocations per frame (heap on: %v), want none", n, l.mixed)
+	}
+}
+
 // TestKeyTable sets and releases keys against a map, in a table small
 // enough that probes collide and deletions shift.
 func TestKeyTable(t *testing.T) {
@@ -263,5 +280,37 @@ func drain(l *line, now int64, txb [][]byte) [][]byte {
 			return txb
 		}
 		l.settle(len(txb))
+	}
+}
+
+// BenchmarkLinePrefixes is BenchmarkLine with the scale scenario's keys:
+// frames to 10,000 prefixes at random, each prefix with its own delay of 10
+// to 110 ms, so the heap orders the line (~6k frames queued).
+func BenchmarkLinePrefixes(b *testing.B) {
+	l := newLine(1<<16, 32<<20)
+	f := make([]byte, vnetHdrLen+60)
+	txb := make([][]byte, 0, batch)
+	rng := rand.New(rand.NewPCG(7, 8))
+	const gap, prefixes = 10_000, 10_000
+	delays := make([]int64, prefixes)
+	for i := range delays {
+		delays[i] = 10_000_000 + rng.Int64N(100_000_000)
+	}
+	var at int64
+	step := func(i int) {
+		at += gap
+		p := rng.IntN(prefixes)
+		if !l.push(at+delays[p], v4Key|uint64(p), f) {
+			b.Fatal("line full")
+		}
+		if i%4 == 3 {
+			txb = drain(&l, at, txb)
+		}
+	}
+	for i := range len(l.buf)/len(f) + 1 {
+		step(i)
+	}
+	for i := 0; b.Loop(); i++ {
+		step(i)
 	}
 }
