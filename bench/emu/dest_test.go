@@ -293,8 +293,8 @@ func destDelays(t *testing.T, by map[string]time.Duration) *DestDelays {
 // all), and how many of them arrived after a later one.
 func byDest(r *receiver, k, i int, keep func(sent int64) bool) (ds []int64, reordered int) {
 	last := -1
-	for j := i; j < len(r.delay); j += k {
-		if r.delay[j] < 0 || keep != nil && !keep(r.sent[j]) {
+	for j := range r.delay {
+		if int((r.from+uint32(j))%uint32(k)) != i || r.delay[j] < 0 || keep != nil && !keep(r.sent[j]) {
 			continue
 		}
 		ds = append(ds, r.delay[j])
