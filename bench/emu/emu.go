@@ -5,6 +5,7 @@ package emu
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -61,9 +62,9 @@ type Options struct {
 	// QueueBytes, for the longest delay.
 	QueueFrames int
 	// QueueBytes is the most bytes each direction holds (each frame counts
-	// 10 bytes more for its virtio-net header); 0 means 32 MiB, 250 ms of
-	// full-size frames at 1 Gbit/s. The bytes are a ring: its pages become
-	// resident as traffic first goes round it.
+	// 10 bytes more for its virtio-net header), at most 2 GiB; 0 means
+	// 32 MiB, 250 ms of full-size frames at 1 Gbit/s. The bytes are a ring:
+	// its pages become resident as traffic first goes round it.
 	QueueBytes int
 	// Seed seeds loss and jitter draws, for repeatable runs; 0 picks one at
 	// random.
@@ -188,6 +189,9 @@ func Start(ns *lab.NS, a, b *lab.Link, ab, ba Params, opts Options) (_ *Emulator
 	}
 	if opts.QueueFrames < 0 || opts.QueueBytes < 0 {
 		return nil, fmt.Errorf("negative queue size in %+v", opts)
+	}
+	if opts.QueueBytes > math.MaxInt32 {
+		return nil, fmt.Errorf("QueueBytes %d is over 2 GiB, the most a line can address", opts.QueueBytes)
 	}
 	if opts.QueueFrames == 0 {
 		opts.QueueFrames = 1 << 16
