@@ -36,17 +36,19 @@
 // there is no reordering.
 //
 // Per-destination delays. Params.DestDelay adds to Delay an extra delay per
-// destination IPv4 /24 or IPv6 /48 (non-IP frames get none), from a table
-// that Set swaps whole. One FIFO per direction would hold a frame to a 10 ms
-// prefix behind one to a 100 ms prefix for 100 ms, which no backbone does. So
-// a frame waits only for the frames ahead of it to the same prefix and for
-// those queued without a table (a frame queued without one waits for all
-// ahead of it, as before), and otherwise leaves when due: frames to
-// different prefixes are reordered as their delays say,
-// frames to one prefix keep their order, and jitter piles up per prefix as
-// above. The line stays a FIFO until a frame is due before one ahead of it;
-// then a heap by due time orders it until it empties (line.go). Room in the
-// queue is freed from its oldest frame, so Options.QueueFrames and
-// QueueBytes count every frame since the oldest still queued, as a FIFO's
-// would: size them for the longest delay.
+// destination IPv4 /24 or IPv6 /48 (non-IP frames get none), from a table that
+// Set swaps whole. One FIFO per direction would hold a frame to a 10 ms prefix
+// behind one to a 100 ms prefix for 100 ms, which no backbone does. So a frame
+// waits only for the frames ahead of it to the same prefix and for those
+// queued without a table (a frame queued without one waits for all ahead of
+// it, as before), and otherwise leaves when due: frames to different prefixes
+// are reordered as their delays say, frames to one prefix keep their order,
+// and jitter piles up per prefix as above. The line stays a FIFO until a frame
+// is due before one ahead of it; then a heap by due time orders it until it
+// empties (line.go): ~0.18 µs a frame with 10,000 prefixes
+// (BenchmarkLinePrefixes) against ~0.017 µs for the FIFO (BenchmarkLine),
+// beside the ~6 µs a frame of the loop's system calls at 100 kpps. Room in the
+// queue is freed from its oldest frame, so Options.QueueFrames and QueueBytes
+// count every frame since the oldest still queued, as a FIFO's would: size
+// them for the longest delay.
 package emu
