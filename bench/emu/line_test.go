@@ -95,14 +95,9 @@ func TestLinePrefixes(t *testing.T) {
 func TestLineKeys(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
 	l := newLine(256, 1<<16)
-	type frame struct {
-		seq, key uint64
-		due      int64
-		b        []byte
-	}
 	var (
-		queued      []frame // by arrival
-		mixed       int     // steps with the heap on
+		queued      []modelFrame // by arrival
+		mixed       int          // steps with the heap on
 		now, maxDue int64
 		fifoDue     int64
 		seq         uint64
@@ -131,34 +126,14 @@ func TestLineKeys(t *testing.T) {
 			if !l.push(want, key, b) {
 				continue
 			}
-			queued = append(queued, frame{seq, key, want, b})
+			queued = append(queued, modelFrame{seq, key, want, b})
 			seq++
 			maxDue = max(maxDue, want)
 			if key == 0 {
 				fifoDue = want
 			}
 		default:
-			due := slices.SortedFunc(slices.Values(queued), func(a, b frame) int {
-				return cmp.Or(cmp.Compare(a.due, b.due), cmp.Compare(a.seq, b.seq))
-			})
-			n := 0
-			for n < len(due) && n < batch && due[n].due <= now {
-				n++
-			}
-			txb := l.ready(now, nil)
-			if len(txb) != n {
-				t.Fatalf("at %d: %d frames ready, want %d", now, len(txb), n)
-			}
-			for j, f := range txb {
-				if p := l.picked[j]; p.seq != due[j].seq || p.due != due[j].due || !bytes.Equal(f, due[j].b) {
-					t.Fatalf("at %d: frame %d ready is %d due %d (%x), want %d due %d (%x)", now, j, p.seq, p.due, f, due[j].seq, due[j].due, due[j].b)
-				}
-			}
-			k := rng.IntN(n + 1)
-			l.settle(k)
-			queued = slices.DeleteFunc(queued, func(f frame) bool {
-				return slices.ContainsFunc(due[:k], func(g frame) bool { return g.seq == f.seq })
-			})
+			queued = sendModel(t, &l, queued, now, rng)
 		}
 		held := map[uint64]bool{}
 		for _, f := range queued {
@@ -176,6 +151,41 @@ func TestLineKeys(t *testing.T) {
 	if mixed == 0 {
 		t.Error("the heap never turned on")
 	}
+}
+
+// modelFrame is a frame queued in TestLineKeys's model of a line.
+type modelFrame struct {
+	seq, key uint64
+	due      int64
+	b        []byte
+}
+
+// sendModel checks that the line has ready the frames due by now that the
+// model has, earliest first, settles some of them as sendmmsg might, and
+// returns the model's frames still queued.
+func sendModel(t *testing.T, l *line, queued []modelFrame, now int64, rng *rand.Rand) []modelFrame {
+	t.Helper()
+	due := slices.SortedFunc(slices.Values(queued), func(a, b modelFrame) int {
+		return cmp.Or(cmp.Compare(a.due, b.due), cmp.Compare(a.seq, b.seq))
+	})
+	n := 0
+	for n < len(due) && n < batch && due[n].due <= now {
+		n++
+	}
+	txb := l.ready(now, nil)
+	if len(txb) != n {
+		t.Fatalf("at %d: %d frames ready, want %d", now, len(txb), n)
+	}
+	for j, f := range txb {
+		if p := l.picked[j]; p.seq != due[j].seq || p.due != due[j].due || !bytes.Equal(f, due[j].b) {
+			t.Fatalf("at %d: frame %d ready is %d due %d (%x), want %d due %d (%x)", now, j, p.seq, p.due, f, due[j].seq, due[j].due, due[j].b)
+		}
+	}
+	k := rng.IntN(n + 1)
+	l.settle(k)
+	return slices.DeleteFunc(queued, func(f modelFrame) bool {
+		return slices.ContainsFunc(due[:k], func(g modelFrame) bool { return g.seq == f.seq })
+	})
 }
 
 // TestLineAllocs: queueing and sending frames by prefix, heap on, does not
