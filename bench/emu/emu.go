@@ -5,6 +5,7 @@ package emu
 import (
 	"errors"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"runtime"
@@ -24,13 +25,21 @@ type Params struct {
 	// Delay is added to every frame, counted from the kernel's receive time.
 	Delay time.Duration
 	// Jitter spreads each frame's delay uniformly over
-	// [Delay-Jitter, Delay+Jitter] (never below 0). Frames keep their order,
-	// so a frame whose draw would let it overtake the one ahead leaves right
-	// after it instead: see the package doc for what that does.
+	// [Delay-Jitter, Delay+Jitter] (never below 0), after DestDelay's extra
+	// delay is added. Frames keep their order (with DestDelay, frames to one
+	// prefix do), so a frame whose draw would let it overtake the one ahead
+	// leaves right after it instead: see the package doc for what that does.
 	Jitter time.Duration
 	// Loss is the probability, 0 to 1, that a frame is dropped, drawn
 	// independently per frame.
 	Loss float64
+	// DestDelay, if not nil, adds to Delay an extra delay per destination:
+	// that of the IPv4 /24 or IPv6 /48 holding the frame's destination
+	// address, 0 if the table has none or the frame is not IP. Frames to
+	// different prefixes then leave independently (a frame to a fast prefix
+	// is not held behind one to a slow prefix), frames to one prefix in
+	// order. Nil: one delay for all frames, in order.
+	DestDelay *DestDelays
 }
 
 func (p Params) validate() error {
@@ -48,12 +57,14 @@ func (p Params) validate() error {
 // Options size the emulator. The zero value is what New uses.
 type Options struct {
 	// QueueFrames is the most frames each direction holds; 0 means 65536
-	// (650 ms at 100 kpps).
+	// (650 ms at 100 kpps). With DestDelay, a frame that leaves ahead of
+	// older ones keeps its room until they have left too: size this, and
+	// QueueBytes, for the longest delay.
 	QueueFrames int
 	// QueueBytes is the most bytes each direction holds (each frame counts
-	// 10 bytes more for its virtio-net header); 0 means 32 MiB, 250 ms of
-	// full-size frames at 1 Gbit/s. The bytes are a ring: its pages become
-	// resident as traffic first goes round it.
+	// 10 bytes more for its virtio-net header), at most 2 GiB; 0 means
+	// 32 MiB, 250 ms of full-size frames at 1 Gbit/s. The bytes are a ring:
+	// its pages become resident as traffic first goes round it.
 	QueueBytes int
 	// Seed seeds loss and jitter draws, for repeatable runs; 0 picks one at
 	// random.
@@ -179,6 +190,9 @@ func Start(ns *lab.NS, a, b *lab.Link, ab, ba Params, opts Options) (_ *Emulator
 	if opts.QueueFrames < 0 || opts.QueueBytes < 0 {
 		return nil, fmt.Errorf("negative queue size in %+v", opts)
 	}
+	if opts.QueueBytes > math.MaxInt32 {
+		return nil, fmt.Errorf("QueueBytes %d is over 2 GiB, the most a line can address", opts.QueueBytes)
+	}
 	if opts.QueueFrames == 0 {
 		opts.QueueFrames = 1 << 16
 	}
@@ -273,7 +287,10 @@ func quiet(ns *lab.NS, a, b *lab.Link) error {
 // Set changes both directions' parameters. It takes effect for the frames
 // that arrive from then on (by the kernel's receive time); frames already
 // queued keep their due times, so after a cut in delay new frames wait for
-// those ahead of them (order is kept).
+// those ahead of them (order is kept; with DestDelay, those to the same
+// prefix). A DestDelay table is swapped whole with the rest: each frame gets
+// the old table's delay or the new one's, never some of each, so a scenario
+// shifts many prefixes at once with one new table.
 func (e *Emulator) Set(ab, ba Params) error {
 	for _, p := range []Params{ab, ba} {
 		if err := p.validate(); err != nil {
@@ -436,10 +453,8 @@ func (e *Emulator) nextDue() (int64, bool) {
 	var due int64
 	ok := false
 	for d := range e.lines {
-		if l := &e.lines[d]; l.n > 0 {
-			if t, _ := l.at(0); !ok || t < due {
-				due, ok = t, true
-			}
+		if t, has := e.lines[d].next(); has && (!ok || t < due) {
+			due, ok = t, true
 		}
 	}
 	return due, ok
@@ -484,19 +499,16 @@ func (e *Emulator) receive(d int) error {
 				}
 
 			}
-			prm := s.p[d]
+			prm := &s.p[d]
 			if at < s.since {
-				prm = s.prev[d]
+				prm = &s.prev[d]
 			}
 			if prm.Loss > 0 && e.rng.Float64() < prm.Loss {
 				c.lost.Add(1)
 				continue
 			}
-			delay := int64(prm.Delay)
-			if j := int64(prm.Jitter); j > 0 {
-				delay = max(delay+e.rng.Int64N(2*j+1)-j, 0)
-			}
-			if !l.push(at+delay, f) {
+			delay, key := e.delay(prm, f[vnetHdrLen:])
+			if !l.push(at+delay, key, f) {
 				c.queueFull.Add(1)
 				continue
 			}
@@ -511,39 +523,49 @@ func (e *Emulator) receive(d int) error {
 	return nil
 }
 
+// delay draws the delay of a frame (Ethernet header first) under prm, and
+// returns it with the frame's destination key, 0 without DestDelay.
+func (e *Emulator) delay(prm *Params, eth []byte) (delay int64, key uint64) {
+	delay = int64(prm.Delay)
+	if prm.DestDelay != nil {
+		var extra int64
+		key, extra = prm.DestDelay.lookup(eth)
+		delay += extra
+	}
+	if j := int64(prm.Jitter); j > 0 {
+		delay = max(delay+e.rng.Int64N(2*j+1)-j, 0)
+	}
+	return delay, key
+}
+
 // transmit sends the frames of lines[d] that are due out of ports[1-d].
 func (e *Emulator) transmit(d int) {
 	out, l, c := e.ports[1-d], &e.lines[d], &e.stats[d]
-	for l.n > 0 {
+	for {
 		now := e.now()
-		e.txb = e.txb[:0]
-		var late, maxLate int64
-		for k := 0; k < l.n && k < batch; k++ {
-			due, f := l.at(k)
-			if due > now {
-				break
-			}
-			e.txb = append(e.txb, f)
-			if now-due > int64(LateAfter) {
-				late++
-			}
-			maxLate = max(maxLate, now-due)
-		}
+		e.txb = l.ready(now, e.txb[:0])
 		if len(e.txb) == 0 {
 			return
+		}
+		var late, maxLate int64
+		for _, p := range l.picked {
+			if now-p.due > int64(LateAfter) {
+				late++
+			}
+			maxLate = max(maxLate, now-p.due)
 		}
 		c.late.Add(uint64(late))
 		if maxLate > c.maxLate.Load() {
 			c.maxLate.Store(maxLate)
 		}
 		sent, err := out.send(e.txb)
-		l.pop(sent)
 		c.forwarded.Add(uint64(sent))
 		if err != nil {
-			// The kernel refused the head frame (link down, too big): drop
-			// it rather than retry forever.
-			l.pop(1)
+			// The kernel refused the first frame (link down, too big):
+			// drop it rather than retry forever.
+			sent++
 			c.failed.Add(1)
 		}
+		l.settle(sent)
 	}
 }

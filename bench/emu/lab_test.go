@@ -6,11 +6,14 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"slices"
 	"testing"
 	"time"
 
+	"github.com/google/gopacket"
+	"github.com/google/gopacket/layers"
 	"github.com/pnap-project/pnap/bench/lab"
 	"golang.org/x/sys/unix"
 )
@@ -66,14 +69,49 @@ func startTimed(t *testing.T, w *wire, ab, ba Params) *Emulator {
 }
 
 // Probe frames are Ethernet/IPv4/UDP, 60 bytes (a 64-byte frame without its
-// FCS), to a MAC nobody owns so that B's kernel drops them on sight. The
-// payload carries a magic, a sequence number and the sender's CLOCK_REALTIME
-// just before the sendmmsg that carries it.
+// FCS), or Ethernet/IPv6/UDP, 80 bytes, to a MAC nobody owns so that B's
+// kernel drops them on sight. The payload carries a magic, a sequence number
+// and the sender's CLOCK_REALTIME just before the sendmmsg that carries it.
 const (
-	probeLen   = 60
-	payloadOff = 14 + 20 + 8
-	probeMagic = 0x706e6170 // "pnap"
+	probeLen    = 60
+	payloadOff  = 14 + 20 + 8
+	payloadOff6 = 14 + 40 + 8
+	probeMagic  = 0x706e6170 // "pnap"
 )
+
+// probeFrame returns a probe frame from src to dst, payload zero.
+func probeFrame(t *testing.T, src net.HardwareAddr, dst netip.Addr) []byte {
+	t.Helper()
+	payload := make([]byte, probeLen-payloadOff)
+	if dst.Is4() {
+		return lab.UDPFrame(t, src, sinkMAC, "198.18.0.1", dst.String(), payload)
+	}
+	eth := &layers.Ethernet{SrcMAC: src, DstMAC: sinkMAC, EthernetType: layers.EthernetTypeIPv6}
+	ip := &layers.IPv6{Version: 6, HopLimit: 60, NextHeader: layers.IPProtocolUDP,
+		SrcIP: netip.MustParseAddr("2001:2::1").AsSlice(), DstIP: dst.AsSlice()}
+	udp := &layers.UDP{SrcPort: 9, DstPort: 40000}
+	if err := udp.SetNetworkLayerForChecksum(ip); err != nil {
+		t.Fatal(err)
+	}
+	buf := gopacket.NewSerializeBuffer()
+	if err := gopacket.SerializeLayers(buf, gopacket.SerializeOptions{FixLengths: true, ComputeChecksums: true}, eth, ip, udp, gopacket.Payload(payload)); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+// probePayload returns the payload of a probe frame, nil if the frame is
+// too short to be one.
+func probePayload(f []byte) []byte {
+	off := payloadOff
+	if len(f) >= 14 && f[12] == 0x86 && f[13] == 0xdd {
+		off = payloadOff6
+	}
+	if len(f) < off+16 {
+		return nil
+	}
+	return f[off:]
+}
 
 var sinkMAC = net.HardwareAddr{0x02, 0, 0x5e, 0, 0x53, 0x99}
 
@@ -98,7 +136,8 @@ func precise(cpu int) error {
 type sender struct {
 	p      *port
 	cpu    int
-	frames [][]byte // vnet header + probe
+	probes [][]byte // vnet header + probe, one per destination
+	frames [][]byte // the batch being sent
 	seq    uint32   // sequence number of the next frame
 }
 
@@ -109,12 +148,19 @@ func newSender(t *testing.T, l *lab.Link, cpu int) *sender {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.close() })
-	s := &sender{p: p, cpu: cpu}
-	probe := lab.UDPFrame(t, l.MAC, sinkMAC, "198.18.0.1", "198.18.0.2", make([]byte, probeLen-payloadOff))
-	for range batch {
-		s.frames = append(s.frames, append(make([]byte, vnetHdrLen), probe...))
-	}
+	s := &sender{p: p, cpu: cpu, frames: make([][]byte, batch)}
+	s.to(t, netip.MustParseAddr("198.18.0.2"))
 	return s
+}
+
+// to makes the sender send to dsts in turn: frame seq goes to
+// dsts[seq%len(dsts)].
+func (s *sender) to(t *testing.T, dsts ...netip.Addr) {
+	t.Helper()
+	s.probes = s.probes[:0]
+	for _, d := range dsts {
+		s.probes = append(s.probes, append(make([]byte, vnetHdrLen), probeFrame(t, s.p.link.MAC, d)...))
+	}
 }
 
 // run sends count frames at rate per second and returns when all are sent.
@@ -146,10 +192,13 @@ func (s *sender) loop(rate, count int) error {
 		if err := unix.ClockGettime(unix.CLOCK_REALTIME, &now); err != nil {
 			return err
 		}
-		for i, f := range s.frames[:k] {
-			pl := f[vnetHdrLen+payloadOff:]
+		for i := range k {
+			seq := s.seq + uint32(i)
+			f := append(s.frames[i][:0], s.probes[seq%uint32(len(s.probes))]...)
+			s.frames[i] = f
+			pl := probePayload(f[vnetHdrLen:])
 			binary.BigEndian.PutUint32(pl[0:], probeMagic)
-			binary.BigEndian.PutUint32(pl[4:], s.seq+uint32(i))
+			binary.BigEndian.PutUint32(pl[4:], seq)
 			binary.BigEndian.PutUint64(pl[8:], uint64(now.Nano()))
 		}
 		for done := 0; done < k; {
@@ -177,6 +226,8 @@ type receiver struct {
 	from      uint32
 	delay     []int64 // ns, by sequence number - from; -1 until received
 	sent      []int64 // sender's stamp (Unix ns), likewise
+	arrival   []int   // place in the order of arrival, likewise
+	arrived   int
 	dups      int
 	reordered int // frames that arrived after one with a higher sequence number
 	last      int // highest index received so far
@@ -202,9 +253,9 @@ func newReceiver(t *testing.T, l *lab.Link, cpu int, from uint32, n int) *receiv
 		p.close()
 		t.Fatal(err)
 	}
-	r := &receiver{p: p, cpu: cpu, from: from, delay: make([]int64, n), sent: make([]int64, n), last: -1, stop: stop, done: make(chan struct{})}
+	r := &receiver{p: p, cpu: cpu, from: from, delay: make([]int64, n), sent: make([]int64, n), arrival: make([]int, n), last: -1, stop: stop, done: make(chan struct{})}
 	for i := range r.delay {
-		r.delay[i], r.sent[i] = -1, -1
+		r.delay[i], r.sent[i], r.arrival[i] = -1, -1, -1
 	}
 	go r.loop()
 	t.Cleanup(func() { r.finish(); p.close(); unix.Close(stop) })
@@ -243,10 +294,11 @@ func (r *receiver) loop() {
 }
 
 func (r *receiver) take(f []byte, stamp int64) {
-	if len(f) < probeLen || binary.BigEndian.Uint32(f[payloadOff:]) != probeMagic {
+	pl := probePayload(f)
+	if pl == nil || binary.BigEndian.Uint32(pl) != probeMagic {
 		return // ARP, IPv6 chatter and the like
 	}
-	i := int(binary.BigEndian.Uint32(f[payloadOff+4:]) - r.from)
+	i := int(binary.BigEndian.Uint32(pl[4:]) - r.from)
 	if i < 0 || i >= len(r.delay) {
 		return
 	}
@@ -258,8 +310,10 @@ func (r *receiver) take(f []byte, stamp int64) {
 		r.reordered++
 	}
 	r.last = max(r.last, i)
-	r.sent[i] = int64(binary.BigEndian.Uint64(f[payloadOff+8:]))
+	r.sent[i] = int64(binary.BigEndian.Uint64(pl[8:]))
 	r.delay[i] = stamp - r.sent[i]
+	r.arrival[i] = r.arrived
+	r.arrived++
 }
 
 // finish stops the receiver (wait for the frames in flight first) and
