@@ -114,6 +114,12 @@ func suiteRun(suite []steerlab.Scenario, modes []string, out string, verbose boo
 				res, l := steerlab.RunScenario(tb, sc, pnapd, mode == "passive", w)
 				row = steerlab.RowOf(sc, mode, l, res)
 				if verbose {
+					m, _ := l.Metrics()
+					for _, line := range strings.Split(m, "\n") {
+						if (strings.Contains(line, "drops_total") || strings.Contains(line, "probe_results_total") || strings.Contains(line, "not_sent")) && !strings.HasPrefix(line, "#") && !strings.HasSuffix(line, " 0") {
+							fmt.Fprintln(w, "  pnapd metric:", line)
+						}
+					}
 					for _, line := range strings.Split(l.Logs(), "\n") {
 						if strings.Contains(line, "moved") || strings.Contains(line, "backbone failed") || strings.Contains(line, "recovered") || strings.Contains(line, "evacuated") {
 							fmt.Fprintln(w, "  pnapd:", line)
@@ -121,7 +127,7 @@ func suiteRun(suite []steerlab.Scenario, modes []string, out string, verbose boo
 					}
 				}
 				if mode == modes[0] {
-					if err := res.Plot(filepath.Join(out, "scenario-"+sc.Name+".png"), l); err != nil {
+					if err := res.PlotTitled(filepath.Join(out, "scenario-"+sc.Name+".png"), sc.Name, l); err != nil {
 						tb.Fatal(err)
 					}
 				}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -212,6 +213,17 @@ func (l *Lab) ReceivedBytes(i int) (uint64, error) {
 		return 0, err
 	}
 	return link.Attrs().Statistics.RxBytes, nil
+}
+
+// Metrics is pnapd's /metrics now, as text.
+func (l *Lab) Metrics() (string, error) {
+	resp, err := l.api.Get("http://pnapd/metrics")
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
 }
 
 // Decisions counts the optimizer's selection changes so far.

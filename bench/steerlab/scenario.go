@@ -120,6 +120,13 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 	sc.res.Resteers, _ = l.Decisions()
 	sc.res.Broken = sc.flows.Broken()
 	sc.res.UDPLost, sc.res.UDPOf = sc.flows.UDPLost()
+	// What the emulators dropped or delayed that their settings did not
+	// ask for: the lab's own noise, which pnap measures as the path's.
+	for i, bb := range l.X.Backbones {
+		st := bb.Emu.Stats()
+		fmt.Fprintf(w, "  emulator %s: out %d frames, %d lost as set, %d queue full, %d overrun, %d late (max %v); back %d frames, %d overrun, %d late\n",
+			l.Backbone[i], st.AB.Received, st.AB.Lost, st.AB.QueueFull, st.AB.Overrun, st.AB.Late, st.AB.MaxLate, st.BA.Received, st.BA.Overrun, st.BA.Late)
+	}
 	return sc.res
 }
 
@@ -403,8 +410,14 @@ func (r Result) Summary(w io.Writer, l *Lab, shifts []Shift) {
 // Plot draws pnapd's measured RTT per backbone over the run and the
 // customer's flows' mean RTT (what pnap chose), into path (PNG).
 func (r Result) Plot(path string, l *Lab) error {
+	return r.PlotTitled(path, "pnap demo", l)
+}
+
+// PlotTitled is Plot under a title of its own, with the oracle's best
+// backbone at every second (dashed) beside what the customer got.
+func (r Result) PlotTitled(path, title string, l *Lab) error {
 	p := plot.New()
-	p.Title.Text = "pnap demo: RTT per backbone (measured by pnapd) and what the customer got"
+	p.Title.Text = title + ": RTT per backbone (measured by pnapd) and what the customer got"
 	p.X.Label.Text = "seconds"
 	p.Y.Label.Text = "RTT (ms)"
 	p.Legend.Top = true
@@ -442,5 +455,37 @@ func (r Result) Plot(path string, l *Lab) error {
 		p.Add(ln)
 		p.Legend.Add("customer flows via pnap (chosen)", ln)
 	}
+	if err := addOracle(p, r); err != nil {
+		return err
+	}
 	return p.Save(9*vg.Inch, 4.5*vg.Inch, path)
+}
+
+// addOracle draws the oracle's cheapest backbone each second, its cost
+// capped at deadCost.
+func addOracle(p *plot.Plot, r Result) error {
+	var pts plotter.XYs
+	for _, s := range r.Seconds {
+		if len(s.Oracle) == 0 {
+			continue
+		}
+		best := deadCost
+		for _, o := range s.Oracle {
+			best = min(best, o.Cost())
+		}
+		if best < deadCost {
+			pts = append(pts, plotter.XY{X: s.T.Seconds(), Y: ms(best)})
+		}
+	}
+	if len(pts) == 0 {
+		return nil
+	}
+	ln, err := plotter.NewLine(pts)
+	if err != nil {
+		return err
+	}
+	ln.Color, ln.Width, ln.Dashes = color.Black, vg.Points(1.5), []vg.Length{vg.Points(4), vg.Points(3)}
+	p.Add(ln)
+	p.Legend.Add("oracle: best backbone then (measured outside pnap)", ln)
+	return nil
 }
