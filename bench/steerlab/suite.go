@@ -85,13 +85,16 @@ type Row struct {
 	BGPDefaultMeanRTTms float64            `json:"bgp_default_mean_rtt_ms"`
 	StaticMeanRTTms     map[string]float64 `json:"static_mean_rtt_ms"`
 	Resteer90s          *float64           `json:"resteer_90_s"`
-	Flaps               int                `json:"flaps"`
-	Moves               int                `json:"moves"` // selection changes made, all told
-	TCPBroken           int64              `json:"tcp_broken"`
-	UDPLossPct          float64            `json:"udp_loss_pct"`
-	CommitOvershootPct  *float64           `json:"commit_overshoot_pct"`
-	VsOraclePct         float64            `json:"vs_oracle_pct"`      // pnap's choices over the oracle's, less 1, one instrument
-	VsBestStaticPct     float64            `json:"vs_best_static_pct"` // pnap's choices over the best static's, less 1
+	// Resteer90Each is every shift's, in order: null where the best
+	// backbone did not change, -1 where pnap did not follow by the end.
+	Resteer90Each      []*float64 `json:"resteer_90_each_s"`
+	Flaps              int        `json:"flaps"`
+	Moves              int        `json:"moves"` // selection changes made, all told
+	TCPBroken          int64      `json:"tcp_broken"`
+	UDPLossPct         float64    `json:"udp_loss_pct"`
+	CommitOvershootPct *float64   `json:"commit_overshoot_pct"`
+	VsOraclePct        float64    `json:"vs_oracle_pct"`      // pnap's choices over the oracle's, less 1, one instrument
+	VsBestStaticPct    float64    `json:"vs_best_static_pct"` // pnap's choices over the best static's, less 1
 }
 
 // RowOf sums up r, a run of sc in mode, on l.
@@ -113,12 +116,14 @@ func RowOf(sc Scenario, mode string, l *Lab, r Result) Row {
 	row.BGPDefaultMeanRTTms = row.StaticMeanRTTms[l.Backbone[0]]
 	for _, a := range r.ResteerAfter {
 		if a == 0 {
+			row.Resteer90Each = append(row.Resteer90Each, nil)
 			continue
 		}
 		v := a.Seconds()
 		if a < 0 {
 			v = -1
 		}
+		row.Resteer90Each = append(row.Resteer90Each, &v)
 		if row.Resteer90s == nil || v < 0 || (*row.Resteer90s >= 0 && v > *row.Resteer90s) {
 			row.Resteer90s = &v
 		}
