@@ -39,13 +39,7 @@ func TestPinsSurviveRestart(t *testing.T) {
 	}
 
 	// The restart: a new daemon from the same file, its pins restored.
-	var logs bytes.Buffer
-	d2 := newAPIDaemonFrom(t, path)
-	d2.log = slog.New(slog.NewTextHandler(&logs, nil))
-	if e, _ := d2.fib.Route(p16); e.Backbone == 1 {
-		t.Fatal("the new daemon's FIB selects b before any restore: the test proves nothing")
-	}
-	d2.restoreState()
+	d2, logs := restarted(t, path, p16)
 	if pins := d2.ctl.pins.List(); len(pins) != 1 || pins[0].Prefix != p16 || pins[0].Name != "b" {
 		t.Fatalf("pins after the restart: %+v\n%s", pins, logs.String())
 	}
@@ -65,12 +59,27 @@ func TestPinsSurviveRestart(t *testing.T) {
 		}
 		logs.Reset()
 		d3 := newAPIDaemonFrom(t, path)
-		d3.log = slog.New(slog.NewTextHandler(&logs, nil))
+		d3.log = slog.New(slog.NewTextHandler(logs, nil))
 		d3.restoreState()
 		if len(d3.ctl.pins.List()) != 0 || !strings.Contains(logs.String(), "state file ignored") {
 			t.Fatalf("state %q: pins %v, log %s", bad, d3.ctl.pins.List(), logs.String())
 		}
 	}
+}
+
+// restarted is a new daemon from the configuration at path, logging into
+// logs, with its state restored; p must not be on backbone b (1) before,
+// or the restore would prove nothing.
+func restarted(t *testing.T, path string, p netip.Prefix) (*Daemon, *bytes.Buffer) {
+	t.Helper()
+	logs := new(bytes.Buffer)
+	d := newAPIDaemonFrom(t, path)
+	d.log = slog.New(slog.NewTextHandler(logs, nil))
+	if e, _ := d.fib.Route(p); e.Backbone == 1 {
+		t.Fatal("the new daemon's FIB selects b before any restore: the test proves nothing")
+	}
+	d.restoreState()
+	return d, logs
 }
 
 // The optimizer's moves survive a restart: saved when pnapd stops,
@@ -103,13 +112,7 @@ func TestMovesSurviveRestart(t *testing.T) {
 		t.Fatalf("state saved at stop: %+v, %v", st, err)
 	}
 
-	var logs bytes.Buffer
-	d2 := newAPIDaemonFrom(t, path)
-	d2.log = slog.New(slog.NewTextHandler(&logs, nil))
-	if e, _ := d2.fib.Route(p16); e.Backbone == 1 {
-		t.Fatal("the new daemon's FIB selects b before any restore: the test proves nothing")
-	}
-	d2.restoreState()
+	d2, logs := restarted(t, path, p16)
 	if e, _ := d2.fib.Route(p16); e.Backbone != 1 {
 		t.Fatalf("after the restart %v is on backbone %d, want b (1):\n%s", p16, e.Backbone, logs.String())
 	}
@@ -125,7 +128,7 @@ func TestMovesSurviveRestart(t *testing.T) {
 	os.WriteFile(filepath.Join(stateDir, stateFileName), b, 0o644)
 	logs.Reset()
 	d3 := newAPIDaemonFrom(t, path)
-	d3.log = slog.New(slog.NewTextHandler(&logs, nil))
+	d3.log = slog.New(slog.NewTextHandler(logs, nil))
 	d3.restoreState()
 	if !strings.Contains(logs.String(), "move not restored") || !strings.Contains(logs.String(), `no backbone \"gone\"`) {
 		t.Fatalf("a move to a backbone that is gone:\n%s", logs.String())

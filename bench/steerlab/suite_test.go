@@ -30,7 +30,8 @@ func shortScenario(t *testing.T, name string, total time.Duration) Scenario {
 
 // The short subset of the scenario suite (make scenarios runs it whole):
 // under jitter alone pnap never moves; a blackout sends every prefix off
-// the dead backbone and back once it returns, breaking no TCP connection.
+// the dead backbone within 2 s and back once it returns, breaking no TCP
+// connection.
 func TestShortScenarios(t *testing.T) {
 	lab.RequireRoot(t)
 	pnapd := topo.BuildPnapd(t, t.TempDir())
@@ -48,10 +49,14 @@ func TestShortScenarios(t *testing.T) {
 		res, l := RunScenario(t, sc, pnapd, false, testLog{t})
 		row := RowOf(sc, "active", l, res)
 		t.Logf("%+v", row)
-		for i, a := range res.ResteerAfter {
-			if a < 0 || a > 3*time.Second {
-				t.Errorf("after %q: 90 %% of prefixes on the best backbone after %v, want within 3 s (the goal is 1 s: make scenarios)", sc.Shifts[i].Say, a)
-			}
+		// Off the dead backbone at once (the goal is 1 s: make scenarios);
+		// back once it answers again, which waits out its loss in the
+		// window and a first failure's hold.
+		if a := res.ResteerAfter[0]; a < 0 || a > 2*time.Second {
+			t.Errorf("after %q: 90 %% of prefixes off it after %v, want within 2 s", sc.Shifts[0].Say, a)
+		}
+		if a := res.ResteerAfter[1]; a < 0 {
+			t.Errorf("after %q: the prefixes did not return by the end", sc.Shifts[1].Say)
 		}
 		if row.TCPBroken != 0 {
 			t.Errorf("%d TCP connections broke", row.TCPBroken)
