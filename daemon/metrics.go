@@ -46,6 +46,7 @@ var (
 	descSamples       = prometheus.NewDesc("pnap_samples_total", "In-band samples read by probes.", nil, nil)
 	descRTTSamples    = prometheus.NewDesc("pnap_rtt_samples_total", "RTT samples by source (syn, ts, echo: passive; probe: active).", []string{"source"}, nil)
 	descProbesSent    = prometheus.NewDesc("pnap_probes_sent_total", "Active probes sent.", nil, nil)
+	descProbeReplies  = prometheus.NewDesc("pnap_probe_replies_unused_total", "Frames addressed to the probe source that the probes did not match to a probe, by reason (queue_full: dropped before the probes goroutine took them; not_a_probe: not an answer to any probe; unmatched: no such probe awaited, as when its answer came after its timeout): a growing count is probes charged as lost that were answered.", []string{"reason"}, nil)
 	descProbeResults  = prometheus.NewDesc("pnap_probe_results_total", "What became of the active probes sent, by result (answered, lost, unreachable): they add up to the probes sent less those still awaited.", []string{"result"}, nil)
 	descProbesNotSent = prometheus.NewDesc("pnap_probes_not_sent_total", "Active probes not sent, by reason (no_path: no route or next hop; tx_full: the inject ring was full).", []string{"reason"}, nil)
 	descBGPUp         = prometheus.NewDesc("pnap_bgp_session_up", "1 while the BGP session is Established.", []string{"session", "role", "neighbor"}, nil)
@@ -251,6 +252,9 @@ func (c collector) collectProbes(m sink, p *probes.Probes) {
 	m.counter(descProbeResults, float64(pc.ProbesAnswered), "answered")
 	m.counter(descProbeResults, float64(pc.ProbesLost), "lost")
 	m.counter(descProbeResults, float64(pc.ProbesUnreachable), "unreachable")
+	m.counter(descProbeReplies, float64(pc.RepliesDropped), "queue_full")
+	m.counter(descProbeReplies, float64(pc.RepliesIgnored), "not_a_probe")
+	m.counter(descProbeReplies, float64(pc.RepliesUnmatched), "unmatched")
 	m.counter(descProbesNotSent, float64(pc.NoPath), "no_path")
 	m.counter(descProbesNotSent, float64(pc.TXFull), "tx_full")
 	if inject := c.d.dp.inject; inject != nil {
