@@ -141,11 +141,16 @@ type Prober struct {
 	fifo       []sentProbe // ring, in send order: the order probes time out in
 	fifoHead   int
 	fifoLen    int
-	seq        uint32 // counts probes: ICMP sequence and TCP sequence offset
-	isn        uint32 // random, so a restart does not reuse sequence numbers
-	topBuf     []fib.RouteID
-	build      *frameBuilder
-	parse      *replyParser
+	// late are probes charged Lost within the last timeout, in the order
+	// they were (lateFIFO, a ring): see keepLate.
+	late              map[probeKey]outstanding
+	lateFIFO          []lateProbe
+	lateHead, lateLen int
+	seq               uint32 // counts probes: ICMP sequence and TCP sequence offset
+	isn               uint32 // random, so a restart does not reuse sequence numbers
+	topBuf            []fib.RouteID
+	build             *frameBuilder
+	parse             *replyParser
 }
 
 type proberConfig struct {
@@ -174,6 +179,8 @@ func newProber(cfg proberConfig, f *fib.FIB, dp DataPlane, traffic *Traffic, sin
 		src6:     cfg.src6,
 		port:     cfg.port,
 		out:      make(map[probeKey]outstanding, cfg.maxOutstanding),
+		late:     make(map[probeKey]outstanding),
+		lateFIFO: make([]lateProbe, cfg.maxOutstanding),
 		fifo:     make([]sentProbe, cfg.maxOutstanding),
 		isn:      rand.Uint32(),
 		build:    newFrameBuilder(),
@@ -203,6 +210,13 @@ func (p *Prober) configure(cfg proberConfig) {
 		}
 		p.fifo, p.fifoHead = fifo, 0
 	}
+}
+
+// lateProbe is a probe in Prober.lateFIFO: charged Lost at sent, sent
+// itself at sentProbe (which tells it from a later probe with its key).
+type lateProbe struct {
+	key             probeKey
+	sent, sentProbe int64
 }
 
 // flowIdentity is the (prefix, backbone) pair's ICMP identifier and TCP
@@ -388,6 +402,7 @@ func (p *Prober) send(req *probeReq, now int64) {
 
 // expire charges a loss for every probe unanswered after the timeout.
 func (p *Prober) expire(now int64) {
+	p.forgetLate(now)
 	for p.fifoLen > 0 {
 		sp := p.fifo[p.fifoHead]
 		if now-sp.sent < p.timeout {
@@ -402,8 +417,38 @@ func (p *Prober) expire(now int64) {
 			p.tally(o, true)
 			p.c.probesLost.Add(1)
 			p.sink.AddOutcome(o.route, o.b, Lost, now)
+			p.keepLate(sp.key, o, now)
 		}
 	}
+}
+
+// keepLate remembers a probe charged Lost at now for one more timeout, so
+// that an answer arriving meanwhile takes the loss back (LateAnswer): a
+// worker or VM stalled for longer than the timeout made answered probes
+// read as a lossy backbone and moved every prefix off it.
+func (p *Prober) keepLate(key probeKey, o outstanding, now int64) {
+	if p.lateLen == len(p.lateFIFO) {
+		p.forgetOldestLate()
+	}
+	p.late[key] = o
+	p.lateFIFO[(p.lateHead+p.lateLen)%len(p.lateFIFO)] = lateProbe{key: key, sent: now, sentProbe: o.sent}
+	p.lateLen++
+}
+
+// forgetLate forgets the probes charged Lost a timeout or more before now.
+func (p *Prober) forgetLate(now int64) {
+	for p.lateLen > 0 && now-p.lateFIFO[p.lateHead].sent >= p.timeout {
+		p.forgetOldestLate()
+	}
+}
+
+func (p *Prober) forgetOldestLate() {
+	old := p.lateFIFO[p.lateHead]
+	if lo, ok := p.late[old.key]; ok && lo.sent == old.sentProbe {
+		delete(p.late, old.key)
+	}
+	p.lateHead = (p.lateHead + 1) % len(p.lateFIFO)
+	p.lateLen--
 }
 
 // HandleReply matches a frame addressed to the probe source, received at
@@ -420,17 +465,14 @@ func (p *Prober) HandleReply(frame []byte, at int64) {
 		return
 	}
 	o, ok := p.out[r.key]
-	switch {
-	case !ok:
-	case r.kind == replyEcho:
-		ok = r.from == o.dst
-	case r.kind == replyTCP:
-		ok = r.from == o.dst && r.port == o.dport
-	case r.kind == replyError:
-		ok = r.quoted == o.dst
-	}
-	if !ok {
-		p.c.repliesUnmatched.Add(1) // late, foreign or forged
+	if !ok || !answers(r, o) {
+		if lo, late := p.late[r.key]; late && r.kind != replyError && answers(r, lo) {
+			delete(p.late, r.key)
+			p.c.lateAnswers.Add(1)
+			p.sink.AddOutcome(lo.route, lo.b, LateAnswer, at)
+			return
+		}
+		p.c.repliesUnmatched.Add(1) // foreign, forged, or later still
 		return
 	}
 	delete(p.out, r.key)
@@ -444,6 +486,20 @@ func (p *Prober) HandleReply(frame []byte, at int64) {
 	p.c.probesAnswered.Add(1)
 	p.sink.AddOutcome(o.route, o.b, Answered, at)
 	p.sink.AddRTT(o.route, o.b, Active, time.Duration(at-o.sent), at)
+}
+
+// answers reports whether reply r is the target's (or, for an error, a
+// router's about the target) to probe o.
+func answers(r reply, o outstanding) bool {
+	switch r.kind {
+	case replyEcho:
+		return r.from == o.dst
+	case replyTCP:
+		return r.from == o.dst && r.port == o.dport
+	case replyError:
+		return r.quoted == o.dst
+	}
+	return false
 }
 
 // Outstanding is the number of probes awaiting an answer.

@@ -549,3 +549,33 @@ func TestSetOptionsAppliesLive(t *testing.T) {
 		t.Fatalf("tcp_ports: probing port %d, want 8080", l.p.prober.port)
 	}
 }
+
+// An answer after its probe's timeout takes back the loss the probe was
+// charged, if it comes within one more timeout: the path delivered, and
+// a slow box must not read as a lossy backbone. Later than that, the loss
+// stands. Neither gives an RTT.
+func TestLateAnswerTakesBackTheLoss(t *testing.T) {
+	f := newFIB(t, 3, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
+	l := newLab(t, oneSecondV4, f) // timeout 500 ms
+	l.delay = []time.Duration{durMS(20), durMS(700), durMS(1200)}
+	l.loss = []float64{0, 0, 0}
+	l.traffic("203.0.113.0/24", "203.0.113.9", 17, 53, 5)
+	l.run(10 * time.Second)
+	snap := l.p.store.Snapshot()
+	for b, want := range []float64{0, 0, 1} {
+		st, ok := statsOf(t, snap, routeOf(t, f, "203.0.113.0/24"), fib.BackboneID(b))
+		if !ok {
+			t.Fatalf("backbone %d: no stats", b)
+		}
+		if st.Loss != want || st.Sent == 0 {
+			t.Errorf("backbone %d (%v answers): loss %.2f over %d probes, want %.0f", b, l.delay[b], st.Loss, st.Sent, want)
+		}
+		if b > 0 && st.RTTSamples() != 0 {
+			t.Errorf("backbone %d: %d RTT samples from answers after the timeout", b, st.RTTSamples())
+		}
+	}
+	c := l.p.Counters()
+	if c.LateAnswers == 0 || c.RepliesUnmatched == 0 {
+		t.Fatalf("late answers %d, unmatched %d: want both (700 ms ones taken back, 1.2 s ones not)", c.LateAnswers, c.RepliesUnmatched)
+	}
+}

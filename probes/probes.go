@@ -310,6 +310,7 @@ type counters struct {
 	rounds, probesSent, probesAnswered, probesLost, probesUnreachable         atomic.Uint64
 	noPath, noSource, txFull, skipped, outstandingFull, buildErrors           atomic.Uint64
 	replies, repliesDropped, repliesIgnored, repliesUnmatched, trafficEvicted atomic.Uint64
+	lateAnswers                                                               atomic.Uint64
 	flows, trafficRoutes, outstanding                                         atomic.Int64
 }
 
@@ -347,6 +348,7 @@ type Counters struct {
 	Outstanding                      int // awaiting an answer now
 	Replies, RepliesDropped          uint64
 	RepliesIgnored, RepliesUnmatched uint64 // not a probe reply; no such probe outstanding
+	LateAnswers                      uint64 // answers after the timeout, whose loss was taken back
 
 	Store StoreCounters
 }
@@ -387,6 +389,7 @@ func (p *Probes) Counters() Counters {
 		RepliesDropped:    c.repliesDropped.Load(),
 		RepliesIgnored:    c.repliesIgnored.Load(),
 		RepliesUnmatched:  c.repliesUnmatched.Load(),
+		LateAnswers:       c.lateAnswers.Load(),
 		Store:             p.store.Counters(),
 	}
 	for _, r := range p.rings {

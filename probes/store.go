@@ -48,6 +48,10 @@ const (
 	Answered    Outcome = iota // an echo reply, SYN-ACK or RST from the target
 	Lost                       // no answer within the timeout
 	Unreachable                // an ICMP error from a router on the way
+	// LateAnswer is an answer to a probe already charged Lost: it takes
+	// the loss back (the path delivered; something was slow) and gives no
+	// RTT (the delay may be the box's own, not the path's).
+	LateAnswer
 )
 
 // Store keeps per (route, backbone) measurements over a sliding window. One
@@ -106,6 +110,13 @@ func (c *counts) add(o counts) {
 	c.unreach += o.unreach
 	c.recorded = c.recorded || o.recorded
 	c.addMin(o.min)
+}
+
+// unlose takes back one lost probe, if c holds one.
+func (c *counts) unlose() {
+	if c.lost > c.unreach {
+		c.lost--
+	}
 }
 
 // loss is the share of the probes sent that were lost; 0 before any.
@@ -221,6 +232,10 @@ func (s *Store) AddOutcome(r fib.RouteID, b fib.BackboneID, o Outcome, at int64)
 	if b >= fib.MaxBackbones {
 		return
 	}
+	if o == LateAnswer {
+		s.takeBackLoss(r, b, at)
+		return
+	}
 	var c counts
 	c.sent, c.recorded = 1, true
 	switch o {
@@ -239,6 +254,21 @@ func (s *Store) AddOutcome(r fib.RouteID, b fib.BackboneID, o Outcome, at int64)
 	if p := s.pair(r, b, at); p != nil {
 		p.cCur.add(c)
 		p.cSum.add(c)
+	}
+}
+
+// takeBackLoss undoes one Lost of route r through b, where the window
+// still holds it.
+func (s *Store) takeBackLoss(r fib.RouteID, b fib.BackboneID, at int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	bb := &s.bb[b]
+	s.rotateCounts(&bb.epoch, &bb.cCur, &bb.cSum, at)
+	bb.cCur.unlose()
+	bb.cSum.unlose()
+	if p := s.pair(r, b, at); p != nil {
+		p.cCur.unlose()
+		p.cSum.unlose()
 	}
 }
 

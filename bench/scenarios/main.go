@@ -116,7 +116,7 @@ func suiteRun(suite []steerlab.Scenario, modes []string, out string, verbose boo
 				if verbose {
 					m, _ := l.Metrics()
 					for _, line := range strings.Split(m, "\n") {
-						if (strings.Contains(line, "drops_total") || strings.Contains(line, "probe_results_total") || strings.Contains(line, "not_sent") || strings.Contains(line, "replies_unused")) && !strings.HasPrefix(line, "#") && !strings.HasSuffix(line, " 0") {
+						if (strings.Contains(line, "drops_total") || strings.Contains(line, "probe_results_total") || strings.Contains(line, "not_sent") || strings.Contains(line, "replies_unused") || strings.Contains(line, "late_answers")) && !strings.HasPrefix(line, "#") && !strings.HasSuffix(line, " 0") {
 							fmt.Fprintln(w, "  pnapd metric:", line)
 						}
 					}
