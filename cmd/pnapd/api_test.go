@@ -381,6 +381,10 @@ func TestReloadAppliesProbeAndOptimizerSettings(t *testing.T) {
 	if code, out, errs := runCmd(t, "", "reload", "--api", "unix:"+x.sock); code != 0 {
 		t.Fatalf("reload: exit %d, %q %q\n%s", code, out, errs, x.logs)
 	}
+	// The log reaches the test through a pipe: give it a moment.
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(x.logs.String(), "msg=reloaded") && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
 	if !strings.Contains(x.logs.String(), "settings_changed=optimizer.hold_down,probes.interval") {
 		t.Fatalf("the reload does not name the settings it changed:\n%s", x.logs)
 	}
