@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -149,6 +150,10 @@ type Prober struct {
 	seq               uint32 // counts probes: ICMP sequence and TCP sequence offset
 	isn               uint32 // random, so a restart does not reuse sequence numbers
 	topBuf            []fib.RouteID
+	// rotBuf and cursor share a round's budget out when the top prefixes
+	// are more than it holds: see pick.
+	rotBuf []fib.RouteID
+	cursor int
 	build             *frameBuilder
 	parse             *replyParser
 }
@@ -326,7 +331,7 @@ func (p *Prober) round(now int64) {
 		q.nextAt = max(q.nextAt, now)
 	}
 	p.topBuf = p.traffic.Top(p.top, now, p.topBuf[:0])
-	for _, r := range p.topBuf {
+	for _, r := range p.pick(p.topBuf) {
 		pfx := p.fib.Prefix(r)
 		if !pfx.IsValid() {
 			continue
@@ -358,6 +363,33 @@ func (p *Prober) round(now int64) {
 				probeReq{route: r, b: b, kind: probeSYN, id: sport, dport: port, dst: dst})
 		}
 	}
+}
+
+// pick is the prefixes of a round, from top (busiest first): all of them
+// if the rate lets every one be probed within the interval (two probes per
+// prefix and backbone), else the busiest half of what it allows, which are
+// probed every round, and a turn of the rest, taken in route order from
+// where the last round's turn ended. With only the busiest, a box with more
+// prefixes than its probe budget would never learn that an alternative had
+// become better for the others.
+func (p *Prober) pick(top []fib.RouteID) []fib.RouteID {
+	budget := int(p.interval / p.period / 2)
+	if len(top) <= budget || budget < 2 {
+		return top
+	}
+	hot := budget / 2
+	rest := p.rotBuf[:0]
+	rest = append(rest, top[hot:]...)
+	slices.Sort(rest)
+	p.rotBuf = rest
+	n := budget - hot
+	start := p.cursor % len(rest)
+	p.cursor = start + n
+	out := top[:hot]
+	for i := range n {
+		out = append(out, rest[(start+i)%len(rest)])
+	}
+	return out
 }
 
 func (p *Prober) send(req *probeReq, now int64) {
