@@ -154,8 +154,8 @@ type Prober struct {
 	// are more than it holds: see pick.
 	rotBuf []fib.RouteID
 	cursor int
-	build             *frameBuilder
-	parse             *replyParser
+	build  *frameBuilder
+	parse  *replyParser
 }
 
 type proberConfig struct {
