@@ -380,6 +380,22 @@ func (n *NS) AddRoute(tb testing.TB, dst, gw string) {
 	}
 }
 
+// AddLocalRoute makes every address of p local to n (a local route over
+// lo, Linux's "AnyIP"): n's sockets bound to the wildcard address answer
+// for all of them, and it answers pings to them, without an address each.
+// It fails tb on error.
+func (n *NS) AddLocalRoute(tb testing.TB, p netip.Prefix) {
+	tb.Helper()
+	lo, err := n.h.LinkByName("lo")
+	if err != nil {
+		tb.Fatalf("lab.AddLocalRoute(%s): %v", n.Name, err)
+	}
+	r := &netlink.Route{Dst: prefixNet(p.Masked()), LinkIndex: lo.Attrs().Index, Type: unix.RTN_LOCAL, Table: unix.RT_TABLE_LOCAL, Scope: netlink.SCOPE_HOST}
+	if err := n.h.RouteAdd(r); err != nil {
+		tb.Fatalf("lab.AddLocalRoute(%s): %v: %v", n.Name, p, err)
+	}
+}
+
 // AddNeigh adds (or replaces) a permanent neighbour entry ip -> mac on l,
 // which must be a link of n. It fails tb on error.
 func (n *NS) AddNeigh(tb testing.TB, l *Link, ip string, mac net.HardwareAddr) {

@@ -3,6 +3,7 @@
 package steerlab
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -36,6 +37,15 @@ type Options struct {
 	BulkMbps   float64
 	// Optimizer settings written to pnapd's configuration.
 	Window, ProbeInterval, OptimizerInterval, HoldDown time.Duration
+	// Dense, if not 0, serves that many IPv4 /30s from 198.19.0.0 instead
+	// of Prefixes /24s and /64s: the scale lab. The Internet answers all of
+	// 198.19.0.0/16 (a local route, no address each) and every backbone
+	// reads them from a route file. DestDelay is each backbone's delay per
+	// /24 of them from the start (see emu.DestDelays), ProbeRate pnapd's
+	// rate_per_backbone (2000 if 0).
+	Dense     int
+	DestDelay []*emu.DestDelays
+	ProbeRate int
 }
 
 // Lab is the demo's network with pnapd running.
@@ -48,6 +58,21 @@ type Lab struct {
 	Dests    []netip.Addr // one host per served prefix, IPv4 then IPv6
 	Prefix   []netip.Prefix
 	Backbone []string // names
+	// OracleDests are the destinations the oracle measures, in turn: the
+	// IPv4 ones of Dests, or with Dense the first of every /24.
+	OracleDests []netip.Addr
+	routeFile   string // with Dense: the served prefixes, one a line
+}
+
+// servedNet holds every served prefix.
+var servedNet = netip.MustParsePrefix("198.19.0.0/16")
+
+// dense is the k-th /30 of servedNet and its first host.
+func dense(k int) (netip.Addr, netip.Prefix) {
+	b := servedNet.Addr().As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(k)<<2
+	a := netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v) | 1})
+	return a, netip.PrefixFrom(a, 30).Masked()
 }
 
 const echoPort = 5001
@@ -67,21 +92,7 @@ func Build(tb testing.TB, opt Options) *Lab {
 	tb.Helper()
 	x := topo.Build(tb, topo.Options{Backbones: len(opt.Delays), Emulated: true})
 	l := &Lab{X: x, Opt: opt}
-	for _, v6 := range []bool{false, true} {
-		for k := range opt.Prefixes {
-			a, p := served(k, v6)
-			l.Dests, l.Prefix = append(l.Dests, a), append(l.Prefix, p)
-		}
-	}
-	// One "Internet" behind all the backbones: the same servers whichever
-	// way a flow goes, so a re-steered TCP connection carries on. Its
-	// answers return through backbone 0 (the emulators delay and drop only
-	// on the way out, so the way back costs nothing either way).
-	l.Internet = lab.NewNS(tb, "inet")
-	lo := l.Internet.Loopback(tb)
-	for _, a := range l.Dests {
-		lo.AddAddr(tb, netip.PrefixFrom(a, a.BitLen()).String())
-	}
+	l.serve(tb)
 	l.Internet.ServeEcho(tb, echoPort)
 	for i, bb := range x.Backbones {
 		l.Backbone = append(l.Backbone, bb.Name)
@@ -98,12 +109,26 @@ func Build(tb testing.TB, opt Options) *Lab {
 			l.Internet.AddRoute(tb, "0.0.0.0/0", "198.18.110.1")
 			l.Internet.AddRoute(tb, "::/0", "2001:2:0:110::1")
 		}
-		if err := bb.Emu.Set(emu.Params{Delay: opt.Delays[i], Jitter: l.jitter(i)}, emu.Params{}); err != nil {
+		var dd *emu.DestDelays
+		if i < len(opt.DestDelay) {
+			dd = opt.DestDelay[i]
+		}
+		if err := bb.Emu.Set(emu.Params{Delay: opt.Delays[i], Jitter: l.jitter(i), DestDelay: dd}, emu.Params{}); err != nil {
 			tb.Fatal(err)
 		}
 	}
 	dir := tb.TempDir()
 	os.Chmod(dir, 0o755)
+	if opt.Dense > 0 {
+		l.routeFile = filepath.Join(dir, "served.txt")
+		var b strings.Builder
+		for _, p := range l.Prefix {
+			b.WriteString(p.String() + "\n")
+		}
+		if err := os.WriteFile(l.routeFile, []byte(b.String()), 0o644); err != nil {
+			tb.Fatal(err)
+		}
+	}
 	sock := filepath.Join(dir, "api.sock")
 	conf := filepath.Join(dir, "pnapd.toml")
 	if err := os.WriteFile(conf, []byte(l.config(sock)), 0o644); err != nil {
@@ -117,6 +142,40 @@ func Build(tb testing.TB, opt Options) *Lab {
 	return l
 }
 
+// serve makes the served prefixes, their hosts and the "Internet" that
+// answers them: one network behind all the backbones, the same servers
+// whichever way a flow goes, so a re-steered TCP connection carries on. Its
+// answers return through backbone 0 (the emulators delay and drop only on
+// the way out, so the way back costs nothing either way).
+func (l *Lab) serve(tb testing.TB) {
+	l.Internet = lab.NewNS(tb, "inet")
+	lo := l.Internet.Loopback(tb)
+	if n := l.Opt.Dense; n > 0 {
+		if n > 1<<14 {
+			tb.Fatalf("steerlab: %d dense prefixes: 198.19.0.0/16 holds %d /30s", n, 1<<14)
+		}
+		for k := range n {
+			a, p := dense(k)
+			l.Dests, l.Prefix = append(l.Dests, a), append(l.Prefix, p)
+			if k%64 == 0 {
+				l.OracleDests = append(l.OracleDests, a)
+			}
+		}
+		l.Internet.AddLocalRoute(tb, servedNet)
+		return
+	}
+	for _, v6 := range []bool{false, true} {
+		for k := range l.Opt.Prefixes {
+			a, p := served(k, v6)
+			l.Dests, l.Prefix = append(l.Dests, a), append(l.Prefix, p)
+			lo.AddAddr(tb, netip.PrefixFrom(a, a.BitLen()).String())
+			if !v6 {
+				l.OracleDests = append(l.OracleDests, a)
+			}
+		}
+	}
+}
+
 // jitter is backbone i's jitter at the start: Options.Jitter, less where
 // it would exceed the delay (the emulator refuses nothing, but a delay
 // cannot go below 0).
@@ -128,8 +187,10 @@ func (l *Lab) config(sock string) string {
 	fmt.Fprintf(&b, "[forwarder]\nqueues = 1\nxdp_mode = \"native\"\n\n[[customer]]\nname = \"customer\"\ninterface = %q\naddress_v4 = %q\naddress_v6 = %q\n",
 		x.Customer.Name, x.CustomerAddr4, x.CustomerAddr6)
 	var static []string
-	for _, p := range l.Prefix {
-		static = append(static, fmt.Sprintf("%q", p))
+	if o.Dense == 0 {
+		for _, p := range l.Prefix {
+			static = append(static, fmt.Sprintf("%q", p))
+		}
 	}
 	for i, bb := range x.Backbones {
 		fmt.Fprintf(&b, "\n[[backbone]]\nname = %q\ninterface = %q\ngateway_v4 = %q\ngateway_v6 = %q\npreference = %d\nstatic = [%s]\n",
@@ -137,12 +198,16 @@ func (l *Lab) config(sock string) string {
 		if i < len(o.CommitMbps) && o.CommitMbps[i] > 0 {
 			fmt.Fprintf(&b, "commit_mbps = %g\n", o.CommitMbps[i])
 		}
-		for _, f := range o.RouteFiles {
+		files := o.RouteFiles
+		if l.routeFile != "" {
+			files = append([]string{l.routeFile}, files...)
+		}
+		for _, f := range files {
 			fmt.Fprintf(&b, "\n  [[backbone.route_file]]\n  path = %q\n", f)
 		}
 	}
-	fmt.Fprintf(&b, "\n[probes]\ntop_prefixes = %d\ninterval = %q\ntimeout = \"%dms\"\nrate_per_backbone = 2000\nsource_v4 = \"198.18.0.200\"\nsource_v6 = \"2001:2:0:1::200\"\ntcp_ports = [%d]\nwindow = %q\n",
-		4*o.Prefixes, o.ProbeInterval.String(), min(400, o.ProbeInterval.Milliseconds()*8/10), echoPort, o.Window.String())
+	fmt.Fprintf(&b, "\n[probes]\ntop_prefixes = %d\ninterval = %q\ntimeout = \"%dms\"\nrate_per_backbone = %d\nsource_v4 = \"198.18.0.200\"\nsource_v6 = \"2001:2:0:1::200\"\ntcp_ports = [%d]\nwindow = %q\n",
+		max(4*o.Prefixes, o.Dense), o.ProbeInterval.String(), min(400, o.ProbeInterval.Milliseconds()*8/10), cmp.Or(o.ProbeRate, 2000), echoPort, o.Window.String())
 	if o.Passive {
 		b.WriteString("active = false\n")
 	}
@@ -175,6 +240,9 @@ func (l *Lab) get(path string, out any) error {
 // Selection is which backbone carries each served prefix now, from
 // pnapd's FIB (fib show for one host per prefix).
 func (l *Lab) Selection() (map[netip.Prefix]string, error) {
+	if l.Opt.Dense > 0 {
+		return l.selectionOfMany()
+	}
 	out := map[netip.Prefix]string{}
 	for i, a := range l.Dests {
 		var j struct{ Backbone string }
@@ -182,6 +250,28 @@ func (l *Lab) Selection() (map[netip.Prefix]string, error) {
 			return nil, err
 		}
 		out[l.Prefix[i]] = j.Backbone
+	}
+	return out, nil
+}
+
+// selectionOfMany is Selection from each backbone's route list (GET
+// /v1/routes, the prefixes it carries marked selected): a request per
+// backbone rather than per prefix.
+func (l *Lab) selectionOfMany() (map[netip.Prefix]string, error) {
+	out := make(map[netip.Prefix]string, len(l.Prefix))
+	for _, b := range l.Backbone {
+		var rs []struct {
+			Prefix   netip.Prefix `json:"prefix"`
+			Selected bool         `json:"selected"`
+		}
+		if err := l.get(fmt.Sprintf("/v1/routes?backbone=%s&limit=%d", b, 2*len(l.Prefix)), &rs); err != nil {
+			return nil, err
+		}
+		for _, r := range rs {
+			if r.Selected {
+				out[r.Prefix] = b
+			}
+		}
 	}
 	return out, nil
 }

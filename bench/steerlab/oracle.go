@@ -35,11 +35,14 @@ type Oracle struct {
 
 	mu   sync.Mutex
 	sent []oracleProbe // indexed by sequence number
+	// byDest is sent by destination, made by the first AtDest.
+	byDest [][]oracleProbe
 }
 
 type oracleProbe struct {
 	at       time.Time
 	backbone int
+	dest     int           // in Lab.OracleDests
 	rtt      time.Duration // 0: no answer (yet)
 }
 
@@ -113,12 +116,7 @@ func (o *Oracle) Stop() {
 }
 
 func (o *Oracle) send(tb testing.TB, src netip.Addr) {
-	var dests []netip.Addr
-	for _, d := range o.l.Dests {
-		if d.Is4() {
-			dests = append(dests, d)
-		}
-	}
+	dests := o.l.OracleDests
 	t := time.NewTicker(o.every)
 	defer t.Stop()
 	frame := make([]byte, 14+20+8+16)
@@ -128,11 +126,12 @@ func (o *Oracle) send(tb testing.TB, src netip.Addr) {
 			return
 		case <-t.C:
 		}
-		dst := dests[round%len(dests)]
+		di := round % len(dests)
+		dst := dests[di]
 		for b, bb := range o.l.X.Backbones {
 			o.mu.Lock()
 			seq := len(o.sent)
-			o.sent = append(o.sent, oracleProbe{at: time.Now(), backbone: b})
+			o.sent = append(o.sent, oracleProbe{at: time.Now(), backbone: b, dest: di})
 			o.mu.Unlock()
 			echoFrame(frame, bb.Port.MAC, bb.Far.MAC, src, dst, uint64(seq))
 			if _, err := unix.Write(o.fds[b], frame); err != nil {
@@ -221,11 +220,28 @@ type OracleSample struct {
 func (o *Oracle) At(t time.Time, span time.Duration, end time.Time) []OracleSample {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	return o.at(o.sent, t, span, end)
+}
+
+// AtDest is At for one of Lab.OracleDests. It needs the oracle stopped
+// (it reads every probe to that destination, sorted out once then).
+func (o *Oracle) AtDest(dest int, t time.Time, span time.Duration, end time.Time) []OracleSample {
+	if o.byDest == nil {
+		o.byDest = make([][]oracleProbe, len(o.l.OracleDests))
+		for _, p := range o.sent {
+			o.byDest[p.dest] = append(o.byDest[p.dest], p)
+		}
+	}
+	return o.at(o.byDest[dest], t, span, end)
+}
+
+// at is At over sent, probes in the order sent.
+func (o *Oracle) at(sent []oracleProbe, t time.Time, span time.Duration, end time.Time) []OracleSample {
 	out := make([]OracleSample, len(o.l.X.Backbones))
 	rtts := make([][]time.Duration, len(out))
-	lo := sort.Search(len(o.sent), func(i int) bool { return !o.sent[i].at.Before(t.Add(-span)) })
-	for i := lo; i < len(o.sent) && o.sent[i].at.Before(t.Add(span)); i++ {
-		p := o.sent[i]
+	lo := sort.Search(len(sent), func(i int) bool { return !sent[i].at.Before(t.Add(-span)) })
+	for i := lo; i < len(sent) && sent[i].at.Before(t.Add(span)); i++ {
+		p := sent[i]
 		if p.rtt == 0 && end.Sub(p.at) < lostAfter {
 			continue
 		}

@@ -43,9 +43,13 @@ type Second struct {
 	Carried  map[string]int     // served prefixes per backbone
 	FlowsRTT time.Duration      // customer's mean RTT that second
 	Oracle   []OracleSample     // the oracle's measurement of every backbone then
-	Resteers int
-	rx       []uint64 // bytes received at the far end of backbones with a commit
-	at       time.Time
+	// OracleRTT, where set (the scale scenario), is the oracle's cost that
+	// second, prefix by prefix; RTT is then each backbone's as the oracle
+	// measured it.
+	OracleRTT time.Duration
+	Resteers  int
+	rx        []uint64 // bytes received at the far end of backbones with a commit
+	at        time.Time
 }
 
 // Result sums up a run.
@@ -63,10 +67,13 @@ type Result struct {
 	// exchange's prefix. Against OracleRTT it compares decisions alone,
 	// with one instrument; MeanRTT, the flows' own, also carries what the
 	// instruments differ by (TCP against UDP echoes, pnap's forwarding).
-	ChosenRTT      time.Duration
-	Resteers       int
-	ResteerAfter   []time.Duration // per shift: until ≥ 90 % of prefixes were on the new best; -1 never; 0 when the best did not change
-	Moves          int             // selection changes the shifts called for (a prefix's move to a new best)
+	ChosenRTT    time.Duration
+	Resteers     int
+	ResteerAfter []time.Duration // per shift: until ≥ 90 % of prefixes were on the new best; -1 never; 0 when the best did not change
+	// ResteerTraffic is ResteerAfter for 90 % of the affected prefixes'
+	// traffic (the scale scenario only).
+	ResteerTraffic []time.Duration
+	Moves          int // selection changes the shifts called for (a prefix's move to a new best)
 	Broken         int64
 	UDPLost, UDPOf int64
 	// CommitP95 is, for each backbone with a commit, the 95th percentile
@@ -75,10 +82,21 @@ type Result struct {
 	// percent (0 when under).
 	CommitP95       map[string]float64
 	CommitOvershoot map[string]float64
+	// flaps, where flapsCounted, are flaps counted move by move (the scale
+	// scenario, whose shifts call for moves that pnap need not all make).
+	flaps        int
+	flapsCounted bool
 }
 
-// Flaps are the selection changes beyond those the shifts called for.
-func (r Result) Flaps() int { return max(0, r.Resteers-r.Moves) }
+// Flaps are the selection changes beyond those the shifts called for: in
+// the scale scenario, moves back to where a prefix just was with nothing
+// changed for it in between.
+func (r Result) Flaps() int {
+	if r.flapsCounted {
+		return r.flaps
+	}
+	return max(0, r.Resteers-r.Moves)
+}
 
 // Run drives lab through the shifts for total, printing a line a second to
 // w, and returns what happened. The oracle measures every backbone
@@ -434,6 +452,9 @@ func (r Result) Plot(path string, l *Lab) error {
 func (r Result) PlotTitled(path, title string, l *Lab) error {
 	p := plot.New()
 	p.Title.Text = title + ": RTT per backbone (measured by pnapd) and what the customer got"
+	if len(r.Seconds) > 0 && r.Seconds[0].OracleRTT > 0 {
+		p.Title.Text = title + ": RTT per backbone (measured by the oracle) and what the customer got"
+	}
 	p.X.Label.Text = "seconds"
 	p.Y.Label.Text = "RTT (ms)"
 	p.Legend.Top = true
@@ -482,6 +503,10 @@ func (r Result) PlotTitled(path, title string, l *Lab) error {
 func addOracle(p *plot.Plot, r Result) error {
 	var pts plotter.XYs
 	for _, s := range r.Seconds {
+		if s.OracleRTT > 0 {
+			pts = append(pts, plotter.XY{X: s.T.Seconds(), Y: ms(s.OracleRTT)})
+			continue
+		}
 		if len(s.Oracle) == 0 {
 			continue
 		}

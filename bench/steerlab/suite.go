@@ -26,6 +26,15 @@ type Scenario struct {
 	// CommitMbps and BulkMbps as in Options.
 	CommitMbps []float64
 	BulkMbps   float64
+	// Dense, if not 0, makes this the scale scenario (see scale.go): that
+	// many prefixes, each /24 of them with its own delay on every backbone
+	// (drawn from Seed) on top of Delays, a quarter of one backbone's
+	// redrawn every ShiftEvery; PingRate echoes a second carry the
+	// customer's traffic.
+	Dense      int
+	Seed       uint64
+	ShiftEvery time.Duration
+	PingRate   int
 }
 
 // Suite is the scenarios of `make scenarios`, in the order they run. Every
@@ -60,6 +69,8 @@ func Suite() []Scenario {
 			}},
 		{Name: "commit", About: "bb-1 is the fastest (20 ms against bb-0's 45) but commits to 5 Mbit/s of the 16 the prefixes send: pnap fills it and no more",
 			Delays: []time.Duration{ms(45), ms(20), ms(80)}, Total: s(60), CommitMbps: []float64{0, 5, 0}, BulkMbps: 1},
+		{Name: "scale", About: "10,000 prefixes over 4 backbones, each /24 of them 10-70 ms away on each backbone, a quarter of one backbone's /24s redrawn every 5 s; ICMP echoes at 2,000/s, Zipf-skewed (the busiest tenth of the prefixes sends 84 %): pnap follows the traffic",
+			Delays: []time.Duration{ms(2), ms(2), ms(2), ms(2)}, Jitter: ms(2), Total: s(60), Dense: 10000, Seed: 1, ShiftEvery: s(5), PingRate: 2000},
 	}
 }
 
@@ -87,14 +98,17 @@ type Row struct {
 	Resteer90s          *float64           `json:"resteer_90_s"`
 	// Resteer90Each is every shift's, in order: null where the best
 	// backbone did not change, -1 where pnap did not follow by the end.
-	Resteer90Each      []*float64 `json:"resteer_90_each_s"`
-	Flaps              int        `json:"flaps"`
-	Moves              int        `json:"moves"` // selection changes made, all told
-	TCPBroken          int64      `json:"tcp_broken"`
-	UDPLossPct         float64    `json:"udp_loss_pct"`
-	CommitOvershootPct *float64   `json:"commit_overshoot_pct"`
-	VsOraclePct        float64    `json:"vs_oracle_pct"`      // pnap's choices over the oracle's, less 1, one instrument
-	VsBestStaticPct    float64    `json:"vs_best_static_pct"` // pnap's choices over the best static's, less 1
+	Resteer90Each []*float64 `json:"resteer_90_each_s"`
+	// ResteerTraffic90s is, in the scale scenario, the worst shift's time
+	// until 90 % of the affected prefixes' traffic was on the new best.
+	ResteerTraffic90s  *float64 `json:"resteer_90_traffic_s,omitempty"`
+	Flaps              int      `json:"flaps"`
+	Moves              int      `json:"moves"` // selection changes made, all told
+	TCPBroken          int64    `json:"tcp_broken"`
+	UDPLossPct         float64  `json:"udp_loss_pct"`
+	CommitOvershootPct *float64 `json:"commit_overshoot_pct"`
+	VsOraclePct        float64  `json:"vs_oracle_pct"`      // pnap's choices over the oracle's, less 1, one instrument
+	VsBestStaticPct    float64  `json:"vs_best_static_pct"` // pnap's choices over the best static's, less 1
 }
 
 // RowOf sums up r, a run of sc in mode, on l.
@@ -128,6 +142,15 @@ func RowOf(sc Scenario, mode string, l *Lab, r Result) Row {
 			row.Resteer90s = &v
 		}
 	}
+	for _, a := range r.ResteerTraffic {
+		v := a.Seconds()
+		if a < 0 {
+			v = -1
+		}
+		if row.ResteerTraffic90s == nil || v < 0 || (*row.ResteerTraffic90s >= 0 && v > *row.ResteerTraffic90s) {
+			row.ResteerTraffic90s = &v
+		}
+	}
 	for _, v := range r.CommitOvershoot {
 		v = math.Round(10*v) / 10
 		if row.CommitOvershootPct == nil || v > *row.CommitOvershootPct {
@@ -152,6 +175,9 @@ func pct(a, b float64) float64 {
 // returns its result and lab. Lines go to w as the run goes.
 func RunScenario(tb testing.TB, sc Scenario, pnapd string, passive bool, w io.Writer) (Result, *Lab) {
 	tb.Helper()
+	if sc.Dense > 0 {
+		return runScale(tb, sc, pnapd, passive, w)
+	}
 	l := Build(tb, Options{
 		Prefixes: 8, Delays: sc.Delays, Jitter: sc.Jitter, Pnapd: pnapd, Passive: passive, CommitMbps: sc.CommitMbps, BulkMbps: sc.BulkMbps,
 		Window: 2 * time.Second, ProbeInterval: 250 * time.Millisecond, OptimizerInterval: 250 * time.Millisecond, HoldDown: 3 * time.Second,
