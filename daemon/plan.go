@@ -69,6 +69,12 @@ func newPlan(cfg *configs.Config) (plan, error) {
 	if o.optimizer, err = optimizerOptions(cfg, bbs); err != nil {
 		return plan{}, err
 	}
+	if err := samplesReachable(cfg, o.probes, o.optimizer); err != nil {
+		return plan{}, err
+	}
+	// A prefix taking its turn at being probed stays in turn until it has
+	// the samples the optimizer scores by: two a round (echo and SYN).
+	o.probes.TurnRounds = min((o.optimizer.MinSamples+1)/2, 1000)
 	if err := bgpWithFiles(cfg); err != nil {
 		return plan{}, err
 	}
@@ -76,6 +82,24 @@ func newPlan(cfg *configs.Config) (plan, error) {
 		return plan{}, err
 	}
 	return o, nil
+}
+
+// samplesReachable refuses an optimizer that could never score a backbone
+// it is not using: active probing gives each backbone two samples of a
+// prefix a round (echo and SYN), and the window keeps the last half of it
+// at least, so min_samples must be within what those rounds give, or no
+// prefix would ever move for latency.
+func samplesReachable(cfg *configs.Config, p probes.Options, o optimizer.Options) error {
+	if !cfg.Probes.Enabled || !cfg.Probes.Active || !cfg.Optimizer.Enabled {
+		return nil
+	}
+	rounds := int((p.Window / 2) / p.Interval)
+	if reach := 2 * rounds; o.MinSamples > reach {
+		return located(cfg, "optimizer", "optimizer", &setting.Error{Keys: []string{"min_samples"}, Msg: fmt.Sprintf(
+			"min_samples = %d is more than active probing gives a backbone: 2 probes a round, every interval = %q, and window = %q keeps the last %v at least (%d rounds, %d samples); lower min_samples, shorten [probes] interval or lengthen [probes] window",
+			o.MinSamples, p.Interval, p.Window, p.Window/2, rounds, reach)})
+	}
+	return nil
 }
 
 // fitsFIB checks that the backbones, and the customer ports, fit in a FIB:

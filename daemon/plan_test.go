@@ -32,14 +32,14 @@ func TestCheckDefaultsFromComponents(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := o.probes
-	if p.TopPrefixes != 1000 || p.Interval != 10*time.Second || p.Timeout != 2*time.Second ||
+	if p.TopPrefixes != 1000 || p.Interval != 5*time.Second || p.TurnRounds != 3 || p.Timeout != 2*time.Second ||
 		p.RatePerBackbone != 100 || !reflect.DeepEqual(p.TCPPorts, []int{443, 80}) || p.SampleRing != 4096 ||
 		p.FlowTable != 65536 || p.Window != 30*time.Second || p.SourceV4.IsValid() || p.SourceV6.IsValid() {
 		t.Errorf("probes %+v", p)
 	}
 	q := o.optimizer
 	if q.Interval != time.Second || q.Statistic != optimizer.StatisticP50 || q.LossPenaltyMs != 100 ||
-		q.MinImprovementMs != 5 || q.MinImprovementPct != 10 || q.MinSamples != 10 || q.HoldDown != 60*time.Second ||
+		q.MinImprovementMs != 5 || q.MinImprovementPct != 10 || q.MinSamples != 6 || q.HoldDown != 60*time.Second ||
 		q.MaxOverrides != 10000 || q.FailureHold != 30*time.Second {
 		t.Errorf("optimizer %+v", q)
 	}
@@ -52,13 +52,16 @@ func TestCheckDefaultsFromComponents(t *testing.T) {
 func TestCheckWrittenValuesWin(t *testing.T) {
 	src := backboneTOML + "cost = 2.5\ncommit_mbps = 100\n" +
 		"[probes]\ntop_prefixes = 7\ntcp_ports = [8443]\nwindow = \"1m\"\n" +
-		"[optimizer]\nloss_penalty_ms = 0\nmin_improvement_ms = 0\nstatistic = \"min\"\n"
+		"[optimizer]\nloss_penalty_ms = 0\nmin_improvement_ms = 0\nstatistic = \"min\"\nmin_samples = 4\n"
 	o, err := parseOptions(t, t.TempDir(), src)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := o.probes; p.TopPrefixes != 7 || !reflect.DeepEqual(p.TCPPorts, []int{8443}) || p.Window != time.Minute || p.Interval != 10*time.Second {
+	if p := o.probes; p.TopPrefixes != 7 || !reflect.DeepEqual(p.TCPPorts, []int{8443}) || p.Window != time.Minute || p.Interval != 5*time.Second {
 		t.Errorf("probes %+v", p)
+	}
+	if o.probes.TurnRounds != 2 {
+		t.Errorf("a prefix's turn at probing lasts %d rounds; want 2, for min_samples = 4", o.probes.TurnRounds)
 	}
 	q := o.optimizer
 	if q.LossPenaltyMs != 0 || q.MinImprovementMs != 0 || q.MinImprovementPct != 10 || q.Statistic != optimizer.StatisticMin {
@@ -118,7 +121,7 @@ func TestCheckReloadableControl(t *testing.T) {
 	if r := planRestarts(old, parse(backboneTOML+"cost = 3\n[probes]\ntop_prefixes = 1000\n[optimizer]\nstatistic = \"p50\"\n")); len(r) > 0 {
 		t.Errorf("defaults written out, or a cost, need a restart: %v", r)
 	}
-	liveTOML := backboneTOML + "[probes]\ntop_prefixes = 10\ninterval = \"5s\"\n[optimizer]\nstatistic = \"min\"\nhold_down = \"2m\"\n"
+	liveTOML := backboneTOML + "[probes]\ntop_prefixes = 10\ninterval = \"3s\"\n[optimizer]\nstatistic = \"min\"\nhold_down = \"2m\"\n"
 	if r := planRestarts(old, parse(liveTOML)); len(r) > 0 {
 		t.Errorf("live settings need a restart: %v", r)
 	}
@@ -166,7 +169,7 @@ func TestPassiveOnlyPlan(t *testing.T) {
 // credit an RTT to it: its grace follows probes.timeout.
 func TestFIBGraceCoversProbeHold(t *testing.T) {
 	for _, timeout := range []string{"2s", "9s"} {
-		src := configtest.TwoBackbones + "\n[probes]\ntimeout = \"" + timeout + "\"\n"
+		src := configtest.TwoBackbones + "\n[probes]\ninterval = \"10s\"\nwindow = \"60s\"\ntimeout = \"" + timeout + "\"\n"
 		cfg, err := configs.Parse([]byte(src), filepath.Join(t.TempDir(), "x.toml"))
 		if err != nil {
 			t.Fatal(err)

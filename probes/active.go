@@ -125,6 +125,7 @@ type Prober struct {
 	src4     netip.Addr
 	src6     netip.Addr
 	port     uint16 // the TCP port when the traffic shows none
+	turn     int    // rounds a prefix's turn lasts (TurnRounds)
 
 	nextRound int64
 	// Rounds are numbered from 1. The tallies of the current and the last
@@ -165,6 +166,7 @@ type proberConfig struct {
 	ratePerBackbone int
 	src4, src6      netip.Addr
 	port            uint16
+	turnRounds      int
 	maxOutstanding  int
 }
 
@@ -183,6 +185,7 @@ func newProber(cfg proberConfig, f *fib.FIB, dp DataPlane, traffic *Traffic, sin
 		src4:     cfg.src4,
 		src6:     cfg.src6,
 		port:     cfg.port,
+		turn:     max(cfg.turnRounds, 1),
 		out:      make(map[probeKey]outstanding, cfg.maxOutstanding),
 		late:     make(map[probeKey]outstanding),
 		lateFIFO: make([]lateProbe, cfg.maxOutstanding),
@@ -207,6 +210,7 @@ func (p *Prober) configure(cfg proberConfig) {
 	}
 	p.period = max(int64(time.Second)/int64(cfg.ratePerBackbone), 1)
 	p.port = cfg.port
+	p.turn = max(cfg.turnRounds, 1)
 	if cfg.maxOutstanding > len(p.fifo) {
 		// A faster rate keeps more probes out: the same ring, in order, larger.
 		fifo := make([]sentProbe, cfg.maxOutstanding)
@@ -368,10 +372,12 @@ func (p *Prober) round(now int64) {
 // pick is the prefixes of a round, from top (busiest first): all of them
 // if the rate lets every one be probed within the interval (two probes per
 // prefix and backbone), else the busiest half of what it allows, which are
-// probed every round, and a turn of the rest, taken in route order from
-// where the last round's turn ended. With only the busiest, a box with more
-// prefixes than its probe budget would never learn that an alternative had
-// become better for the others.
+// probed every round, and a turn of the rest, taken in route order. A turn
+// lasts p.turn rounds at least (each round's turn starts a p.turn-th of
+// its length further on), so that a prefix in turn gathers the samples the
+// optimizer needs. With only the busiest, a box with more prefixes than
+// its probe budget would never learn that an alternative had become
+// better for the others.
 func (p *Prober) pick(top []fib.RouteID) []fib.RouteID {
 	budget := int(p.interval / p.period / 2)
 	if len(top) <= budget || budget < 2 {
@@ -382,9 +388,9 @@ func (p *Prober) pick(top []fib.RouteID) []fib.RouteID {
 	rest = append(rest, top[hot:]...)
 	slices.Sort(rest)
 	p.rotBuf = rest
-	n := budget - hot
+	n := min(budget-hot, len(rest))
 	start := p.cursor % len(rest)
-	p.cursor = start + n
+	p.cursor = start + max(1, n/p.turn)
 	out := top[:hot]
 	for i := range n {
 		out = append(out, rest[(start+i)%len(rest)])

@@ -397,6 +397,7 @@ func TestActiveRateBudget(t *testing.T) {
 	l := newLab(t, func(o *Options) {
 		oneSecondV4(o)
 		o.RatePerBackbone = 10 // 5 prefixes a round: the busiest 2, and 3 in turn
+		o.TurnRounds = 1
 	}, f)
 	for i := range 10 {
 		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
@@ -414,6 +415,48 @@ func TestActiveRateBudget(t *testing.T) {
 	}
 	if c := l.p.Counters(); c.Skipped != 0 {
 		t.Errorf("skipped %d, want none: a round holds what the rate sends", c.Skipped)
+	}
+}
+
+// A prefix's turn lasts TurnRounds rounds, so that it is probed often
+// enough for the optimizer to score it.
+func TestActiveTurnsLast(t *testing.T) {
+	holders := map[string][]fib.BackboneID{}
+	for i := range 20 {
+		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
+	}
+	f := newFIB(t, 1, holders)
+	l := newLab(t, func(o *Options) {
+		oneSecondV4(o)
+		o.RatePerBackbone = 16 // 8 prefixes a round: the busiest 4, and 4 in turn
+		o.TurnRounds = 2
+	}, f)
+	for i := range 20 {
+		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
+	}
+	l.run(3990 * time.Millisecond) // rounds at 1, 2 and 3 s
+	rounds := map[netip.Addr]map[int64]bool{}
+	for _, s := range l.dp.frames {
+		d := decodeProbe(t, s.frame).dst
+		if rounds[d] == nil {
+			rounds[d] = map[int64]bool{}
+		}
+		rounds[d][s.at/sec(1)] = true
+	}
+	probed, twice := 0, 0
+	for i := range 16 { // the 16 least busy take turns
+		r := rounds[addr(fmt.Sprintf("203.0.%d.1", i))]
+		if len(r) > 0 {
+			probed++
+		}
+		if len(r) == 2 {
+			twice++
+		}
+	}
+	// Turns of 4 that move on by 2 a round: 8 prefixes in 3 rounds, the
+	// middle 4 in two rounds each (turns of one round: 12, once each).
+	if probed != 8 || twice != 4 {
+		t.Errorf("%d prefixes took turns, %d of them in two rounds; want 8 and 4", probed, twice)
 	}
 }
 

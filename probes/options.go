@@ -54,6 +54,12 @@ type Options struct {
 	// ReplyQueue is how many reply frames OfferReply holds until Run
 	// takes them; more are dropped, and counted.
 	ReplyQueue int
+	// TurnRounds is how many rounds in a row a prefix taking its turn is
+	// probed, when the rate cannot probe every top prefix each round (see
+	// Prober.pick): enough for the optimizer's min_samples (two probes a
+	// round), or a turn would measure nothing it can use. pnapd sets it
+	// from [optimizer] min_samples.
+	TurnRounds int
 	// Traffic tunes the traffic ranking; SampleEvery should be the
 	// forwarder's 1-in-N traffic sampling. Zero fields take NewTraffic's
 	// defaults.
@@ -64,8 +70,10 @@ type Options struct {
 // configuration file leaves out included.
 func DefaultOptions() Options {
 	return Options{
-		TopPrefixes:     1000,
-		Interval:        10 * time.Second,
+		TopPrefixes: 1000,
+		// 5 s: the default window's last half (15 s) then holds three
+		// rounds, six samples per backbone, min_samples' default.
+		Interval:        5 * time.Second,
 		Timeout:         2 * time.Second,
 		RatePerBackbone: 100,
 		TCPPorts:        []int{443, 80},
@@ -77,6 +85,7 @@ func DefaultOptions() Options {
 		// samples/s per worker, and probes go out within 1 ms of their slot.
 		Tick:       time.Millisecond,
 		ReplyQueue: 1024,
+		TurnRounds: 3,
 	}
 }
 
@@ -116,6 +125,7 @@ func (o Options) Validate() error {
 		clock,
 		setting.Positive("Tick", o.Tick),
 		setting.Int("ReplyQueue", o.ReplyQueue, 1, 1<<20),
+		setting.Int("TurnRounds", o.TurnRounds, 1, 1000),
 	)
 }
 

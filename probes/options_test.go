@@ -11,7 +11,8 @@ import (
 func TestOptionsValidate(t *testing.T) {
 	settingtest.Validate(t, DefaultOptions, []settingtest.Case[Options]{
 		{Set: func(o *Options) { o.TopPrefixes = 0 }, Keys: []string{"top_prefixes"}, Msg: "top_prefixes = 0 is out of range; use 1 to 1000000"},
-		{Set: func(o *Options) { o.Timeout = o.Interval }, Keys: []string{"timeout", "interval"}, Msg: `timeout = "10s" is not shorter than interval = "10s"`},
+		{Set: func(o *Options) { o.Timeout = o.Interval }, Keys: []string{"timeout", "interval"}, Msg: `timeout = "5s" is not shorter than interval = "5s"`},
+		{Set: func(o *Options) { o.TurnRounds = 0 }, Keys: []string{"TurnRounds"}, Msg: "TurnRounds = 0 is out of range"},
 		{Set: func(o *Options) { o.TCPPorts = nil }, Keys: []string{"tcp_ports"}, Msg: "tcp_ports is empty"},
 		{Set: func(o *Options) { o.TCPPorts = []int{443, 70000} }, Keys: []string{"tcp_ports[1]"}, Msg: "tcp_ports value 70000 is out of range; use 1 to 65535"},
 		{Set: func(o *Options) { o.TCPPorts = []int{443, 80, 443} }, Keys: []string{"tcp_ports[2]"}, Msg: "tcp_ports lists 443 twice"},

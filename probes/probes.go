@@ -124,6 +124,7 @@ func proberConfigOf(opt Options, nb int) proberConfig {
 		src4:            opt.SourceV4,
 		src6:            opt.SourceV6,
 		port:            uint16(opt.TCPPorts[0]),
+		turnRounds:      opt.TurnRounds,
 		maxOutstanding:  min(max(out, 1024), 1<<20),
 	}
 }
@@ -157,7 +158,7 @@ func RestartNeeded(old, next Options) []string {
 }
 
 // SetOptions applies new settings to running Probes: top_prefixes,
-// interval, rate_per_backbone and tcp_ports, from the next tick on (a
+// interval, rate_per_backbone, tcp_ports and TurnRounds, from the next tick on (a
 // shorter interval brings the next round forward). It refuses Options that
 // do not Validate or that change what RestartNeeded names, and then
 // changes nothing. One goroutine at a time may call it.
