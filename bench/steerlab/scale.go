@@ -79,9 +79,12 @@ func (p *profile) best(r int) (int, time.Duration) {
 }
 
 // shift redraws a quarter of the regions on one backbone and returns it,
-// those regions, and the regions whose best backbone moved by more than pnap would
-// follow (min_improvement: 5 ms and 10 %), with their new best.
-func (p *profile) shift() (b int, redrawn []int, moved map[int]int) {
+// those regions, and the regions whose best backbone was left behind: the
+// old best is now worse than the new one by more than pnap's
+// min_improvement (5 ms and 10 %), with the backbones good enough now (a
+// bit per backbone: those within min_improvement of the best, which pnap
+// has no reason to leave).
+func (p *profile) shift() (b int, redrawn []int, moved map[int]uint8) {
 	b = p.rng.IntN(len(p.delay))
 	regions := len(p.delay[b])
 	was := make([]int, regions)
@@ -92,15 +95,26 @@ func (p *profile) shift() (b int, redrawn []int, moved map[int]int) {
 	for _, r := range redrawn {
 		p.delay[b][r] = p.regionDelay()
 	}
-	moved = map[int]int{}
+	moved = map[int]uint8{}
 	for r := range was {
-		nb, nd := p.best(r)
-		old := p.delay[was[r]][r]
-		if nb != was[r] && old-nd >= 5*time.Millisecond && float64(old-nd) >= 0.1*float64(old) {
-			moved[r] = nb
+		_, nd := p.best(r)
+		if worth(p.delay[was[r]][r], nd) {
+			var good uint8
+			for i := range p.delay {
+				if !worth(p.delay[i][r], nd) {
+					good |= 1 << i
+				}
+			}
+			moved[r] = good
 		}
 	}
 	return b, redrawn, moved
+}
+
+// worth is whether pnap moves a prefix from a backbone at from to one at
+// to: by min_improvement_ms = 5 and min_improvement_pct = 10 of the lab.
+func worth(from, to time.Duration) bool {
+	return from-to >= 5*time.Millisecond && float64(from-to) >= 0.1*float64(from)
 }
 
 // scaleRun is a scale scenario under way.
@@ -130,13 +144,18 @@ type snapshot struct {
 	sel []int8
 }
 
-// scaleShift is one redraw and the prefixes it moved: their new best
-// backbone, until 90 % of them (and of their traffic) were on it.
+// scaleShift is one redraw and the prefixes it moved: the backbones good
+// enough for them now, until 90 % of them (and of their traffic) were on
+// one.
 type scaleShift struct {
 	at              time.Time
-	target          map[int]int8 // prefix -> new best
+	target          map[int]uint8 // prefix -> good backbones, a bit each
 	weight          float64
 	done, doneTraff time.Duration // 0: not yet; -1: not before the next shift
+	// lastN and lastW are how many of the prefixes, and what share of
+	// their traffic, were on a good backbone at the last look.
+	lastN int
+	lastW float64
 }
 
 // runScale runs sc, a scale scenario, and returns its result and lab.
@@ -208,6 +227,8 @@ func (s *scaleRun) shift(el time.Duration) {
 	for i := range s.shifts {
 		// A shift still awaited is cut short: the next changes its targets.
 		if sh := &s.shifts[i]; sh.done == 0 || sh.doneTraff == 0 {
+			fmt.Fprintf(s.w, "  %5.1fs  (the last shift: after %.1f s, %d of %d prefixes and %.0f %% of their traffic on a good backbone)\n",
+				el.Seconds(), now.Sub(sh.at).Seconds(), sh.lastN, len(sh.target), 100*sh.lastW/max(sh.weight, 1e-9))
 			if sh.done == 0 {
 				sh.done = -1
 			}
@@ -216,10 +237,10 @@ func (s *scaleRun) shift(el time.Duration) {
 			}
 		}
 	}
-	sh := scaleShift{at: now, target: map[int]int8{}}
-	for r, nb := range moved {
+	sh := scaleShift{at: now, target: map[int]uint8{}}
+	for r, good := range moved {
 		for k := r * regionSize; k < min((r+1)*regionSize, s.sc.Dense); k++ {
-			sh.target[k] = int8(nb)
+			sh.target[k] = good
 			sh.weight += s.pings.Weight[k]
 		}
 	}
@@ -230,7 +251,7 @@ func (s *scaleRun) shift(el time.Duration) {
 		sh.done, sh.doneTraff = -2, -2 // nothing to follow
 	}
 	s.shifts = append(s.shifts, sh)
-	fmt.Fprintf(s.w, "  %5.1fs  >>> %s: a quarter of its regions redrawn; %d regions (%d prefixes, %.1f %% of the traffic) have a new best backbone\n",
+	fmt.Fprintf(s.w, "  %5.1fs  >>> %s: a quarter of its regions redrawn; %d regions (%d prefixes, %.1f %% of the traffic) must move\n",
 		el.Seconds(), s.l.Backbone[b], len(moved), len(sh.target), 100*sh.weight)
 }
 
@@ -256,12 +277,13 @@ func (s *scaleRun) snap() {
 			continue
 		}
 		n, wt := 0, 0.0
-		for k, b := range sh.target {
-			if sn.sel[k] == b {
+		for k, good := range sh.target {
+			if b := sn.sel[k]; b >= 0 && good&(1<<b) != 0 {
 				n++
 				wt += s.pings.Weight[k]
 			}
 		}
+		sh.lastN, sh.lastW = n, wt
 		if sh.done == 0 && n*10 >= len(sh.target)*9 {
 			sh.done = now.Sub(sh.at)
 		}
