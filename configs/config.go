@@ -144,6 +144,10 @@ type Probes struct {
 	// TCPTSRateLimit (tcp_ts_rate_limit) is the forwarder sampler's
 	// minimum gap between TCP timestamp samples of a flow.
 	TCPTSRateLimit Duration
+	// TrafficSampleEvery (traffic_sample_every) is the forwarder sampler's
+	// one traffic sample per this many forwarded packets, which rank the
+	// prefixes to probe.
+	TrafficSampleEvery int
 
 	TopPrefixes     int        // top_prefixes
 	Interval        Duration   // interval

@@ -325,6 +325,7 @@ func (d *decoder) probes(t *table) Probes {
 	t.int("sample_ring", &p.SampleRing, math.MinInt, math.MaxInt)
 	t.int("flow_table", &p.FlowTable, math.MinInt, math.MaxInt)
 	t.duration("tcp_ts_rate_limit", &p.TCPTSRateLimit)
+	t.int("traffic_sample_every", &p.TrafficSampleEvery, math.MinInt, math.MaxInt)
 	t.duration("window", &p.Window)
 	return p
 }

@@ -65,8 +65,9 @@ type portSpec struct {
 // ethVLANHeader is an Ethernet header with one 802.1Q tag.
 const ethVLANHeader = 18
 
-// trafficSampleEvery: one traffic sample per this many forwarded packets
-// (the probes' traffic ranking scales it back).
+// trafficSampleEvery is traffic_sample_every's default: one traffic sample
+// per this many forwarded packets (the probes' traffic ranking scales it
+// back).
 const trafficSampleEvery = 64
 
 // close releases everything in reverse order of acquisition.

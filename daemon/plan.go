@@ -65,7 +65,13 @@ func newPlan(cfg *configs.Config) (plan, error) {
 	if o.probes, err = probesOptions(cfg); err != nil {
 		return plan{}, err
 	}
-	o.sampler = forwarder.SamplerOptions{TrafficEvery: trafficSampleEvery, TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()}
+	every := trafficSampleEvery
+	take(cfg, "probes.traffic_sample_every", &every, cfg.Probes.TrafficSampleEvery)
+	if err := located(cfg, "probes", "probes", setting.Int("traffic_sample_every", every, 1, 65536)); err != nil {
+		return plan{}, err
+	}
+	o.sampler = forwarder.SamplerOptions{TrafficEvery: uint32(every), TSRateLimit: cfg.Probes.TCPTSRateLimit.Duration()}
+	o.probes.Traffic.SampleEvery = every // what the workers are told
 	if o.optimizer, err = optimizerOptions(cfg, bbs); err != nil {
 		return plan{}, err
 	}
@@ -180,7 +186,6 @@ func probesOptions(cfg *configs.Config) (probes.Options, error) {
 	take(cfg, "probes.sample_ring", &o.SampleRing, c.SampleRing)
 	take(cfg, "probes.flow_table", &o.FlowTable, c.FlowTable)
 	take(cfg, "probes.window", &o.Window, c.Window.Duration())
-	o.Traffic.SampleEvery = trafficSampleEvery // what the workers are told
 	return o, located(cfg, "probes", "probes", o.Validate())
 }
 

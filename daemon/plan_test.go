@@ -51,7 +51,7 @@ func TestCheckDefaultsFromComponents(t *testing.T) {
 // What the file writes replaces the default, zero included.
 func TestCheckWrittenValuesWin(t *testing.T) {
 	src := backboneTOML + "cost = 2.5\ncommit_mbps = 100\n" +
-		"[probes]\ntop_prefixes = 7\ntcp_ports = [8443]\nwindow = \"1m\"\n" +
+		"[probes]\ntop_prefixes = 7\ntcp_ports = [8443]\nwindow = \"1m\"\ntraffic_sample_every = 1\n" +
 		"[optimizer]\nloss_penalty_ms = 0\nmin_improvement_ms = 0\nstatistic = \"min\"\nmin_samples = 4\n"
 	o, err := parseOptions(t, t.TempDir(), src)
 	if err != nil {
@@ -59,6 +59,9 @@ func TestCheckWrittenValuesWin(t *testing.T) {
 	}
 	if p := o.probes; p.TopPrefixes != 7 || !reflect.DeepEqual(p.TCPPorts, []int{8443}) || p.Window != time.Minute || p.Interval != 5*time.Second {
 		t.Errorf("probes %+v", p)
+	}
+	if o.sampler.TrafficEvery != 1 || o.probes.Traffic.SampleEvery != 1 {
+		t.Errorf("traffic_sample_every = 1: the sampler takes 1 in %d, the ranking scales by %d", o.sampler.TrafficEvery, o.probes.Traffic.SampleEvery)
 	}
 	if o.probes.TurnRounds != 2 {
 		t.Errorf("a prefix's turn at probing lasts %d rounds; want 2, for min_samples = 4", o.probes.TurnRounds)

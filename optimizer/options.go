@@ -113,7 +113,7 @@ func DefaultOptions() Options {
 		LossPenaltyMs:     100,
 		MinImprovementMs:  5,
 		MinImprovementPct: 10,
-		MinSamples:        10,
+		MinSamples:        6,
 		HoldDown:          60 * time.Second,
 		MaxOverrides:      10000,
 		FailureHold:       30 * time.Second,
