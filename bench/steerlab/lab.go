@@ -46,6 +46,8 @@ type Options struct {
 	Dense     int
 	DestDelay []*emu.DestDelays
 	ProbeRate int
+	// TrafficSampleEvery is pnapd's traffic_sample_every (its default if 0).
+	TrafficSampleEvery int
 }
 
 // Lab is the demo's network with pnapd running.
@@ -210,6 +212,9 @@ func (l *Lab) config(sock string) string {
 		max(4*o.Prefixes, o.Dense), o.ProbeInterval.String(), min(400, o.ProbeInterval.Milliseconds()*8/10), cmp.Or(o.ProbeRate, 2000), echoPort, o.Window.String())
 	if o.Passive {
 		b.WriteString("active = false\n")
+	}
+	if o.TrafficSampleEvery > 0 {
+		fmt.Fprintf(&b, "traffic_sample_every = %d\n", o.TrafficSampleEvery)
 	}
 	fmt.Fprintf(&b, "\n[optimizer]\ninterval = %q\nhold_down = %q\nmin_samples = 4\nmin_improvement_ms = 5\nmin_improvement_pct = 10\nfailure_hold = \"10s\"\n",
 		o.OptimizerInterval.String(), o.HoldDown.String())
