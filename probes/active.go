@@ -77,10 +77,12 @@ type Round struct {
 	Sent, Lost uint64
 }
 
-// roundTally counts one round's outcomes per backbone.
+// roundTally counts one round's outcomes per backbone, and the probes it
+// put on the wire (launched), so that a round whose probes have all ended
+// is known complete without waiting out the timeout.
 type roundTally struct {
-	no         uint32
-	sent, lost [fib.MaxBackbones]uint64
+	no                   uint32
+	sent, lost, launched [fib.MaxBackbones]uint64
 }
 
 type sentProbe struct {
@@ -129,15 +131,17 @@ type Prober struct {
 
 	nextRound int64
 	// Rounds are numbered from 1. The tallies of the current and the last
-	// round are kept; the last is published (lastRound) once all its
-	// probes have ended: a timeout after the current round started, since
-	// the last round's unsent probes are dropped then.
+	// round are kept; a round is published (lastRound, the one before it
+	// becoming prevRound) once all its probes have ended: as soon as the
+	// last is answered when none is lost, else a timeout after the next
+	// round started, since the last round's unsent probes are dropped then.
 	roundNo    uint32
 	roundStart int64
 	tallies    [2]roundTally
 	published  uint32
 	lastMu     sync.Mutex
 	lastRound  map[fib.BackboneID]Round
+	prevRound  map[fib.BackboneID]Round
 	queues     [fib.MaxBackbones]probeQueue
 	out        map[probeKey]outstanding
 	fifo       []sentProbe // ring, in send order: the order probes time out in
@@ -280,9 +284,26 @@ func (p *Prober) tick(now int64) {
 		}
 	}
 	p.expire(now)
-	if p.roundNo > p.published+1 && now-p.roundStart >= p.timeout {
+	switch {
+	case p.roundNo > p.published && p.roundEnded():
+		p.publish(p.roundNo)
+	case p.roundNo > p.published+1 && now-p.roundStart >= p.timeout:
 		p.publish(p.roundNo - 1)
 	}
+}
+
+// roundEnded reports whether the current round has sent everything it
+// queued and every probe it sent has ended. A clean round is then known a
+// timeout sooner, which is most of how soon a backbone that came back is
+// seen to have (the optimizer's level shifts of loss).
+func (p *Prober) roundEnded() bool {
+	t := &p.tallies[p.roundNo%2]
+	for b := range p.queues[:p.nb] {
+		if p.queues[b].head < len(p.queues[b].reqs) || t.sent[b] != t.launched[b] {
+			return false
+		}
+	}
+	return true
 }
 
 // tally counts a probe's end in its round's tally, if still kept.
@@ -307,7 +328,7 @@ func (p *Prober) publish(no uint32) {
 		}
 	}
 	p.lastMu.Lock()
-	p.lastRound = m
+	p.prevRound, p.lastRound = p.lastRound, m
 	p.lastMu.Unlock()
 }
 
@@ -317,6 +338,14 @@ func (p *Prober) LastRound() map[fib.BackboneID]Round {
 	p.lastMu.Lock()
 	defer p.lastMu.Unlock()
 	return maps.Clone(p.lastRound)
+}
+
+// PreviousRound is LastRound's for the round published before the last.
+// Safe from any goroutine.
+func (p *Prober) PreviousRound() map[fib.BackboneID]Round {
+	p.lastMu.Lock()
+	defer p.lastMu.Unlock()
+	return maps.Clone(p.prevRound)
 }
 
 // round queues this interval's probes, busiest prefix first. What the last
@@ -433,6 +462,7 @@ func (p *Prober) send(req *probeReq, now int64) {
 		return
 	}
 	p.out[key] = outstanding{route: req.route, b: req.b, dport: req.dport, round: p.roundNo, sent: now, dst: req.dst}
+	p.tallies[p.roundNo%2].launched[req.b]++
 	p.fifo[(p.fifoHead+p.fifoLen)%len(p.fifo)] = sentProbe{key, now}
 	p.fifoLen++
 	p.c.probesSent.Add(1)

@@ -508,7 +508,9 @@ func TestFlowIdentity(t *testing.T) {
 	}
 }
 
-// LastRound tallies the last round once all its probes have ended.
+// LastRound tallies the last round once all its probes have ended: as
+// soon as the last is answered, or once the lost ones time out.
+// PreviousRound is the one before.
 func TestLastRound(t *testing.T) {
 	f := newFIB(t, 2, map[string][]fib.BackboneID{"203.0.113.0/24": nil, "198.51.100.0/24": nil})
 	l := newLab(t, func(o *Options) {
@@ -519,14 +521,29 @@ func TestLastRound(t *testing.T) {
 	l.loss = []float64{0, 1} // backbone 1 has failed
 	l.traffic("203.0.113.0/24", "203.0.113.7", 6, 443, 2)
 	l.traffic("198.51.100.0/24", "198.51.100.7", 6, 443, 1)
-	l.run(2200 * time.Millisecond) // rounds at 1 s and 2 s
+	l.run(1200 * time.Millisecond) // round 1 at 1 s: backbone 1's probes not yet timed out
 	if lr := l.p.LastRound(); lr != nil {
-		t.Fatalf("last round %v before round 1 ended a timeout into round 2", lr)
+		t.Fatalf("last round %v before round 1's probes ended", lr)
 	}
 	l.run(200 * time.Millisecond)
 	want := map[fib.BackboneID]Round{0: {Sent: 4}, 1: {Sent: 4, Lost: 4}}
 	if lr := l.p.LastRound(); fmt.Sprint(lr) != fmt.Sprint(want) {
 		t.Fatalf("last round %v, want %v", lr, want)
+	}
+	if pr := l.p.PreviousRound(); pr != nil {
+		t.Fatalf("previous round %v after one round", pr)
+	}
+	l.loss = []float64{0, 0} // backbone 1 is back
+	l.run(700 * time.Millisecond)
+	// Round 2, at 2 s, all answered: published within the 20 ms its
+	// probes take, not a timeout later.
+	l.run(20 * time.Millisecond)
+	clean := map[fib.BackboneID]Round{0: {Sent: 4}, 1: {Sent: 4}}
+	if lr := l.p.LastRound(); fmt.Sprint(lr) != fmt.Sprint(clean) {
+		t.Fatalf("last round %v 20 ms into round 2, want %v", lr, clean)
+	}
+	if pr := l.p.PreviousRound(); fmt.Sprint(pr) != fmt.Sprint(want) {
+		t.Fatalf("previous round %v, want %v", pr, want)
 	}
 }
 

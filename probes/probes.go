@@ -96,7 +96,8 @@ func New(opt Options, f *fib.FIB, rings []*forwarder.SampleRing, dp DataPlane) (
 		Window:   opt.Window,
 		MaxPairs: maxPairs(opt, nb),
 		// Passive handshakes may take longer than a probe may.
-		MaxRTT: max(defaultMaxRTT, 2*opt.Timeout),
+		MaxRTT:       max(defaultMaxRTT, 2*opt.Timeout),
+		ProbeTimeout: opt.Timeout,
 	}, f.Prefix, p.clock.now)
 	p.traffic = NewTraffic(opt.Traffic)
 	p.traffic.resolve = f.Prefix
@@ -289,6 +290,16 @@ func (p *Probes) LastRound() map[fib.BackboneID]Round {
 		return nil
 	}
 	return p.prober.LastRound()
+}
+
+// PreviousRound is LastRound's for the round before (nil until two have
+// ended), so that a change in a backbone's loss can be told from chance
+// over more probes than one round holds.
+func (p *Probes) PreviousRound() map[fib.BackboneID]Round {
+	if p.prober == nil {
+		return nil
+	}
+	return p.prober.PreviousRound()
 }
 
 // Active reports whether p sends probes: false when New had no data
