@@ -50,6 +50,10 @@ const RecentSamples = 4
 type Recent struct {
 	N           int
 	Lo, P50, Hi time.Duration
+	// Since is when the first of them was sent (taken, for a passive
+	// sample): compared with BackboneStats.LastLossSent, whether the path
+	// they show has lost anything yet.
+	Since time.Time
 }
 
 // RTTSamples is the total number of RTT samples from all sources.
@@ -92,4 +96,7 @@ type BackboneStats struct {
 	ProbesSent, ProbesLost, Unreachable uint64
 	Loss                                float64 // ProbesLost/ProbesSent
 	Updated                             time.Time
+	// LastLossSent is when the latest-sent of the probes lost on the
+	// backbone was sent, however long ago; zero if none was.
+	LastLossSent time.Time
 }

@@ -26,6 +26,10 @@ type StoreOptions struct {
 	// MaxRTT is the largest RTT a histogram resolves; larger samples are
 	// recorded as MaxRTT. Default defaultMaxRTT.
 	MaxRTT time.Duration
+	// ProbeTimeout is how long an active probe is waited for: a probe
+	// charged Lost at t was sent at t - ProbeTimeout
+	// (BackboneStats.LastLossSent).
+	ProbeTimeout time.Duration
 }
 
 // defaultMaxRTT is twice the default probe timeout, for passive handshakes
@@ -63,6 +67,7 @@ const (
 type Store struct {
 	mu       sync.Mutex
 	half     int64 // ns: the rotation period, Window/2
+	timeout  int64 // ns: StoreOptions.ProbeTimeout
 	maxPairs int
 	maxRTT   int64
 	clock    clock
@@ -160,6 +165,9 @@ type bbRec struct {
 	epoch      int64
 	cCur, cSum counts
 	updated    int64
+	// lossSent is when the latest-sent probe lost on the backbone was
+	// sent; 0 before any.
+	lossSent int64
 }
 
 // setMaxPairs bounds the pairs kept from now on; under a lower bound the
@@ -187,6 +195,7 @@ func NewStore(opt StoreOptions, resolve func(fib.RouteID) netip.Prefix, now func
 	}
 	s := &Store{
 		half:     int64(opt.Window / 2),
+		timeout:  int64(opt.ProbeTimeout),
 		maxPairs: opt.MaxPairs,
 		maxRTT:   int64(opt.MaxRTT),
 		clock:    newClock(now),
@@ -251,6 +260,12 @@ func (s *Store) AddOutcome(r fib.RouteID, b fib.BackboneID, o Outcome, at int64)
 	bb.cCur.add(c)
 	bb.cSum.add(c)
 	bb.updated = max(bb.updated, at)
+	switch o {
+	case Lost:
+		bb.lossSent = max(bb.lossSent, at-s.timeout)
+	case Unreachable:
+		bb.lossSent = max(bb.lossSent, at) // the error came within an RTT of it
+	}
 	if p := s.pair(r, b, at); p != nil {
 		p.cCur.add(c)
 		p.cSum.add(c)
@@ -530,6 +545,11 @@ func (s *Store) Snapshot() Snapshot {
 			Loss:        bb.cSum.loss(),
 			Updated:     s.clock.wall(bb.updated),
 		}
+		if bb.lossSent != 0 {
+			bs := snap.Backbones[fib.BackboneID(i)]
+			bs.LastLossSent = s.clock.wall(bb.lossSent)
+			snap.Backbones[fib.BackboneID(i)] = bs
+		}
 	}
 	return snap
 }
@@ -540,14 +560,16 @@ func (s *Store) recentOf(p *pair) Recent {
 	var r Recent
 	var v [RecentSamples]int64
 	now := s.clock.now()
+	since := now
 	for i, at := range p.recentAt {
 		if at == 0 || now-at >= 2*s.half {
 			return r
 		}
 		v[i] = p.recent[i]
+		since = min(since, at-v[i])
 	}
 	slices.Sort(v[:])
-	r.N = RecentSamples
+	r.N, r.Since = RecentSamples, s.clock.wall(since)
 	r.Lo, r.Hi = time.Duration(v[0]), time.Duration(v[RecentSamples-1])
 	r.P50 = time.Duration((v[RecentSamples/2-1] + v[RecentSamples/2]) / 2)
 	return r

@@ -298,3 +298,26 @@ func TestStoreRecent(t *testing.T) {
 		t.Fatalf("one sample in the window: recent %+v, want none", s.Recent)
 	}
 }
+
+// BackboneStats.LastLossSent is when the latest-sent lost probe left: a
+// timeout before it was charged, or when an ICMP error came for it.
+// Recent.Since is when the first of the recent samples was sent.
+func TestStoreLossSentAndSince(t *testing.T) {
+	st, clk, _ := newTestStore(StoreOptions{Window: 10 * time.Second, ProbeTimeout: 300 * time.Millisecond})
+	st.AddOutcome(1, 0, Lost, sec(2))   // sent at 1.7 s
+	st.AddOutcome(1, 0, Lost, sec(1.9)) // sent before that one, charged after
+	for i := range 4 {
+		st.AddRTT(1, 0, Active, durMS(20), sec(1.8+0.1*float64(i))) // the first sent at 1.78 s
+	}
+	clk.set(sec(3))
+	snap := st.Snapshot()
+	s, _ := statsOf(t, snap, 1, 0)
+	within(t, "first recent sample sent after the last loss", s.Recent.Since.Sub(snap.Backbones[0].LastLossSent), durMS(80))
+	st.AddOutcome(2, 0, Unreachable, sec(2.5))
+	snap = st.Snapshot()
+	s, _ = statsOf(t, snap, 1, 0)
+	within(t, "an ICMP error after the first recent sample", snap.Backbones[0].LastLossSent.Sub(s.Recent.Since), durMS(720))
+	if !snap.Backbones[1].LastLossSent.IsZero() {
+		t.Errorf("backbone 1 lost nothing, LastLossSent %v", snap.Backbones[1].LastLossSent)
+	}
+}
