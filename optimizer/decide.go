@@ -28,7 +28,14 @@ func (o *Optimizer) measure(ps *probes.PrefixStats, b fib.BackboneID) Choice {
 		if o.cfg.useMin {
 			c.RTT = st.Min
 		}
-		c.RTT = o.levelShift(st, c.RTT)
+		var shifted bool
+		if c.RTT, shifted = o.levelShift(st, c.RTT); shifted && o.bb[b].lossSent.Before(st.Recent.Since) {
+			// A new path, which has lost nothing since it showed: the
+			// window's losses were the old one's (a prefix waited out a
+			// window to return to a backbone back from 150 ms and 5 %
+			// loss). A loss from now on counts again at once.
+			c.Loss = 0
+		}
 	}
 	if c.Samples < o.cfg.minSamples {
 		return c
@@ -38,49 +45,23 @@ func (o *Optimizer) measure(ps *probes.PrefixStats, b fib.BackboneID) Choice {
 	return c
 }
 
-// lossPrior is how many probes' worth of weight a backbone's loss over
-// all its prefixes carries in each prefix's loss.
-const lossPrior = 20
-
-// pairLoss is a prefix's loss on b, its own probes weighed with lossPrior
-// probes at b's loss over all prefixes. A pair has a few probes in the
-// window (16 at 250 ms); at 5 % loss, 44 % of such windows hold none, and
-// at the loss penalty that flipped prefixes on and off a browning-out
-// backbone every hold-down (72 moves in 25 s of the brownout scenario).
-// Path loss is mostly the backbone's; a prefix's own loss still shows once
-// its probes outnumber the prior.
-func (o *Optimizer) pairLoss(st probes.Stats, b fib.BackboneID) float64 {
-	bb := &o.bb[b]
-	if bb.probes < lossPrior {
-		return st.Loss
-	}
-	return (float64(st.Lost) + lossPrior*bb.loss) / (float64(st.Sent) + lossPrior)
-}
-
-// backboneLoss notes every backbone's loss over all its prefixes.
-func (o *Optimizer) backboneLoss(snap *probes.Snapshot) {
-	for i := range o.bb {
-		bs := snap.Backbones[fib.BackboneID(i)]
-		o.bb[i].loss, o.bb[i].probes = bs.Loss, bs.ProbesSent
-	}
-}
-
 // levelShift is the RTT to score a backbone by: rtt, the window's figure,
 // unless the latest samples all lie beyond it by twice what a move must
 // win, which is a path that changed rather than noise (jitter scatters the
-// samples to both sides). Then it is their median. The window's median
+// samples to both sides). Then it is their median, and it reports the
+// shift. The window's median
 // follows a step only once half its samples are new, a second or more
 // after the change; four fresh samples come within a few hundred ms.
-func (o *Optimizer) levelShift(st probes.Stats, rtt time.Duration) time.Duration {
+func (o *Optimizer) levelShift(st probes.Stats, rtt time.Duration) (time.Duration, bool) {
 	r := st.Recent
 	if r.N < probes.RecentSamples {
-		return rtt
+		return rtt, false
 	}
 	thr := 2 * max(o.cfg.minImpMs, o.cfg.minImpFrac*ms(rtt))
 	if ms(r.Lo)-ms(rtt) > thr || ms(rtt)-ms(r.Hi) > thr {
-		return r.P50
+		return r.P50, true
 	}
-	return rtt
+	return rtt, false
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

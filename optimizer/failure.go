@@ -17,11 +17,7 @@ import (
 // strike) after the last Step that saw it failing.
 // Only lost probes count: passive samples carry no loss, so passive-only
 // measurement (no probe sent) fails nothing rather than guess.
-func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
-	var rounds map[fib.BackboneID]Round
-	if rs, ok := o.src.(RoundSource); ok {
-		rounds = rs.LastRound()
-	}
+func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot, rounds map[fib.BackboneID]Round) {
 	for i := range o.bb {
 		b := &o.bb[i]
 		id := fib.BackboneID(i)
@@ -54,11 +50,12 @@ func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot) {
 }
 
 // A backbone's failures are damped as BGP damps flapping routes: the
-// first failure in a while keeps it out for a quarter of FailureHold, a
-// second soon after for half, a third and more for all of it. A backbone
-// that failed once and came back clean is worth returning to within
-// seconds (a blackout scenario lost a quarter of its run waiting out a
-// fixed 10 s hold); one that keeps failing is not.
+// first failure in a while keeps it out no longer than it fails (a whole
+// round answered ends it), a second soon after for half of FailureHold, a
+// third and more for all of it. A backbone that failed once and came back
+// clean is worth returning to at once (a blackout scenario lost a quarter
+// of its run waiting out a fixed 10 s hold, and 2.5 s with a quarter of
+// it); one that keeps failing is not.
 const maxStrikes = 3
 
 // strike counts a new failure starting at now: a strike more if the last
@@ -73,7 +70,10 @@ func (b *backbone) strike(now time.Time, hold time.Duration) {
 
 // hold is how long b stays excluded after its last failing Step.
 func (b *backbone) hold(full time.Duration) time.Duration {
-	return full >> (maxStrikes - max(b.strikes, 1))
+	if b.strikes <= 1 {
+		return 0
+	}
+	return full >> (maxStrikes - b.strikes)
 }
 
 // logFailure logs a backbone's failure and its recovery, once each.

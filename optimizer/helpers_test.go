@@ -64,9 +64,10 @@ func newFIB(t testing.TB, backbones, n int) *fib.FIB {
 
 // fakeSource is a measurement store the test writes directly.
 type fakeSource struct {
-	prefixes  map[netip.Prefix]*probes.PrefixStats
-	backbones map[fib.BackboneID]probes.BackboneStats
-	rounds    map[fib.BackboneID]Round
+	prefixes   map[netip.Prefix]*probes.PrefixStats
+	backbones  map[fib.BackboneID]probes.BackboneStats
+	rounds     map[fib.BackboneID]Round
+	prevRounds map[fib.BackboneID]Round
 }
 
 func newSource() *fakeSource {
@@ -96,10 +97,11 @@ func (s *fakeSource) Snapshot() probes.Snapshot {
 	return snap
 }
 
-// roundSource adds LastRound to fakeSource.
+// roundSource adds LastRound and PreviousRound to fakeSource.
 type roundSource struct{ *fakeSource }
 
-func (s roundSource) LastRound() map[fib.BackboneID]Round { return s.rounds }
+func (s roundSource) LastRound() map[fib.BackboneID]Round     { return s.rounds }
+func (s roundSource) PreviousRound() map[fib.BackboneID]Round { return s.prevRounds }
 
 // set records backbone b's RTT (p50, and min 1 ms lower), loss and sample
 // count for prefix p.

@@ -29,8 +29,11 @@ type TrafficSource interface {
 // RoundSource may also be implemented by a Source whose prober works in
 // rounds. A backbone whose whole last round went unanswered is failed at
 // once, without waiting for the loss over the store's window to build up.
+// PreviousRound, the round before, lets a fall in loss be told from
+// chance over two rounds' probes.
 type RoundSource interface {
 	LastRound() map[fib.BackboneID]Round
+	PreviousRound() map[fib.BackboneID]Round
 }
 
 // Round is one backbone's most recent complete round of active probes
@@ -68,14 +71,17 @@ type backbone struct {
 	// delta is the traffic, bits/s, this Step has moved onto the backbone
 	// (negative: off it), so that moves within one Step see each other.
 	delta       float64
+	lossShifted bool      // loss is the last rounds' (recentLoss), not the window's
 	failing     bool      // failed by this Step's measurements
 	reported    bool      // the last failure or recovery logged was a failure
 	failedUntil time.Time // excluded until then
 	// loss and probes are the backbone's probe loss over all its prefixes
 	// in this Step's snapshot: what a pair's few probes are read against.
-	loss    float64
-	probes  uint64
-	strikes int // failures in a row, each soon after the last (see strike)
+	loss   float64
+	probes uint64
+	// lossSent is when the latest-sent probe lost on it was sent.
+	lossSent time.Time
+	strikes  int // failures in a row, each soon after the last (see strike)
 }
 
 func (b *backbone) failed(now time.Time) bool { return b.failing || now.Before(b.failedUntil) }
@@ -272,9 +278,13 @@ func (o *Optimizer) Step(now time.Time) {
 	o.gen++
 	o.pending = Counters{Steps: 1}
 	snap := o.src.Snapshot()
-	o.backboneLoss(&snap)
+	var last, prev map[fib.BackboneID]Round
+	if rs, ok := o.src.(RoundSource); ok {
+		last, prev = rs.LastRound(), rs.PreviousRound()
+	}
+	o.backboneLoss(&snap, last, prev)
 	o.sampleRates()
-	o.detectFailures(now, &snap)
+	o.detectFailures(now, &snap, last)
 	o.evacuate(now, &snap)
 	o.proposals, o.evictable = o.proposals[:0], o.evictable[:0]
 	for i := range snap.Prefixes {

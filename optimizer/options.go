@@ -40,8 +40,8 @@ type Options struct {
 	MaxOverrides int
 	// FailureHold is how long a failed backbone stays excluded after the
 	// last Step that saw it failing (failure_hold), when it keeps failing:
-	// a first failure holds it a quarter of that, a second soon after half
-	// (see strike).
+	// a first failure holds it not at all, a second soon after half of
+	// that (see strike).
 	FailureHold time.Duration
 	// Backbones are the [[backbone]] parameters, matched to the FIB's
 	// backbones by name; a FIB backbone not among them has no cost and
