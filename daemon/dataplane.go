@@ -353,7 +353,8 @@ func (dp *dataPlane) makeWorkers(sampler forwarder.SamplerOptions) {
 }
 
 // Path and Transmit make the data plane the probes' way out: a backbone's
-// gateway MAC from the neighbour tracker, frames by the first worker's
+// gateway MAC from the neighbour tracker (the last it had while the
+// gateway is unresolved: Hops.ProbeMAC), frames by the first worker's
 // inject ring.
 func (dp *dataPlane) Path(b fib.BackboneID, family int) probes.Path {
 	h := dp.plane.CurrentHops()
@@ -364,12 +365,12 @@ func (dp *dataPlane) Path(b fib.BackboneID, family int) probes.Path {
 	if family == 6 {
 		fam = 1
 	}
-	hop := h.Backbone[b][fam]
-	if !hop.Resolved {
+	mac, ok := h.ProbeMAC(b, fam)
+	if !ok {
 		return probes.Path{}
 	}
-	src := dp.plane.Ports[hop.Port].MAC
-	return probes.Path{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(hop.MAC[:]), OK: true}
+	src := dp.plane.Ports[h.Backbone[b][fam].Port].MAC
+	return probes.Path{SrcMAC: net.HardwareAddr(src[:]), DstMAC: net.HardwareAddr(mac[:]), OK: true}
 }
 
 func (dp *dataPlane) Transmit(b fib.BackboneID, frame []byte) bool {

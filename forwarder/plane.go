@@ -55,6 +55,23 @@ type Hops struct {
 	Subnet6 [fib.MaxBackbones]subnet6
 	Neigh4  map[[4]byte]MAC
 	Neigh6  map[[16]byte]MAC
+	// LastGateway is, per backbone and family, the MAC its gateway had
+	// when last resolved, kept while it is not (zero if never). The fast
+	// path never uses it; probes do (see Hops.ProbeMAC).
+	LastGateway [fib.MaxBackbones][2]MAC
+}
+
+// ProbeMAC is where probes out of backbone b go for family fam: the
+// gateway's MAC, else the one it last had. A gateway that stops answering
+// ARP in an outage loses its entry; probed no more, its backbone could not
+// be seen to fail or to come back until the kernel learnt the MAC again
+// (a second or more after the outage in the blackout scenario).
+func (h *Hops) ProbeMAC(b fib.BackboneID, fam int) (MAC, bool) {
+	if hop := h.Backbone[b][fam]; hop.Resolved {
+		return hop.MAC, true
+	}
+	m := h.LastGateway[b][fam]
+	return m, m != MAC{}
 }
 
 type subnet4 struct{ addr, mask uint32 }

@@ -69,6 +69,9 @@ type Tracker struct {
 	// table holds the resolved neighbours that matter (targets and subnet
 	// neighbours). Only Run's goroutine touches it.
 	table map[neighKey]neighEntry
+	// last is every configured next hop's MAC as last resolved, kept when
+	// it is lost (Hops.LastGateway).
+	last map[neighKey]forwarder.MAC
 
 	// requests carries on-demand resolutions (Resolve) to Run's goroutine,
 	// the only one that uses the netlink handle.
@@ -106,7 +109,7 @@ func New(plane *forwarder.Plane, spec HopSpec, opt Options) (*Tracker, error) {
 	if err != nil {
 		return nil, err
 	}
-	n := &Tracker{opt: opt, plane: plane, spec: spec, subnets: map[int][]netip.Prefix{}, table: map[neighKey]neighEntry{}, requests: make(chan neighKey, 256)}
+	n := &Tracker{opt: opt, plane: plane, spec: spec, subnets: map[int][]netip.Prefix{}, table: map[neighKey]neighEntry{}, last: map[neighKey]forwarder.MAC{}, requests: make(chan neighKey, 256)}
 	seen := map[neighKey]bool{}
 	target := func(ifindex int, a netip.Addr) {
 		if !a.IsValid() {
@@ -321,6 +324,9 @@ func (n *Tracker) apply(nb *netlink.Neigh, deleted bool) (changed bool, lost *ne
 	}
 	e := neighEntry{mac: forwarder.MAC(nb.HardwareAddr), state: nb.State}
 	n.table[k] = e
+	if target {
+		n.last[k] = e.mac
+	}
 	return !had || old.mac != e.mac, nil
 }
 
@@ -363,6 +369,8 @@ func (n *Tracker) publish() {
 	for b, s := range n.spec.Backbones {
 		h.Backbone[b][forwarder.Fam4] = hop(s.Port, s.Ifindex, s.Gateway4)
 		h.Backbone[b][forwarder.Fam6] = hop(s.Port, s.Ifindex, s.Gateway6)
+		h.LastGateway[b][forwarder.Fam4] = n.last[neighKey{s.Ifindex, s.Gateway4}]
+		h.LastGateway[b][forwarder.Fam6] = n.last[neighKey{s.Ifindex, s.Gateway6}]
 	}
 	for c, s := range n.spec.Customers {
 		// The Port stays set while unresolved: connected destinations

@@ -197,10 +197,14 @@ func TestNeighboursResolveAndFollow(t *testing.T) {
 	if err := x.pnap.Handle().NeighDel(&netlink.Neigh{LinkIndex: x.pb.Index, IP: net.ParseIP("198.18.100.1")}); err != nil {
 		t.Fatal(err)
 	}
-	await(t, x.plane, "IPv4 gateway unresolved once gone", func(h *forwarder.Hops) bool {
+	h = await(t, x.plane, "IPv4 gateway unresolved once gone", func(h *forwarder.Hops) bool {
 		b := h.Backbone[0]
 		return !b[forwarder.Fam4].Resolved && b[forwarder.Fam4].Port == 1 && b[forwarder.Fam6].Resolved
 	})
+	// Probes still go to the MAC it had, to see it come back.
+	if mac, ok := h.ProbeMAC(0, forwarder.Fam4); !ok || mac != forwarder.MAC(newMAC) {
+		t.Errorf("ProbeMAC of the gone gateway = %v, %v; want its last MAC %v", mac, ok, forwarder.MAC(newMAC))
+	}
 	if have, want := n.Resolved(); have != 1 || want != 2 {
 		t.Errorf("Resolved() = %d, %d; want 1, 2", have, want)
 	}
