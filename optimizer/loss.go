@@ -17,8 +17,9 @@ const lossPrior = 20
 // at the loss penalty that flipped prefixes on and off a browning-out
 // backbone every hold-down (72 moves in 25 s of the brownout scenario).
 // Path loss is mostly the backbone's; a prefix's own loss still shows once
-// its probes outnumber the prior. After a level shift (see recentLoss) the
-// window is the past: the backbone's recent loss stands for every prefix.
+// its probes outnumber the prior. After a fall in the backbone's loss (see
+// recentLoss) the window is the past: its recent loss stands for every
+// prefix.
 func (o *Optimizer) pairLoss(st probes.Stats, b fib.BackboneID) float64 {
 	bb := &o.bb[b]
 	if bb.lossShifted {

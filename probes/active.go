@@ -132,8 +132,8 @@ type Prober struct {
 	nextRound int64
 	// Rounds are numbered from 1. The tallies of the current and the last
 	// round are kept; a round is published (lastRound, the one before it
-	// becoming prevRound) once all its probes have ended: as soon as the
-	// last is answered when none is lost, else a timeout after the next
+	// becoming prevRound) once all its probes have ended: when its last
+	// is answered or timed out, or at the latest a timeout after the next
 	// round started, since the last round's unsent probes are dropped then.
 	roundNo    uint32
 	roundStart int64
