@@ -47,7 +47,10 @@ func (o *Optimizer) backboneLoss(snap *probes.Snapshot, last, prev map[fib.Backb
 
 // lossShiftP is how unlikely, were the window's loss still the path's, its
 // last rounds' loss must be for the optimizer to believe the path changed.
-const lossShiftP = 0.01
+// It is tested every round: at 0.01, a backbone losing 5 % all along would
+// pass about once in its 100 rounds of the brownout lab (25 s) and pull
+// every prefix back onto it for a hold-down.
+const lossShiftP = 0.001
 
 // recentLoss is the loss of a backbone's last round, or of its last two,
 // when it is so far below the window's that chance explains it less than
@@ -56,7 +59,9 @@ const lossShiftP = 0.01
 // return to a backbone recovered from 5 % loss, at 500 ms of penalty for
 // every lost percent point), and the next round shows the change within
 // a round's time. One round is evidence enough after a blackout; after
-// 5 % loss, 90 answered probes in a row are (0.95^90 < 0.01). Only a fall
+// 5 % loss, 135 answered probes in a row are (0.95^135 < 0.001), which
+// the prober's repeats on an unsettled backbone give in a round where its
+// rate has room (probes.unsettledRepeat). Only a fall
 // is taken early: a rise shows in the window fast enough, each lost probe
 // weighing at once.
 func recentLoss(bs probes.BackboneStats, last, prev Round) (float64, bool) {

@@ -37,11 +37,17 @@ func TestLossFallReturnsEarly(t *testing.T) {
 	if got := sel(t, f); got != bbB {
 		t.Fatal("moved back to a on two clean rounds of 32 probes")
 	}
-	// Of 64: 0.95^128 = 0.14 %.
+	// Of 64: 0.95^128 = 0.14 %, still chance enough at lossShiftP.
 	src.rounds[bbA], src.prevRounds[bbA] = Round{Sent: 64}, Round{Sent: 64}
+	o.Step(now.Add(500 * time.Millisecond))
+	if got := sel(t, f); got != bbB {
+		t.Fatal("moved back to a on 128 answered probes: 0.14 % is chance at 0.1 %")
+	}
+	// Of 80: 0.95^160 = 0.03 %.
+	src.rounds[bbA], src.prevRounds[bbA] = Round{Sent: 80}, Round{Sent: 80}
 	o.Step(now.Add(time.Second))
 	if got := sel(t, f); got != bbA {
-		t.Fatal("still on b after 128 answered probes in a row on a")
+		t.Fatal("still on b after 160 answered probes in a row on a")
 	}
 }
 
