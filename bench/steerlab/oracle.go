@@ -271,7 +271,7 @@ func (o *Oracle) at(sent []oracleProbe, t time.Time, span time.Duration, end tim
 // retransmitCost is what a lost segment costs a TCP exchange: Linux's
 // minimum retransmission timeout. The oracle charges a backbone's loss at
 // that price, so a 20 ms path that loses 5 % (20 + 0.05 × 200 = 30 ms) is
-// worse than a clean 25 ms one, as the flows find.
+// worse than a clean 26 ms one, as the flows find.
 const retransmitCost = 200 * time.Millisecond
 
 // Cost is what a flow's exchange is expected to take on a backbone so

@@ -52,8 +52,13 @@ func Suite() []Scenario {
 				{At: s(15), Index: 0, Delay: ms(150), Loss: 0.05, Say: "bb-0 degrades: 20 -> 150 ms, 5 % loss"},
 				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0 recovers: 20 ms"},
 			}},
-		{Name: "brownout", About: "bb-0 (20 ms) starts losing 5 % at 15 s, its latency unchanged, until 40 s; bb-1 is a clean 25 ms",
-			Delays: []time.Duration{ms(20), ms(25), ms(80)}, Total: s(60), Shifts: []Shift{
+		// bb-1 at 26 ms, not 25: at 25 the way back won exactly the
+		// optimizer's 5 ms min_improvement_ms, and whether a prefix
+		// returned was a coin flip on 0.05 ms of RTT noise (8 at once,
+		// the rest over 11 s, one never), which is the hysteresis' edge
+		// rather than the brownout this scenario is about.
+		{Name: "brownout", About: "bb-0 (20 ms) starts losing 5 % at 15 s, its latency unchanged, until 40 s; bb-1 is a clean 26 ms",
+			Delays: []time.Duration{ms(20), ms(26), ms(80)}, Total: s(60), Shifts: []Shift{
 				{At: s(15), Index: 0, Delay: ms(20), Loss: 0.05, Say: "bb-0 browns out: 5 % loss"},
 				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0 is clean again"},
 			}},
