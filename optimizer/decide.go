@@ -57,11 +57,34 @@ func (o *Optimizer) levelShift(st probes.Stats, rtt time.Duration) (time.Duratio
 	if r.N < probes.RecentSamples {
 		return rtt, false
 	}
-	thr := 2 * max(o.cfg.minImpMs, o.cfg.minImpFrac*ms(rtt))
+	thr := o.shiftThreshold(rtt)
 	if ms(r.Lo)-ms(rtt) > thr || ms(rtt)-ms(r.Hi) > thr {
 		return r.P50, true
 	}
 	return rtt, false
+}
+
+// shiftThreshold is how far beyond a window's rtt samples must lie to
+// show a path that changed: twice what a move must win.
+func (o *Optimizer) shiftThreshold(rtt time.Duration) float64 {
+	return 2 * max(o.cfg.minImpMs, o.cfg.minImpFrac*ms(rtt))
+}
+
+// rising reports whether a holder's latest samples are half way through a
+// rise: their median beyond the window's rtt by a shift's threshold, the
+// lowest not yet. No prefix moves onto it until the rise settles and
+// levelShift scores its new level. A rise that shows on the current
+// backbone and is starting on the others is common to every path (the
+// way back, the customer's side): in the asymmetric scenario, prefixes
+// moved to a backbone whose window still held its old level, and came
+// back a hold-down later.
+func (o *Optimizer) rising(st probes.Stats, rtt time.Duration) bool {
+	r := st.Recent
+	if r.N < probes.RecentSamples {
+		return false
+	}
+	thr := o.shiftThreshold(rtt)
+	return ms(r.P50)-ms(rtt) > thr && ms(r.Lo)-ms(rtt) <= thr
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -221,7 +244,8 @@ type decision struct {
 	st      pstate // valid when tracked
 	tracked bool
 	// The scores of where it is and of its default, and the measured
-	// holders that have not failed, best first (Optimizer.cands).
+	// holders that have not failed, best first, less any other than where
+	// it is that is rising (Optimizer.cands).
 	curC, defC Choice
 	cands      []Choice
 	bps        float64 // its traffic
@@ -294,7 +318,7 @@ func (o *Optimizer) admit(now time.Time, p netip.Prefix, d *decision) bool {
 }
 
 // score measures d's holders that have not failed and sorts the measured
-// ones best first. It reports whether where the prefix is has a score:
+// ones best first, leaving out others that are rising. It reports whether where the prefix is has a score:
 // without one there is no clear win to see, and only failure moves it.
 func (o *Optimizer) score(now time.Time, ps *probes.PrefixStats, d *decision) bool {
 	cur := d.e.Backbone
@@ -311,7 +335,7 @@ func (o *Optimizer) score(now time.Time, ps *probes.PrefixStats, d *decision) bo
 		case d.def:
 			d.defC = c
 		}
-		if c.Measured {
+		if c.Measured && (id == cur || !o.rising(ps.Backbones[id], c.RTT)) {
 			d.cands = append(d.cands, c)
 		}
 	}

@@ -522,6 +522,32 @@ func TestLevelShift(t *testing.T) {
 	}
 }
 
+// A rise on the current backbone that is starting on another too (the way
+// back got slower: every path shows it) moves nothing while the other's
+// latest samples straddle its old level and new; a steady other still
+// takes the prefix at once.
+func TestRisingHolderWaits(t *testing.T) {
+	r := newRig(t, 2, testOptions())
+	p, q := pfx(0), pfx(1)
+	r.measure(p, 20, 45)
+	r.measure(q, 20, 45)
+	recent := func(pf netip.Prefix, b fib.BackboneID, lo, p50, hi float64) {
+		st := r.src.prefixes[pf].Backbones[b]
+		st.Recent = probes.Recent{N: probes.RecentSamples, Lo: durMs(lo), P50: durMs(p50), Hi: durMs(hi)}
+		r.src.prefixes[pf].Backbones[b] = st
+	}
+	recent(p, bbA, 79, 80, 81) // a: 20 -> 80 ms, for both
+	recent(q, bbA, 79, 80, 81)
+	recent(p, bbB, 45, 75, 105) // b, for p: half its latest at 105 ms
+	recent(q, bbB, 44, 45, 46)  // b, for q: steady
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+	r.expectSel(q, bbB)
+	recent(p, bbB, 104, 105, 106) // b's rise settled: worse than a
+	r.step(time.Second)
+	r.expectSel(p, bbA)
+}
+
 func durMs(ms float64) time.Duration { return time.Duration(ms * float64(time.Millisecond)) }
 
 // A prefix's few probes are read against its backbone's loss over all
