@@ -133,6 +133,11 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 			sc.second(now, el, carried)
 		}
 	}
+	// Counted before the flows stop: their traffic gone, a commit has room
+	// and pnap rightly fills it (the commit scenario's last 4 moves, which
+	// read as flaps).
+	sc.res.Resteers, _ = l.Decisions()
+	sc.res.Resteers -= decided
 	sc.flows.Stop()
 	sc.oracle.Stop()
 	for i := range shifts {
@@ -142,8 +147,6 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 	}
 	sc.compare()
 	sc.commitRates()
-	sc.res.Resteers, _ = l.Decisions()
-	sc.res.Resteers -= decided
 	sc.res.Broken = sc.flows.Broken()
 	sc.res.UDPLost, sc.res.UDPOf = sc.flows.UDPLost()
 	// What the emulators dropped or delayed that their settings did not
