@@ -318,8 +318,9 @@ func (o *Optimizer) admit(now time.Time, p netip.Prefix, d *decision) bool {
 }
 
 // score measures d's holders that have not failed and sorts the measured
-// ones best first, leaving out others that are rising. It reports whether where the prefix is has a score:
-// without one there is no clear win to see, and only failure moves it.
+// ones best first, leaving out others that are rising. It reports whether
+// where the prefix is has a score: without one there is no clear win to
+// see, and only failure moves it.
 func (o *Optimizer) score(now time.Time, ps *probes.PrefixStats, d *decision) bool {
 	cur := d.e.Backbone
 	d.cands = o.cands[:0]
