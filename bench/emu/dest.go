@@ -108,3 +108,34 @@ func destKey(eth []byte) uint64 {
 	}
 	return otherKey
 }
+
+// lossTakes reports whether Loss may drop a frame (Ethernet header first):
+// any frame without LossOnly, else an IP frame to one of its prefixes. It
+// runs for every frame: it must not allocate.
+func (p *Params) lossTakes(eth []byte) bool {
+	if len(p.LossOnly) == 0 {
+		return true
+	}
+	dst, ok := destAddr(eth)
+	if !ok {
+		return false
+	}
+	for _, q := range p.LossOnly {
+		if q.Contains(dst) {
+			return true
+		}
+	}
+	return false
+}
+
+// destAddr is the destination address of an IP frame (Ethernet header
+// first); false for other frames and for headers too short to hold it.
+func destAddr(eth []byte) (netip.Addr, bool) {
+	switch k := destKey(eth); k & otherKey {
+	case v4Key:
+		return netip.AddrFrom4([4]byte(eth[v4DstOff : v4DstOff+4])), true
+	case v6Key:
+		return netip.AddrFrom16([16]byte(eth[v6DstOff : v6DstOff+16])), true
+	}
+	return netip.Addr{}, false
+}

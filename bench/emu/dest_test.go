@@ -130,6 +130,44 @@ func TestDestKey(t *testing.T) {
 	}
 }
 
+// TestLossOnly checks which frames a loss narrowed to some prefixes may
+// drop: IP frames to those prefixes, not the router's own (its BGP session
+// goes on) nor ARP; without LossOnly, every frame. It must not allocate.
+func TestLossOnly(t *testing.T) {
+	mac := net.HardwareAddr{2, 0, 0, 0, 0, 1}
+	served4 := probeFrame(t, mac, netip.MustParseAddr("198.19.3.1"))
+	served6 := probeFrame(t, mac, netip.MustParseAddr("2001:2:0:f003::1"))
+	router := probeFrame(t, mac, netip.MustParseAddr("198.18.100.1"))
+	arp := append(append(append([]byte{}, mac...), mac...), 0x08, 0x06)
+	arp = append(arp, make([]byte, 28)...)
+	grey := Params{Loss: 1, LossOnly: []netip.Prefix{netip.MustParsePrefix("198.19.0.0/16"), netip.MustParsePrefix("2001:2:0:f000::/52")}}
+	all := Params{Loss: 1}
+	for _, c := range []struct {
+		name      string
+		f         []byte
+		grey, all bool
+	}{
+		{"to a served IPv4 prefix", served4, true, true},
+		{"to a served IPv6 prefix", served6, true, true},
+		{"to the router", router, false, true},
+		{"ARP", arp, false, true},
+		{"IPv4 cut before the address", served4[:v4DstOff+2], false, true},
+	} {
+		if got := grey.lossTakes(c.f); got != c.grey {
+			t.Errorf("%s, loss only beyond the router: dropped %v, want %v", c.name, got, c.grey)
+		}
+		if got := all.lossTakes(c.f); got != c.all {
+			t.Errorf("%s, loss of everything: dropped %v, want %v", c.name, got, c.all)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { grey.lossTakes(served6) }); n != 0 {
+		t.Errorf("lossTakes allocates %v times a frame", n)
+	}
+	if err := (Params{Loss: 1, LossOnly: []netip.Prefix{{}}}).validate(); err == nil {
+		t.Error("an invalid LossOnly prefix was taken")
+	}
+}
+
 // TestDestDelay sends frames to four destinations in turn, 4 kpps for 0.5 s,
 // through 5 ms of delay and a table of extra delays: two IPv4 /24s (+5 and
 // +45 ms), an IPv6 /48 (+20 ms), and none for the fourth. Each arrives with

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -33,6 +34,11 @@ type Params struct {
 	// Loss is the probability, 0 to 1, that a frame is dropped, drawn
 	// independently per frame.
 	Loss float64
+	// LossOnly, if not empty, narrows Loss to IP frames whose destination
+	// lies in one of these prefixes: a failure beyond the backbone's
+	// router, whose own BGP session and neighbour discovery carry on (a
+	// grey failure). Empty: Loss takes every frame.
+	LossOnly []netip.Prefix
 	// DestDelay, if not nil, adds to Delay an extra delay per destination:
 	// that of the IPv4 /24 or IPv6 /48 holding the frame's destination
 	// address, 0 if the table has none or the frame is not IP. Frames to
@@ -50,6 +56,11 @@ func (p Params) validate() error {
 		return fmt.Errorf("jitter %v is negative", p.Jitter)
 	case !(p.Loss >= 0 && p.Loss <= 1):
 		return fmt.Errorf("loss %v is not within 0..1", p.Loss)
+	}
+	for _, q := range p.LossOnly {
+		if !q.IsValid() {
+			return fmt.Errorf("loss only to an invalid prefix")
+		}
 	}
 	return nil
 }
@@ -503,7 +514,7 @@ func (e *Emulator) receive(d int) error {
 			if at < s.since {
 				prm = &s.prev[d]
 			}
-			if prm.Loss > 0 && e.rng.Float64() < prm.Loss {
+			if prm.Loss > 0 && prm.lossTakes(f[vnetHdrLen:]) && e.rng.Float64() < prm.Loss {
 				c.lost.Add(1)
 				continue
 			}

@@ -48,6 +48,10 @@ type Options struct {
 	ProbeRate int
 	// TrafficSampleEvery is pnapd's traffic_sample_every (its default if 0).
 	TrafficSampleEvery int
+	// BGP, if set, has every backbone's router (a BIRD) announce the
+	// served prefixes to pnapd over BGP instead of static routes (see
+	// bgp.go). Not with Dense.
+	BGP bool
 }
 
 // Lab is the demo's network with pnapd running.
@@ -92,6 +96,12 @@ func served(k int, v6 bool) (netip.Addr, netip.Prefix) {
 // Build makes the lab and starts pnapd in it; everything goes with tb.
 func Build(tb testing.TB, opt Options) *Lab {
 	tb.Helper()
+	if opt.BGP {
+		if opt.Dense > 0 {
+			tb.Fatal("steerlab: the scale lab's routes come from a file, not BGP")
+		}
+		lab.RequireBIRD(tb)
+	}
 	x := topo.Build(tb, topo.Options{Backbones: len(opt.Delays), Emulated: true})
 	l := &Lab{X: x, Opt: opt}
 	l.serve(tb)
@@ -140,7 +150,13 @@ func Build(tb testing.TB, opt Options) *Lab {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}}}
+	if opt.BGP {
+		l.startBIRDs(tb)
+	}
 	l.startPnapd(tb, conf)
+	if opt.BGP {
+		l.waitRoutes(tb)
+	}
 	return l
 }
 
@@ -189,7 +205,10 @@ func (l *Lab) config(sock string) string {
 	fmt.Fprintf(&b, "[forwarder]\nqueues = 1\nxdp_mode = \"native\"\n\n[[customer]]\nname = \"customer\"\ninterface = %q\naddress_v4 = %q\naddress_v6 = %q\n",
 		x.Customer.Name, x.CustomerAddr4, x.CustomerAddr6)
 	var static []string
-	if o.Dense == 0 {
+	if o.BGP {
+		b.WriteString(l.bgpConfig())
+	}
+	if o.Dense == 0 && !o.BGP {
 		for _, p := range l.Prefix {
 			static = append(static, fmt.Sprintf("%q", p))
 		}
@@ -197,6 +216,9 @@ func (l *Lab) config(sock string) string {
 	for i, bb := range x.Backbones {
 		fmt.Fprintf(&b, "\n[[backbone]]\nname = %q\ninterface = %q\ngateway_v4 = %q\ngateway_v6 = %q\npreference = %d\nstatic = [%s]\n",
 			bb.Name, bb.Port.Name, bb.Gateway4, bb.Gateway6, 100+10*i, strings.Join(static, ", "))
+		if o.BGP {
+			b.WriteString(l.backboneBGPConfig(i))
+		}
 		if i < len(o.CommitMbps) && o.CommitMbps[i] > 0 {
 			fmt.Fprintf(&b, "commit_mbps = %g\n", o.CommitMbps[i])
 		}

@@ -76,6 +76,9 @@ type Result struct {
 	Moves          int // selection changes the shifts called for (a prefix's move to a new best)
 	Broken         int64
 	UDPLost, UDPOf int64
+	// SessionDrops, with BGP, is how often a backbone's BGP session went
+	// down during the run; -1 without BGP.
+	SessionDrops int
 	// CommitP95 is, for each backbone with a commit, the 95th percentile
 	// of its per-second rate (bits/s) from commitSettle on, measured at its
 	// far end; CommitOvershoot how far that is above the commit, in
@@ -120,6 +123,7 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 	// judged runs start once it is over.
 	time.Sleep(warmUp)
 	decided, _ := l.Decisions()
+	dropped := sc.sessionDrops()
 	sc.start = time.Now()
 	sc.res.ResteerAfter = make([]time.Duration, len(shifts))
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -138,6 +142,10 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 	// read as flaps).
 	sc.res.Resteers, _ = l.Decisions()
 	sc.res.Resteers -= decided
+	sc.res.SessionDrops = -1
+	if l.Opt.BGP {
+		sc.res.SessionDrops = sc.sessionDrops() - dropped
+	}
 	sc.flows.Stop()
 	sc.oracle.Stop()
 	for i := range shifts {
@@ -157,6 +165,18 @@ func Run(tb testing.TB, l *Lab, shifts []Shift, total time.Duration, w io.Writer
 			l.Backbone[i], st.AB.Received, st.AB.Lost, st.AB.QueueFull, st.AB.Overrun, st.AB.Late, st.AB.MaxLate, st.BA.Received, st.BA.Overrun, st.BA.Late)
 	}
 	return sc.res
+}
+
+// sessionDrops is the lab's BGP session drops so far, 0 without BGP.
+func (sc *scenario) sessionDrops() int {
+	if !sc.l.Opt.BGP {
+		return 0
+	}
+	n, err := sc.l.sessionDrops()
+	if err != nil {
+		sc.tb.Fatal(err)
+	}
+	return n
 }
 
 // warmUp is how long flows and the oracle run before a run is judged.
@@ -226,6 +246,10 @@ func (sc *scenario) applyShifts(el time.Duration) {
 		s := sc.shifts[sc.next]
 		bb := sc.l.X.Backbones[s.Index]
 		sc.out[s.Index] = emu.Params{Delay: s.Delay, Jitter: s.Jitter, Loss: s.Loss}
+		if sc.l.Opt.BGP {
+			// Beyond the router: its session and routes stay.
+			sc.out[s.Index].LossOnly = greyRanges
+		}
 		if err := bb.Emu.Set(sc.out[s.Index], s.Return); err != nil {
 			sc.tb.Fatal(err)
 		}

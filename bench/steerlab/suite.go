@@ -35,6 +35,9 @@ type Scenario struct {
 	Seed       uint64
 	ShiftEvery time.Duration
 	PingRate   int
+	// BGP has the backbones' routers announce the prefixes over BGP (see
+	// Options.BGP), and the shifts' losses spare the routers themselves.
+	BGP bool
 }
 
 // Suite is the scenarios of `make scenarios`, in the order they run. Every
@@ -66,6 +69,11 @@ func Suite() []Scenario {
 			Delays: []time.Duration{ms(20), ms(45), ms(80)}, Total: s(60), Shifts: []Shift{
 				{At: s(15), Index: 0, Delay: ms(20), Loss: 1, Say: "bb-0 blacks out"},
 				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0 is back"},
+			}},
+		{Name: "grey-failure", About: "bb-0 (20 ms) drops everything past its router from 15 s to 40 s while its BGP session stays up and keeps announcing every prefix (routes from BIRD, not static): off it within a second on measurements alone, no TCP connection broken",
+			Delays: []time.Duration{ms(20), ms(45), ms(80)}, Total: s(60), BGP: true, Shifts: []Shift{
+				{At: s(15), Index: 0, Delay: ms(20), Loss: 1, Say: "bb-0 fails past its router, BGP up"},
+				{At: s(40), Index: 0, Delay: ms(20), Say: "bb-0 forwards again"},
 			}},
 		{Name: "asymmetric", About: "only the way back degrades (bb-0's, which every answer takes) by 60 ms from 15 s to 40 s: no outbound choice helps, so pnap should not move",
 			Delays: []time.Duration{ms(20), ms(45), ms(80)}, Total: s(60), Shifts: []Shift{
@@ -112,8 +120,11 @@ type Row struct {
 	TCPBroken          int64    `json:"tcp_broken"`
 	UDPLossPct         float64  `json:"udp_loss_pct"`
 	CommitOvershootPct *float64 `json:"commit_overshoot_pct"`
-	VsOraclePct        float64  `json:"vs_oracle_pct"`      // pnap's choices over the oracle's, less 1, one instrument
-	VsBestStaticPct    float64  `json:"vs_best_static_pct"` // pnap's choices over the best static's, less 1
+	// BGPSessionDrops, in a scenario over BGP, is how often a backbone's
+	// session went down during the run.
+	BGPSessionDrops *int    `json:"bgp_session_drops,omitempty"`
+	VsOraclePct     float64 `json:"vs_oracle_pct"`      // pnap's choices over the oracle's, less 1, one instrument
+	VsBestStaticPct float64 `json:"vs_best_static_pct"` // pnap's choices over the best static's, less 1
 }
 
 // RowOf sums up r, a run of sc in mode, on l.
@@ -133,6 +144,9 @@ func RowOf(sc Scenario, mode string, l *Lab, r Result) Row {
 		}
 	}
 	row.BGPDefaultMeanRTTms = row.StaticMeanRTTms[l.Backbone[0]]
+	if r.SessionDrops >= 0 && sc.BGP {
+		row.BGPSessionDrops = &r.SessionDrops
+	}
 	for _, a := range r.ResteerAfter {
 		if a == 0 {
 			row.Resteer90Each = append(row.Resteer90Each, nil)
@@ -190,7 +204,7 @@ func RunScenario(tb testing.TB, sc Scenario, pnapd string, passive bool, w io.Wr
 	l := Build(tb, Options{
 		Prefixes: 8, Delays: sc.Delays, Jitter: sc.Jitter, Pnapd: pnapd, Passive: passive, CommitMbps: sc.CommitMbps, BulkMbps: sc.BulkMbps,
 		Window: 2 * time.Second, ProbeInterval: 250 * time.Millisecond, OptimizerInterval: 250 * time.Millisecond, HoldDown: 3 * time.Second,
-		TrafficSampleEvery: 1,
+		TrafficSampleEvery: 1, BGP: sc.BGP,
 	})
 	fmt.Fprintf(w, "%s: %s\n", sc.Name, sc.About)
 	return Run(tb, l, sc.Shifts, sc.Total, w), l
@@ -233,6 +247,11 @@ func Markdown(rows []Row, scenarios []Scenario) string {
 				fmt.Fprintf(&b, " %.1f ms |", r.StaticMeanRTTms[n])
 			}
 			b.WriteString("\n")
+		}
+		for _, r := range rows {
+			if r.Name == sc.Name && r.BGPSessionDrops != nil {
+				fmt.Fprintf(&b, "\nBGP sessions dropped during the run (%s): %d.\n", r.Mode, *r.BGPSessionDrops)
+			}
 		}
 		fmt.Fprintf(&b, "\n![%s](scenario-%s.png)\n", sc.Name, sc.Name)
 	}

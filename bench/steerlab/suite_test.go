@@ -29,9 +29,10 @@ func shortScenario(t *testing.T, name string, total time.Duration) Scenario {
 }
 
 // The short subset of the scenario suite (make scenarios runs it whole):
-// under jitter alone pnap never moves; a blackout sends every prefix off
-// the dead backbone within 2 s and back once it returns, breaking no TCP
-// connection.
+// under jitter alone pnap never moves; a grey failure (a blackout past the
+// router, its BGP session up and its routes announced) sends every prefix
+// off the dead backbone within 2 s and back once it returns, breaking no
+// TCP connection and no session.
 func TestShortScenarios(t *testing.T) {
 	lab.RequireRoot(t)
 	pnapd := topo.BuildPnapd(t, t.TempDir())
@@ -44,8 +45,8 @@ func TestShortScenarios(t *testing.T) {
 			t.Errorf("%d moves under jitter alone, want none:\n%s", row.Flaps, l.Logs())
 		}
 	})
-	t.Run("blackout", func(t *testing.T) {
-		sc := shortScenario(t, "blackout", 36*time.Second) // dark from 9 s to 24 s; failure_hold is 10 s
+	t.Run("grey-failure", func(t *testing.T) {
+		sc := shortScenario(t, "grey-failure", 36*time.Second) // dark from 9 s to 24 s; failure_hold is 10 s
 		res, l := RunScenario(t, sc, pnapd, false, testLog{t})
 		row := RowOf(sc, "active", l, res)
 		t.Logf("%+v", row)
@@ -60,6 +61,11 @@ func TestShortScenarios(t *testing.T) {
 		}
 		if row.TCPBroken != 0 {
 			t.Errorf("%d TCP connections broke", row.TCPBroken)
+		}
+		// With a 6 s hold time, a failure that took the routers' sessions
+		// down would show: this one is past the router.
+		if row.BGPSessionDrops == nil || *row.BGPSessionDrops != 0 {
+			t.Errorf("BGP session drops %v, want 0 (the failure is past the router)", row.BGPSessionDrops)
 		}
 		if row.PnapMeanRTTms >= row.BGPDefaultMeanRTTms {
 			t.Errorf("pnap %.1f ms, no better than staying on the dead backbone (%.1f ms)", row.PnapMeanRTTms, row.BGPDefaultMeanRTTms)
