@@ -258,7 +258,7 @@ type decision struct {
 // worse would undo every noise-driven move one hold-down later.
 func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 	var d decision
-	if !o.admit(now, ps.Prefix, &d) || !o.score(now, ps, &d) {
+	if !o.admit(now, ps.Prefix, &d) || o.returnUnmeasured(now, ps, &d) || !o.score(now, ps, &d) {
 		return
 	}
 	if c, win, ok := o.clearWinner(&d); ok {
@@ -272,6 +272,39 @@ func (o *Optimizer) decide(now time.Time, ps *probes.PrefixStats) {
 	if d.e.Backbone != d.def && d.defC.Measured {
 		o.evictable = append(o.evictable, evictable{p: d.p, e: d.e, cur: d.curC, def: d.defC, bps: d.bps, keep: d.defC.Score - d.curC.Score})
 	}
+}
+
+// returnUnmeasured moves d's prefix back to the backbone it was evacuated
+// from once that has recovered, if nothing measures the prefix there, and
+// reports whether it did. Scoring cannot: passive measurement sees a
+// backbone only through the traffic it carries, so an evacuated prefix
+// would stay on the evacuation's target for good however much better the
+// backbone it left (the passive blackout scenario spent its last 20 s on a
+// backbone 10 ms slower). Going back is the measurement: if the backbone
+// is still dead its traffic goes unanswered again, and it fails again, for
+// longer each time (strike). Active probing measures it, and scoring
+// decides.
+func (o *Optimizer) returnUnmeasured(now time.Time, ps *probes.PrefixStats, d *decision) bool {
+	back := d.st.evacFrom
+	if !d.tracked || !d.st.evacuated || d.e.Backbone == back || !d.e.Holders.Has(back) || o.bb[back].failed(now) ||
+		o.measure(ps, back).Measured {
+		return false
+	}
+	bps := ps.TrafficBps
+	if bps == 0 {
+		bps = ps.Traffic * o.cfg.bitsPerPacket
+	}
+	if f := o.fits(back, bps, 0); f != fitOK {
+		o.countBlocked(f)
+		return false
+	}
+	from := o.measure(ps, d.e.Backbone)
+	to := Choice{Backbone: back, Name: o.bb[back].name}
+	if !o.move(now, d.p, d.e, d.def, from, to, Returned) {
+		return false
+	}
+	o.shift(d.e.Backbone, back, bps)
+	return true
 }
 
 // admit fills in d for prefix p and reports whether p is the optimizer's to

@@ -23,6 +23,7 @@ const (
 	Displaced                    // back to the default to free an override slot for a larger win elsewhere
 	Pinned                       // an operator pinned the prefix to a backbone (the API)
 	Unpinned                     // an operator unpinned it: back to the default and to the optimizer
+	Returned                     // back to the backbone it was evacuated from, which recovered and has no score for it
 	NumReasons
 )
 
@@ -36,6 +37,7 @@ var reasonNames = [NumReasons]string{
 	Displaced:      "displaced",
 	Pinned:         "pinned",
 	Unpinned:       "unpinned",
+	Returned:       "returned",
 }
 
 func (r Reason) String() string {

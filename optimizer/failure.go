@@ -12,20 +12,22 @@ import (
 
 // detectFailures marks backbones failed from the backbone totals: loss of
 // at least FailLoss over at least FailMinProbes probes in the store's
-// window, or a whole lost round (RoundSource), unless the last round was
-// answered whole. A failed backbone stays excluded for its hold (see
-// strike) after the last Step that saw it failing.
-// Only lost probes count: passive samples carry no loss, so passive-only
-// measurement (no probe sent) fails nothing rather than guess.
+// window, the customer's traffic on it going unanswered
+// (BackboneStats.SilentSince, which passive samples alone give), or a
+// whole lost round (RoundSource), unless the last round was answered
+// whole. A failed backbone stays excluded for its hold (see strike) after
+// the last Step that saw it failing.
 func (o *Optimizer) detectFailures(now time.Time, snap *probes.Snapshot, rounds map[fib.BackboneID]Round) {
 	for i := range o.bb {
 		b := &o.bb[i]
 		id := fib.BackboneID(i)
 		failing := false
-		if bs, ok := snap.Backbones[id]; ok && bs.ProbesSent >= o.opt.FailMinProbes {
+		bs, ok := snap.Backbones[id]
+		if ok && bs.ProbesSent >= o.opt.FailMinProbes {
 			loss := max(bs.Loss, float64(bs.ProbesLost)/float64(bs.ProbesSent))
 			failing = loss >= o.opt.FailLoss
 		}
+		failing = failing || !bs.SilentSince.IsZero()
 		if r, ok := rounds[id]; ok && r.Sent >= o.opt.FailRoundMin {
 			switch r.Lost {
 			case r.Sent:
@@ -84,7 +86,7 @@ func (o *Optimizer) logFailure(now time.Time, b *backbone, bs probes.BackboneSta
 	b.reported = !b.reported
 	if b.reported {
 		o.log.Warn("backbone failed", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost, "loss", math.Round(bs.Loss*1000)/1000,
-			"round_sent", r.Sent, "round_lost", r.Lost, "hold", b.hold(o.cfg.failureHold), "strikes", b.strikes)
+			"round_sent", r.Sent, "round_lost", r.Lost, "traffic_unanswered", !bs.SilentSince.IsZero(), "hold", b.hold(o.cfg.failureHold), "strikes", b.strikes)
 		return
 	}
 	o.log.Info("backbone recovered", "backbone", b.name, "probes_sent", bs.ProbesSent, "probes_lost", bs.ProbesLost)

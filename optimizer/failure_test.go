@@ -161,7 +161,7 @@ func TestFailureLastRoundLost(t *testing.T) {
 }
 
 // Passive only (probes without a data plane) no probe is sent, so none is
-// lost: however long it runs, and whatever RTTs the traffic shows, no
+// lost: however long it runs, and however slow the traffic's answers, no
 // backbone is failed and nothing is evacuated.
 func TestPassiveOnlyFailsNoBackbone(t *testing.T) {
 	f := newFIB(t, 3, 4)
@@ -223,5 +223,69 @@ func TestCleanRoundEndsFailure(t *testing.T) {
 	o.Step(t0.Add(time.Second))
 	if got := o.Backbones()[bbA].FailedUntil; !got.Equal(failedUntil) {
 		t.Fatalf("a clean round extended the failure: until %v, was %v", got, failedUntil)
+	}
+}
+
+// A backbone whose customer traffic goes unanswered (SilentSince) fails
+// with no probe lost, as passive-only measurement needs; a round of probes
+// answered whole says it delivers, and overrules it.
+func TestSilentBackboneFails(t *testing.T) {
+	f := newFIB(t, 3, 2)
+	src := roundSource{newSource()}
+	src.backbones[bbA] = probes.BackboneStats{SilentSince: t0.Add(-time.Second)}
+	o, err := New(testOptions(), f, src, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Step(t0)
+	if !o.Backbones()[bbA].Failed {
+		t.Fatal("a, silent, not failed")
+	}
+	for i := range 2 {
+		if e, _ := f.Route(pfx(i)); e.Backbone != bbB {
+			t.Fatalf("%v on %d, want evacuated to b", pfx(i), e.Backbone)
+		}
+	}
+	src.rounds = map[fib.BackboneID]Round{bbA: {Sent: 10}}
+	o.Step(t0.Add(time.Second))
+	if o.Backbones()[bbA].Failed {
+		t.Fatal("a still failed after a round answered whole")
+	}
+}
+
+// Measured only where its traffic goes (passive), a prefix evacuated from
+// a silent backbone returns to it once it has recovered and its hold-down
+// is over: nothing else would ever measure it there. Measured there
+// (active probing), scoring decides, and a worse backbone keeps nothing.
+func TestEvacuatedReturnsUnmeasured(t *testing.T) {
+	opt := testOptions()
+	opt.HoldDown = 3 * time.Second
+	r := newRig(t, 2, opt)
+	r.src.set(pfx(0), bbA, 20, 0, 50) // passive: its traffic is on a
+	r.src.set(pfx(1), bbA, 20, 0, 50)
+	r.step(time.Second)
+	r.src.backbones[bbA] = probes.BackboneStats{SilentSince: r.now}
+	r.step(time.Second)
+	r.expectSel(pfx(0), bbB)
+	r.expectSel(pfx(1), bbB)
+	// Its traffic on b now: a's samples age out, b's come in; pfx(1)
+	// is probed on a too, where it measures 50 ms.
+	delete(r.src.prefixes[pfx(0)].Backbones, bbA)
+	r.src.set(pfx(0), bbB, 30, 0, 50)
+	r.src.set(pfx(1), bbA, 50, 0, 50)
+	r.src.set(pfx(1), bbB, 30, 0, 50)
+	delete(r.src.backbones, bbA)
+	r.stepExpect(time.Second, pfx(0), bbB) // a recovered, hold-down not over
+	r.step(2 * time.Second)
+	r.expectSel(pfx(0), bbA)
+	r.expectSel(pfx(1), bbB)
+	if c := r.o.Counters(); c.Moves[Returned] != 1 || c.Moves[BackboneFailed] != 2 || moves(c) != 3 {
+		t.Fatalf("counters: %+v; events:\n%s", c, eventList(r.o.Events(20)))
+	}
+	// Returned, it is no longer an evacuee: with a unmeasured again it
+	// stays where it is.
+	r.step(10 * time.Second)
+	if n := moves(r.o.Counters()); n != 3 {
+		t.Fatalf("%d moves after the return, want 3; events:\n%s", n, eventList(r.o.Events(20)))
 	}
 }

@@ -74,6 +74,7 @@ type Matcher struct {
 	genStart int64
 	open     [2]uint64 // unmatched entries per generation
 	c        *counters
+	silence  [fib.MaxBackbones]silence
 }
 
 // newMatcher makes a matcher that keeps at most capacity flows for ttl.
@@ -158,6 +159,7 @@ func (m *Matcher) get(k flowKey) (flowEntry, int, bool) {
 }
 
 func (m *Matcher) insert(k flowKey, s *forwarder.Sample) {
+	m.noteOut(s)
 	if len(m.gen[0])+len(m.gen[1]) >= m.cap {
 		m.c.tableFull.Add(1)
 		return
@@ -225,6 +227,7 @@ func (m *Matcher) in(s *forwarder.Sample) {
 		m.c.rematched.Add(1)
 		return
 	}
+	m.noteAnswer(e.b)
 	m.open[g]--
 	if s.Kind == forwarder.SampleTSIn {
 		// Kept, matched, until it expires: a later segment echoing the

@@ -213,6 +213,7 @@ func (p *Probes) step(now int64) {
 		p.nextSweep = now + int64(time.Second)
 		p.sweep(now)
 	}
+	p.matcher.checkSilence(now)
 	p.c.flows.Store(int64(p.matcher.Len()))
 }
 
@@ -309,8 +310,20 @@ func (p *Probes) Active() bool { return p.prober != nil }
 // Store is the measurement store.
 func (p *Probes) Store() *Store { return p.store }
 
-// Snapshot is the store's Snapshot.
-func (p *Probes) Snapshot() Snapshot { return p.store.Snapshot() }
+// Snapshot is the store's Snapshot, with the backbones that went silent
+// (see silence.go).
+func (p *Probes) Snapshot() Snapshot {
+	snap := p.store.Snapshot()
+	for b := range p.nb {
+		id := fib.BackboneID(b)
+		if since := p.matcher.SilentSince(id); since != 0 {
+			bs := snap.Backbones[id]
+			bs.SilentSince = p.clock.wall(since)
+			snap.Backbones[id] = bs
+		}
+	}
+	return snap
+}
 
 // counters are written by the probes goroutine (repliesDropped by
 // OfferReply's callers) and read by Counters from any goroutine.

@@ -99,4 +99,10 @@ type BackboneStats struct {
 	// LastLossSent is when the latest-sent of the probes lost on the
 	// backbone was sent, however long ago; zero if none was.
 	LastLossSent time.Time
+	// SilentSince, if not zero, is when the customer's traffic on the
+	// backbone stopped being answered: many packets that call for an
+	// answer, to several prefixes, none answered for a probe timeout or
+	// more, while they still go (see silence.go). Passive samples alone
+	// give it.
+	SilentSince time.Time
 }
