@@ -83,8 +83,12 @@ func DefaultOptions() Options {
 		Now:             monotime.Now,
 		// 1 ms: a 4096-sample ring then overflows only above 4 M
 		// samples/s per worker, and probes go out within 1 ms of their slot.
-		Tick:       time.Millisecond,
-		ReplyQueue: 1024,
+		Tick: time.Millisecond,
+		// 2 MB of slots hold 2 s of the scale lab's 4,000 replies/s. 1024
+		// held 250 ms: the probes goroutine stalling that long on a 2-core
+		// VM dropped 200-700 replies a run, each charged as a lost probe
+		// and followed by lower-loss moves that read as flaps.
+		ReplyQueue: 8192,
 		TurnRounds: 3,
 	}
 }
