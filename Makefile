@@ -103,7 +103,7 @@ demo:
 	@mkdir -p $(dir $(DEMO_PLOT))
 	$(GO) run ./bench/demo -plot $(abspath $(DEMO_PLOT))
 
-# The decision-quality suite (root, about 15 minutes): every scenario of
+# The decision-quality suite (root, about 20 minutes): every scenario of
 # bench/steerlab on a lab of its own, with active probing and in-band
 # samples only, judged against static choices and the hindsight oracle,
 # all measured; writes SCENARIOS_OUT/scenarios.{json,md} and a plot per
