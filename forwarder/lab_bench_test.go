@@ -15,6 +15,7 @@ import (
 	"github.com/cilium/ebpf/link"
 	"github.com/pnap-project/pnap/bench/bounce"
 	"github.com/pnap-project/pnap/bench/lab"
+	"github.com/pnap-project/pnap/bench/traffic"
 	"github.com/pnap-project/pnap/forwarder"
 	"golang.org/x/sys/unix"
 )
@@ -38,6 +39,7 @@ type liveGenerator struct {
 
 func newLiveGenerator(tb testing.TB, ns *lab.NS, l *lab.Link, frame []byte) *liveGenerator {
 	tb.Helper()
+	traffic.RequireLiveFrames(tb)
 	g := &liveGenerator{ifindex: l.Index}
 	err := ns.Do(func() error {
 		var err error

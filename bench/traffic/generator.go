@@ -114,9 +114,11 @@ func (s Sent) Rate() float64 {
 // sending veth (measured on 6.18; older code here attached an XDP_PASS one),
 // but the veth's peer must have NAPI, i.e. an XDP program (a Receiver, an XDP
 // or AF_XDP forwarder) or GRO on. Without it the veth refuses the frames:
-// they are lost there yet counted in Sent.
+// they are lost there yet counted in Sent. Where the kernel refuses
+// live-frames mode it skips tb (RequireLiveFrames).
 func NewGenerator(tb testing.TB, ns *lab.NS, out *lab.Link, s Spec) *Generator {
 	tb.Helper()
+	RequireLiveFrames(tb)
 	v, err := s.check()
 	if err != nil {
 		tb.Fatal(err)
