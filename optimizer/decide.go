@@ -290,10 +290,7 @@ func (o *Optimizer) returnUnmeasured(now time.Time, ps *probes.PrefixStats, d *d
 		o.measure(ps, back).Measured {
 		return false
 	}
-	bps := ps.TrafficBps
-	if bps == 0 {
-		bps = ps.Traffic * o.cfg.bitsPerPacket
-	}
+	bps := o.bps(ps)
 	if f := o.fits(back, bps, 0); f != fitOK {
 		o.countBlocked(f)
 		return false
@@ -399,11 +396,17 @@ func (o *Optimizer) score(now time.Time, ps *probes.PrefixStats, d *decision) bo
 		}
 		return cmp.Or(rank(a)-rank(b), int(a.Backbone)-int(b.Backbone))
 	})
-	d.bps = ps.TrafficBps
-	if d.bps == 0 {
-		d.bps = ps.Traffic * o.cfg.bitsPerPacket // no lengths: a mean packet size
-	}
+	d.bps = o.bps(ps)
 	return true
+}
+
+// bps is ps's traffic in bits/s: from its packets' lengths, or without
+// them at a mean packet size.
+func (o *Optimizer) bps(ps *probes.PrefixStats) float64 {
+	if ps.TrafficBps != 0 {
+		return ps.TrafficBps
+	}
+	return ps.Traffic * o.cfg.bitsPerPacket
 }
 
 // clearWinner returns the best holder that wins clearly over where d's
