@@ -143,6 +143,7 @@ type Prober struct {
 	lastRound  map[fib.BackboneID]Round
 	prevRound  map[fib.BackboneID]Round
 	queues     [fib.MaxBackbones]probeQueue
+	syns       [fib.MaxBackbones][]probeReq // a round's SYNs, queued after its echoes
 	out        map[probeKey]outstanding
 	fifo       []sentProbe // ring, in send order: the order probes time out in
 	fifoHead   int
@@ -390,11 +391,18 @@ func (p *Prober) round(now int64) {
 				continue
 			}
 			id, sport := flowIdentity(pfx, b)
-			q := &p.queues[b]
-			q.reqs = append(q.reqs,
-				probeReq{route: r, b: b, kind: probeEcho, id: id, dst: dst},
-				probeReq{route: r, b: b, kind: probeSYN, id: sport, dport: port, dst: dst})
+			p.queues[b].reqs = append(p.queues[b].reqs, probeReq{route: r, b: b, kind: probeEcho, id: id, dst: dst})
+			p.syns[b] = append(p.syns[b], probeReq{route: r, b: b, kind: probeSYN, id: sport, dport: port, dst: dst})
 		}
+	}
+	// A pair's SYN goes half a round after its echo, not right behind it:
+	// a stall (of the box, a router, this VM) then takes at most one of
+	// its two probes, and one lost probe is not the pair's loss (see the
+	// optimizer's pairLossMin), where two back to back lost together
+	// moved prefixes off backbones that had lost nothing else.
+	for b := range p.queues[:p.nb] {
+		p.queues[b].reqs = append(p.queues[b].reqs, p.syns[b]...)
+		p.syns[b] = p.syns[b][:0]
 	}
 	p.repeatUnsettled()
 }
