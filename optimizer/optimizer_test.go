@@ -561,6 +561,7 @@ func TestLossReadAgainstBackbone(t *testing.T) {
 	st.Sent, st.Lost, st.Loss = 16, 0, 0
 	r.src.prefixes[p].Backbones[bbA] = st
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 400, ProbesLost: 20, Loss: 0.05}
+	r.src.backbones[bbB] = probes.BackboneStats{ProbesSent: 400}
 	r.stepExpect(time.Second, p, bbB)
 	// A prefix's own loss still shows: 16 of 16 lost on a backbone that
 	// loses little elsewhere.
@@ -570,7 +571,28 @@ func TestLossReadAgainstBackbone(t *testing.T) {
 	st.Sent, st.Lost, st.Loss = 16, 16, 1
 	r2.src.prefixes[p].Backbones[bbA] = st
 	r2.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 400, ProbesLost: 16, Loss: 0.04}
+	r2.src.backbones[bbB] = probes.BackboneStats{ProbesSent: 400}
 	r2.stepExpect(time.Second, p, bbB)
+}
+
+// Loss that every backbone shows (the box's, the customer side's) and
+// differences of a tenth of a point do not outweigh RTT: a prefix in turn,
+// with a few clean probes on its backbone, stays on it when that backbone
+// loses 0.3 % over all prefixes and the others 0.1 %, and one lost probe
+// of its own is not its loss; a second one is.
+func TestBackgroundLossIgnored(t *testing.T) {
+	r := newRig(t, 1, testOptions())
+	p := pfx(0)
+	r.measure(p, 20, 30)
+	st := r.src.prefixes[p].Backbones[bbA]
+	st.Sent, st.Lost, st.Loss = 4, 1, 0.25
+	r.src.prefixes[p].Backbones[bbA] = st
+	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 10000, ProbesLost: 30, Loss: 0.003}
+	r.src.backbones[bbB] = probes.BackboneStats{ProbesSent: 10000, ProbesLost: 10, Loss: 0.001}
+	r.stepExpect(time.Second, p, bbA)
+	st.Lost, st.Loss = 2, 0.5
+	r.src.prefixes[p].Backbones[bbA] = st
+	r.stepExpect(time.Second, p, bbB)
 }
 
 // A prefix whose traffic is not measured yet does not go onto a backbone
