@@ -35,8 +35,10 @@ type Options struct {
 	// the bulk traffic to every destination that fills it (StartBulk).
 	CommitMbps []float64
 	BulkMbps   float64
-	// Optimizer settings written to pnapd's configuration.
+	// Optimizer settings written to pnapd's configuration; MinSamples is
+	// 4 if 0.
 	Window, ProbeInterval, OptimizerInterval, HoldDown time.Duration
+	MinSamples                                         int
 	// Dense, if not 0, serves that many IPv4 /30s from 198.19.0.0 instead
 	// of Prefixes /24s and /64s: the scale lab. The Internet answers all of
 	// 198.19.0.0/16 (a local route, no address each) and every backbone
@@ -248,8 +250,8 @@ func (l *Lab) config(sock string) string {
 	if o.TrafficSampleEvery > 0 {
 		fmt.Fprintf(&b, "traffic_sample_every = %d\n", o.TrafficSampleEvery)
 	}
-	fmt.Fprintf(&b, "\n[optimizer]\ninterval = %q\nhold_down = %q\nmin_samples = 4\nmin_improvement_ms = 5\nmin_improvement_pct = 10\nfailure_hold = \"10s\"\n",
-		o.OptimizerInterval.String(), o.HoldDown.String())
+	fmt.Fprintf(&b, "\n[optimizer]\ninterval = %q\nhold_down = %q\nmin_samples = %d\nmin_improvement_ms = 5\nmin_improvement_pct = 10\nfailure_hold = \"10s\"\n",
+		o.OptimizerInterval.String(), o.HoldDown.String(), cmp.Or(o.MinSamples, 4))
 	fmt.Fprintf(&b, "\n[api]\nlisten = \"unix:%s\"\n", sock)
 	// A lab keeps nothing between runs: restored moves would start the
 	// next scenario from the last one's choices.
