@@ -464,6 +464,42 @@ func TestActiveTurnsLast(t *testing.T) {
 	}
 }
 
+// A pair's echo and SYN go half a round apart, so that one stall cannot
+// take both: a round of 10 prefixes at 20 probes a second sends every
+// echo in its first half and every SYN half a second after its echo.
+func TestActiveSpreadsPairProbes(t *testing.T) {
+	holders := map[string][]fib.BackboneID{}
+	for i := range 10 {
+		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
+	}
+	f := newFIB(t, 1, holders)
+	l := newLab(t, func(o *Options) {
+		oneSecondV4(o)
+		o.RatePerBackbone = 20
+	}, f)
+	for i := range 10 {
+		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
+	}
+	l.run(1990 * time.Millisecond) // one round, at 1 s
+	echoAt, synAt := map[netip.Addr]int64{}, map[netip.Addr]int64{}
+	for _, s := range l.dp.frames {
+		pi := decodeProbe(t, s.frame)
+		if pi.kind == probeSYN {
+			synAt[pi.dst] = s.at
+		} else {
+			echoAt[pi.dst] = s.at
+		}
+	}
+	if len(echoAt) != 10 || len(synAt) != 10 {
+		t.Fatalf("echoes to %d prefixes and SYNs to %d, want 10 each", len(echoAt), len(synAt))
+	}
+	for d, e := range echoAt {
+		if gap := synAt[d] - e; gap < ms(450) {
+			t.Errorf("%v: SYN %v after the echo, want half a round (500 ms)", d, time.Duration(gap))
+		}
+	}
+}
+
 func TestActiveTXFull(t *testing.T) {
 	f := newFIB(t, 1, map[string][]fib.BackboneID{"203.0.113.0/24": nil})
 	l := newLab(t, oneSecondV4, f)

@@ -174,8 +174,8 @@ func runScale(tb testing.TB, sc Scenario, pnapd string, passive bool, w io.Write
 	// to 1,649 and 3,333. So the budget is spent on fresher measurements
 	// rather than surer ones: min_samples 2, a turn of one round (two
 	// probes a backbone), where 4 took two rounds and swept the prefixes
-	// every 80 s (+16-17 % over the oracle against +9-11 %, 3 runs each,
-	// 2-29 flaps either way once background loss stopped moving
+	// every 80 s (+15-17 % over the oracle against +9-12 % in targeted
+	// runs; 2-29 flaps either way once background loss stopped moving
 	// prefixes). The lab's jitter is 2 ms, far below min_improvement.
 	// Every packet is sampled for the traffic ranking: at 2,000 a second,
 	// 1 in 64 would leave all but the busiest few dozen prefixes unranked.
