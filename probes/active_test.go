@@ -389,23 +389,32 @@ func TestActiveIPv6Replies(t *testing.T) {
 	}
 }
 
+// newBusyLab is a lab of n prefixes, 203.0.i.0/24, held by one backbone
+// and probed at rate a second in rounds of a second, prefix i sending
+// 1+i packets a second to 203.0.i.1 (turnRounds 0: the default).
+func newBusyLab(t *testing.T, n, rate, turnRounds int) *lab {
+	holders := map[string][]fib.BackboneID{}
+	for i := range n {
+		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
+	}
+	l := newLab(t, func(o *Options) {
+		oneSecondV4(o)
+		o.RatePerBackbone = rate
+		if turnRounds > 0 {
+			o.TurnRounds = turnRounds
+		}
+	}, newFIB(t, 1, holders))
+	for i := range n {
+		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
+	}
+	return l
+}
+
 // When a round holds more probes than the rate allows in an interval, the
 // busiest prefixes are probed every round and the rest take turns, so that
 // every one is measured.
 func TestActiveRateBudget(t *testing.T) {
-	holders := map[string][]fib.BackboneID{}
-	for i := range 10 {
-		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
-	}
-	f := newFIB(t, 1, holders)
-	l := newLab(t, func(o *Options) {
-		oneSecondV4(o)
-		o.RatePerBackbone = 10 // 5 prefixes a round: the busiest 2, and 3 in turn
-		o.TurnRounds = 1
-	}, f)
-	for i := range 10 {
-		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
-	}
+	l := newBusyLab(t, 10, 10, 1)  // 5 prefixes a round: the busiest 2, and 3 in turn
 	l.run(3990 * time.Millisecond) // rounds at 1, 2 and 3 s, each sent whole
 	probed := map[netip.Addr]int{}
 	for _, s := range l.dp.frames {
@@ -425,19 +434,7 @@ func TestActiveRateBudget(t *testing.T) {
 // A prefix's turn lasts TurnRounds rounds, so that it is probed often
 // enough for the optimizer to score it.
 func TestActiveTurnsLast(t *testing.T) {
-	holders := map[string][]fib.BackboneID{}
-	for i := range 20 {
-		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
-	}
-	f := newFIB(t, 1, holders)
-	l := newLab(t, func(o *Options) {
-		oneSecondV4(o)
-		o.RatePerBackbone = 16 // 8 prefixes a round: the busiest 4, and 4 in turn
-		o.TurnRounds = 2
-	}, f)
-	for i := range 20 {
-		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
-	}
+	l := newBusyLab(t, 20, 16, 2)  // 8 prefixes a round: the busiest 4, and 4 in turn
 	l.run(3990 * time.Millisecond) // rounds at 1, 2 and 3 s
 	rounds := map[netip.Addr]map[int64]bool{}
 	for _, s := range l.dp.frames {
@@ -468,18 +465,7 @@ func TestActiveTurnsLast(t *testing.T) {
 // take both: a round of 10 prefixes at 20 probes a second sends every
 // echo in its first half and every SYN half a second after its echo.
 func TestActiveSpreadsPairProbes(t *testing.T) {
-	holders := map[string][]fib.BackboneID{}
-	for i := range 10 {
-		holders[fmt.Sprintf("203.0.%d.0/24", i)] = nil
-	}
-	f := newFIB(t, 1, holders)
-	l := newLab(t, func(o *Options) {
-		oneSecondV4(o)
-		o.RatePerBackbone = 20
-	}, f)
-	for i := range 10 {
-		l.traffic(fmt.Sprintf("203.0.%d.0/24", i), fmt.Sprintf("203.0.%d.1", i), 6, 443, 1+i)
-	}
+	l := newBusyLab(t, 10, 20, 0)
 	l.run(1990 * time.Millisecond) // one round, at 1 s
 	echoAt, synAt := map[netip.Addr]int64{}, map[netip.Addr]int64{}
 	for _, s := range l.dp.frames {
