@@ -125,6 +125,14 @@ func (r *rig) measure(p netip.Prefix, rttMs ...float64) {
 	}
 }
 
+// setProbes sets p's active probes on b that ended in the window: sent,
+// lost of them.
+func (s *fakeSource) setProbes(p netip.Prefix, b fib.BackboneID, sent, lost uint64) {
+	st := s.prefixes[p].Backbones[b]
+	st.Sent, st.Lost, st.Loss = sent, lost, float64(lost)/float64(sent)
+	s.prefixes[p].Backbones[b] = st
+}
+
 // setTraffic sets p's traffic in Mbit/s at the default 1000-byte packets.
 func (s *fakeSource) setTraffic(p netip.Prefix, mbps float64) {
 	s.prefixes[p].Traffic = mbps * 1e6 / 8000

@@ -41,11 +41,10 @@ func (o *Optimizer) pairLoss(st probes.Stats, b fib.BackboneID) float64 {
 // pairLossMin is the fewest of a prefix's own lost probes that count as its
 // loss; fewer leave it the backbone's. One lost probe is an accident (a
 // reply late past the timeout when the box or a router stalls), and at the
-// loss penalty it outweighs any RTT difference: in the scale lab, where a
-// prefix in turn has 2 to 4 probes per backbone, single losses (0.1 % of
-// probes) made 2,400 lower-loss moves a minute, most of them moved back.
-// A dead or lossy path loses more than one soon enough, and the
-// backbone's loss still counts from the first.
+// loss penalty it outweighs any RTT difference for a prefix in turn, which
+// has 2 to 4 probes per backbone in the scale lab. A dead or lossy path
+// loses more than one soon enough, and the backbone's loss still counts
+// from the first.
 const pairLossMin = 2
 
 // backboneLoss notes every backbone's loss over all its prefixes: the

@@ -557,9 +557,7 @@ func TestLossReadAgainstBackbone(t *testing.T) {
 	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.measure(p, 20, 25)
-	st := r.src.prefixes[p].Backbones[bbA]
-	st.Sent, st.Lost, st.Loss = 16, 0, 0
-	r.src.prefixes[p].Backbones[bbA] = st
+	r.src.setProbes(p, bbA, 16, 0)
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 400, ProbesLost: 20, Loss: 0.05}
 	r.src.backbones[bbB] = probes.BackboneStats{ProbesSent: 400}
 	r.stepExpect(time.Second, p, bbB)
@@ -567,9 +565,7 @@ func TestLossReadAgainstBackbone(t *testing.T) {
 	// loses little elsewhere.
 	r2 := newRig(t, 1, testOptions())
 	r2.measure(p, 20, 25)
-	st = r2.src.prefixes[p].Backbones[bbA]
-	st.Sent, st.Lost, st.Loss = 16, 16, 1
-	r2.src.prefixes[p].Backbones[bbA] = st
+	r2.src.setProbes(p, bbA, 16, 16)
 	r2.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 400, ProbesLost: 16, Loss: 0.04}
 	r2.src.backbones[bbB] = probes.BackboneStats{ProbesSent: 400}
 	r2.stepExpect(time.Second, p, bbB)
@@ -584,14 +580,11 @@ func TestBackgroundLossIgnored(t *testing.T) {
 	r := newRig(t, 1, testOptions())
 	p := pfx(0)
 	r.measure(p, 20, 30)
-	st := r.src.prefixes[p].Backbones[bbA]
-	st.Sent, st.Lost, st.Loss = 4, 1, 0.25
-	r.src.prefixes[p].Backbones[bbA] = st
+	r.src.setProbes(p, bbA, 4, 1)
 	r.src.backbones[bbA] = probes.BackboneStats{ProbesSent: 10000, ProbesLost: 30, Loss: 0.003}
 	r.src.backbones[bbB] = probes.BackboneStats{ProbesSent: 10000, ProbesLost: 10, Loss: 0.001}
 	r.stepExpect(time.Second, p, bbA)
-	st.Lost, st.Loss = 2, 0.5
-	r.src.prefixes[p].Backbones[bbA] = st
+	r.src.setProbes(p, bbA, 4, 2)
 	r.stepExpect(time.Second, p, bbB)
 }
 
